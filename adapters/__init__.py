@@ -1,0 +1,1 @@
+"""Syncline's adapters: REST and SSE views for legacy clients, and the Python sync client."""

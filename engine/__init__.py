@@ -1,0 +1,29 @@
+"""Syncline's sans-IO core: document models, merge semantics and the sync core."""
+
+from .cart import Cart as Cart
+from .cart import CartLine as CartLine
+from .cart import CartStatus as CartStatus
+from .cart import CartView as CartView
+from .cart import MergeResult as MergeResult
+from .cart import PricedLine as PricedLine
+from .cart import line_key as line_key
+from .cart import price_lines as price_lines
+from .errors import AlreadyMerged as AlreadyMerged
+from .errors import CartClosed as CartClosed
+from .errors import DuplicateAdjustment as DuplicateAdjustment
+from .errors import EngineError as EngineError
+from .errors import InvalidStateVector as InvalidStateVector
+from .errors import InvalidUpdate as InvalidUpdate
+from .errors import UnknownConflict as UnknownConflict
+from .errors import UnknownLine as UnknownLine
+from .errors import ValidationError as ValidationError
+from .schema import SchemaIssue as SchemaIssue
+from .sync import apply_update as apply_update
+from .sync import encode_diff as encode_diff
+from .sync import state_vector as state_vector
+from .sync import validate_update as validate_update
+from .conflicts import Conflict as Conflict
+from .stock import Adjustment as Adjustment
+from .stock import LedgerView as LedgerView
+from .stock import Resolution as Resolution
+from .stock import StockLedger as StockLedger

@@ -1,0 +1,80 @@
+"""Typed errors raised by the engine.
+
+Every error carries its data as attributes so that the edges (WebSocket close
+codes, REST problem bodies, the CLI) can map it without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ValidationError(EngineError, ValueError):
+    """Raised when a value offered to the engine breaks a documented rule.
+
+    ``field`` names the offending input, ``reason`` says which rule it broke.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidUpdate(EngineError, ValueError):
+    """Raised when update bytes cannot be decoded or integrated; the document is unchanged."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid update: {reason}")
+        self.reason = reason
+
+
+class InvalidStateVector(EngineError, ValueError):
+    """Raised when state-vector bytes cannot be decoded."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid state vector: {reason}")
+        self.reason = reason
+
+
+class UnknownLine(EngineError, LookupError):
+    """Raised when a cart operation names a line the replica has never observed."""
+
+    def __init__(self, line_key: str) -> None:
+        super().__init__(f"no line {line_key!r} in this cart")
+        self.line_key = line_key
+
+
+class CartClosed(EngineError):
+    """Raised when editing a cart that has been merged into another cart."""
+
+    def __init__(self, merged_into: str) -> None:
+        super().__init__(f"cart was merged into {merged_into!r} and no longer accepts edits")
+        self.merged_into = merged_into
+
+
+class AlreadyMerged(EngineError):
+    """Raised when a guest cart already merged into one cart is merged into another."""
+
+    def __init__(self, merged_into: str, requested: str) -> None:
+        super().__init__(f"cart was already merged into {merged_into!r}, not {requested!r}")
+        self.merged_into = merged_into
+        self.requested = requested
+
+
+class DuplicateAdjustment(EngineError):
+    """Raised when an adjustment id is reused with a different body."""
+
+    def __init__(self, adjustment_id: str) -> None:
+        super().__init__(f"adjustment {adjustment_id!r} already exists with a different body")
+        self.adjustment_id = adjustment_id
+
+
+class UnknownConflict(EngineError, LookupError):
+    """Raised when resolving a conflict that is not open on this replica."""
+
+    def __init__(self, conflict_id: str) -> None:
+        super().__init__(f"no open conflict {conflict_id!r}")
+        self.conflict_id = conflict_id

@@ -1,0 +1,106 @@
+"""The transport-agnostic sync core of a peer.
+
+A peer exchanges three things with any other peer, over any transport:
+its state vector (what it has), the diff the other side lacks, and updates.
+Updates are the v1 bytes Yrs produces, never re-encoded.
+"""
+
+from __future__ import annotations
+
+from pycrdt import Doc, get_state
+
+from .errors import InvalidStateVector, InvalidUpdate
+
+_PanicException: type[BaseException] | None
+try:  # a Rust panic inside Yrs surfaces as pyo3's PanicException (a BaseException)
+    from pyo3_runtime import PanicException as _PanicException  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the module only exists once pyo3 has raised one
+    _PanicException = None
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (ValueError, RuntimeError)
+    return (*errors, _PanicException) if _PanicException is not None else errors
+
+
+def state_vector(doc: Doc) -> bytes:
+    """What ``doc`` has seen, encoded as a Yjs state vector."""
+    return doc.get_state()
+
+
+def encode_diff(doc: Doc, since: bytes | None = None) -> bytes:
+    """Everything in ``doc`` that a peer at state vector ``since`` lacks (all of it if None)."""
+    if since is None:
+        return doc.get_update()
+    decode_state_vector(since)
+    try:
+        return doc.get_update(since)
+    except _decode_errors() as exc:
+        raise InvalidStateVector(str(exc)) from exc
+
+
+def validate_update(update: bytes, *, max_bytes: int | None = None) -> None:
+    """Raise :class:`InvalidUpdate` unless ``update`` decodes as a v1 Yjs update."""
+    if not isinstance(update, (bytes, bytearray, memoryview)):
+        raise InvalidUpdate(f"expected bytes, got {type(update).__name__}")
+    if max_bytes is not None and len(update) > max_bytes:
+        raise InvalidUpdate(f"{len(update)} bytes exceeds the limit of {max_bytes}")
+    try:
+        get_state(bytes(update))
+    except _decode_errors() as exc:
+        raise InvalidUpdate(str(exc)) from exc
+
+
+def apply_update(doc: Doc, update: bytes, *, max_bytes: int | None = None) -> None:
+    """Integrate ``update`` into ``doc``.
+
+    The bytes are decoded in full before anything is integrated, so garbage or
+    truncated input raises :class:`InvalidUpdate` and leaves ``doc`` unchanged.
+    Applying an update twice, or one whose dependencies have not arrived yet,
+    is safe: Yrs ignores what it has and holds back what it cannot place.
+    """
+    validate_update(update, max_bytes=max_bytes)
+    try:
+        doc.apply_update(bytes(update))
+    except _decode_errors() as exc:
+        raise InvalidUpdate(str(exc)) from exc
+
+
+def decode_state_vector(data: bytes) -> dict[int, int]:
+    """Decode a v1 state vector into ``{client_id: clock}``; raise on malformed bytes."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidStateVector(f"expected bytes, got {type(data).__name__}")
+    view = bytes(data)
+    pos = 0
+
+    def varuint() -> int:
+        nonlocal pos
+        result = shift = 0
+        while True:
+            if pos >= len(view):
+                raise InvalidStateVector("truncated variable-length integer")
+            byte = view[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return result
+            shift += 7
+            if shift > 63:
+                raise InvalidStateVector("variable-length integer longer than 64 bits")
+
+    count = varuint()
+    if count > (len(view) - pos) // 2:
+        raise InvalidStateVector(f"claims {count} entries in {len(view)} bytes")
+    clocks = {}
+    for _ in range(count):
+        client = varuint()
+        clocks[client] = varuint()
+    if pos != len(view):
+        raise InvalidStateVector(f"{len(view) - pos} trailing bytes")
+    return clocks
+
+
+def own_clock(doc: Doc) -> int:
+    """The Yjs clock the next item written by ``doc``'s own client will get."""
+    return decode_state_vector(doc.get_state()).get(doc.client_id, 0)
+

@@ -1,0 +1,1 @@
+"""Syncline's relay server and the ``syncline`` command line."""
