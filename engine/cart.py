@@ -161,7 +161,7 @@ class Cart:
         if self._line_meta(key) is None:
             raise UnknownLine(key)
         with self.doc.transaction():
-            self._replace_line(key, parsed.ops_by_line.get(key, []), quantity)
+            self._replace_lines({key: parsed.ops_by_line.get(key, [])}, quantity)
 
     def remove_line(self, key: str) -> None:
         """Remove a line: its quantity becomes 0 unless a concurrent add arrives."""
@@ -172,8 +172,7 @@ class Cart:
         self._ensure_open()
         parsed = self._parse()
         with self.doc.transaction():
-            for key, ops in parsed.ops_by_line.items():
-                self._replace_line(key, ops, 0)
+            self._replace_lines(parsed.ops_by_line, 0)
 
     def merge_into(self, target: Cart) -> MergeResult:
         """Merge this (guest) cart into ``target``: matching lines sum; this cart closes.
@@ -242,18 +241,23 @@ class Cart:
         # Unique per replica: the Yjs clock only grows, and every op consumes one tick.
         return f"{self.doc.client_id:x}.{own_clock(self.doc):x}"
 
-    def _replace_line(self, key: str, observed: list[_Op], quantity: int) -> None:
-        absorbed = set()
-        for op in observed:
-            absorbed |= op.absorbed
-            if op.merge_key is not None:
-                absorbed.add(op.merge_key)
-        _delete_indices(self._ops, [op.index for op in observed])
-        if quantity > 0 or absorbed:
-            op: dict[str, Any] = {"id": self._next_id(), "l": key, "k": SET, "n": quantity}
-            if absorbed:
-                op["a"] = sorted(absorbed)
-            self._ops.append(op)
+    def _replace_lines(self, observed: Mapping[str, list[_Op]], quantity: int) -> None:
+        """Delete the observed ops of each line and append one set op per line.
+
+        All deletions go first, in one pass, because each shifts later indices.
+        """
+        _delete_indices(self._ops, [op.index for ops in observed.values() for op in ops])
+        for key, ops in observed.items():
+            absorbed: set[str] = set()
+            for op in ops:
+                absorbed |= op.absorbed
+                if op.merge_key is not None:
+                    absorbed.add(op.merge_key)
+            if quantity > 0 or absorbed:
+                entry: dict[str, Any] = {"id": self._next_id(), "l": key, "k": SET, "n": quantity}
+                if absorbed:
+                    entry["a"] = sorted(absorbed)
+                self._ops.append(entry)
 
     def _absorb(self, source_id: str, lines: tuple[CartLine, ...]) -> None:
         parsed = self._parse()

@@ -1,0 +1,30 @@
+"""Shared test settings.
+
+Hypothesis profiles: ``ci`` (the default) keeps the suite fast; ``deep`` runs
+thousands of examples per property. Pick one with ``--hypothesis-profile=deep``
+or ``SYNCLINE_HYPOTHESIS_PROFILE=deep``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile(
+    "deep",
+    max_examples=3000,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("SYNCLINE_HYPOTHESIS_PROFILE", "ci"))
