@@ -1,25 +1,91 @@
-"""The ``syncline`` command line."""
+"""The ``syncline`` command line: ``serve``, ``token`` and ``demo``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ServerError
+from .settings import ENV_PREFIX, Settings, SettingsError
+
+DEV_TENANT = "demo"
+DEV_TOKEN_TTL = 7 * 24 * 3600
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field, documented with its variable and default."""
+    casts = {"int": int, "float": float, "Path": Path, "str": str, "str | None": str}
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        env = ENV_PREFIX + f.name.upper()
+        default = None if f.default is MISSING else f.default
+        help_text = f"{f.metadata.get('help', '')} [env {env}; default {default}]"
+        if str(f.type) == "bool":
+            parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=casts[str(f.type)], default=None, help=help_text,
+                                metavar=f.name.upper())
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncline", description="Syncline: CRDT sync for carts and stock.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the relay on an embedded SQLite store",
+        description="Run the relay: y-websocket rooms on /v1/sync/{tenant}/{kind}/{id}, stored in "
+        "DATA_DIR/syncline.sqlite3. Every flag can also be set by its SYNCLINE_* variable.",
+    )
+    _add_settings_flags(serve)
+
+    token = commands.add_parser("token", help="print a signed access token on stdout")
+    token.add_argument("--data-dir", type=Path, default=None, help="directory whose secret signs the token "
+                       f"[env {ENV_PREFIX}DATA_DIR; default ./syncline-data]")
+    token.add_argument("--secret", default=None, help=f"sign with this secret instead [env {ENV_PREFIX}SECRET]")
+    token.add_argument("--tenant", required=True, help="tenant the token belongs to")
+    token.add_argument("--doc", action="append", required=True, dest="docs", metavar="PATTERN",
+                       help="document pattern, e.g. acme/* or acme/cart/* or acme/cart/c-1 (repeatable)")
+    token.add_argument("--read-only", action="store_true", help="the peer may read and receive, never write")
+    token.add_argument("--ttl", type=int, default=None, metavar="SECONDS", help="expire after this many seconds")
+
     commands.add_parser("demo", help="show two offline replicas of a cart and a stock ledger merging")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
+    try:
+        if args.command == "serve":
+            return _serve(vars(args))
+        if args.command == "token":
+            return _token(args)
         from .demo import run
 
         run()
+        return 0
+    except (SettingsError, ServerError) as exc:
+        print(f"syncline {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .auth import issue_token, load_or_create_secret
+
+    settings = Settings.from_sources({"data_dir": args.data_dir, "secret": args.secret})
+    secret = settings.secret or load_or_create_secret(settings.data_dir)
+    print(issue_token(secret, args.tenant, args.docs, read_only=args.read_only, ttl_seconds=args.ttl))
     return 0
+
+
+def _serve(flags: dict[str, Any]) -> int:
+    from .serve import run_server
+
+    flags = {name: value for name, value in flags.items() if name != "command"}
+    return run_server(Settings.from_sources(flags))
 
 
 if __name__ == "__main__":

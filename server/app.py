@@ -1,0 +1,179 @@
+"""The Starlette application: the sync endpoint, health, readiness and metrics.
+
+The lifespan owns every long-lived task: the store's writer and the room evictor
+run in its task group, and leaving it flushes the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from . import closecodes
+from .auth import Grant, load_or_create_secret, token_from_request, verify_token
+from .connection import Connection
+from .errors import ExpiredToken, InvalidDocumentName, InvalidToken, RoomLimitReached, RoomLoadFailed
+from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .names import DocName, check_raw_path
+from .rooms import RoomManager
+from .settings import Settings
+from .store import StoreUnavailable
+from .store.sqlite import SQLiteStore
+
+log = logging.getLogger("syncline.app")
+
+SYNC_PREFIX = b"/v1/sync/"
+STORE_FILE = "syncline.sqlite3"
+
+
+@dataclass
+class Relay:
+    """Everything one running relay shares between connections."""
+
+    settings: Settings
+    secret: str
+    store: SQLiteStore
+    rooms: RoomManager
+    metrics: Metrics
+    connections: set[Connection] = field(default_factory=set)
+    per_tenant: Counter[str] = field(default_factory=Counter)
+    closing: bool = False
+
+    def shut_down_peers(self) -> None:
+        """Tell every peer the relay is going away (close code 1001)."""
+        self.closing = True
+        for connection in list(self.connections):
+            connection.abort(closecodes.GOING_AWAY, "going_away")
+
+
+def create_app(settings: Settings) -> Starlette:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secret = settings.secret or load_or_create_secret(settings.data_dir)
+        store = SQLiteStore(
+            settings.data_dir / STORE_FILE,
+            synchronous=settings.sqlite_synchronous,
+            max_batch=settings.group_commit_max_batch,
+        )
+        store.on_commit = metrics.on_commit
+        async with store, anyio.create_task_group() as tg:
+            rooms = RoomManager(store, settings, metrics)
+            app.state.relay = Relay(settings, secret, store, rooms, metrics)
+            await tg.start(rooms.run_evictions)
+            try:
+                yield
+            finally:
+                app.state.relay.shut_down_peers()
+                await rooms.close()
+                tg.cancel_scope.cancel()
+
+    async def sync_endpoint(websocket: WebSocket) -> None:
+        await _serve_peer(websocket.app.state.relay, websocket)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        relay: Relay = request.app.state.relay
+        try:
+            await relay.store.check()
+        except StoreUnavailable as exc:
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ready", "rooms": len(relay.rooms.rooms)})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            WebSocketRoute("/v1/sync/{tenant}/{kind}/{doc_id}", sync_endpoint),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
+    """Authenticate, route to the room, run the connection; refusals are close codes."""
+    await websocket.accept()
+    admitted = _admit(relay, websocket)
+    if isinstance(admitted, Refusal):
+        relay.metrics.rejected.labels(admitted.reason).inc()
+        await websocket.close(admitted.code, closecodes.CLOSE_REASONS.get(admitted.code, ""))
+        return
+    name, grant = admitted
+    if relay.closing:
+        await websocket.close(closecodes.GOING_AWAY, closecodes.CLOSE_REASONS[closecodes.GOING_AWAY])
+        return
+    if relay.per_tenant[grant.tenant] >= relay.settings.max_connections_per_tenant:
+        relay.metrics.rejected.labels("too_many_connections").inc()
+        await websocket.close(closecodes.TOO_MANY_CONNECTIONS, closecodes.CLOSE_REASONS[closecodes.TOO_MANY_CONNECTIONS])
+        return
+    relay.per_tenant[grant.tenant] += 1
+    try:
+        try:
+            room = await relay.rooms.acquire(str(name))
+        except RoomLimitReached:
+            relay.metrics.rejected.labels("room_limit").inc()
+            await websocket.close(closecodes.ROOM_LIMIT, closecodes.CLOSE_REASONS[closecodes.ROOM_LIMIT])
+            return
+        except (StoreUnavailable, RoomLoadFailed):
+            relay.metrics.rejected.labels("store_unavailable").inc()
+            await websocket.close(closecodes.STORE_UNAVAILABLE, closecodes.CLOSE_REASONS[closecodes.STORE_UNAVAILABLE])
+            return
+        connection = Connection(websocket, room, grant, relay.settings, relay.metrics)
+        relay.connections.add(connection)
+        relay.metrics.connections.inc()
+        try:
+            await connection.run()
+        finally:
+            relay.connections.discard(connection)
+            relay.metrics.connections.dec()
+    finally:
+        relay.per_tenant[grant.tenant] -= 1
+        if relay.per_tenant[grant.tenant] <= 0:
+            del relay.per_tenant[grant.tenant]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: int
+    reason: str
+    """Label of the ``syncline_rejected`` metric."""
+
+
+def _admit(relay: Relay, websocket: WebSocket) -> Refusal | tuple[DocName, Grant]:
+    """The (document, grant) to serve, or why the peer is refused."""
+    params = websocket.path_params
+    try:
+        check_raw_path(websocket.scope.get("raw_path") or websocket.scope["path"].encode(), SYNC_PREFIX)
+        name = DocName.parse(params["tenant"], params["kind"], params["doc_id"])
+    except InvalidDocumentName:
+        return Refusal(closecodes.INVALID_DOCUMENT_NAME, "invalid_document_name")
+    token = token_from_request(websocket.headers, websocket.query_params)
+    if token is None:
+        return Refusal(closecodes.UNAUTHORIZED, "missing_token")
+    try:
+        grant = verify_token(relay.secret, token)
+    except ExpiredToken:
+        return Refusal(closecodes.TOKEN_EXPIRED, "token_expired")
+    except InvalidToken:
+        return Refusal(closecodes.UNAUTHORIZED, "invalid_token")
+    if not grant.allows(name):
+        return Refusal(closecodes.FORBIDDEN, "forbidden")
+    return name, grant

@@ -1,0 +1,65 @@
+"""WebSocket close codes the relay sends, in one place.
+
+1000-1011 are the standard codes of RFC 6455; 4000-4999 are private to Syncline.
+The 44xx codes mirror the HTTP status a REST client would get for the same
+fault (4401 ~ 401, 4413 ~ 413, ...); the 45xx codes mirror 503/504. A client
+should not reconnect unchanged after a 44xx close: the same request fails again.
+Documented for clients in docs/protocol.md; :data:`CLOSE_REASONS` holds the short
+reason text sent in the close frame (at most 123 bytes, as RFC 6455 allows).
+"""
+
+from __future__ import annotations
+
+NORMAL = 1000
+"""The connection did its job and closes cleanly."""
+GOING_AWAY = 1001
+"""The server is shutting down (or restarting); reconnect later."""
+INTERNAL_ERROR = 1011
+"""An unexpected server fault; the client may reconnect."""
+
+INVALID_MESSAGE = 4400
+"""A malformed frame, an unknown message type, or a text frame."""
+UNAUTHORIZED = 4401
+"""The token is missing, malformed, forged, or signed with another secret."""
+FORBIDDEN = 4403
+"""The document lies outside the token's tenant or patterns."""
+INVALID_DOCUMENT_NAME = 4404
+"""The document name (or the raw request path) breaks the naming rules."""
+READ_ONLY = 4405
+"""A client holding a read-only token sent an update."""
+SLOW_CONSUMER = 4408
+"""The client read too slowly and its send queue filled up."""
+TOO_LARGE = 4413
+"""A message was larger than the configured maximum size."""
+TOKEN_EXPIRED = 4419
+"""The token has expired (at connect time or during the session)."""
+INVALID_UPDATE = 4422
+"""An update could not be decoded as a Yjs update; nothing was applied."""
+RATE_LIMITED = 4429
+"""The client sent messages faster than its rate limit allows."""
+TOO_MANY_CONNECTIONS = 4430
+"""The tenant already has as many connections as it is allowed."""
+ROOM_LIMIT = 4503
+"""The relay already holds as many open rooms as it is allowed; retry later."""
+STORE_UNAVAILABLE = 4504
+"""The store cannot be written; nothing from this connection was acknowledged after it failed."""
+
+CLOSE_REASONS: dict[int, str] = {
+    NORMAL: "normal closure",
+    GOING_AWAY: "server shutting down",
+    INTERNAL_ERROR: "internal error",
+    INVALID_MESSAGE: "invalid message",
+    UNAUTHORIZED: "unauthorized",
+    FORBIDDEN: "forbidden",
+    INVALID_DOCUMENT_NAME: "invalid document name",
+    READ_ONLY: "read-only token",
+    SLOW_CONSUMER: "slow consumer",
+    TOO_LARGE: "message too large",
+    TOKEN_EXPIRED: "token expired",
+    INVALID_UPDATE: "invalid update",
+    RATE_LIMITED: "rate limited",
+    TOO_MANY_CONNECTIONS: "too many connections for tenant",
+    ROOM_LIMIT: "room limit reached",
+    STORE_UNAVAILABLE: "store unavailable",
+}
+"""Short reason text sent with each close code."""

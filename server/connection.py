@@ -1,0 +1,191 @@
+"""One WebSocket peer in one room: a receive loop and a sender task with a bounded queue."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from syncline.engine import InvalidUpdate
+
+from . import closecodes, protocol
+from .auth import Grant
+from .metrics import Metrics
+from .protocol import Kind, ProtocolError
+from .room import EMPTY_UPDATE, Room
+from .settings import Settings
+from .store import StoreUnavailable
+
+log = logging.getLogger("syncline.connection")
+
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+class TokenBucket:
+    """``rate`` messages per second sustained, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class Connection:
+    """Implements the room's ``Peer``: ``send`` never blocks; a full queue drops this peer."""
+
+    def __init__(self, websocket: WebSocket, room: Room, grant: Grant, settings: Settings, metrics: Metrics) -> None:
+        self._ws = websocket
+        self._room = room
+        self._grant = grant
+        self._settings = settings
+        self._metrics = metrics
+        outbox: tuple[MemoryObjectSendStream[bytes], MemoryObjectReceiveStream[bytes]]
+        outbox = anyio.create_memory_object_stream[bytes](settings.send_queue_messages)
+        self._outbox, self._queue = outbox
+        self._limiter = TokenBucket(settings.rate_messages_per_second, settings.rate_burst)
+        self._scope = anyio.CancelScope()
+        self.close_code: int | None = None
+        self.acks = False
+        self.writes = 0
+
+    # -- Peer ------------------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        if self.close_code is not None:
+            return
+        try:
+            self._outbox.send_nowait(frame)
+        except anyio.WouldBlock:
+            self.abort(closecodes.SLOW_CONSUMER, "slow_consumer")
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    def abort(self, code: int, reason: str) -> None:
+        """Stop this connection and close it with ``code``; only the first call counts."""
+        if self.close_code is None:
+            self.close_code = code
+            if code not in (closecodes.NORMAL, closecodes.GOING_AWAY):
+                self._metrics.rejected.labels(reason).inc()
+            self._scope.cancel()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._room.join(self)
+        try:
+            with self._scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._sender)
+                    await self._receiver()
+                    tg.cancel_scope.cancel()
+        finally:
+            self._room.leave(self)
+            self._outbox.close()
+            if self.close_code is not None and self._ws.application_state == WebSocketState.CONNECTED:
+                with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                    try:
+                        await self._ws.close(self.close_code, closecodes.CLOSE_REASONS.get(self.close_code, ""))
+                    except (WebSocketDisconnect, OSError, RuntimeError):
+                        pass  # the client is already gone; nothing left to tell it
+
+    async def _sender(self) -> None:
+        messages = self._metrics.messages.labels("out")
+        sent_bytes = self._metrics.bytes.labels("out")
+        try:
+            async for frame in self._queue:
+                await self._ws.send_bytes(frame)
+                messages.inc()
+                sent_bytes.inc(len(frame))
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            self._scope.cancel()  # the client went away while we were sending
+
+    async def _receiver(self) -> None:
+        messages = self._metrics.messages.labels("in")
+        received_bytes = self._metrics.bytes.labels("in")
+        while True:
+            event = await self._ws.receive()
+            if event["type"] == "websocket.disconnect":
+                return
+            frame = event.get("bytes")
+            if frame is None:
+                self.abort(closecodes.INVALID_MESSAGE, "text_frame")
+                return
+            messages.inc()
+            received_bytes.inc(len(frame))
+            if len(frame) > self._settings.max_message_bytes:
+                self.abort(closecodes.TOO_LARGE, "too_large")
+                return
+            if not self._limiter.take():
+                self.abort(closecodes.RATE_LIMITED, "rate_limited")
+                return
+            try:
+                message = protocol.decode(frame)
+                await self._handle(message)
+            except ProtocolError as exc:
+                log.info("closing peer after a malformed frame", extra={"doc": self._room.name, "reason": exc.reason})
+                self.abort(closecodes.INVALID_MESSAGE, "invalid_message")
+                return
+            if self.close_code is not None:
+                return
+
+    async def _handle(self, message: protocol.Message) -> None:
+        kind = message.kind
+        if kind is Kind.STEP1:
+            self.send(self._room.answer_step1(message.payload))
+        elif message.is_write:
+            await self._write(message.payload)
+        elif kind is Kind.AWARENESS:
+            if len(message.payload) > self._settings.awareness_max_bytes:
+                self.abort(closecodes.TOO_LARGE, "awareness_too_large")
+                return
+            self._room.awareness(self, message.payload)
+        elif kind is Kind.QUERY_AWARENESS:
+            snapshot = self._room.awareness_snapshot()
+            if snapshot is not None:
+                self.send(snapshot)
+        elif kind is Kind.EXTENSION:
+            self._extension(protocol.decode_extension(message.payload))
+
+    async def _write(self, update: bytes) -> None:
+        if update == EMPTY_UPDATE:
+            self._acknowledge()  # nothing to store; y-websocket sends this on every sync
+            return
+        if self._grant.read_only:
+            self.abort(closecodes.READ_ONLY, "read_only")
+            return
+        try:
+            await self._room.write(self, update)
+        except InvalidUpdate as exc:
+            log.info("closing peer after an invalid update", extra={"doc": self._room.name, "reason": exc.reason})
+            self.abort(closecodes.INVALID_UPDATE, "invalid_update")
+            return
+        except StoreUnavailable:
+            log.error("store unavailable; refusing the write", extra={"doc": self._room.name})
+            self.abort(closecodes.STORE_UNAVAILABLE, "store_unavailable")
+            return
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        self.writes += 1
+        if self.acks:
+            self.send(protocol.extension({"op": "ack", "n": self.writes}))
+
+    def _extension(self, body: dict[str, object]) -> None:
+        if body["op"] == "hello":
+            self.acks = body.get("acks") is True
+            self.send(protocol.extension({"op": "welcome", "version": 1, "acks": self.acks, "writes": self.writes}))
+        else:
+            raise ProtocolError(f"unknown extension op {body['op']!r}")

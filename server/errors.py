@@ -1,0 +1,101 @@
+"""Typed errors raised by the relay server.
+
+Every error carries its data as attributes so that the edges (WebSocket close
+codes in :mod:`.closecodes`, REST problem bodies, the CLI) map it without
+parsing messages. No error message ever contains a token or a secret.
+Store failures live with the store interface (:mod:`.store.base`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_SHOWN = 80
+"""Longest piece of client input quoted in an error message."""
+
+
+def _quote(value: object) -> str:
+    """``repr`` of client input, cut short so a huge name cannot flood a log line."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+class ServerError(Exception):
+    """Base class of every error the server raises on purpose."""
+
+
+class InvalidDocumentName(ServerError, ValueError):
+    """Raised when a document name or request path breaks the ``{tenant}/{kind}/{id}`` rules.
+
+    ``name`` is the offending input as received (the whole name, or one part of
+    it); ``reason`` says which rule it broke.
+    """
+
+    def __init__(self, name: object, reason: str) -> None:
+        super().__init__(f"invalid document name {_quote(name)}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class AuthError(ServerError):
+    """Base class of the reasons a client's token is refused."""
+
+
+class InvalidToken(AuthError):
+    """Raised when a token is missing, malformed, forged, or grants something impossible.
+
+    ``reason`` is a short fixed text; it never quotes the token.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid token: {reason}")
+        self.reason = reason
+
+
+class ExpiredToken(AuthError):
+    """Raised when a correctly signed token is past its ``exp`` time.
+
+    ``expired_at`` is the token's ``exp`` claim (seconds since the epoch).
+    """
+
+    def __init__(self, expired_at: int) -> None:
+        super().__init__(f"token expired at {expired_at}")
+        self.expired_at = expired_at
+
+
+class WeakSecret(ServerError, ValueError):
+    """Raised when a token secret is shorter than ``minimum`` characters (its value is never shown)."""
+
+    def __init__(self, length: int, minimum: int) -> None:
+        super().__init__(f"token secret has {length} characters; at least {minimum} are required")
+        self.length = length
+        self.minimum = minimum
+
+
+class SecretFileError(ServerError):
+    """Raised when ``DATA_DIR/secret`` cannot be created or read, or is unsafe to use.
+
+    ``path`` is the file (or directory) concerned; ``reason`` says what is wrong.
+    The secret's content is never part of the message.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class RoomLimitReached(ServerError):
+    """Raised when opening a room would exceed ``max_rooms`` rooms in memory."""
+
+    def __init__(self, max_rooms: int) -> None:
+        super().__init__(f"{max_rooms} rooms are open; no room for another")
+        self.max_rooms = max_rooms
+
+
+class RoomLoadFailed(ServerError):
+    """Raised to peers that waited on a room whose load failed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"room {name!r} could not be loaded")
+        self.name = name

@@ -1,0 +1,110 @@
+"""Run the relay under uvicorn: bind, print how to connect, stop cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import time
+from dataclasses import replace
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from .app import Relay, create_app
+from .auth import issue_token, load_or_create_secret
+from .logs import configure_logging
+from .settings import Settings
+
+log = logging.getLogger("syncline.serve")
+
+DEV_TENANT = "demo"
+DEV_TOKEN_TTL_SECONDS = 7 * 24 * 3600
+GRACEFUL_SHUTDOWN_SECONDS = 10
+DRAIN_SECONDS = 3.0
+
+
+class _RelayServer(uvicorn.Server):
+    """Uvicorn, but on SIGTERM/SIGINT peers first get close code 1001 (going away).
+
+    Uvicorn alone would close them with 1012. The first signal starts a drain
+    (peers closed, then uvicorn's own graceful shutdown flushes the store); a
+    second SIGINT forces the exit.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_requested = False
+        self._drain_deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._exit_requested:
+            super().handle_exit(sig, frame)
+        self._exit_requested = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._exit_requested and not self.should_exit:
+            relay = _relay_of(self.config)
+            if relay is None:
+                self.should_exit = True
+            elif self._drain_deadline is None:
+                relay.shut_down_peers()
+                self._drain_deadline = time.monotonic() + DRAIN_SECONDS
+            elif not relay.connections or time.monotonic() > self._drain_deadline:
+                self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def _relay_of(config: uvicorn.Config) -> Relay | None:
+    app = config.app
+    return getattr(app.state, "relay", None) if isinstance(app, Starlette) else None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(settings: Settings) -> int:
+    configure_logging(settings.log_json, settings.log_level)
+    generated = settings.secret is None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = replace(settings, secret=settings.secret or load_or_create_secret(settings.data_dir))
+    assert settings.secret is not None
+    sock = _bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws="websockets-sansio",
+        ws_max_size=settings.max_message_bytes + 65_536,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = _RelayServer(config)
+    print(f"Syncline relay listening on http://{shown_host}:{port} (store: {settings.data_dir}/)", flush=True)
+    print(f"  WebSocket (y-websocket): ws://{shown_host}:{port}/v1/sync/{{tenant}}/{{kind}}/{{id}}", flush=True)
+    if generated:
+        token = issue_token(settings.secret, DEV_TENANT, [f"{DEV_TENANT}/*"], ttl_seconds=DEV_TOKEN_TTL_SECONDS)
+        print(f"  Development token for tenant '{DEV_TENANT}' (valid 7 days):", flush=True)
+        print(f"    ws://{shown_host}:{port}/v1/sync/{DEV_TENANT}/cart/c-1?token={token}", flush=True)
+    # Uvicorn re-raises the signal that stopped it once it is done; exit 0 instead.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    server.run(sockets=[sock])
+    return 0 if not getattr(server, "_startup_failed", False) and server.started else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_server(Settings.from_sources()))

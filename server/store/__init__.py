@@ -1,0 +1,6 @@
+"""Durable update stores behind one narrow interface."""
+
+from .base import Store as Store
+from .base import StoredDoc as StoredDoc
+from .base import StoreError as StoreError
+from .base import StoreUnavailable as StoreUnavailable

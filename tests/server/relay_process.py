@@ -1,0 +1,125 @@
+"""Run ``syncline serve`` as a real subprocess on a loopback port, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from syncline.server.auth import issue_token
+
+SECRET = "test-secret-" + "x" * 40
+STARTUP_SECONDS = 20.0
+
+
+@dataclass
+class RelayProcess:
+    data_dir: Path
+    flags: list[str] = field(default_factory=list)
+    port: int = 0
+    process: subprocess.Popen[str] | None = None
+    log_path: Path | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> RelayProcess:
+        """Start the relay (on the previous port after a restart) and wait for its banner."""
+        self._close_pipe()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / "relay.log"
+        log: IO[str] = open(self.log_path, "a")  # noqa: SIM115 - owned by the child process
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "syncline.server.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(self.port), "--data-dir", str(self.data_dir), "--secret", SECRET, *self.flags],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+        )
+        log.close()
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"relay exited during startup:\n{self.log()}")
+            if line.startswith("Syncline relay listening on http://"):
+                self.port = int(line.split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
+                break
+        else:
+            raise RuntimeError("relay did not print its address in time")
+        self._wait_ready(deadline)
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        import httpx
+
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.http_url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"relay never became ready:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; return the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def restart(self) -> RelayProcess:
+        if self.process is not None and self.process.poll() is None:
+            self.terminate()
+        return self.start()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    # -- addresses and tokens ------------------------------------------------------
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, name: str, token: str | None = None) -> str:
+        base = f"ws://127.0.0.1:{self.port}/v1/sync/{name}"
+        return base if token is None else f"{base}?token={token}"
+
+    def token(self, tenant: str, *patterns: str, read_only: bool = False, ttl: int | None = None) -> str:
+        return issue_token(SECRET, tenant, list(patterns) or [f"{tenant}/*"], read_only=read_only, ttl_seconds=ttl)
+
+    def url_for(self, name: str, *, read_only: bool = False) -> str:
+        """A URL with a token for exactly this document."""
+        return self.url(name, self.token(name.split("/", 1)[0], name, read_only=read_only))
+
+    # -- looking at the store directly --------------------------------------------
+
+    def stored_rows(self) -> list[tuple[str, bytes]]:
+        """Every (doc, blob) in the store's log and snapshots, read with a separate connection."""
+        path = self.data_dir / "syncline.sqlite3"
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            rows = db.execute("SELECT doc, blob FROM updates ORDER BY seq").fetchall()
+            rows += db.execute("SELECT doc, blob FROM snapshots ORDER BY doc").fetchall()
+        return rows
