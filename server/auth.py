@@ -91,7 +91,9 @@ class Grant:
             _check_pattern(self.tenant, pattern, index)
         if not isinstance(self.read_only, bool):
             raise InvalidToken("ro must be true or false")
-        if self.expires_at is not None and (isinstance(self.expires_at, bool) or not isinstance(self.expires_at, int)):
+        if self.expires_at is not None and (
+            isinstance(self.expires_at, bool) or not isinstance(self.expires_at, int)
+        ):
             raise InvalidToken("exp must be an integer")
 
     def allows(self, name: DocName) -> bool:
@@ -316,15 +318,25 @@ def _read_secret(path: Path) -> str:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC)
     except OSError as exc:
         raise SecretFileError(path, f"cannot open ({exc.strerror})") from exc
-    with os.fdopen(fd, "rb") as file:
-        mode = os.fstat(file.fileno()).st_mode
+    try:
+        # Checked on the open descriptor, not the path: what is read is what was checked.
+        mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise SecretFileError(path, "is not a regular file")
         if mode & 0o077:
             raise SecretFileError(
                 path, f"has permissions {stat.S_IMODE(mode):04o}; other users may read it (run chmod 600)"
             )
-        data = file.read(MAX_SECRET_FILE_BYTES + 1)
+        data = b""
+        while len(data) <= MAX_SECRET_FILE_BYTES:
+            chunk = os.read(fd, MAX_SECRET_FILE_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise SecretFileError(path, f"cannot read ({exc.strerror})") from exc
+    finally:
+        os.close(fd)
     if len(data) > MAX_SECRET_FILE_BYTES:
         raise SecretFileError(path, f"is larger than {MAX_SECRET_FILE_BYTES} bytes")
     try:
@@ -332,5 +344,7 @@ def _read_secret(path: Path) -> str:
     except UnicodeDecodeError:
         raise SecretFileError(path, "is not UTF-8 text") from None  # the cause would quote secret bytes
     if len(secret) < MIN_SECRET_CHARS:
-        raise SecretFileError(path, f"holds {len(secret)} characters; at least {MIN_SECRET_CHARS} are required")
+        raise SecretFileError(
+            path, f"holds {len(secret)} characters; at least {MIN_SECRET_CHARS} are required"
+        )
     return secret

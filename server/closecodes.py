@@ -45,21 +45,21 @@ STORE_UNAVAILABLE = 4504
 """The store cannot be written; nothing from this connection was acknowledged after it failed."""
 
 CLOSE_REASONS: dict[int, str] = {
-    NORMAL: "normal closure",
-    GOING_AWAY: "server shutting down",
+    NORMAL: "normal",
+    GOING_AWAY: "going away",
     INTERNAL_ERROR: "internal error",
     INVALID_MESSAGE: "invalid message",
     UNAUTHORIZED: "unauthorized",
     FORBIDDEN: "forbidden",
     INVALID_DOCUMENT_NAME: "invalid document name",
-    READ_ONLY: "read-only token",
+    READ_ONLY: "read-only",
     SLOW_CONSUMER: "slow consumer",
-    TOO_LARGE: "message too large",
+    TOO_LARGE: "too large",
     TOKEN_EXPIRED: "token expired",
     INVALID_UPDATE: "invalid update",
     RATE_LIMITED: "rate limited",
-    TOO_MANY_CONNECTIONS: "too many connections for tenant",
-    ROOM_LIMIT: "room limit reached",
+    TOO_MANY_CONNECTIONS: "too many connections",
+    ROOM_LIMIT: "room limit",
     STORE_UNAVAILABLE: "store unavailable",
 }
-"""Short reason text sent with each close code."""
+"""Short reason text sent with each close code: the "name" column of docs/protocol.md."""

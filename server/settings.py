@@ -5,11 +5,12 @@ Modules receive a ``Settings``; nothing else reads the environment.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 ENV_PREFIX = "SYNCLINE_"
 
@@ -33,7 +34,7 @@ class Settings:
         default=Path("./syncline-data"), metadata={"help": 'Directory holding the SQLite store and the generated secret.'}
     )
     secret: str | None = field(
-        default=None, metadata={"help": 'HS256 token secret; generated into DATA_DIR/secret when unset.'}
+        default=None, repr=False, metadata={"help": 'HS256 token secret; generated into DATA_DIR/secret when unset.'}
     )
     log_json: bool = field(
         default=False, metadata={"help": 'Log one JSON object per line instead of plain text.'}
@@ -70,7 +71,7 @@ class Settings:
         default=1_024, metadata={"help": 'Most updates committed in one transaction.'}
     )
     sqlite_synchronous: str = field(
-        default="FULL", metadata={"help": 'SQLite synchronous mode: FULL (fsync every commit, the default) or NORMAL.'}
+        default="FULL", metadata={"help": 'SQLite synchronous mode: FULL (fsync every commit, the default), EXTRA or NORMAL.'}
     )
     awareness_max_bytes: int = field(
         default=65_536, metadata={"help": 'Largest awareness state one client may publish.'}
@@ -81,18 +82,36 @@ class Settings:
         """Defaults, overridden by ``SYNCLINE_*`` variables, overridden by flags (None = unset)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        hints = get_type_hints(cls)
         for f in fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
-                values[f.name] = _cast(f.name, f.type, raw)
+                values[f.name] = _cast(f.name, hints[f.name], raw)
         for name, value in (flags or {}).items():
             if value is not None:
                 values[name] = value
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise SettingsError(sorted(unknown)[0], "is not a setting")
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
+        """Raise :class:`SettingsError` naming the first setting outside its rules."""
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = hints[f.name]
+            if f.name == "secret" and value is None:
+                continue
+            kind = {int: int, float: (int, float), bool: bool, str: str, Path: Path}.get(expected, str)
+            if isinstance(value, bool) and expected is not bool or not isinstance(value, kind):
+                raise SettingsError(f.name, f"must be {getattr(expected, '__name__', expected)}, "
+                                            f"not {type(value).__name__}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f.name, "must be a finite number")
         if not 0 <= self.port <= 65535:
             raise SettingsError("port", "must be between 0 and 65535")
         positive = (
@@ -114,20 +133,29 @@ class Settings:
 
 
 def _cast(name: str, kind: Any, raw: str) -> Any:
-    kind = str(kind)
+    """Read one environment variable as the type its setting has."""
+    text = raw.strip()
     try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            if raw.lower() in ("1", "true", "yes", "on"):
+        if kind in ("int", int):
+            if not text.lstrip("+-").isascii() or not text.lstrip("+-").isdigit():
+                raise ValueError(raw)
+            return int(text)
+        if kind in ("float", float):
+            if not text.isascii() or "_" in text:
+                raise ValueError(raw)
+            return float(text)
+        if kind in ("bool", bool):
+            if text.lower() in ("1", "true", "yes", "on"):
                 return True
-            if raw.lower() in ("0", "false", "no", "off"):
+            if text.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(raw)
-        if kind == "Path":
-            return Path(raw)
+        if kind in ("Path", Path):
+            return Path(text)
     except ValueError:
         raise SettingsError(name, f"cannot read {raw!r} as {kind}") from None
+    if name in ("sqlite_synchronous",):
+        return text.upper()
+    if name in ("log_level",):
+        return text.lower()
     return raw
