@@ -45,7 +45,11 @@ class Store(Protocol):
     """Five methods, plus the async context manager that opens and closes the store."""
 
     async def append(self, doc: str, update: bytes) -> int:
-        """Durably append ``update`` to ``doc``'s log; return its sequence number."""
+        """Durably append ``update`` to ``doc``'s log; return its sequence number.
+
+        Raises :class:`StoreUnavailable` if the store is not open or the commit failed;
+        then nothing of the transaction this update shared was stored.
+        """
         ...
 
     async def load(self, doc: str) -> StoredDoc:
@@ -55,7 +59,12 @@ class Store(Protocol):
     async def compact(self, doc: str, snapshot: bytes, through_seq: int) -> None:
         """Atomically replace ``doc``'s snapshot and log rows with ``seq <= through_seq``
         by ``snapshot``; a crash leaves either the old rows or the snapshot, never neither.
-        Rows with a larger ``seq`` (appended meanwhile) are kept."""
+        Rows with a larger ``seq`` (appended meanwhile) are kept.
+
+        ``snapshot`` must hold at least every update of ``doc`` with ``seq <= through_seq``.
+        Does nothing if ``doc`` already has a snapshot at ``through_seq`` or later (so a
+        repeated or late compaction is harmless). Raises ``ValueError`` if ``through_seq``
+        is below 1 or above the largest seq the store has assigned."""
         ...
 
     async def check(self) -> None:

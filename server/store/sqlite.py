@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import aiosqlite
 import anyio
@@ -44,21 +45,26 @@ SCHEMA_VERSION = 1
 """The schema this module writes; ``PRAGMA user_version`` of a current file."""
 
 _SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 # Index i migrates a file from user_version i to i + 1, inside one transaction.
 # Plain CREATE TABLE (no IF NOT EXISTS): a foreign SQLite file with tables of the
 # same names is refused instead of being silently adopted.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
-        "CREATE TABLE updates ("
-        " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-        " doc TEXT NOT NULL,"
-        " blob BLOB NOT NULL)",
+        (
+            "CREATE TABLE updates ("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " doc TEXT NOT NULL,"
+            " blob BLOB NOT NULL)"
+        ),
         "CREATE INDEX updates_doc_seq ON updates (doc, seq)",
-        "CREATE TABLE snapshots ("
-        " doc TEXT PRIMARY KEY,"
-        " seq INTEGER NOT NULL,"
-        " blob BLOB NOT NULL)",
+        (
+            "CREATE TABLE snapshots ("
+            " doc TEXT PRIMARY KEY,"
+            " seq INTEGER NOT NULL,"
+            " blob BLOB NOT NULL)"
+        ),
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
     ),
 )
@@ -176,7 +182,7 @@ class SQLiteStore:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> SQLiteStore:
+    async def __aenter__(self) -> Self:
         if self._state != "new":
             raise RuntimeError(f"{self!r} can be opened only once")
         self._state = "opening"
@@ -239,6 +245,8 @@ class SQLiteStore:
             if not rows or str(rows[0][0]).lower() != "wal":
                 raise StoreUnavailable(f"{self.path}: cannot switch to WAL journal mode (got {rows!r})")
             await db.execute(f"PRAGMA synchronous={self.synchronous}")
+            # After a burst, truncate the WAL back to this size at checkpoints instead of keeping it.
+            await db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
             await self._migrate(db)
             self._reader = await self._connect()
             await self._reader.execute("PRAGMA query_only=1")
@@ -449,7 +457,7 @@ class SQLiteStore:
         try:
             await db.execute("BEGIN IMMEDIATE")
             try:
-                first = int(list(await db.execute_fetchall(_LAST_SEQ))[0][0]) + 1
+                first = await self._last_seq(db) + 1
                 await db.executemany(
                     "INSERT INTO updates (seq, doc, blob) VALUES (?, ?, ?)",
                     [(first + i, r.doc, r.update) for i, r in enumerate(batch)],
@@ -492,7 +500,7 @@ class SQLiteStore:
                         " ON CONFLICT (key) DO UPDATE SET value = value + 1"
                     )
                 else:
-                    raise AssertionError(f"unknown request {request!r}")
+                    raise TypeError(f"unknown request {request!r}")
                 await db.execute("COMMIT")
             except sqlite3.Error:
                 await self._rollback(db)
@@ -507,7 +515,7 @@ class SQLiteStore:
 
     async def _compact_in_transaction(self, db: aiosqlite.Connection, request: _Compact) -> ValueError | None:
         """Write the snapshot and delete the rows it folds; return why not, if refused."""
-        last = int(list(await db.execute_fetchall(_LAST_SEQ))[0][0])
+        last = await self._last_seq(db)
         if request.through_seq > last:
             return ValueError(f"through_seq {request.through_seq} is above the last assigned seq {last}")
         rows = list(await db.execute_fetchall("SELECT seq FROM snapshots WHERE doc = ?", (request.doc,)))
@@ -520,6 +528,10 @@ class SQLiteStore:
         )
         await db.execute("DELETE FROM updates WHERE doc = ? AND seq <= ?", (request.doc, request.through_seq))
         return None
+
+    async def _last_seq(self, db: aiosqlite.Connection) -> int:
+        rows = list(await db.execute_fetchall(_LAST_SEQ))
+        return int(rows[0][0])
 
     async def _rollback(self, db: aiosqlite.Connection) -> None:
         """Roll back an open transaction; if that fails, the writer connection is unusable."""

@@ -1,0 +1,1 @@
+"""Runnable programs that measure Syncline and print and save numbers (not tests)."""

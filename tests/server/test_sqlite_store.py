@@ -1,0 +1,218 @@
+"""What only the SQLite store promises: its file format, its pragmas, and how it fails.
+
+Behaviour every store shares is in ``test_store_conformance.py``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from syncline.server.store import StoredDoc, StoreUnavailable
+from syncline.server.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # aiosqlite runs on asyncio
+
+
+def pragma(path: Path, name: str) -> object:
+    with sqlite3.connect(path) as db:
+        return db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def smash(path: Path, *, offset: int, length: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * length)
+
+
+async def test_opening_creates_a_wal_file_with_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "store.db"
+    async with SQLiteStore(path) as store:
+        await store.append("t/cart/1", b"x")
+        assert pragma(path, "journal_mode") == "wal"
+        assert pragma(path, "user_version") == SCHEMA_VERSION
+    with sqlite3.connect(path) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ddl = db.execute("SELECT sql FROM sqlite_master WHERE name = 'updates'").fetchone()[0]
+        indexes = [row[1] for row in db.execute("PRAGMA index_list(updates)")]
+    assert {"updates", "snapshots", "meta"} <= tables
+    assert "AUTOINCREMENT" in ddl
+    assert "updates_doc_seq" in indexes
+
+
+@pytest.mark.parametrize("mode", ["FULL", "NORMAL", "normal"])
+async def test_synchronous_mode_is_applied_to_the_writer(tmp_path: Path, mode: str) -> None:
+    levels = {"NORMAL": 1, "FULL": 2}
+    async with SQLiteStore(tmp_path / "s.db", synchronous=mode) as store:
+        assert store._writer is not None
+        rows = list(await store._writer.execute_fetchall("PRAGMA synchronous"))
+        assert rows[0][0] == levels[mode.upper()]
+
+
+def test_bad_arguments_are_refused_before_opening(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(tmp_path / "s.db", synchronous="OFF; DROP TABLE updates")
+    with pytest.raises(ValueError, match="max_batch"):
+        SQLiteStore(tmp_path / "s.db", max_batch=0)
+    assert not (tmp_path / "s.db").exists()
+
+
+async def test_a_corrupt_file_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with SQLiteStore(path) as store, anyio.create_task_group() as tg:
+        for i in range(300):
+            tg.start_soon(store.append, f"t/cart/{i % 5}", bytes([i % 256]) * 1_000)
+    assert pragma(path, "page_size") == 4096
+    smash(path, offset=4096 * 2, length=4096 * 3)  # a few b-tree pages past the header page
+    with pytest.raises(StoreUnavailable, match="corrupt|malformed"):
+        async with SQLiteStore(path):
+            pass
+
+
+async def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreUnavailable, match="not a database"):
+        async with SQLiteStore(path):
+            pass
+
+
+async def test_a_foreign_sqlite_file_is_not_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE updates (path TEXT, yupdate BLOB, timestamp REAL)")
+    with pytest.raises(StoreUnavailable, match="not a Syncline store"):
+        async with SQLiteStore(path):
+            pass
+    assert pragma(path, "user_version") == 0
+
+
+async def test_a_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with SQLiteStore(path):
+        pass
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreUnavailable, match="schema version"):
+        async with SQLiteStore(path):
+            pass
+
+
+async def test_on_commit_reports_every_batch(tmp_path: Path) -> None:
+    batches: list[tuple[int, float]] = []
+    async with SQLiteStore(tmp_path / "s.db") as store:
+        store.on_commit = lambda size, seconds: batches.append((size, seconds))
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(store.append, "t/cart/1", bytes([i]))
+    assert sum(size for size, _ in batches) == 100 == store.committed_updates
+    assert len(batches) == store.commits
+    assert all(seconds >= 0 for _, seconds in batches)
+
+
+async def test_a_failing_on_commit_hook_does_not_fail_the_append(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_hook(size: int, seconds: float) -> None:
+        raise RuntimeError("metrics are down")
+
+    async with SQLiteStore(tmp_path / "s.db") as store:
+        store.on_commit = broken_hook
+        seq = await store.append("t/cart/1", b"x")
+        assert (await store.load("t/cart/1")).updates == [(seq, b"x")]
+    assert "on_commit hook" in caplog.text
+
+
+async def test_max_batch_bounds_each_transaction(tmp_path: Path) -> None:
+    sizes: list[int] = []
+    async with SQLiteStore(tmp_path / "s.db", max_batch=8) as store:
+        store.on_commit = lambda size, seconds: sizes.append(size)
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(store.append, "t/cart/1", bytes([i]))
+    assert sum(sizes) == 200
+    assert max(sizes) <= 8
+    assert max(sizes) > 1
+
+
+async def test_a_failed_commit_fails_its_whole_batch_and_stores_none_of_it(tmp_path: Path) -> None:
+    """Hold the write lock from outside so the next appends queue up as one batch, one of them
+    rejected by a trigger: every waiter of that batch gets StoreUnavailable and no row lands."""
+    path = tmp_path / "s.db"
+    outcomes: dict[bytes, int | StoreUnavailable] = {}
+
+    async def append(store: SQLiteStore, update: bytes) -> None:
+        try:
+            outcomes[update] = await store.append("t/cart/1", update)
+        except StoreUnavailable as exc:
+            outcomes[update] = exc
+
+    async with SQLiteStore(path) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute(
+                "CREATE TRIGGER reject_poison BEFORE INSERT ON updates WHEN NEW.blob = X'DEAD'"
+                " BEGIN SELECT RAISE(ABORT, 'poisoned update'); END"
+            )
+            blocker.execute("BEGIN IMMEDIATE")  # the writer's BEGIN IMMEDIATE now waits
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(append, store, b"first")
+                    await anyio.wait_all_tasks_blocked()  # the writer holds "first", waiting for the lock
+                    for update in (b"good-1", b"good-2", b"\xde\xad", b"good-3"):
+                        tg.start_soon(append, store, update)
+                    await anyio.wait_all_tasks_blocked()  # these four are queued behind it
+                    blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        assert isinstance(outcomes[b"first"], int)
+        for update in (b"good-1", b"good-2", b"\xde\xad", b"good-3"):
+            error = outcomes[update]
+            assert isinstance(error, StoreUnavailable), update
+            assert isinstance(error.__cause__, sqlite3.IntegrityError)
+        assert store.commits == 1
+        assert await store.load("t/cart/1") == StoredDoc(updates=[(outcomes[b"first"], b"first")])
+        # The store recovers: the next append commits.
+        seq = await store.append("t/cart/1", b"after")
+        assert seq > outcomes[b"first"]
+        await store.check()
+
+
+async def test_a_locked_database_makes_appends_and_check_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with SQLiteStore(path, busy_timeout=0.05) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            with anyio.fail_after(10):
+                with pytest.raises(StoreUnavailable, match="locked"):
+                    await store.append("t/cart/1", b"x")
+                with pytest.raises(StoreUnavailable, match="locked"):
+                    await store.check()
+            blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        await store.check()
+        assert (await store.load("t/cart/1")).updates == []
+
+
+async def test_a_store_opens_only_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    async with store:
+        pass
+    with pytest.raises(RuntimeError):
+        async with store:
+            pass
+
+
+async def test_appending_before_opening_raises_store_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable, match="new"):
+        await SQLiteStore(tmp_path / "s.db").append("t/cart/1", b"x")

@@ -1,0 +1,303 @@
+"""One conformance suite for every store backend.
+
+Each backend is one param of the ``store_factory`` fixture: a callable that returns
+a new, not yet opened store over the test's own storage (calling it again gives a
+store over the same data, as a restarted relay would). Add PostgreSQL as another
+param; nothing below names a backend.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pycrdt
+import pytest
+
+from syncline.server.store import StoredDoc, StoreUnavailable
+from syncline.server.store.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+StoreFactory = Callable[[], Any]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # aiosqlite runs on asyncio
+
+
+@pytest.fixture(params=["sqlite"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    if request.param == "sqlite":
+        path = tmp_path / "data" / "store.db"  # parent directory does not exist yet
+        yield lambda: SQLiteStore(path)
+    else:  # pragma: no cover - future backends
+        raise AssertionError(request.param)
+
+
+def map_update(doc: pycrdt.Doc[Any], key: str, value: object) -> bytes:
+    """Set ``key`` in ``doc``'s map "m" and return the Yjs update of exactly that edit."""
+    before = doc.get_state()
+    doc.get("m", type=pycrdt.Map)[key] = value
+    return doc.get_update(before)
+
+
+def rebuild(stored: StoredDoc) -> pycrdt.Doc[Any]:
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    if stored.snapshot is not None:
+        doc.apply_update(stored.snapshot)
+    for _, update in stored.updates:
+        doc.apply_update(update)
+    return doc
+
+
+async def test_append_returns_strictly_increasing_seqs(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        seqs = [await store.append(f"t/cart/{i % 3}", bytes([i])) for i in range(30)]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+    assert seqs[0] >= 1
+
+
+async def test_load_returns_each_documents_updates_in_order_and_nothing_else(
+    store_factory: StoreFactory,
+) -> None:
+    expected: dict[str, list[tuple[int, bytes]]] = {"a/cart/1": [], "a/cart/2": [], "b/cart/1": []}
+    async with store_factory() as store:
+        for i in range(40):
+            doc = list(expected)[i % 3] if i % 5 else "a/cart/1"
+            update = f"{doc}:{i}".encode()
+            expected[doc].append((await store.append(doc, update), update))
+        for doc, updates in expected.items():
+            assert await store.load(doc) == StoredDoc(updates=updates)
+
+
+async def test_unknown_document_loads_empty(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        await store.append("t/cart/known", b"x")
+        assert await store.load("t/cart/unknown") == StoredDoc()
+        assert (await store.load("t/cart/unknown")).last_seq == 0
+
+
+async def test_bytes_are_stored_untouched(store_factory: StoreFactory) -> None:
+    rng = random.Random(1234)
+    blobs = [b"", b"\x00", b"\x00" * 17, bytes(range(256)), os.urandom(65_536)]
+    blobs += [rng.randbytes(rng.randrange(1, 2_000)) for _ in range(50)]
+    async with store_factory() as store:
+        for blob in blobs:
+            await store.append("t/stock/bytes", blob)
+        assert [blob for _, blob in (await store.load("t/stock/bytes")).updates] == blobs
+    async with store_factory() as store:
+        assert [blob for _, blob in (await store.load("t/stock/bytes")).updates] == blobs
+
+
+async def test_everything_survives_close_and_reopen(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        first = [await store.append("t/cart/1", f"u{i}".encode()) for i in range(10)]
+        await store.compact("t/cart/1", b"snapshot", first[5])
+        await store.append("t/cart/2", b"other")
+        before = {doc: await store.load(doc) for doc in await store.documents()}
+    async with store_factory() as store:
+        assert await store.documents() == ["t/cart/1", "t/cart/2"]
+        for doc, stored in before.items():
+            assert await store.load(doc) == stored
+        later = await store.append("t/cart/1", b"after reopen")
+    assert later > max(s.last_seq for s in before.values())
+
+
+async def test_concurrent_appends_all_land_once_and_share_commits(store_factory: StoreFactory) -> None:
+    tasks, per_task = 50, 10
+    acked: dict[int, tuple[str, bytes]] = {}
+
+    async def appender(store: Any, task: int) -> None:
+        for i in range(per_task):
+            doc = f"t/stock/{task % 7}"
+            update = f"{task}:{i}".encode()
+            seq = await store.append(doc, update)
+            assert seq not in acked
+            acked[seq] = (doc, update)
+
+    async with store_factory() as store:
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                for task in range(tasks):
+                    tg.start_soon(appender, store, task)
+        assert len(acked) == tasks * per_task
+        assert store.committed_updates == tasks * per_task
+        assert store.commits < tasks * per_task, "concurrent appends should share transactions"
+        for doc in {doc for doc, _ in acked.values()}:
+            stored = await store.load(doc)
+            mine = sorted((seq, update) for seq, (d, update) in acked.items() if d == doc)
+            assert stored.updates == mine
+
+
+async def test_compaction_replaces_folded_rows_by_the_snapshot_and_keeps_the_tail(
+    store_factory: StoreFactory,
+) -> None:
+    async with store_factory() as store:
+        seqs = [await store.append("t/cart/1", f"u{i}".encode()) for i in range(6)]
+        other = await store.append("t/cart/2", b"untouched")
+        await store.compact("t/cart/1", b"snap-0-3", seqs[3])
+        stored = await store.load("t/cart/1")
+        assert stored.snapshot == b"snap-0-3"
+        assert stored.snapshot_seq == seqs[3]
+        assert stored.updates == [(seqs[4], b"u4"), (seqs[5], b"u5")]
+        assert stored.last_seq == seqs[5]
+        assert await store.load("t/cart/2") == StoredDoc(updates=[(other, b"untouched")])
+        folded = [seq for seq, _, _ in await store.updates_since(0, 100) if seq <= seqs[3]]
+        assert folded == []
+
+
+async def test_compaction_is_idempotent_and_ignores_an_older_snapshot(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        seqs = [await store.append("t/cart/1", f"u{i}".encode()) for i in range(6)]
+        await store.compact("t/cart/1", b"snap-through-4", seqs[4])
+        after_first = await store.load("t/cart/1")
+        await store.compact("t/cart/1", b"snap-through-4", seqs[4])
+        assert await store.load("t/cart/1") == after_first
+        await store.compact("t/cart/1", b"older", seqs[2])
+        assert await store.load("t/cart/1") == after_first
+        await store.compact("t/cart/1", b"same seq, other bytes", seqs[4])
+        assert await store.load("t/cart/1") == after_first
+        await store.compact("t/cart/1", b"newer", seqs[5])
+        assert await store.load("t/cart/1") == StoredDoc(snapshot=b"newer", snapshot_seq=seqs[5])
+
+
+async def test_compaction_beyond_the_last_assigned_seq_is_refused(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        seq = await store.append("t/cart/1", b"u")
+        with pytest.raises(ValueError):
+            await store.compact("t/cart/1", b"claims the future", seq + 1)
+        with pytest.raises(ValueError):
+            await store.compact("t/cart/1", b"nothing", 0)
+        assert await store.load("t/cart/1") == StoredDoc(updates=[(seq, b"u")])
+
+
+async def test_snapshot_plus_tail_rebuilds_the_same_document(store_factory: StoreFactory) -> None:
+    author: pycrdt.Doc[Any] = pycrdt.Doc()
+    updates = [map_update(author, f"k{i % 13}", i) for i in range(60)]
+    async with store_factory() as store:
+        seqs = [await store.append("t/cart/crdt", update) for update in updates]
+        cut = seqs[39]
+        folded = rebuild(StoredDoc(updates=[(s, u) for s, u in zip(seqs, updates) if s <= cut]))
+        await store.compact("t/cart/crdt", folded.get_update(), cut)
+        stored = await store.load("t/cart/crdt")
+        assert len(stored.updates) == 20
+        assert rebuild(stored).get("m", type=pycrdt.Map).to_py() == author.get("m", type=pycrdt.Map).to_py()
+        assert rebuild(stored).get_state() == author.get_state()
+
+
+async def test_seqs_are_never_reused_after_compaction_removes_the_newest_rows(
+    store_factory: StoreFactory,
+) -> None:
+    async with store_factory() as store:
+        seqs = [await store.append("t/cart/1", b"u") for _ in range(3)]
+        await store.compact("t/cart/1", b"snap", seqs[-1])  # deletes the newest rows of the store
+    async with store_factory() as store:
+        assert await store.updates_since(0, 10) == []
+        assert await store.append("t/cart/2", b"next") > seqs[-1]
+
+
+async def test_updates_since_pages_through_every_document_in_seq_order(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        appended = []
+        for i in range(25):
+            doc = f"t/cart/{i % 4}"
+            appended.append((await store.append(doc, bytes([i])), doc, bytes([i])))
+        assert await store.updates_since(0, 1000) == appended
+        paged: list[tuple[int, str, bytes]] = []
+        cursor = 0
+        while page := await store.updates_since(cursor, 7):
+            assert len(page) <= 7
+            paged += page
+            cursor = page[-1][0]
+        assert paged == appended
+        assert await store.updates_since(appended[10][0], 3) == appended[11:14]
+        assert await store.updates_since(appended[-1][0], 10) == []
+
+
+async def test_documents_lists_every_document_sorted(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        assert await store.documents() == []
+        for doc in ["b/cart/2", "a/stock/9", "b/cart/1", "a/stock/9"]:
+            seq = await store.append(doc, b"x")
+        await store.compact("b/cart/1", b"snap", seq)  # only a snapshot left for b/cart/1
+        assert await store.documents() == ["a/stock/9", "b/cart/1", "b/cart/2"]
+
+
+async def test_check_passes_when_open_and_fails_after_close(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        await store.check()
+        await store.append("t/cart/1", b"x")
+        await store.check()
+    with pytest.raises(StoreUnavailable):
+        await store.check()
+
+
+async def test_every_call_after_close_raises_store_unavailable(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        seq = await store.append("t/cart/1", b"x")
+    with pytest.raises(StoreUnavailable):
+        await store.append("t/cart/1", b"y")
+    with pytest.raises(StoreUnavailable):
+        await store.load("t/cart/1")
+    with pytest.raises(StoreUnavailable):
+        await store.compact("t/cart/1", b"snap", seq)
+    with pytest.raises(StoreUnavailable):
+        await store.documents()
+    with pytest.raises(StoreUnavailable):
+        await store.updates_since(0, 10)
+
+
+async def _append_recording(store: Any, i: int, acked: dict[int, int], refused: list[int]) -> None:
+    try:
+        acked[i] = await store.append("t/cart/queued", i.to_bytes(4, "big"))
+    except StoreUnavailable:
+        refused.append(i)  # reached the store only after it began closing: never accepted
+
+
+async def test_closing_commits_the_appends_still_queued(store_factory: StoreFactory) -> None:
+    acked: dict[int, int] = {}
+    refused: list[int] = []
+    with anyio.fail_after(15):
+        async with anyio.create_task_group() as tg, store_factory() as store:
+            for i in range(300):
+                tg.start_soon(_append_recording, store, i, acked, refused)
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()  # let the appenders queue up, not commit
+            committed_before_close = store.committed_updates
+    assert len(acked) + len(refused) == 300
+    assert len(acked) > committed_before_close, "some appends should still have been queued at close"
+    async with store_factory() as store:
+        stored = await store.load("t/cart/queued")
+    assert sorted(stored.updates) == sorted((seq, i.to_bytes(4, "big")) for i, seq in acked.items())
+
+
+async def test_cancelling_the_owner_still_commits_the_appends_already_queued(
+    store_factory: StoreFactory,
+) -> None:
+    acked: dict[int, int] = {}
+    refused: list[int] = []
+    with anyio.fail_after(15):
+        async with anyio.create_task_group() as tg:
+            with anyio.CancelScope() as owner:
+                async with store_factory() as store:
+                    for i in range(300):
+                        tg.start_soon(_append_recording, store, i, acked, refused)
+                    for _ in range(3):
+                        await anyio.lowlevel.checkpoint()
+                    committed_before_close = store.committed_updates
+                    owner.cancel()
+                    await anyio.sleep_forever()
+    assert owner.cancelled_caught
+    assert len(acked) + len(refused) == 300
+    assert len(acked) > committed_before_close, "some appends should still have been queued at close"
+    async with store_factory() as store:
+        stored = await store.load("t/cart/queued")
+    assert sorted(stored.updates) == sorted((seq, i.to_bytes(4, "big")) for i, seq in acked.items())
