@@ -126,14 +126,17 @@ class Room:
         """Remember each client's latest state and relay the update to the others."""
         for entry in protocol.decode_awareness(payload):
             current = self._awareness.get(entry.client_id)
-            if current is not None and current.clock > entry.clock:
-                continue
+            if current is not None and not (
+                entry.clock > current.clock or (entry.clock == current.clock and entry.state == "null")
+            ):
+                continue  # y-websocket peers echo others' states back: not news, not theirs
             if entry.state == "null":
                 self._awareness.pop(entry.client_id, None)
                 self._awareness_owner.pop(entry.client_id, None)
             else:
                 self._awareness[entry.client_id] = entry
-                self._awareness_owner[entry.client_id] = sender
+                # The connection that first announced a client owns it: its close removes the state.
+                self._awareness_owner.setdefault(entry.client_id, sender)
         self._broadcast(protocol.awareness(payload), sender)
 
     def awareness_snapshot(self) -> bytes | None:
