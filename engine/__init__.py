@@ -11,6 +11,7 @@ from .cart import price_lines as price_lines
 from .errors import AlreadyMerged as AlreadyMerged
 from .errors import CartClosed as CartClosed
 from .errors import DuplicateAdjustment as DuplicateAdjustment
+from .errors import DuplicateResolution as DuplicateResolution
 from .errors import EngineError as EngineError
 from .errors import InvalidStateVector as InvalidStateVector
 from .errors import InvalidUpdate as InvalidUpdate

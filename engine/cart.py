@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pycrdt import Array, Doc, Map
 
 from .errors import AlreadyMerged, CartClosed, UnknownLine, ValidationError
-from .schema import Clock, SchemaIssue, wall_clock
+from .schema import Clock, SchemaIssue, array_entries, is_shared_type, misplaced_entries, wall_clock
 from .sync import own_clock
 from .validation import (
     MAX_QUANTITY,
@@ -115,7 +115,16 @@ class _Op:
 @dataclass
 class _Parsed:
     ops_by_line: dict[str, list[_Op]] = field(default_factory=dict)
+    """The operations that count, per line."""
+    duplicates_by_line: dict[str, list[_Op]] = field(default_factory=dict)
+    """Second copies of an op id: not counted, but replaced along with the first."""
     issues: list[SchemaIssue] = field(default_factory=list)
+
+    def observed(self, key: str) -> list[_Op]:
+        return self.ops_by_line.get(key, []) + self.duplicates_by_line.get(key, [])
+
+    def all_observed(self) -> dict[str, list[_Op]]:
+        return {key: self.observed(key) for key in self.ops_by_line.keys() | self.duplicates_by_line.keys()}
 
 
 class Cart:
@@ -155,13 +164,14 @@ class Cart:
 
         A concurrent add that this replica had not seen still counts on top.
         """
+        key = check_id(key, "line")
         quantity = check_quantity(quantity, allow_zero=True)
         self._ensure_open()
         parsed = self._parse()
         if self._line_meta(key) is None:
             raise UnknownLine(key)
         with self.doc.transaction():
-            self._replace_lines({key: parsed.ops_by_line.get(key, [])}, quantity)
+            self._replace_lines({key: parsed.observed(key)}, quantity)
 
     def remove_line(self, key: str) -> None:
         """Remove a line: its quantity becomes 0 unless a concurrent add arrives."""
@@ -172,7 +182,7 @@ class Cart:
         self._ensure_open()
         parsed = self._parse()
         with self.doc.transaction():
-            self._replace_lines(parsed.ops_by_line, 0)
+            self._replace_lines(parsed.all_observed(), 0)
 
     def merge_into(self, target: Cart) -> MergeResult:
         """Merge this (guest) cart into ``target``: matching lines sum; this cart closes.
@@ -200,17 +210,22 @@ class Cart:
 
     def view(self) -> CartView:
         parsed = self._parse()
-        lines = []
         issues = list(parsed.issues)
-        for key in sorted(parsed.ops_by_line):
+        issues += misplaced_entries(self.doc, LINES, Map) + misplaced_entries(self.doc, META, Map)
+        metas = {}
+        for key in sorted(self._lines.keys()):
             meta = self._line_meta(key, issues)
-            if meta is None:
+            if meta is not None:
+                metas[key] = meta
+        lines = []
+        for key in sorted(parsed.ops_by_line):
+            if key not in metas:
                 issues.append(SchemaIssue(f"{OPS}[line={key}]", "operations for a line with no valid metadata"))
                 continue
             quantity = _fold(parsed.ops_by_line[key])
             if quantity > 0:
-                lines.append(CartLine(key, meta[0], meta[1], quantity))
-        return CartView(tuple(lines), self.status(), tuple(issues))
+                lines.append(CartLine(key, metas[key][0], metas[key][1], quantity))
+        return CartView(tuple(lines), self._status(issues), tuple(issues))
 
     def lines(self) -> tuple[CartLine, ...]:
         return self.view().lines
@@ -220,15 +235,29 @@ class Cart:
         return 0 if line is None else line.quantity
 
     def status(self) -> CartStatus:
-        state = self._meta.get("status")
+        return self._status([])
+
+    def _status(self, issues: list[SchemaIssue]) -> CartStatus:
+        if "status" not in self._meta:
+            return CartStatus()
+        state = self._meta["status"]
+        if state == "open":
+            return CartStatus()
         if state != "merged":
+            issues.append(SchemaIssue(f"{META}.status", f"must be 'open' or 'merged', not {_shown(state)}"))
             return CartStatus()
         into = self._meta.get("merged_into")
         try:
+            into = check_id(into, "merged_into")
+        except ValidationError as exc:
+            issues.append(SchemaIssue(f"{META}.merged_into", str(exc)))
+            into = None
+        try:
             at: int | None = read_int(self._meta.get("merged_at"), "merged_at", 0, MAX_SAFE_INTEGER)
-        except ValidationError:
+        except ValidationError as exc:
+            issues.append(SchemaIssue(f"{META}.merged_at", str(exc)))
             at = None
-        return CartStatus("merged", into if isinstance(into, str) else None, at)
+        return CartStatus("merged", into, at)
 
     # -- internals ---------------------------------------------------------------
 
@@ -275,10 +304,12 @@ class Cart:
     def _line_meta(
         self, key: str, issues: list[SchemaIssue] | None = None
     ) -> tuple[str, Mapping[str, Any]] | None:
-        raw = self._lines.get(key)
-        if raw is None:
+        if key not in self._lines:
             return None
+        raw = self._lines[key]
         try:
+            if is_shared_type(raw):
+                raise ValidationError("line", f"a nested {type(raw).__name__} where plain JSON belongs")
             entry = read_mapping(raw, "line")
             product = check_id(entry.get("product"), "product")
             attrs = check_attributes(entry.get("attributes", {}))
@@ -292,8 +323,9 @@ class Cart:
 
     def _parse(self) -> _Parsed:
         parsed = _Parsed()
+        parsed.issues += misplaced_entries(self.doc, OPS, Array)
         seen: dict[tuple[str, str], _Op] = {}
-        for index, raw in enumerate(self._ops.to_py() or ()):
+        for index, raw in array_entries(self._ops, OPS, parsed.issues):
             try:
                 op = _parse_op(index, raw)
             except ValidationError as exc:
@@ -304,11 +336,18 @@ class Cart:
                 # The same op id twice (a foreign writer's replay): count it once.
                 parsed.issues.append(SchemaIssue(f"{OPS}[{index}]", f"duplicate op id {op.id!r}"))
                 if _op_order(op) >= _op_order(previous):
+                    parsed.duplicates_by_line.setdefault(op.line, []).append(op)
                     continue
                 parsed.ops_by_line[op.line].remove(previous)
+                parsed.duplicates_by_line.setdefault(op.line, []).append(previous)
             seen[(op.line, op.id)] = op
             parsed.ops_by_line.setdefault(op.line, []).append(op)
         return parsed
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _op_order(op: _Op) -> tuple[Any, ...]:

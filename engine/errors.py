@@ -78,3 +78,11 @@ class UnknownConflict(EngineError, LookupError):
     def __init__(self, conflict_id: str) -> None:
         super().__init__(f"no open conflict {conflict_id!r}")
         self.conflict_id = conflict_id
+
+
+class DuplicateResolution(EngineError):
+    """Raised when a resolution id is reused for a different decision."""
+
+    def __init__(self, resolution_id: str) -> None:
+        super().__init__(f"resolution {resolution_id!r} already exists with a different decision")
+        self.resolution_id = resolution_id

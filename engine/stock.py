@@ -22,8 +22,8 @@ from typing import Any, Literal
 from pycrdt import Array, Doc
 
 from .conflicts import Conflict, derive_conflicts
-from .errors import DuplicateAdjustment, UnknownConflict, ValidationError
-from .schema import Clock, SchemaIssue, wall_clock
+from .errors import DuplicateAdjustment, DuplicateResolution, UnknownConflict, ValidationError
+from .schema import Clock, SchemaIssue, array_entries, misplaced_entries, wall_clock
 from .sync import own_clock
 from .validation import (
     MAX_DELTA,
@@ -202,34 +202,38 @@ class StockLedger:
         actor = check_id(actor, "actor")
         stamp = self._clock() if at is None else check_timestamp(at)
         note = None if note is None else check_note(note)
-        if resolution_id is not None:
-            resolution_id = check_id(resolution_id, "resolution_id")
-            previous = self._current().resolutions.get(resolution_id)
-            if previous is not None:
-                return previous
         if strategy == "merge":
             level = check_int(level, "level", 0, MAX_DELTA)
         elif level is not None:
             raise ValidationError("level", "only the merge strategy takes a level")
+        if resolution_id is not None:
+            resolution_id = check_id(resolution_id, "resolution_id")
+            previous = self._current().resolutions.get(resolution_id)
+            if previous is not None:
+                asked = (conflict_id, strategy, actor, note, level)
+                if (previous.conflict, previous.strategy, previous.actor, previous.note, previous.level) != asked:
+                    raise DuplicateResolution(resolution_id)
+                return previous
         conflict = next((c for c in self.conflicts() if c.id == conflict_id), None)
         if conflict is None:
             raise UnknownConflict(conflict_id)
         target = {"accept": None, "compensate": 0, "merge": level}[strategy]
         adjustment_id = None
-        if target is not None and target != conflict.level:
-            adjustment_id = f"resolve:{conflict.id}"
-            self.record(
-                adjustment_id, conflict.sku, target - conflict.level,
-                reason=f"conflict-{strategy}", actor=actor, at=stamp, ref=conflict.id,
+        with self.doc.transaction():  # the adjustment and the decision land together or not at all
+            if target is not None and target != conflict.level:
+                adjustment_id = f"resolve:{conflict.id}"
+                self.record(
+                    adjustment_id, conflict.sku, target - conflict.level,
+                    reason=f"conflict-{strategy}", actor=actor, at=stamp, ref=conflict.id,
+                )
+            resolution = Resolution(
+                resolution_id or f"res-{self.doc.client_id:x}.{own_clock(self.doc):x}",
+                conflict.id, conflict.sku, strategy, actor, stamp, note, level, adjustment_id,
             )
-        resolution = Resolution(
-            resolution_id or f"res-{self.doc.client_id:x}.{own_clock(self.doc):x}",
-            conflict.id, conflict.sku, strategy, actor, stamp, note, level, adjustment_id,
-        )
-        self._append(
-            self._resolutions, resolution.to_json(),
-            lambda ix: ix.resolutions.setdefault(resolution.id, resolution),
-        )
+            self._append(
+                self._resolutions, resolution.to_json(),
+                lambda ix: ix.resolutions.setdefault(resolution.id, resolution),
+            )
         return resolution
 
     # -- reads -------------------------------------------------------------------
@@ -272,7 +276,8 @@ class StockLedger:
         return self.view().conflicts
 
     def history(self, sku: str | None = None) -> tuple[Adjustment | Resolution, ...]:
-        """The audit trail: every adjustment and decision, in (time, id) order."""
+        """The audit trail: every counted adjustment and every decision, by time, then
+        adjustments before decisions, then id."""
         view = self.view()
         entries: list[Adjustment | Resolution] = [*view.adjustments, *view.resolutions]
         if sku is not None:
@@ -288,7 +293,7 @@ class StockLedger:
     def _current(self) -> _Index:
         version = self._version()
         if self._index is None or self._index.version != version:
-            self._index = _build_index(version, self._adjustments.to_py() or [], self._resolutions.to_py() or [])
+            self._index = _build_index(self.doc, version, self._adjustments, self._resolutions)
         return self._index
 
     def _append(self, array: Array, body: dict[str, Any], update_index: Callable[[_Index], object]) -> None:
@@ -298,14 +303,15 @@ class StockLedger:
         index.version = self._version()
 
 
-def _build_index(version: tuple[bytes, int, int], adjustments: list[Any], resolutions: list[Any]) -> _Index:
+def _build_index(doc: Doc, version: tuple[bytes, int, int], adjustments: Array[Any], resolutions: Array[Any]) -> _Index:
     index = _Index(version)
-    for position, raw in enumerate(adjustments):
+    index.issues += misplaced_entries(doc, ADJUSTMENTS, Array) + misplaced_entries(doc, RESOLUTIONS, Array)
+    for position, raw in array_entries(adjustments, ADJUSTMENTS, index.issues):
         try:
             index.add_adjustment(_parse_adjustment(raw))
         except ValidationError as exc:
             index.issues.append(SchemaIssue(f"{ADJUSTMENTS}[{position}]", str(exc)))
-    for position, raw in enumerate(resolutions):
+    for position, raw in array_entries(resolutions, RESOLUTIONS, index.issues):
         try:
             resolution = _parse_resolution(raw)
         except ValidationError as exc:

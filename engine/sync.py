@@ -11,16 +11,13 @@ from pycrdt import Doc, get_state
 
 from .errors import InvalidStateVector, InvalidUpdate
 
-_PanicException: type[BaseException] | None
-try:  # a Rust panic inside Yrs surfaces as pyo3's PanicException (a BaseException)
-    from pyo3_runtime import PanicException as _PanicException  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - the module only exists once pyo3 has raised one
-    _PanicException = None
+_DECODE_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError)
 
 
-def _decode_errors() -> tuple[type[BaseException], ...]:
-    errors: tuple[type[BaseException], ...] = (ValueError, RuntimeError)
-    return (*errors, _PanicException) if _PanicException is not None else errors
+def _is_yrs_panic(exc: BaseException) -> bool:
+    """A Rust panic inside Yrs reaches Python as pyo3's PanicException, a BaseException
+    subclass that no module exports for ``except`` clauses."""
+    return type(exc).__name__ == "PanicException" and type(exc).__module__ == "pyo3_runtime"
 
 
 def state_vector(doc: Doc) -> bytes:
@@ -35,7 +32,7 @@ def encode_diff(doc: Doc, since: bytes | None = None) -> bytes:
     decode_state_vector(since)
     try:
         return doc.get_update(since)
-    except _decode_errors() as exc:
+    except _DECODE_ERRORS as exc:
         raise InvalidStateVector(str(exc)) from exc
 
 
@@ -47,7 +44,7 @@ def validate_update(update: bytes, *, max_bytes: int | None = None) -> None:
         raise InvalidUpdate(f"{len(update)} bytes exceeds the limit of {max_bytes}")
     try:
         get_state(bytes(update))
-    except _decode_errors() as exc:
+    except _DECODE_ERRORS as exc:
         raise InvalidUpdate(str(exc)) from exc
 
 
@@ -62,8 +59,12 @@ def apply_update(doc: Doc, update: bytes, *, max_bytes: int | None = None) -> No
     validate_update(update, max_bytes=max_bytes)
     try:
         doc.apply_update(bytes(update))
-    except _decode_errors() as exc:
+    except _DECODE_ERRORS as exc:
         raise InvalidUpdate(str(exc)) from exc
+    except BaseException as exc:
+        if not _is_yrs_panic(exc):
+            raise
+        raise InvalidUpdate(f"Yrs could not integrate it: {exc}") from exc
 
 
 def decode_state_vector(data: bytes) -> dict[int, int]:

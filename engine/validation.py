@@ -51,6 +51,7 @@ def check_id(value: object, field: str = "id") -> str:
         raise ValidationError(field, f"must be at most {MAX_ID_LENGTH} characters")
     if not value.isprintable():
         raise ValidationError(field, "must not contain control or unprintable characters")
+    _check_utf8(value, field)
     if value != value.strip():
         raise ValidationError(field, "must not start or end with white space")
     return value
@@ -84,6 +85,15 @@ def check_note(value: object, field: str = "note") -> str:
         raise ValidationError(field, f"must be a string, not {type(value).__name__}")
     if len(value) > MAX_NOTE_LENGTH:
         raise ValidationError(field, f"must be at most {MAX_NOTE_LENGTH} characters")
+    return _check_utf8(value, field)
+
+
+def _check_utf8(value: str, field: str) -> str:
+    """Lone surrogates cannot be stored (Yjs strings are UTF-8 on the wire)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(field, "must be valid Unicode (no lone surrogates)") from None
     return value
 
 
@@ -92,7 +102,7 @@ def check_timestamp(value: object, field: str = "at") -> int:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValidationError(field, "datetime must carry a time zone")
-        return round(value.timestamp() * 1000)
+        value = round(value.timestamp() * 1000)
     return check_int(value, field, 0, MAX_SAFE_INTEGER)
 
 
@@ -116,8 +126,10 @@ def check_attributes(value: object, field: str = "attributes") -> dict[str, Any]
 def _normalise_json(value: object, field: str, depth: int) -> Any:
     if depth > MAX_ATTRIBUTE_DEPTH + 1:
         raise ValidationError(field, f"must nest at most {MAX_ATTRIBUTE_DEPTH} levels deep")
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return _check_utf8(value, field)
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
             raise ValidationError(field, "integers must stay within ±2**53-1")
@@ -135,6 +147,7 @@ def _normalise_json(value: object, field: str, depth: int) -> Any:
         for key in sorted(value, key=_key_order):
             if not isinstance(key, str) or not key or len(key) > MAX_ID_LENGTH:
                 raise ValidationError(field, "keys must be non-empty strings of at most 128 characters")
+            _check_utf8(key, field)
             out[key] = _normalise_json(value[key], field, depth + 1)
         return out  # keys sorted: every replica renders the same value the same way
     if isinstance(value, (list, tuple)):

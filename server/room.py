@@ -113,8 +113,11 @@ class Room:
             self._inflight -= 1
         try:
             apply_update(self.doc, update)
-        except InvalidUpdate as exc:  # decodable but not integrable: stored, skipped on load too
-            log.error("stored update could not be integrated", extra={"doc": self.name, "reason": exc.reason})
+        except InvalidUpdate as exc:
+            # Decodable but not integrable (Yrs panicked): its sender is closed, nothing is
+            # broadcast, and loading skips the stored row the same way.
+            log.error("stored update could not be integrated", extra={"doc": self.name, "seq": seq, "reason": exc.reason})
+            raise
         self._tail += 1
         self._applied_seq = max(self._applied_seq, seq)
         self._broadcast(protocol.sync_update(update), sender)
