@@ -83,6 +83,15 @@ def create_app(settings: Settings) -> Starlette:
     async def sync_endpoint(websocket: WebSocket) -> None:
         await _serve_peer(websocket.app.state.relay, websocket)
 
+    async def malformed_sync_path(websocket: WebSocket) -> None:
+        # A path under the sync prefix that is not tenant/kind/id (after percent-decoding, e.g.
+        # acme/cart/a%2Fb or acme/../acme/cart/x): a 4404 close like any other bad name, not
+        # Starlette's bare HTTP 403 for an unrouted WebSocket.
+        websocket.app.state.relay.metrics.rejected.labels("invalid_document_name").inc()
+        await websocket.accept()
+        code = closecodes.INVALID_DOCUMENT_NAME
+        await websocket.close(code, closecodes.CLOSE_REASONS.get(code, ""))
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -100,6 +109,7 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=[
             WebSocketRoute("/v1/sync/{tenant}/{kind}/{doc_id}", sync_endpoint),
+            WebSocketRoute("/v1/sync/{rest:path}", malformed_sync_path),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

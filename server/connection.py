@@ -89,6 +89,8 @@ class Connection:
             with self._scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._sender)
+                    if self._grant.expires_at is not None:
+                        tg.start_soon(self._expire, self._grant.expires_at)
                     await self._receiver()
                     tg.cancel_scope.cancel()
         finally:
@@ -100,6 +102,11 @@ class Connection:
                         await self._ws.close(self.close_code, closecodes.CLOSE_REASONS.get(self.close_code, ""))
                     except (WebSocketDisconnect, OSError, RuntimeError):
                         pass  # the client is already gone; nothing left to tell it
+
+    async def _expire(self, expires_at: int) -> None:
+        """Close the peer with 4419 when its token's ``exp`` passes during the session."""
+        await anyio.sleep(max(0.0, expires_at - time.time()))
+        self.abort(closecodes.TOKEN_EXPIRED, "token_expired")
 
     async def _sender(self) -> None:
         messages = self._metrics.messages.labels("out")
@@ -138,6 +145,12 @@ class Connection:
                 log.info("closing peer after a malformed frame", extra={"doc": self._room.name, "reason": exc.reason})
                 self.abort(closecodes.INVALID_MESSAGE, "invalid_message")
                 return
+            except Exception:
+                # A fault of ours, not the frame's: close with 1011 (documented) instead of letting the
+                # exception escape to uvicorn, which drops the socket and the peer sees only 1006.
+                log.exception("unexpected error while handling a frame", extra={"doc": self._room.name})
+                self.abort(closecodes.INTERNAL_ERROR, "internal_error")
+                return
             if self.close_code is not None:
                 return
 
@@ -167,7 +180,10 @@ class Connection:
             self.abort(closecodes.READ_ONLY, "read_only")
             return
         try:
-            await self._room.write(self, update)
+            # Shielded: once submitted, an update is committed; an abort (slow consumer, expiry,
+            # shutdown) landing mid-write must not leave it stored but never integrated or forwarded.
+            with anyio.CancelScope(shield=True):
+                await self._room.write(self, update)
         except InvalidUpdate as exc:
             log.info("closing peer after an invalid update", extra={"doc": self._room.name, "reason": exc.reason})
             self.abort(closecodes.INVALID_UPDATE, "invalid_update")

@@ -13,6 +13,7 @@ Standard Yjs clients never send or receive type 100. Every malformed frame raise
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -179,10 +180,23 @@ def decode_awareness(update: bytes) -> list[AwarenessEntry]:
             state = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProtocolError("awareness state is not UTF-8") from exc
+        _check_json(state)
         entries.append(AwarenessEntry(client_id, clock, state))
     if pos != len(update):
         raise ProtocolError("trailing bytes after awareness entries")
     return entries
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_json(state: str) -> None:
+    """Refuse a state that is not JSON text: peers ``JSON.parse`` (or ``json.loads``) what we relay."""
+    try:
+        json.loads(state, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("awareness state is not JSON") from exc
 
 
 def encode_awareness(entries: list[AwarenessEntry]) -> bytes:

@@ -1,0 +1,184 @@
+"""The relay's limits, hit on purpose: each closes only the offender, with its documented code.
+
+Slow consumers (4408), message rate (4429), connections per tenant (4430) and the
+room cap (4503), each against a real relay started with a small limit. Peers that
+stay within the limits keep syncing, the offender's resources are given back once
+it leaves (rooms, connection counts, the tenant's slots), and the relay stays up.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+from pycrdt import Array, Doc
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from syncline.server import closecodes, protocol
+
+from .hostile import append_op, assert_alive, bystanders, closed_with, gauge, open_rooms, rejected, wait_for
+from .relay_process import RelayProcess
+from .ypeer import ypeer
+
+pytestmark = pytest.mark.anyio
+
+
+def _ops(doc: Doc) -> list[object]:
+    return doc.get("ops", type=Array).to_py() or []
+
+
+def _connections(relay: RelayProcess) -> float:
+    return gauge(relay, "syncline_connections")
+
+
+@asynccontextmanager
+async def _non_reading_peer(url: str) -> AsyncIterator[ClientConnection]:
+    """A peer that stops reading at once: tiny receive buffer, no compression, a one-frame queue."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
+    async with connect(url, sock=sock, max_queue=1, max_size=None, compression=None) as ws:
+        yield ws
+
+
+async def _close_code_after_draining(ws: ClientConnection) -> int | None:
+    try:
+        with anyio.fail_after(10):
+            async for _ in ws:
+                pass
+    except ConnectionClosed:
+        pass
+    return ws.close_code
+
+
+async def test_a_slow_consumer_is_dropped_with_4408_and_the_room_keeps_going(
+    relay_factory: type[RelayProcess],
+) -> None:
+    relay = relay_factory("--send-queue-messages", "8")  # type: ignore[call-arg]
+    room = "acme/cart/flood"
+    flood: list[tuple[str, bytes]] = []
+    async with bystanders(relay, room) as watch, _non_reading_peer(relay.url_for(room)) as slow:
+        async with ypeer(relay.url_for(room), acks=True) as flooder, ypeer(relay.url_for(room)) as reader:
+            # Large edits fill the slow peer's socket buffers quickly; then its queue of 8 overflows.
+            while rejected(relay)["slow_consumer"] == 0:
+                assert len(flood) < 400, "the slow consumer was never dropped"
+                for _ in range(10):
+                    i = len(flood)
+                    update = await flooder.edit(append_op({"i": i, "pad": "x" * 60_000}))
+                    flood.append((room, update))
+                await flooder.wait_acked(len(flood) + 1)
+            assert rejected(relay)["slow_consumer"] == 1  # only the slow one
+            # The flooder and the reading peer keep going after the drop.
+            for _ in range(5):
+                i = len(flood)
+                flood.append((room, await flooder.edit(append_op({"i": i}))))
+            await flooder.wait_acked(len(flood) + 1)
+            await reader.wait_until(lambda d: len(_ops(d)) == len(flood))
+            assert [op["i"] for op in _ops(reader.doc)] == list(range(len(flood)))  # type: ignore[index]
+            assert flooder.close_code is None and reader.close_code is None
+            assert await _close_code_after_draining(slow) == closecodes.SLOW_CONSUMER
+            # Its connection is gone: the two bystanders, the flooder and the reader remain.
+            await wait_for(lambda: _connections(relay), 4.0)
+        assert watch.same is not None
+        await watch.same.wait_until(lambda d: len(_ops(d)) == len(flood))
+        watch.same_state = watch.same.doc.get_state()
+        await watch.check(also_stored=flood)
+    await wait_for(lambda: _connections(relay), 0.0)
+    assert_alive(relay)
+
+
+async def test_a_peer_over_its_message_rate_is_closed_with_4429(relay_factory: type[RelayProcess]) -> None:
+    relay = relay_factory("--rate-messages-per-second", "5", "--rate-burst", "10")  # type: ignore[call-arg]
+    room = "acme/cart/chatty"
+    async with bystanders(relay, room) as watch:
+        # 30 query-awareness frames at once: the first 10 (the burst) pass, then 4429. Nothing is written.
+        assert await closed_with(relay.url_for(room), *[b"\x03"] * 30) == closecodes.RATE_LIMITED
+        assert rejected(relay)["rate_limited"] == 1
+        await watch.check()  # the bystanders' own budgets are untouched
+        # The limit is per connection: the same tenant reconnects and writes at a sustainable pace.
+        async with ypeer(relay.url_for(room), acks=True) as calm:
+            for i in range(3):
+                await calm.edit(lambda d, i=i: d.get("ops", type=Array).append({"calm": i}))
+                await anyio.sleep(0.25)
+            await calm.wait_acked(4)
+    await wait_for(lambda: _connections(relay), 0.0)
+    assert_alive(relay)
+
+
+async def test_a_tenant_over_its_connection_limit_gets_4430_and_other_tenants_do_not(
+    relay_factory: type[RelayProcess],
+) -> None:
+    relay = relay_factory("--max-connections-per-tenant", "3")  # type: ignore[call-arg]
+    cart, stock = "acme/cart/busy", "acme/stock/busy"
+    async with ypeer(relay.url_for(cart), acks=True) as a1, ypeer(relay.url_for(cart), acks=True) as a2:
+        async with ypeer(relay.url_for(stock), acks=True) as a3:
+            rows_before = relay.stored_rows()
+            for _ in range(3):  # refused again and again; each refusal frees what it took
+                assert await closed_with(relay.url_for(cart)) == closecodes.TOO_MANY_CONNECTIONS
+            assert rejected(relay)["too_many_connections"] == 3
+            assert _connections(relay) == 3.0
+            # Another tenant is not affected.
+            async with ypeer(relay.url_for("globex/cart/busy"), acks=True) as g:
+                await g.edit(lambda d: d.get("ops", type=Array).append({"globex": 1}))
+                await g.wait_acked(2)
+            # The tenant's own peers keep syncing.
+            await a1.edit(lambda d: d.get("ops", type=Array).append({"a1": 1}))
+            await a1.wait_acked(2)
+            await a2.wait_until(lambda d: {"a1": 1.0} in _ops(d))
+            await a3.edit(lambda d: d.get("ops", type=Array).append({"a3": 1}))
+            await a3.wait_acked(2)
+            assert len(relay.stored_rows()) == len(rows_before) + 3
+        # a3 left: exactly one slot is free again.
+        await wait_for(lambda: _connections(relay), 2.0)
+        async with ypeer(relay.url_for(stock), acks=True) as again:
+            assert again.synced.is_set()
+            assert await closed_with(relay.url_for(stock)) == closecodes.TOO_MANY_CONNECTIONS
+        # Peers closed for bad input give their slot back too.
+        for _ in range(3):
+            assert await closed_with(relay.url_for(cart), b"\x07") == closecodes.INVALID_MESSAGE
+            junk = protocol.sync_update(b"junk")
+            assert await closed_with(relay.url_for(cart), junk) == closecodes.INVALID_UPDATE
+        async with ypeer(relay.url_for(cart)) as last:
+            assert {"a1": 1.0} in _ops(last.doc)
+    await wait_for(lambda: _connections(relay), 0.0)
+    async with ypeer(relay.url_for(cart)), ypeer(relay.url_for(cart)), ypeer(relay.url_for(stock)):
+        pass  # all three slots are free once everyone has left
+    assert_alive(relay)
+
+
+async def test_a_room_over_the_room_cap_gets_4503_and_open_rooms_keep_working(
+    relay_factory: type[RelayProcess],
+) -> None:
+    relay = relay_factory(  # type: ignore[call-arg]
+        "--max-rooms", "2", "--room-idle-seconds", "0.3", "--max-connections-per-tenant", "3"
+    )
+    first, second, third = "acme/cart/one", "acme/cart/two", "acme/cart/three"
+    async with ypeer(relay.url_for(first), acks=True) as one:
+        async with ypeer(relay.url_for(second), acks=True) as two:
+            assert open_rooms(relay) == 2
+            empty_write = protocol.sync_update(b"\x00\x00")
+            for _ in range(3):  # each refusal gives back the tenant slot it held (3 allowed, 2 in use)
+                assert await closed_with(relay.url_for(third), empty_write) == closecodes.ROOM_LIMIT
+            assert await closed_with(relay.url_for("globex/cart/x")) == closecodes.ROOM_LIMIT  # a global cap
+            assert rejected(relay)["room_limit"] == 4
+            assert open_rooms(relay) == 2  # the refused rooms left nothing behind
+            for peer in (one, two):
+                await peer.edit(lambda d: d.get("ops", type=Array).append({"still": "working"}))
+                await peer.wait_acked(2)
+            # A second peer can still join a room that is already open.
+            async with ypeer(relay.url_for(first)) as again:
+                assert {"still": "working"} in _ops(again.doc)
+        # The second room empties and is evicted; its place goes to the third.
+        await wait_for(lambda: open_rooms(relay), 1)
+        async with ypeer(relay.url_for(third), acks=True) as three:
+            await three.edit(lambda d: d.get("ops", type=Array).append({"third": 1}))
+            await three.wait_acked(2)
+            assert open_rooms(relay) == 2
+        assert one.close_code is None
+    assert {doc for doc, _blob in relay.stored_rows()} == {first, second, third}
+    await wait_for(lambda: _connections(relay), 0.0)
+    assert_alive(relay)
