@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pycrdt import Array, Doc, Map
 
 from .errors import AlreadyMerged, CartClosed, UnknownLine, ValidationError
-from .schema import Clock, SchemaIssue, array_entries, is_shared_type, misplaced_entries, wall_clock
+from .schema import ChangeCounter, Clock, SchemaIssue, array_entries, is_shared_type, misplaced_entries, wall_clock
 from .sync import own_clock
 from .validation import (
     MAX_QUANTITY,
@@ -137,6 +137,8 @@ class Cart:
         self._ops = doc.get(OPS, type=Array)
         self._lines = doc.get(LINES, type=Map)
         self._meta = doc.get(META, type=Map)
+        self._changes = ChangeCounter(doc)
+        self._parsed: tuple[int, _Parsed] | None = None
 
     @classmethod
     def new(cls, cart_id: str, *, client_id: int | None = None, clock: Clock = wall_clock) -> Cart:
@@ -322,10 +324,13 @@ class Cart:
         return product, attrs
 
     def _parse(self) -> _Parsed:
+        """The ops array, parsed; cached until the next transaction on the document."""
+        if self._parsed is not None and self._parsed[0] == self._changes.count:
+            return self._parsed[1]
         parsed = _Parsed()
         parsed.issues += misplaced_entries(self.doc, OPS, Array)
         seen: dict[tuple[str, str], _Op] = {}
-        for index, raw in array_entries(self._ops, OPS, parsed.issues):
+        for index, raw in enumerate(array_entries(self._ops)):
             try:
                 op = _parse_op(index, raw)
             except ValidationError as exc:
@@ -342,6 +347,7 @@ class Cart:
                 parsed.duplicates_by_line.setdefault(op.line, []).append(previous)
             seen[(op.line, op.id)] = op
             parsed.ops_by_line.setdefault(op.line, []).append(op)
+        self._parsed = (self._changes.count, parsed)
         return parsed
 
 

@@ -23,7 +23,7 @@ from pycrdt import Array, Doc
 
 from .conflicts import Conflict, derive_conflicts
 from .errors import DuplicateAdjustment, DuplicateResolution, UnknownConflict, ValidationError
-from .schema import Clock, SchemaIssue, array_entries, misplaced_entries, wall_clock
+from .schema import ChangeCounter, Clock, SchemaIssue, array_entries, misplaced_entries, wall_clock
 from .sync import own_clock
 from .validation import (
     MAX_DELTA,
@@ -105,7 +105,8 @@ class LedgerView:
 class _Index:
     """The parsed ledger, valid while the document's state vector and lengths hold."""
 
-    version: tuple[bytes, int, int]
+    version: int
+    """The document's change count when this index was last brought up to date."""
     adjustments: dict[str, list[Adjustment]] = field(default_factory=dict)
     resolutions: dict[str, Resolution] = field(default_factory=dict)
     issues: list[SchemaIssue] = field(default_factory=list)
@@ -120,6 +121,8 @@ class _Index:
         copies = self.adjustments.get(adjustment_id)
         if not copies:
             return None
+        if len(copies) == 1:
+            return copies[0]
         return min(copies, key=lambda a: canonical_json(a.to_json()))
 
 
@@ -132,7 +135,9 @@ class StockLedger:
         self._clock = clock
         self._adjustments = doc.get(ADJUSTMENTS, type=Array)
         self._resolutions = doc.get(RESOLUTIONS, type=Array)
+        self._changes = ChangeCounter(doc)
         self._index: _Index | None = None
+        self._view: tuple[int, LedgerView] | None = None
 
     @classmethod
     def new(cls, location_id: str, *, client_id: int | None = None, clock: Clock = wall_clock) -> StockLedger:
@@ -240,6 +245,13 @@ class StockLedger:
 
     def view(self) -> LedgerView:
         index = self._current()
+        if self._view is not None and self._view[0] == index.version and index.version == self._changes.count:
+            return self._view[1]
+        view = self._derive(index)
+        self._view = (index.version, view)
+        return view
+
+    def _derive(self, index: _Index) -> LedgerView:
         adjustments = tuple(sorted(
             (adj for adj in map(index.winner, index.adjustments) if adj is not None),
             key=lambda a: (a.at, a.id),
@@ -286,32 +298,29 @@ class StockLedger:
 
     # -- internals ---------------------------------------------------------------
 
-    def _version(self) -> tuple[bytes, int, int]:
-        # Every change inserts (the state vector moves) or deletes (a length drops).
-        return (self.doc.get_state(), len(self._adjustments), len(self._resolutions))
-
     def _current(self) -> _Index:
-        version = self._version()
-        if self._index is None or self._index.version != version:
-            self._index = _build_index(self.doc, version, self._adjustments, self._resolutions)
+        if self._index is None or self._index.version != self._changes.count:
+            self._index = _build_index(self.doc, self._changes.count, self._adjustments, self._resolutions)
         return self._index
 
     def _append(self, array: Array, body: dict[str, Any], update_index: Callable[[_Index], object]) -> None:
         index = self._current()
+        seen = self._changes.count
         array.append(body)
         update_index(index)
-        index.version = self._version()
+        if index.version == seen:  # nothing but our own append happened since the index was built
+            index.version = self._changes.count
 
 
-def _build_index(doc: Doc, version: tuple[bytes, int, int], adjustments: Array[Any], resolutions: Array[Any]) -> _Index:
+def _build_index(doc: Doc, version: int, adjustments: Array[Any], resolutions: Array[Any]) -> _Index:
     index = _Index(version)
     index.issues += misplaced_entries(doc, ADJUSTMENTS, Array) + misplaced_entries(doc, RESOLUTIONS, Array)
-    for position, raw in array_entries(adjustments, ADJUSTMENTS, index.issues):
+    for position, raw in enumerate(array_entries(adjustments)):
         try:
             index.add_adjustment(_parse_adjustment(raw))
         except ValidationError as exc:
             index.issues.append(SchemaIssue(f"{ADJUSTMENTS}[{position}]", str(exc)))
-    for position, raw in array_entries(resolutions, RESOLUTIONS, index.issues):
+    for position, raw in enumerate(array_entries(resolutions)):
         try:
             resolution = _parse_resolution(raw)
         except ValidationError as exc:

@@ -56,8 +56,11 @@ def apply_update(doc: Doc, update: bytes, *, max_bytes: int | None = None) -> No
     Applying an update twice, or one whose dependencies have not arrived yet,
     is safe: Yrs ignores what it has and holds back what it cannot place.
     """
-    validate_update(update, max_bytes=max_bytes)
-    try:
+    if not isinstance(update, (bytes, bytearray, memoryview)):
+        raise InvalidUpdate(f"expected bytes, got {type(update).__name__}")
+    if max_bytes is not None and len(update) > max_bytes:
+        raise InvalidUpdate(f"{len(update)} bytes exceeds the limit of {max_bytes}")
+    try:  # Yrs decodes the whole update before it integrates anything
         doc.apply_update(bytes(update))
     except _DECODE_ERRORS as exc:
         raise InvalidUpdate(str(exc)) from exc
