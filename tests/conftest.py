@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 settings.register_profile(
     "ci",
     max_examples=60,
     stateful_step_count=30,
     deadline=None,
+    # No explain phase: on a failing state machine it can outlast the per-test timeout.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
 )
