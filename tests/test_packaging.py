@@ -1,0 +1,25 @@
+"""The installed package must hold every module of the source tree, not only in editable mode."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOP_LEVEL = {"engine": "syncline.engine", "server": "syncline.server", "adapters": "syncline.adapters"}
+
+
+def test_every_source_package_is_listed_for_installation() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    for folder, name in TOP_LEVEL.items():
+        assert config["package-dir"][name] == folder
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            package = ".".join((name, *relative.parts))
+            assert package in listed, f"{package} ({init.parent}) is not installed by pyproject.toml"
+
+
+def test_no_generic_top_level_package_is_installed() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert all(name.startswith("syncline.") for name in config["packages"])
