@@ -64,7 +64,9 @@ def _relay_of(config: uvicorn.Config) -> Relay | None:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets created as TCP, and
+    # without it a second frame written right after a first waits for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)  # connections made before uvicorn starts wait in the backlog
@@ -89,6 +91,8 @@ def run_server(settings: Settings) -> int:
         lifespan="on",
         ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes + 65_536,
+        # Compressing each frame per recipient would undo "encode each broadcast once".
+        ws_per_message_deflate=False,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

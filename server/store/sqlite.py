@@ -21,6 +21,7 @@ freed by compaction is never reused). Within one file, commit order is seq order
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -87,25 +88,31 @@ _LOAD = (
 
 @dataclass(eq=False)
 class _Request:
-    """One write waiting for the writer task; the caller waits on ``done``."""
+    """One write waiting for the writer task; the caller waits on ``done``.
 
-    done: anyio.Event = field(default_factory=anyio.Event, init=False)
+    A bare asyncio future, not an anyio.Event: this is the per-update hot path, and
+    aiosqlite ties the store to asyncio anyway.
+    """
+
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future(), init=False)
     seq: int = field(default=0, init=False)
     error: Exception | None = field(default=None, init=False)
     cause: BaseException | None = field(default=None, init=False)
 
     def resolve(self, seq: int = 0) -> None:
         self.seq = seq
-        self.done.set()
+        if not self.done.done():
+            self.done.set_result(None)
 
     def fail(self, error: Exception, cause: BaseException | None = None) -> None:
         # Each waiter gets its own error instance, raised in its own task.
         self.error = error
         self.cause = cause
-        self.done.set()
+        if not self.done.done():
+            self.done.set_result(None)
 
     async def outcome(self) -> int:
-        await self.done.wait()
+        await self.done  # a cancelled waiter cancels only its own future; resolve() then skips it
         if self.error is not None:
             raise self.error from self.cause
         return self.seq
@@ -168,6 +175,7 @@ class SQLiteStore:
         self.commits = 0
         self.committed_updates = 0
         self.on_commit: Callable[[int, float], None] | None = None
+        self._next_seq: int | None = None
 
         self._state = "new"  # new -> open -> closing -> closed
         self._writer: aiosqlite.Connection | None = None
@@ -383,7 +391,10 @@ class SQLiteStore:
         if self._broken is not None:
             raise self._unavailable(f"writer connection is broken: {self._broken}") from self._broken
         try:
-            await self._send.send(request)
+            try:
+                self._send.send_nowait(request)
+            except anyio.WouldBlock:
+                await self._send.send(request)  # the writer is behind: wait for room in its queue
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise self._unavailable("store closed") from exc
 
@@ -457,7 +468,9 @@ class SQLiteStore:
         try:
             await db.execute("BEGIN IMMEDIATE")
             try:
-                first = await self._last_seq(db) + 1
+                if self._next_seq is None:  # this task is the file's only writer: read it once
+                    self._next_seq = await self._last_seq(db) + 1
+                first = self._next_seq
                 await db.executemany(
                     "INSERT INTO updates (seq, doc, blob) VALUES (?, ?, ?)",
                     [(first + i, r.doc, r.update) for i, r in enumerate(batch)],
@@ -467,11 +480,13 @@ class SQLiteStore:
                 await self._rollback(db)
                 raise
         except (sqlite3.Error, ValueError) as exc:
+            self._next_seq = None
             logger.warning("commit of %d updates to %s failed: %s", len(batch), self.path, exc)
             for request in batch:
                 request.fail(self._unavailable(f"commit failed: {exc}"), exc)
             return
         elapsed = time.perf_counter() - started
+        self._next_seq = first + len(batch)
         self.commits += 1
         self.committed_updates += len(batch)
         for i, request in enumerate(batch):
