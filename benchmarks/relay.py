@@ -24,7 +24,7 @@ port; every workload is bounded in count and in time. Sections:
    other processes use under 0.3 cores, records how much CPU they used during the run, runs
    each server ``repeat`` times interleaved, and takes each server's least disturbed run as the
    headline. Headline clients do not offer permessage-deflate; one more pair of runs has them
-   offer it, as browsers do (the reference declines it, Syncline's uvicorn accepts it). Shorter
+   offer it, as browsers do (both servers decline it: Syncline turns it off). Shorter
    runs at lower edit rates follow. With py-spy available (and not ``--quick``), one extra
    Syncline run is sampled by ``py-spy record --gil`` and the hottest functions are listed (that
    run's numbers are not compared).
@@ -449,7 +449,7 @@ def bench_fanout(cfg: Config, work: Path, results_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"headline": headline, "ratios_syncline_over_reference": ratios, "verdict": verdict,
                            "all_runs": runs}
     if cfg.deflate_comparison and not cfg.deflate:
-        # Browsers (and `ws`) offer permessage-deflate; the reference declines it, uvicorn accepts it.
+        # Browsers (and `ws`) offer permessage-deflate; both servers decline it (see the ws extensions column).
         point = replace(cfg, deflate=True)
         row = {"deflate_offered": True}
         for name, run in servers.items():
@@ -1048,8 +1048,8 @@ def render(results: dict[str, Any]) -> str:
         out.append(fanout_table([(f"{key} #{i + 1}", r) for key, rs in f["all_runs"].items() for i, r in enumerate(rs)]))
         if f.get("deflate_offered"):
             d = f["deflate_offered"]
-            out.append("\nSame load, clients offering permessage-deflate (browsers do; the reference declines it, "
-                       "Syncline's uvicorn accepts it):\n")
+            out.append("\nSame load, clients offering permessage-deflate (browsers do; the ws extensions "
+                       "column shows what each server accepted):\n")
             out.append(fanout_table([(key, d[key]) for key in ("syncline", "reference")]))
         if f.get("scaling"):
             out.append("\nLower edit rates (shorter runs):\n")
@@ -1061,9 +1061,9 @@ def render(results: dict[str, Any]) -> str:
                                  r["latency_ms"]["p99"], r["delivered_per_s"],
                                  f"{r['delivered']:,}/{r['expected_deliveries']:,}", r["server"]["cpu_seconds"],
                                  r["server"]["cpu_us_per_delivery"], r["machine_during_run"]["background_cores"],
-                                 "MET" if row["verdict"]["meets_target"] else "missed"])
+                                 ("MET" if row["verdict"]["meets_target"] else "missed") if key == "syncline" else ""])
             out.append(table(["load", "server", "p50 ms", "p99 ms", "delivered/s", "delivered/expected",
-                              "server CPU s", "CPU us/delivery", "other procs (cores)", "target"], rows))
+                              "server CPU s", "CPU us/delivery", "other procs (cores)", "Syncline vs target"], rows))
         prof = f.get("profiled_syncline_run", {}).get("profile")
         if prof and "self" in prof:
             pr = f["profiled_syncline_run"]
