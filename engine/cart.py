@@ -190,7 +190,9 @@ class Cart:
         """Merge this (guest) cart into ``target``: matching lines sum; this cart closes.
 
         Idempotent: replaying the merge, on this replica or any other, changes
-        nothing, because every contribution is keyed by this cart's id.
+        nothing, because every contribution is keyed by this cart's id and counts
+        once (its largest quantity). A replay does carry over what an offline
+        device added to the guest cart after the first merge.
         """
         if target.cart_id == self.cart_id:
             raise ValidationError("target", "a cart cannot be merged into itself")
@@ -199,6 +201,8 @@ class Cart:
             raise AlreadyMerged(status.merged_into or "", target.cart_id)
         source_lines = self.view().lines
         if status.state == "merged":
+            if target.status().state == "open":
+                target._absorb(self.cart_id, source_lines)
             return MergeResult(self.cart_id, target.cart_id, source_lines, replayed=True)
         target._ensure_open()
         target._absorb(self.cart_id, source_lines)
@@ -294,9 +298,11 @@ class Cart:
         parsed = self._parse()
         with self.doc.transaction():
             for line in lines:
-                seen = parsed.ops_by_line.get(line.key, [])
-                if any(op.merge_key == source_id or source_id in op.absorbed for op in seen):
-                    continue
+                seen = parsed.observed(line.key)
+                if any(source_id in op.absorbed for op in seen) or any(
+                    op.merge_key == source_id and op.n >= line.quantity for op in seen
+                ):
+                    continue  # already contributed in full (or replaced by a later set)
                 if line.key not in self._lines:
                     self._lines[line.key] = {"product": line.product_id, "attributes": dict(line.attributes)}
                 self._ops.append(

@@ -498,3 +498,19 @@ def test_set_quantity_cycles_keep_the_document_small() -> None:
     # Each set deletes the ops it replaces and leaves one live set op: measured ~160 bytes in all.
     assert len(cart.doc.get_update()) < 10 * one_op
     assert cart.quantity(key) == 999 % 7 + 1
+
+
+def test_a_replayed_merge_carries_over_what_an_offline_device_added_to_the_guest_cart() -> None:
+    till_user, till_guest = Cart.new("u", client_id=1), Cart.new("g", client_id=1)
+    phone_guest = Cart.new("g", client_id=2)
+    tee = till_guest.add_item("tee", 1)
+    sync(till_guest.doc, phone_guest.doc)
+    till_guest.merge_into(till_user)  # the till merges tee x1 ...
+    mug = phone_guest.add_item("mug", 2)  # ... while the phone, offline, adds to the guest cart
+    phone_guest.add_item("tee", 2)
+    sync(till_guest.doc, phone_guest.doc)
+    assert till_guest.merge_into(till_user).replayed
+    assert (till_user.quantity(tee), till_user.quantity(mug)) == (3, 2)
+    unchanged = snapshot(till_user.doc)
+    assert till_guest.merge_into(till_user).replayed
+    assert snapshot(till_user.doc) == unchanged  # a second replay writes nothing

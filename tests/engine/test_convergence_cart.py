@@ -342,19 +342,20 @@ class CartConvergence(RuleBasedStateMachine):
         guest_lines = guest_model.lines_of(self.present(replica, guest), raw_line_keys(guest_doc))
         before = self.present(replica, USER)
         replay = raw_merged(guest_doc)
+        # A guest line is contributed unless a set absorbed its merge key, or a contribution
+        # with this key already carries at least its quantity (replays bring later additions).
         expected = [
             ModelOp(line.key, "add", line.quantity, guest)
             for line in guest_lines
-            if not replay
-            and not any(
-                guest == user_model.ops[op_id].merge_key or guest in user_model.ops[op_id].absorbed
+            if not any(
+                guest in user_model.ops[op_id].absorbed
+                or (guest == user_model.ops[op_id].merge_key and user_model.ops[op_id].n >= line.quantity)
                 for op_id in self.observed_on(replica, USER, line.key)
             )
         ]
         event(
-            "merge: replayed"
-            if replay
-            else f"merge: first here, {len(guest_lines) - len(expected)} lines skipped"
+            ("merge: replayed" if replay else "merge: first here")
+            + (", contributes lines" if expected else ", contributes nothing")
         )
         with self.net.local_edit(replica):
             result = self.carts[replica][guest].merge_into(self.carts[replica][USER])
