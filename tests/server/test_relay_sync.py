@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 import sqlite3
 
 import anyio
@@ -87,17 +88,25 @@ async def test_acknowledged_updates_survive_sigkill_at_random_moments(relay: Rel
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-async def test_sigterm_closes_peers_with_going_away_and_exits_zero(relay: RelayProcess) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_stop_signal_closes_peers_with_going_away_and_exits_zero(
+    relay: RelayProcess, stop: signal.Signals
+) -> None:
     async with ypeer(relay.url_for("acme/cart/bye"), acks=True) as peer:
         await peer.edit(lambda d: d.get("ops", type=Array).append({"bye": 1}))
         await peer.wait_acked(2)
+        assert relay.process is not None
+        relay.process.send_signal(stop)
         with anyio.fail_after(15):
-            code = await anyio.to_thread.run_sync(relay.terminate)
+            code = await anyio.to_thread.run_sync(relay.process.wait)
         assert code == 0
         with anyio.fail_after(5):
             while peer.close_code is None:
                 await anyio.sleep(0.01)
         assert peer.close_code == closecodes.GOING_AWAY
+    relay.start()
+    async with ypeer(relay.url_for("acme/cart/bye")) as again:
+        assert _ops(again.doc) == [{"bye": 1.0}]
 
 
 async def test_read_only_peer_receives_updates_but_is_closed_when_it_writes(relay: RelayProcess) -> None:
