@@ -36,14 +36,19 @@ def encode_diff(doc: Doc, since: bytes | None = None) -> bytes:
         raise InvalidStateVector(str(exc)) from exc
 
 
-def validate_update(update: bytes, *, max_bytes: int | None = None) -> None:
-    """Raise :class:`InvalidUpdate` unless ``update`` decodes as a v1 Yjs update."""
+def _check_bytes(update: object, max_bytes: int | None) -> bytes:
     if not isinstance(update, (bytes, bytearray, memoryview)):
         raise InvalidUpdate(f"expected bytes, got {type(update).__name__}")
     if max_bytes is not None and len(update) > max_bytes:
         raise InvalidUpdate(f"{len(update)} bytes exceeds the limit of {max_bytes}")
+    return bytes(update)
+
+
+def validate_update(update: bytes, *, max_bytes: int | None = None) -> None:
+    """Raise :class:`InvalidUpdate` unless ``update`` decodes as a v1 Yjs update."""
+    data = _check_bytes(update, max_bytes)
     try:
-        get_state(bytes(update))
+        get_state(data)
     except _DECODE_ERRORS as exc:
         raise InvalidUpdate(str(exc)) from exc
 
@@ -56,12 +61,9 @@ def apply_update(doc: Doc, update: bytes, *, max_bytes: int | None = None) -> No
     Applying an update twice, or one whose dependencies have not arrived yet,
     is safe: Yrs ignores what it has and holds back what it cannot place.
     """
-    if not isinstance(update, (bytes, bytearray, memoryview)):
-        raise InvalidUpdate(f"expected bytes, got {type(update).__name__}")
-    if max_bytes is not None and len(update) > max_bytes:
-        raise InvalidUpdate(f"{len(update)} bytes exceeds the limit of {max_bytes}")
+    data = _check_bytes(update, max_bytes)
     try:  # Yrs decodes the whole update before it integrates anything
-        doc.apply_update(bytes(update))
+        doc.apply_update(data)
     except _DECODE_ERRORS as exc:
         raise InvalidUpdate(str(exc)) from exc
     except BaseException as exc:

@@ -12,10 +12,6 @@ from typing import Any
 from .errors import ServerError
 from .settings import ENV_PREFIX, Settings, SettingsError
 
-DEV_TENANT = "demo"
-DEV_TOKEN_TTL = 7 * 24 * 3600
-
-
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Settings field, documented with its variable and default."""
     casts = {"int": int, "float": float, "Path": Path, "str": str, "str | None": str}

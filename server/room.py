@@ -74,8 +74,9 @@ class Room:
         self.peers.add(peer)
         self.idle_since = None
         peer.send(protocol.sync_step1(self.doc.get_state()))
-        if self._awareness:
-            peer.send(protocol.awareness(protocol.encode_awareness(list(self._awareness.values()))))
+        snapshot = self.awareness_snapshot()
+        if snapshot is not None:
+            peer.send(snapshot)
 
     def leave(self, peer: Peer) -> None:
         self.peers.discard(peer)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 import anyio
@@ -13,9 +12,6 @@ from .metrics import Metrics
 from .room import Room
 from .settings import Settings
 from .store import Store
-
-log = logging.getLogger("syncline.rooms")
-
 
 class _Loading:
     def __init__(self) -> None:

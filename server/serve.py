@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-import sys
 import time
 from dataclasses import replace
 from types import FrameType
@@ -31,7 +30,7 @@ class _RelayServer(uvicorn.Server):
 
     Uvicorn alone would close them with 1012. The first signal starts a drain
     (peers closed, then uvicorn's own graceful shutdown flushes the store); a
-    second SIGINT forces the exit.
+    second SIGTERM or SIGINT forces the exit.
     """
 
     def __init__(self, config: uvicorn.Config) -> None:
@@ -41,7 +40,7 @@ class _RelayServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._exit_requested:
-            super().handle_exit(sig, frame)
+            self.should_exit = self.force_exit = True
         self._exit_requested = True
 
     async def on_tick(self, counter: int) -> bool:
@@ -70,7 +69,6 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)  # connections made before uvicorn starts wait in the backlog
-    sock.set_inheritable(True)
     return sock
 
 
@@ -108,8 +106,5 @@ def run_server(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     server.run(sockets=[sock])
-    return 0 if not getattr(server, "_startup_failed", False) and server.started else 1
+    return 0 if server.started else 1  # uvicorn returns without starting when the lifespan fails
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_server(Settings.from_sources()))

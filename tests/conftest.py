@@ -8,8 +8,13 @@ or ``SYNCLINE_HYPOTHESIS_PROFILE=deep``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
+
+from tests.server.relay_process import RelayProcess
 
 settings.register_profile(
     "ci",
@@ -30,3 +35,18 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("SYNCLINE_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # aiosqlite, and with it the relay, runs on asyncio
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[RelayProcess]:
+    """A fresh `syncline serve` subprocess on its own data directory."""
+    process = RelayProcess(tmp_path / "relay").start()
+    try:
+        yield process
+    finally:
+        process.stop()

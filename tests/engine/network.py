@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, precondition, rule
 from pycrdt import Doc, merge_updates
 from syncline.engine import apply_update, encode_diff, state_vector
 from syncline.engine.sync import decode_state_vector
@@ -202,3 +203,36 @@ def deliver_in_any_order(data: st.DataObject, net: Network, receiver: int) -> No
         for name in sorted({message.doc for message in batch}):
             updates = [message.update for message in batch if message.doc == name]
             apply_update(net.doc(receiver, name), merge_updates(*updates) if len(updates) > 1 else updates[0])
+
+
+class UnreliableNetworkMachine(RuleBasedStateMachine):
+    """Network rules shared by the convergence state machines.
+
+    Subclasses set ``self.net`` and define :meth:`converge_and_check`; their
+    ``initialize`` rule adds replica indices to :attr:`replicas`.
+    """
+
+    replicas: Bundle[int] = Bundle("replicas")
+    net: Network
+
+    def converge_and_check(self) -> None:
+        raise NotImplementedError
+
+    @precondition(lambda self: self.net.has_in_flight())
+    @rule(
+        action=st.sampled_from(NETWORK_ACTIONS),
+        link=st.integers(0, 99),
+        indices=st.lists(st.integers(0, 99), min_size=2, max_size=4),
+    )
+    def network(self, action: str, link: int, indices: list[int]) -> None:
+        """Deliver a message (or deliver it and keep it for a second delivery, or drop it),
+        or merge several messages into one update and deliver that."""
+        step(self.net, action, link, indices)
+
+    @rule(sender=replicas, receiver=replicas, everyone=st.sampled_from([False, False, False, True]))
+    def reconnect(self, sender: int, receiver: int, everyone: bool) -> None:
+        """A receiver catches up with a sender; or everyone syncs and the result is checked."""
+        if everyone:
+            self.converge_and_check()
+        elif sender != receiver:
+            self.net.sync_pair(sender, receiver)

@@ -26,19 +26,16 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
     initialize,
     invariant,
     multiple,
-    precondition,
     rule,
 )
 from pycrdt import Array, Doc, Map
 from syncline.engine import Cart, CartClosed, CartLine, CartStatus, CartView, UnknownLine, state_vector
 from syncline.engine.sync import decode_state_vector
 
-from .network import NETWORK_ACTIONS, Network, deliver_in_any_order, step
+from .network import Network, UnreliableNetworkMachine, deliver_in_any_order
 
 USER = "shop/cart/user-1"
 GUESTS = ("shop/cart/guest-1", "shop/cart/guest-2")
@@ -147,10 +144,10 @@ def as_model_op(raw: Mapping[str, Any]) -> ModelOp:
 # -- the state machine -----------------------------------------------------------------------
 
 
-class CartConvergence(RuleBasedStateMachine):
+class CartConvergence(UnreliableNetworkMachine):
     """2 to 5 replicas of a user cart and two guest carts, editing over an unreliable network."""
 
-    replicas = Bundle("replicas")
+    replicas = UnreliableNetworkMachine.replicas
 
     def __init__(self) -> None:
         super().__init__()
@@ -372,24 +369,6 @@ class CartConvergence(RuleBasedStateMachine):
 
     # -- the network -----------------------------------------------------------------------
 
-    @precondition(lambda self: self.net.has_in_flight())
-    @rule(
-        action=st.sampled_from(NETWORK_ACTIONS),
-        link=st.integers(0, 99),
-        indices=st.lists(st.integers(0, 99), min_size=2, max_size=4),
-    )
-    def network(self, action: str, link: int, indices: list[int]) -> None:
-        """Deliver a message (or deliver it and keep it for a second delivery, or drop it),
-        or merge several messages into one update and deliver that."""
-        step(self.net, action, link, indices)
-
-    @rule(sender=replicas, receiver=replicas, everyone=st.sampled_from([False, False, False, True]))
-    def reconnect(self, sender: int, receiver: int, everyone: bool) -> None:
-        """A receiver catches up with a sender; or everyone syncs and the result is checked."""
-        if everyone:
-            self.converge_and_check()
-        elif sender != receiver:
-            self.net.sync_pair(sender, receiver)
 
     # -- properties ------------------------------------------------------------------------
 

@@ -29,8 +29,6 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
     initialize,
     invariant,
     multiple,
@@ -49,7 +47,7 @@ from syncline.engine import (
     UnknownConflict,
 )
 
-from .network import NETWORK_ACTIONS, Network, deliver_in_any_order, step
+from .network import Network, UnreliableNetworkMachine, deliver_in_any_order
 
 LEDGER = "shop/stock/north"
 ADJUSTMENT_IDS = ("a1", "a2", "a3", "a4", "a5", "a6")
@@ -202,10 +200,10 @@ def adjustment_body(
 # -- the state machine -----------------------------------------------------------------------
 
 
-class LedgerConvergence(RuleBasedStateMachine):
+class LedgerConvergence(UnreliableNetworkMachine):
     """2 to 5 replicas of one location's ledger, recording and resolving over an unreliable network."""
 
-    replicas = Bundle("replicas")
+    replicas = UnreliableNetworkMachine.replicas
 
     def __init__(self) -> None:
         super().__init__()
@@ -438,24 +436,6 @@ class LedgerConvergence(RuleBasedStateMachine):
 
     # -- the network -----------------------------------------------------------------------
 
-    @precondition(lambda self: self.net.has_in_flight())
-    @rule(
-        action=st.sampled_from(NETWORK_ACTIONS),
-        link=st.integers(0, 99),
-        indices=st.lists(st.integers(0, 99), min_size=2, max_size=4),
-    )
-    def network(self, action: str, link: int, indices: list[int]) -> None:
-        """Deliver a message (or deliver it and keep it for a second delivery, or drop it),
-        or merge several messages into one update and deliver that."""
-        step(self.net, action, link, indices)
-
-    @rule(sender=replicas, receiver=replicas, everyone=st.sampled_from([False, False, False, True]))
-    def reconnect(self, sender: int, receiver: int, everyone: bool) -> None:
-        """A receiver catches up with a sender; or everyone syncs and the result is checked."""
-        if everyone:
-            self.converge_and_check()
-        elif sender != receiver:
-            self.net.sync_pair(sender, receiver)
 
     # -- properties ------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,11 +34,6 @@ PEER_TIMEOUT_MS = 20_000
 """Hard limit on one Node peer's life, whatever the test does."""
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # aiosqlite runs on asyncio
-
-
 @pytest.fixture(scope="session", autouse=True)
 def node_toolchain() -> str:
     """The path of ``node``; fails (never skips) when Node or the pinned packages are missing."""
@@ -59,16 +54,6 @@ def node_toolchain() -> str:
     if int(version.lstrip("v").split(".")[0]) < 18:
         pytest.fail(f"Node {version} is too old for y-websocket 3: install Node.js 20+", pytrace=False)
     return node
-
-
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[RelayProcess]:
-    """A fresh relay subprocess on its own data directory."""
-    process = RelayProcess(tmp_path / "relay").start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def relay_errors(relay: RelayProcess) -> list[str]:
