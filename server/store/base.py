@@ -12,6 +12,7 @@ Concurrent appends share transactions (group commit).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,11 +42,63 @@ class StoredDoc:
         return self.updates[-1][0] if self.updates else self.snapshot_seq
 
 
-class Store(Protocol):
-    """Five methods, plus the async context manager that opens and closes the store."""
+@dataclass(frozen=True)
+class Change:
+    """One row of the change feed: update ``seq`` changed ``doc``.
 
-    async def append(self, doc: str, update: bytes) -> int:
+    Written in the transaction that stores the update, and kept (unlike the update
+    itself, which compaction folds away) until pruned by age. ``at`` is the commit's
+    wall-clock time in seconds since the epoch, for retention only, never for order.
+    ``action`` names what a REST write did (``"cart.add_item"``); None for sync peers.
+    """
+
+    seq: int
+    doc: str
+    at: float
+    action: str | None = None
+
+    @property
+    def tenant(self) -> str:
+        return self.doc.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The first response to an idempotent request, kept under ``(tenant, key)``.
+
+    ``fingerprint`` identifies the request (method, path and body) so that a reused
+    key with another request can be refused. ``body`` is the exact response body.
+    """
+
+    tenant: str
+    key: str
+    fingerprint: str
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Price:
+    """A trusted unit price in minor units (cents) and its ISO 4217 currency."""
+
+    unit_price: int
+    currency: str
+
+
+class Store(Protocol):
+    """The document log and what the adapters keep beside it, plus the async context manager
+    that opens and closes the store."""
+
+    async def append(
+        self, doc: str, update: bytes, *, action: str | None = None, response: StoredResponse | None = None
+    ) -> int:
         """Durably append ``update`` to ``doc``'s log; return its sequence number.
+
+        The same transaction adds the update's :class:`Change` (with ``action``) and,
+        if given, ``response`` (unless a response is already kept under its key), so an
+        idempotent write and its remembered response commit together or not at all.
 
         Raises :class:`StoreUnavailable` if the store is not open or the commit failed;
         then nothing of the transaction this update shared was stored.
@@ -73,4 +126,38 @@ class Store(Protocol):
 
     async def documents(self) -> list[str]:
         """Names of every document with a snapshot or log rows, sorted."""
+        ...
+
+    async def changes_since(self, tenant: str, after_seq: int, limit: int) -> list[Change]:
+        """Up to ``limit`` changes of ``tenant``'s documents with ``seq > after_seq``, in seq order."""
+        ...
+
+    async def head(self) -> int:
+        """The largest seq of any committed change (0 when there is none)."""
+        ...
+
+    async def feed_floor(self) -> int:
+        """The largest seq pruned from the change feed (0 if nothing was pruned): a reader
+        resuming below it may have missed changes."""
+        ...
+
+    async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
+        """Delete changes and stored responses older than these times; return how many of each."""
+        ...
+
+    async def recall(self, tenant: str, key: str) -> StoredResponse | None:
+        """The response kept under ``(tenant, key)``, if any."""
+        ...
+
+    async def remember(self, response: StoredResponse) -> StoredResponse:
+        """Keep ``response`` unless one is already kept under its key; return the kept one."""
+        ...
+
+    async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
+        """The catalog prices of those ``products`` that have one."""
+        ...
+
+    async def put_prices(self, tenant: str, prices: Mapping[str, Price], *, replace: bool) -> int:
+        """Set ``tenant``'s catalog prices (all of them when ``replace``) in one transaction;
+        return the number of products written."""
         ...

@@ -1,18 +1,22 @@
 """The default store: one SQLite file in WAL mode, written by one writer task with group commit.
 
-Layout (schema version 1, tracked in ``PRAGMA user_version``)::
+Layout (schema version 2, tracked in ``PRAGMA user_version``)::
 
     updates(seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL, blob BLOB NOT NULL)
     snapshots(doc TEXT PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL)
-    meta(key TEXT PRIMARY KEY, value)            -- health probes write here
+    meta(key TEXT PRIMARY KEY, value)            -- health probes, the feed floor
+    changes(seq INTEGER PRIMARY KEY, doc, tenant, at, action)   -- the change feed (v2)
+    responses(tenant, key, fingerprint, record, created_at)     -- idempotent responses (v2)
+    prices(tenant, product, unit_price, currency)               -- the price catalog (v2)
 
-Two connections: the *writer* connection belongs to the single writer task, which
-takes every write (appends, compactions, health probes) from one bounded memory
-object stream, so writes are serialized in arrival order and never interleave
-inside a transaction. Appends waiting in the stream are drained into one
-``BEGIN IMMEDIATE … COMMIT`` (group commit): many updates share one fsync. The
-*reader* connection (``query_only``) serves ``load``/``documents``/``updates_since``
-with single-statement reads, each a consistent WAL snapshot of committed data.
+Two connections: the *writer* (a plain ``sqlite3`` connection) belongs to the single
+writer task, which takes every write (appends, compactions, probes, the adapters'
+records) from one bounded memory object stream, so writes are serialized in arrival
+order and never interleave inside a transaction. Appends waiting in the stream are
+drained into one ``BEGIN IMMEDIATE … COMMIT`` (group commit): many updates share one
+fsync, and the whole transaction runs in one worker-thread call. The *reader*
+connection (aiosqlite, ``query_only``) serves the reads with single-statement queries,
+each a consistent WAL snapshot of committed data.
 
 Sequence numbers are assigned inside the write transaction as one more than the
 largest seq ever used (``sqlite_sequence`` of the AUTOINCREMENT table, so a seq
@@ -25,24 +29,25 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiosqlite
 import anyio
+import msgpack
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .base import StoredDoc, StoreUnavailable
+from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this module writes; ``PRAGMA user_version`` of a current file."""
 
 _SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
@@ -68,6 +73,40 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ),
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
     ),
+    (
+        (
+            "CREATE TABLE changes ("
+            " seq INTEGER PRIMARY KEY,"
+            " doc TEXT NOT NULL,"
+            " tenant TEXT NOT NULL,"
+            " at REAL NOT NULL,"
+            " action TEXT)"
+        ),
+        "CREATE INDEX changes_tenant_seq ON changes (tenant, seq)",
+        (
+            "CREATE TABLE responses ("
+            " tenant TEXT NOT NULL,"
+            " key TEXT NOT NULL,"
+            " fingerprint TEXT NOT NULL,"
+            " record BLOB NOT NULL,"
+            " created_at REAL NOT NULL,"
+            " PRIMARY KEY (tenant, key)) WITHOUT ROWID"
+        ),
+        (
+            "CREATE TABLE prices ("
+            " tenant TEXT NOT NULL,"
+            " product TEXT NOT NULL,"
+            " unit_price INTEGER NOT NULL,"
+            " currency TEXT NOT NULL,"
+            " PRIMARY KEY (tenant, product)) WITHOUT ROWID"
+        ),
+        # Updates stored before the feed existed have no change rows: resuming below them is a gap.
+        (
+            "INSERT INTO meta (key, value) SELECT 'feed_floor', max("
+            " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'updates'), 0),"
+            " coalesce((SELECT max(seq) FROM updates), 0))"
+        ),
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -84,6 +123,25 @@ _LOAD = (
     " AND seq > coalesce((SELECT seq FROM snapshots WHERE doc = :doc), 0)"
     " ORDER BY 1, 2"
 )
+_INSERT_RESPONSE = (
+    "INSERT INTO responses (tenant, key, fingerprint, record, created_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (tenant, key) DO NOTHING"
+)
+
+
+def _response_row(response: StoredResponse) -> tuple[Any, ...]:
+    record = msgpack.packb(
+        {"status": response.status, "body": response.body, "headers": [list(h) for h in response.headers]}
+    )
+    return (response.tenant, response.key, response.fingerprint, record, response.created_at)
+
+
+def _response_from_row(tenant: str, key: str, fingerprint: str, record: bytes, created_at: float) -> StoredResponse:
+    fields_ = msgpack.unpackb(record)
+    return StoredResponse(
+        tenant, key, fingerprint, int(fields_["status"]), bytes(fields_["body"]),
+        tuple((str(name), str(value)) for name, value in fields_["headers"]), float(created_at),
+    )
 
 
 @dataclass(eq=False)
@@ -95,12 +153,12 @@ class _Request:
     """
 
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future(), init=False)
-    seq: int = field(default=0, init=False)
+    result: Any = field(default=None, init=False)
     error: Exception | None = field(default=None, init=False)
     cause: BaseException | None = field(default=None, init=False)
 
-    def resolve(self, seq: int = 0) -> None:
-        self.seq = seq
+    def resolve(self, result: Any = None) -> None:
+        self.result = result
         if not self.done.done():
             self.done.set_result(None)
 
@@ -111,29 +169,28 @@ class _Request:
         if not self.done.done():
             self.done.set_result(None)
 
-    async def outcome(self) -> int:
+    async def outcome(self) -> Any:
         await self.done  # a cancelled waiter cancels only its own future; resolve() then skips it
         if self.error is not None:
             raise self.error from self.cause
-        return self.seq
+        return self.result
 
 
 @dataclass(eq=False)
 class _Append(_Request):
     doc: str = ""
     update: bytes = b""
+    action: str | None = None
+    response: StoredResponse | None = None
 
 
 @dataclass(eq=False)
-class _Compact(_Request):
-    doc: str = ""
-    snapshot: bytes = b""
-    through_seq: int = 0
+class _Transaction(_Request):
+    """Any other write: ``work(connection)`` runs inside one ``BEGIN IMMEDIATE … COMMIT``
+    on the writer's thread; its return value is the result. A ``ValueError`` it returns
+    (not raises) refuses the request after the commit of whatever it did (usually nothing)."""
 
-
-@dataclass(eq=False)
-class _Probe(_Request):
-    pass
+    work: Callable[[sqlite3.Connection], Any] = field(default=lambda db: None)
 
 
 class SQLiteStore:
@@ -178,7 +235,7 @@ class SQLiteStore:
         self._next_seq: int | None = None
 
         self._state = "new"  # new -> open -> closing -> closed
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._send: MemoryObjectSendStream[_Request] | None = None
         self._receive: MemoryObjectReceiveStream[_Request] | None = None
@@ -243,40 +300,39 @@ class SQLiteStore:
         except OSError as exc:
             raise StoreUnavailable(f"{self.path}: cannot create directory: {exc}") from exc
         try:
-            self._writer = await self._connect()
-            db = self._writer
-            rows = list(await db.execute_fetchall("PRAGMA quick_check"))
-            if [tuple(row) for row in rows] != [("ok",)]:
-                problems = "; ".join(str(row[0]) for row in rows[:5])
-                raise StoreUnavailable(f"{self.path} is corrupt (quick_check: {problems})")
-            rows = list(await db.execute_fetchall("PRAGMA journal_mode=WAL"))
-            if not rows or str(rows[0][0]).lower() != "wal":
-                raise StoreUnavailable(f"{self.path}: cannot switch to WAL journal mode (got {rows!r})")
-            await db.execute(f"PRAGMA synchronous={self.synchronous}")
-            # After a burst, truncate the WAL back to this size at checkpoints instead of keeping it.
-            await db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
-            await self._migrate(db)
-            self._reader = await self._connect()
+            self._writer = await anyio.to_thread.run_sync(self._open_writer)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
+            await self._reader.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             await self._reader.execute("PRAGMA query_only=1")
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
 
-    async def _connect(self) -> aiosqlite.Connection:
+    def _open_writer(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; this module says BEGIN and COMMIT.
-        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
+        # check_same_thread=False: only the writer task uses it, one worker-thread call at a time.
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False)
         try:
-            await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            rows = db.execute("PRAGMA quick_check").fetchall()
+            if [tuple(row) for row in rows] != [("ok",)]:
+                problems = "; ".join(str(row[0]) for row in rows[:5])
+                raise StoreUnavailable(f"{self.path} is corrupt (quick_check: {problems})")
+            rows = db.execute("PRAGMA journal_mode=WAL").fetchall()
+            if not rows or str(rows[0][0]).lower() != "wal":
+                raise StoreUnavailable(f"{self.path}: cannot switch to WAL journal mode (got {rows!r})")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
+            # After a burst, truncate the WAL back to this size at checkpoints instead of keeping it.
+            db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
+            self._migrate(db)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await db.close()
+            db.close()
             raise
         return db
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        await db.execute("BEGIN IMMEDIATE")
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
         try:
-            rows = list(await db.execute_fetchall("PRAGMA user_version"))
-            version = int(rows[0][0])
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:
                 raise StoreUnavailable(
                     f"{self.path} has schema version {version}; this Syncline reads up to {SCHEMA_VERSION}"
@@ -284,16 +340,16 @@ class SQLiteStore:
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[target - 1]:
                     try:
-                        await db.execute(statement)
+                        db.execute(statement)
                     except sqlite3.OperationalError as exc:
                         raise StoreUnavailable(
                             f"{self.path} is not a Syncline store (migration to version {target}: {exc})"
                         ) from exc
-                await db.execute(f"PRAGMA user_version={target}")
-            await db.execute("COMMIT")
+                db.execute(f"PRAGMA user_version={target}")
+            db.execute("COMMIT")
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._rollback(db)
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     async def _close_resources(self) -> None:
@@ -302,13 +358,16 @@ class SQLiteStore:
         if self._send is not None:
             self._send.close()
         errors: list[sqlite3.Error] = []
-        for name in ("_reader", "_writer"):
-            db: aiosqlite.Connection | None = getattr(self, name)
-            setattr(self, name, None)
-            if db is None:
-                continue
+        reader, self._reader = self._reader, None
+        writer, self._writer = self._writer, None
+        if reader is not None:
             try:
-                await db.close()
+                await reader.close()
+            except sqlite3.Error as exc:
+                errors.append(exc)
+        if writer is not None:
+            try:
+                await anyio.to_thread.run_sync(writer.close)
             except sqlite3.Error as exc:
                 errors.append(exc)
         if errors:
@@ -316,17 +375,21 @@ class SQLiteStore:
 
     # -- the Store interface -----------------------------------------------------------
 
-    async def append(self, doc: str, update: bytes) -> int:
+    async def append(
+        self, doc: str, update: bytes, *, action: str | None = None, response: StoredResponse | None = None
+    ) -> int:
         """Durably append ``update`` to ``doc``'s log; return its seq once committed.
 
-        Raises :class:`StoreUnavailable` if the store is not open or the commit failed;
-        in that case nothing of the transaction this update was part of is stored.
+        Its change row (with ``action``) and ``response``, if given, commit in the same
+        transaction. Raises :class:`StoreUnavailable` if the store is not open or the
+        commit failed; in that case nothing of the transaction this update was part of
+        is stored.
         """
         if not isinstance(doc, str):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")
-        request = _Append(doc=doc, update=bytes(update))
+        request = _Append(doc=doc, update=bytes(update), action=action, response=response)
         await self._submit(request)
-        return await request.outcome()
+        return int(await request.outcome())
 
     async def load(self, doc: str) -> StoredDoc:
         """The snapshot of ``doc`` (if any) and its log rows after it, in seq order."""
@@ -351,15 +414,34 @@ class SQLiteStore:
         """
         if through_seq < 1:
             raise ValueError(f"through_seq must be at least 1, not {through_seq}")
-        request = _Compact(doc=doc, snapshot=bytes(snapshot), through_seq=through_seq)
-        await self._submit(request)
-        await request.outcome()
+        blob = bytes(snapshot)
+
+        def work(db: sqlite3.Connection) -> ValueError | None:
+            last = _last_seq(db)
+            if through_seq > last:
+                return ValueError(f"through_seq {through_seq} is above the last assigned seq {last}")
+            row = db.execute("SELECT seq FROM snapshots WHERE doc = ?", (doc,)).fetchone()
+            if row is not None and int(row[0]) >= through_seq:
+                return None  # an equal or newer snapshot is already there
+            db.execute(
+                "INSERT INTO snapshots (doc, seq, blob) VALUES (?, ?, ?)"
+                " ON CONFLICT (doc) DO UPDATE SET seq = excluded.seq, blob = excluded.blob",
+                (doc, through_seq, blob),
+            )
+            db.execute("DELETE FROM updates WHERE doc = ? AND seq <= ?", (doc, through_seq))
+            return None
+
+        await self._transact(work)
 
     async def check(self) -> None:
         """Raise :class:`StoreUnavailable` unless a write transaction commits and a read succeeds."""
-        request = _Probe()
-        await self._submit(request)
-        await request.outcome()
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('probe', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1"
+            )
+
+        await self._transact(work)
         await self._read("SELECT 1", {})
 
     async def documents(self) -> list[str]:
@@ -380,10 +462,118 @@ class SQLiteStore:
         )
         return [(int(s), str(d), bytes(b)) for s, d, b in rows]
 
+    # -- the change feed, idempotent responses and prices ------------------------------
+
+    async def changes_since(self, tenant: str, after_seq: int, limit: int) -> list[Change]:
+        """Up to ``limit`` changes of ``tenant``'s documents after ``after_seq``, in seq order."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        rows = await self._read(
+            "SELECT seq, doc, at, action FROM changes WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (tenant, after_seq, limit),
+        )
+        return [Change(int(seq), str(doc), float(at), None if action is None else str(action))
+                for seq, doc, at, action in rows]
+
+    async def head(self) -> int:
+        """The largest seq of any committed change (0 when there is none)."""
+        rows = await self._read("SELECT coalesce(max(seq), 0) FROM changes", {})
+        return int(rows[0][0])
+
+    async def feed_floor(self) -> int:
+        """The largest seq pruned from the change feed (0 if nothing was pruned)."""
+        rows = await self._read("SELECT value FROM meta WHERE key = 'feed_floor'", {})
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
+        """Delete changes and stored responses older than these times; return how many of each."""
+
+        def work(db: sqlite3.Connection) -> tuple[int, int]:
+            row = db.execute("SELECT max(seq) FROM changes WHERE at < ?", (changes_before,)).fetchone()
+            pruned_changes = 0
+            if row is not None and row[0] is not None:
+                # By seq, not by time: the feed must stay a gapless suffix above its floor.
+                floor = int(row[0])
+                pruned_changes = db.execute("DELETE FROM changes WHERE seq <= ?", (floor,)).rowcount
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('feed_floor', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = max(coalesce(value, 0), excluded.value)",
+                    (floor,),
+                )
+            pruned_responses = db.execute("DELETE FROM responses WHERE created_at < ?", (responses_before,)).rowcount
+            return pruned_changes, pruned_responses
+
+        result: tuple[int, int] = await self._transact(work)
+        return result
+
+    async def recall(self, tenant: str, key: str) -> StoredResponse | None:
+        """The response kept under ``(tenant, key)``, if any."""
+        rows = await self._read(
+            "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = ? AND key = ?",
+            (tenant, key),
+        )
+        if not rows:
+            return None
+        tenant_, key_, fingerprint, record, created_at = rows[0]
+        return _response_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
+
+    async def remember(self, response: StoredResponse) -> StoredResponse:
+        """Keep ``response`` unless one is already kept under its key; return the kept one."""
+        row = _response_row(response)
+
+        def work(db: sqlite3.Connection) -> StoredResponse:
+            db.execute(_INSERT_RESPONSE, row)
+            kept = db.execute(
+                "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = ? AND key = ?",
+                (response.tenant, response.key),
+            ).fetchone()
+            return _response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
+
+        kept: StoredResponse = await self._transact(work)
+        return kept
+
+    async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
+        """The catalog prices of those ``products`` that have one."""
+        wanted = sorted(set(products))
+        found: dict[str, Price] = {}
+        for start in range(0, len(wanted), 500):  # stay far below SQLite's bound-parameter limit
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._read(
+                f"SELECT product, unit_price, currency FROM prices WHERE tenant = ? AND product IN ({marks})",
+                (tenant, *chunk),
+            )
+            for product, unit_price, currency in rows:
+                found[str(product)] = Price(int(unit_price), str(currency))
+        return found
+
+    async def put_prices(self, tenant: str, prices: Mapping[str, Price], *, replace: bool) -> int:
+        """Set ``tenant``'s catalog prices (all of them when ``replace``) in one transaction."""
+        rows = [(tenant, product, price.unit_price, price.currency) for product, price in sorted(prices.items())]
+
+        def work(db: sqlite3.Connection) -> int:
+            if replace:
+                db.execute("DELETE FROM prices WHERE tenant = ?", (tenant,))
+            db.executemany(
+                "INSERT INTO prices (tenant, product, unit_price, currency) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tenant, product) DO UPDATE"
+                " SET unit_price = excluded.unit_price, currency = excluded.currency",
+                rows,
+            )
+            return len(rows)
+
+        written: int = await self._transact(work)
+        return written
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _unavailable(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(f"{self.path}: {reason}")
+
+    async def _transact(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        request = _Transaction(work=work)
+        await self._submit(request)
+        return await request.outcome()
 
     async def _submit(self, request: _Request) -> None:
         if self._state != "open" or self._send is None:
@@ -441,7 +631,8 @@ class SQLiteStore:
         pending: _Request | None = request
         while pending is not None:
             if not isinstance(pending, _Append):
-                await self._run_other(pending)
+                assert isinstance(pending, _Transaction)
+                await self._run_transaction(pending)
                 return
             batch: list[_Append] = [pending]
             pending = None
@@ -457,6 +648,31 @@ class SQLiteStore:
                     break
             await self._commit_appends(batch)
 
+    def _commit_sync(self, db: sqlite3.Connection, batch: list[_Append]) -> int:
+        """One whole group-commit transaction, in the worker thread; returns the first seq."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._next_seq is None:  # this task is the file's only writer: read it once
+                self._next_seq = _last_seq(db) + 1
+            first = self._next_seq
+            now = time.time()
+            db.executemany(
+                "INSERT INTO updates (seq, doc, blob) VALUES (?, ?, ?)",
+                [(first + i, r.doc, r.update) for i, r in enumerate(batch)],
+            )
+            db.executemany(
+                "INSERT INTO changes (seq, doc, tenant, at, action) VALUES (?, ?, ?, ?, ?)",
+                [(first + i, r.doc, r.doc.split("/", 1)[0], now, r.action) for i, r in enumerate(batch)],
+            )
+            responses = [_response_row(r.response) for r in batch if r.response is not None]
+            if responses:
+                db.executemany(_INSERT_RESPONSE, responses)
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback_sync(db)
+            raise
+        return first
+
     async def _commit_appends(self, batch: list[_Append]) -> None:
         if self._broken is not None:
             for request in batch:
@@ -466,19 +682,7 @@ class SQLiteStore:
         assert db is not None
         started = time.perf_counter()
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                if self._next_seq is None:  # this task is the file's only writer: read it once
-                    self._next_seq = await self._last_seq(db) + 1
-                first = self._next_seq
-                await db.executemany(
-                    "INSERT INTO updates (seq, doc, blob) VALUES (?, ?, ?)",
-                    [(first + i, r.doc, r.update) for i, r in enumerate(batch)],
-                )
-                await db.execute("COMMIT")
-            except sqlite3.Error:
-                await self._rollback(db)
-                raise
+            first = await anyio.to_thread.run_sync(self._commit_sync, db, batch)
         except (sqlite3.Error, ValueError) as exc:
             self._next_seq = None
             logger.warning("commit of %d updates to %s failed: %s", len(batch), self.path, exc)
@@ -497,62 +701,41 @@ class SQLiteStore:
             except Exception:
                 logger.exception("on_commit hook of %s failed", self.path)
 
-    async def _run_other(self, request: _Request) -> None:
+    def _transaction_sync(self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(db)
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback_sync(db)
+            raise
+        return result
+
+    async def _run_transaction(self, request: _Transaction) -> None:
         if self._broken is not None:
             request.fail(self._unavailable("writer connection is broken"), self._broken)
             return
         db = self._writer
         assert db is not None
-        refusal: ValueError | None = None
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                if isinstance(request, _Compact):
-                    refusal = await self._compact_in_transaction(db, request)
-                elif isinstance(request, _Probe):
-                    await db.execute(
-                        "INSERT INTO meta (key, value) VALUES ('probe', 1)"
-                        " ON CONFLICT (key) DO UPDATE SET value = value + 1"
-                    )
-                else:
-                    raise TypeError(f"unknown request {request!r}")
-                await db.execute("COMMIT")
-            except sqlite3.Error:
-                await self._rollback(db)
-                raise
+            result = await anyio.to_thread.run_sync(self._transaction_sync, db, request.work)
         except (sqlite3.Error, ValueError) as exc:
             request.fail(self._unavailable(f"write failed: {exc}"), exc)
             return
-        if refusal is not None:
-            request.fail(refusal)
+        if isinstance(result, ValueError):
+            request.fail(result)
         else:
-            request.resolve()
+            request.resolve(result)
 
-    async def _compact_in_transaction(self, db: aiosqlite.Connection, request: _Compact) -> ValueError | None:
-        """Write the snapshot and delete the rows it folds; return why not, if refused."""
-        last = await self._last_seq(db)
-        if request.through_seq > last:
-            return ValueError(f"through_seq {request.through_seq} is above the last assigned seq {last}")
-        rows = list(await db.execute_fetchall("SELECT seq FROM snapshots WHERE doc = ?", (request.doc,)))
-        if rows and int(rows[0][0]) >= request.through_seq:
-            return None  # an equal or newer snapshot is already there
-        await db.execute(
-            "INSERT INTO snapshots (doc, seq, blob) VALUES (?, ?, ?)"
-            " ON CONFLICT (doc) DO UPDATE SET seq = excluded.seq, blob = excluded.blob",
-            (request.doc, request.through_seq, request.snapshot),
-        )
-        await db.execute("DELETE FROM updates WHERE doc = ? AND seq <= ?", (request.doc, request.through_seq))
-        return None
-
-    async def _last_seq(self, db: aiosqlite.Connection) -> int:
-        rows = list(await db.execute_fetchall(_LAST_SEQ))
-        return int(rows[0][0])
-
-    async def _rollback(self, db: aiosqlite.Connection) -> None:
+    def _rollback_sync(self, db: sqlite3.Connection) -> None:
         """Roll back an open transaction; if that fails, the writer connection is unusable."""
         try:
             if db.in_transaction:
-                await db.execute("ROLLBACK")
-        except (sqlite3.Error, ValueError) as exc:
+                db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
             logger.error("rollback on %s failed; refusing further writes: %s", self.path, exc)
             self._broken = exc
+
+
+def _last_seq(db: sqlite3.Connection) -> int:
+    return int(db.execute(_LAST_SEQ).fetchone()[0])

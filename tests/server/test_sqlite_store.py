@@ -53,7 +53,7 @@ async def test_synchronous_mode_is_applied_to_the_writer(tmp_path: Path, mode: s
     levels = {"NORMAL": 1, "FULL": 2}
     async with SQLiteStore(tmp_path / "s.db", synchronous=mode) as store:
         assert store._writer is not None
-        rows = list(await store._writer.execute_fetchall("PRAGMA synchronous"))
+        rows = await anyio.to_thread.run_sync(lambda: store._writer.execute("PRAGMA synchronous").fetchall())
         assert rows[0][0] == levels[mode.upper()]
 
 

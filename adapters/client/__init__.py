@@ -1,0 +1,1 @@
+"""The Python sync client: an offline-first peer with a durable outbox."""
