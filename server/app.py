@@ -7,17 +7,24 @@ run in its task group, and leaving it flushes the store.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
+from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+
+from syncline.adapters.rest.context import RestContext
+from syncline.adapters.rest.documents import Documents
+from syncline.adapters.rest.feed import FeedHub
+from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
 
 from . import closecodes
 from .auth import Grant, load_or_create_secret, token_from_request, verify_token
@@ -45,13 +52,15 @@ class Relay:
     store: SQLiteStore
     rooms: RoomManager
     metrics: Metrics
+    feed: FeedHub
     connections: set[Connection] = field(default_factory=set)
     per_tenant: Counter[str] = field(default_factory=Counter)
     closing: bool = False
 
     def shut_down_peers(self) -> None:
-        """Tell every peer the relay is going away (close code 1001)."""
+        """Tell every peer the relay is going away (close code 1001); end every change feed."""
         self.closing = True
+        self.feed.close()
         for connection in list(self.connections):
             connection.abort(closecodes.GOING_AWAY, "going_away")
 
@@ -70,9 +79,13 @@ def create_app(settings: Settings) -> Starlette:
         )
         store.on_commit = metrics.on_commit
         async with store, anyio.create_task_group() as tg:
-            rooms = RoomManager(store, settings, metrics)
-            app.state.relay = Relay(settings, secret, store, rooms, metrics)
+            feed = FeedHub()
+            rooms = RoomManager(store, settings, metrics, on_change=feed.notify)
+            app.state.relay = Relay(settings, secret, store, rooms, metrics, feed)
+            app.state.rest = RestContext(settings, secret, store, Documents(rooms))
+            app.state.feed = feed
             await tg.start(rooms.run_evictions)
+            await tg.start(_prune_periodically, store, settings)
             try:
                 yield
             finally:
@@ -113,9 +126,34 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            *rest_routes(),
         ],
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+
+
+PRUNE_PERIOD_SECONDS = 3600.0
+
+
+async def _prune_periodically(
+    store: SQLiteStore, settings: Settings, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Drop change-feed events and idempotency records past their retention, at start and hourly."""
+    task_status.started()
+    while True:
+        now = time.time()
+        try:
+            changes, responses = await store.prune(
+                changes_before=now - settings.feed_retention_seconds,
+                responses_before=now - settings.idempotency_ttl_seconds,
+            )
+            if changes or responses:
+                log.info("pruned the change feed and idempotency records",
+                         extra={"changes": changes, "responses": responses})
+        except StoreUnavailable as exc:
+            log.warning("pruning failed; retrying later", extra={"error": str(exc)})
+        await anyio.sleep(PRUNE_PERIOD_SECONDS)
 
 
 async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:

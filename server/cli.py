@@ -48,6 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--read-only", action="store_true", help="the peer may read and receive, never write")
     token.add_argument("--ttl", type=int, default=None, metavar="SECONDS", help="expire after this many seconds")
 
+    catalog = commands.add_parser(
+        "catalog", help="load or show a tenant's price catalog (the REST adapter prices carts from it)",
+        description="Prices live in the store file; a running relay sees a load at once.",
+    )
+    catalog.add_argument("action", choices=("load", "show"), help="load FILE, or show the tenant's prices")
+    catalog.add_argument("file", nargs="?", type=Path, help='JSON {"currency": "EUR", "prices": {"sku": 1299}} '
+                         "or CSV with columns product,unit_price[,currency]; prices in minor units")
+    catalog.add_argument("--data-dir", type=Path, default=None, help="directory of the store "
+                         f"[env {ENV_PREFIX}DATA_DIR; default ./syncline-data]")
+    catalog.add_argument("--tenant", required=True, help="tenant whose catalog this is")
+    catalog.add_argument("--merge", action="store_true", help="keep products the file does not list "
+                         "(default: the file replaces the tenant's catalog)")
+
     commands.add_parser("demo", help="show two offline replicas of a cart and a stock ledger merging")
     return parser
 
@@ -59,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(vars(args))
         if args.command == "token":
             return _token(args)
+        if args.command == "catalog":
+            return _catalog(args)
         from .demo import run
 
         run()
@@ -75,6 +90,40 @@ def _token(args: argparse.Namespace) -> int:
     secret = settings.secret or load_or_create_secret(settings.data_dir)
     print(issue_token(secret, args.tenant, args.docs, read_only=args.read_only, ttl_seconds=args.ttl))
     return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    import anyio
+
+    from syncline.adapters.rest.catalog import CatalogError, read_catalog
+
+    from .names import check_part
+    from .store.sqlite import SQLiteStore
+
+    settings = Settings.from_sources({"data_dir": args.data_dir})
+    tenant = check_part("tenant", args.tenant)
+    if args.action == "load" and args.file is None:
+        print("syncline catalog: load needs a FILE", file=sys.stderr)
+        return 2
+    try:
+        prices = read_catalog(args.file) if args.action == "load" else {}
+    except CatalogError as exc:
+        print(f"syncline catalog: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        from .app import STORE_FILE
+
+        async with SQLiteStore(settings.data_dir / STORE_FILE) as store:
+            if args.action == "load":
+                written = await store.put_prices(tenant, prices, replace=not args.merge)
+                print(f"loaded {written} prices for {tenant}")
+                return 0
+            for product, price in sorted((await store.catalog(tenant)).items()):
+                print(f"{product}\t{price.unit_price}\t{price.currency}")
+            return 0
+
+    return anyio.run(run)
 
 
 def _serve(flags: dict[str, Any]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from pycrdt import Doc
@@ -19,7 +20,7 @@ from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, enc
 from . import protocol
 from .metrics import Metrics
 from .protocol import AwarenessEntry
-from .store import Store, StoreUnavailable
+from .store import Store, StoredResponse, StoreUnavailable
 
 log = logging.getLogger("syncline.room")
 
@@ -34,8 +35,20 @@ class Peer(Protocol):
         ...
 
 
+ChangeListener = Callable[[str, int], None]
+"""Called with (room name, seq) once a write is stored and integrated into the room's document."""
+
+
 class Room:
-    def __init__(self, name: str, store: Store, metrics: Metrics, *, compaction_updates: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        metrics: Metrics,
+        *,
+        compaction_updates: int,
+        on_change: ChangeListener | None = None,
+    ) -> None:
         self.name = name
         self.doc = Doc()
         self.peers: set[Peer] = set()
@@ -49,6 +62,7 @@ class Room:
         self._compacting = False
         self._awareness: dict[int, AwarenessEntry] = {}
         self._awareness_owner: dict[int, Peer] = {}
+        self._on_change = on_change
 
     async def load(self) -> None:
         """Read the latest snapshot and the log after it; skip what cannot be integrated."""
@@ -66,6 +80,11 @@ class Room:
     def busy(self) -> bool:
         """True while a write or a compaction is under way: not safe to evict."""
         return self._inflight > 0 or self._compacting
+
+    def touch(self) -> None:
+        """Note a use by something that is not a peer (a REST request): restart the idle clock."""
+        if not self.peers:
+            self.idle_since = time.monotonic()
 
     # -- peers ---------------------------------------------------------------------
 
@@ -100,16 +119,24 @@ class Room:
         except InvalidStateVector as exc:
             raise protocol.ProtocolError(exc.reason) from exc
 
-    async def write(self, sender: Peer | None, update: bytes) -> int:
+    async def write(
+        self,
+        sender: Peer | None,
+        update: bytes,
+        *,
+        action: str | None = None,
+        response: StoredResponse | None = None,
+    ) -> int:
         """Store, integrate and broadcast ``update``; return its sequence number.
 
-        Raises :class:`InvalidUpdate` (nothing stored) or :class:`StoreUnavailable`
-        (nothing stored, nothing broadcast).
+        ``action`` and ``response`` go to the store with the update (see
+        :meth:`Store.append`). Raises :class:`InvalidUpdate` (nothing stored) or
+        :class:`StoreUnavailable` (nothing stored, nothing broadcast).
         """
         validate_update(update)
         self._inflight += 1
         try:
-            seq = await self._store.append(self.name, update)
+            seq = await self._store.append(self.name, update, action=action, response=response)
         finally:
             self._inflight -= 1
         try:
@@ -122,6 +149,8 @@ class Room:
         self._tail += 1
         self._applied_seq = max(self._applied_seq, seq)
         self._broadcast(protocol.sync_update(update), sender)
+        if self._on_change is not None:
+            self._on_change(self.name, seq)
         if self._tail >= self._compaction_updates and not self.busy:
             await self.compact()
         return seq

@@ -9,7 +9,7 @@ from anyio.abc import TaskStatus
 
 from .errors import RoomLimitReached, RoomLoadFailed
 from .metrics import Metrics
-from .room import Room
+from .room import ChangeListener, Room
 from .settings import Settings
 from .store import Store
 
@@ -21,8 +21,11 @@ class _Loading:
 
 
 class RoomManager:
-    def __init__(self, store: Store, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, metrics: Metrics, *, on_change: ChangeListener | None = None
+    ) -> None:
         self._store = store
+        self._on_change = on_change
         self._settings = settings
         self._metrics = metrics
         self.rooms: dict[str, Room] = {}
@@ -39,7 +42,10 @@ class RoomManager:
                 raise RoomLimitReached(self._settings.max_rooms)
             pending = self._loading[name] = _Loading()
             try:
-                room = Room(name, self._store, self._metrics, compaction_updates=self._settings.compaction_updates)
+                room = Room(
+                    name, self._store, self._metrics,
+                    compaction_updates=self._settings.compaction_updates, on_change=self._on_change,
+                )
                 await room.load()
                 self.rooms[name] = pending.room = room
                 self._metrics.rooms.set(len(self.rooms))

@@ -76,6 +76,21 @@ class Settings:
     awareness_max_bytes: int = field(
         default=65_536, metadata={"help": 'Largest awareness state one client may publish.'}
     )
+    rest_max_body_bytes: int = field(
+        default=262_144, metadata={"help": 'Largest REST request body accepted, in bytes.'}
+    )
+    rest_batch_max_operations: int = field(
+        default=500, metadata={"help": 'Most operations in one offline batch POST.'}
+    )
+    idempotency_ttl_seconds: float = field(
+        default=86_400.0, metadata={"help": 'Seconds an Idempotency-Key and its first response are kept (across restarts).'}
+    )
+    feed_retention_seconds: float = field(
+        default=604_800.0, metadata={"help": 'Seconds the change feed keeps its events for Last-Event-ID resume.'}
+    )
+    sse_heartbeat_seconds: float = field(
+        default=15.0, metadata={"help": 'Seconds between heartbeat comments on an idle change feed stream.'}
+    )
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,11 +132,15 @@ class Settings:
         positive = (
             "max_message_bytes", "max_rooms", "max_connections_per_tenant", "rate_burst",
             "send_queue_messages", "compaction_updates", "group_commit_max_batch", "awareness_max_bytes",
+            "rest_max_body_bytes", "rest_batch_max_operations",
         )
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(name, "must be at least 1")
-        for name in ("rate_messages_per_second", "room_idle_seconds"):
+        for name in (
+            "rate_messages_per_second", "room_idle_seconds", "idempotency_ttl_seconds",
+            "feed_retention_seconds", "sse_heartbeat_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(name, "must be greater than 0")
         if self.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):

@@ -157,6 +157,10 @@ class Store(Protocol):
         """The catalog prices of those ``products`` that have one."""
         ...
 
+    async def catalog(self, tenant: str) -> dict[str, Price]:
+        """Every price of ``tenant``'s catalog."""
+        ...
+
     async def put_prices(self, tenant: str, prices: Mapping[str, Price], *, replace: bool) -> int:
         """Set ``tenant``'s catalog prices (all of them when ``replace``) in one transaction;
         return the number of products written."""

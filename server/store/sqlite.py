@@ -547,6 +547,11 @@ class SQLiteStore:
                 found[str(product)] = Price(int(unit_price), str(currency))
         return found
 
+    async def catalog(self, tenant: str) -> dict[str, Price]:
+        """Every price of ``tenant``'s catalog."""
+        rows = await self._read("SELECT product, unit_price, currency FROM prices WHERE tenant = ?", (tenant,))
+        return {str(product): Price(int(unit_price), str(currency)) for product, unit_price, currency in rows}
+
     async def put_prices(self, tenant: str, prices: Mapping[str, Price], *, replace: bool) -> int:
         """Set ``tenant``'s catalog prices (all of them when ``replace``) in one transaction."""
         rows = [(tenant, product, price.unit_price, price.currency) for product, price in sorted(prices.items())]

@@ -1,0 +1,217 @@
+"""Cart endpoints: read, add an item, set or remove a line, clear, merge a guest cart.
+
+Prices come from the store's catalog (``syncline catalog load``), never from the
+client: adding a product the catalog does not price is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from syncline.engine import CartView, price_lines
+from syncline.engine.validation import check_attributes, check_id, check_quantity
+from syncline.server.names import DocName
+from syncline.server.store import Price
+
+from . import bodies
+from .bodies import Fields
+from .context import Idempotency, Reply, RestContext
+from .documents import if_match_allows
+from .problems import Problem, validation_problem
+
+
+async def cart_body(ctx: RestContext, name: DocName, view: CartView) -> dict[str, Any]:
+    prices = await ctx.store.prices(name.tenant, {line.product_id for line in view.lines})
+    priced, total = price_lines(view, lambda product, _attrs: _unit(prices.get(product)))
+    currencies = {prices[line.product_id].currency for line in view.lines if line.product_id in prices}
+    currency = currencies.pop() if len(currencies) == 1 else None
+    if len(currencies) > 0:  # more than one currency: no meaningful total
+        total = None
+    return {
+        "tenant": name.tenant,
+        "id": name.doc_id,
+        "status": view.status.state,
+        "merged_into": view.status.merged_into,
+        "merged_at": view.status.merged_at,
+        "currency": currency,
+        "lines": [
+            {
+                "id": p.line.key,
+                "product": p.line.product_id,
+                "attributes": dict(p.line.attributes),
+                "quantity": p.line.quantity,
+                "unit_price": p.unit_price,
+                "line_total": p.line_total,
+            }
+            for p in priced
+        ],
+        "total_quantity": view.total_quantity,
+        "total": total,
+        "issues": [str(issue) for issue in view.issues],
+    }
+
+
+def _unit(price: Price | None) -> int | None:
+    return None if price is None else price.unit_price
+
+
+def body_etag(body: dict[str, Any]) -> str:
+    """A strong ETag of a representation: equal bodies, equal tags, on any node, after restarts."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
+
+
+def cart_reply(body: dict[str, Any], status: int = 200) -> Reply:
+    return Reply(status, body, {"ETag": body_etag(body)})
+
+
+def not_modified(request: Request, tag: str) -> Response | None:
+    header = request.headers.get("if-none-match")
+    if header is not None and (header.strip() == "*" or tag in [t.strip() for t in header.split(",")]):
+        return Response(status_code=304, headers={"ETag": tag})
+    return None
+
+
+async def get_cart(request: Request) -> Response:
+    ctx: RestContext = request.app.state.rest
+    name = ctx.document(request, "cart", "cart_id", write=False)
+    room = await ctx.documents.open(name)
+    reply = cart_reply(await cart_body(ctx, name, ctx.documents.cart(room, name.doc_id).view()))
+    return not_modified(request, reply.headers["ETag"]) or reply.response()
+
+
+async def _cart_write(request: Request, action: str, body: dict[str, Any] | None, edit_cart: Any) -> Response:
+    """The common shape of a single-cart write: If-Match, edit on the replica, commit with the reply."""
+    ctx: RestContext = request.app.state.rest
+    name = ctx.document(request, "cart", "cart_id", write=True)
+
+    async def perform(idem: Idempotency) -> Reply:
+        room = await ctx.documents.open(name)
+        async with ctx.documents.editing(room) as (edit,):
+            current = await cart_body(ctx, name, ctx.documents.cart(room, name.doc_id).view())
+            if not if_match_allows(request.headers.get("if-match"), body_etag(current)):
+                raise Problem("precondition-failed", headers={"ETag": body_etag(current)})
+            cart = edit.cart(name.doc_id)
+            await edit_cart(ctx, name, cart)
+            reply = cart_reply(await cart_body(ctx, name, cart.view()))
+            seq = await edit.commit(action=action, response=idem.record(reply))
+            idem.kept = seq is not None and idem.key is not None
+            return reply
+
+    return await ctx.write(request, name.tenant, body, perform)
+
+
+async def add_item(request: Request) -> Response:
+    ctx: RestContext = request.app.state.rest
+    body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
+    fields = Fields(body)
+    product = fields.required("product", check_id)
+    quantity = fields.optional("quantity", lambda v, f: check_quantity(bodies.integer(v, f), f, allow_zero=False), 1)
+    attributes = fields.optional("attributes", lambda v, f: check_attributes(bodies.obj(v, f), f), {})
+    fields.done()
+
+    async def edit_cart(ctx: RestContext, name: DocName, cart: Any) -> None:
+        if product not in await ctx.store.prices(name.tenant, [product]):
+            raise Problem("unknown-product", f"{product!r} has no price in the catalog", product=product)
+        cart.add_item(product, quantity, attributes)
+
+    return await _cart_write(request, "cart.add_item", body, edit_cart)
+
+
+async def set_line(request: Request) -> Response:
+    ctx: RestContext = request.app.state.rest
+    body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
+    fields = Fields(body)
+    quantity = fields.required("quantity", lambda v, f: check_quantity(bodies.integer(v, f), f, allow_zero=True))
+    fields.done()
+    line = _line_param(request)
+
+    async def edit_cart(ctx: RestContext, name: DocName, cart: Any) -> None:
+        cart.set_quantity(line, quantity)
+
+    return await _cart_write(request, "cart.set_quantity", body, edit_cart)
+
+
+async def remove_line(request: Request) -> Response:
+    line = _line_param(request)
+
+    async def edit_cart(ctx: RestContext, name: DocName, cart: Any) -> None:
+        cart.remove_line(line)
+
+    return await _cart_write(request, "cart.remove_line", None, edit_cart)
+
+
+async def clear_cart(request: Request) -> Response:
+    ctx: RestContext = request.app.state.rest
+    body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes) \
+        if _has_body(request) else {}
+    Fields(body).done()
+
+    async def edit_cart(ctx: RestContext, name: DocName, cart: Any) -> None:
+        cart.clear()
+
+    return await _cart_write(request, "cart.clear", body, edit_cart)
+
+
+async def merge_cart(request: Request) -> Response:
+    """Merge the guest cart of the path into the body's ``into`` cart; replaying changes nothing."""
+    ctx: RestContext = request.app.state.rest
+    body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
+    fields = Fields(body)
+    into = fields.required("into", lambda v, f: check_id(v, f))
+    fields.done()
+    guest = ctx.document(request, "cart", "cart_id", write=True)
+    target = DocName(guest.tenant, "cart", into)
+    grant = ctx.grant(request)
+    if not grant.allows(target):
+        raise Problem("forbidden", f"the token does not cover cart/{into}")
+    if target == guest:
+        raise validation_problem("into", "a cart cannot be merged into itself")
+
+    async def perform(idem: Idempotency) -> Reply:
+        guest_room = await ctx.documents.open(guest)
+        target_room = await ctx.documents.open(target)
+        async with ctx.documents.editing(guest_room, target_room) as (guest_edit, target_edit):
+            current = await cart_body(ctx, target, ctx.documents.cart(target_room, into).view())
+            if not if_match_allows(request.headers.get("if-match"), body_etag(current)):
+                raise Problem("precondition-failed", headers={"ETag": body_etag(current)})
+            result = guest_edit.cart(guest.doc_id).merge_into(target_edit.cart(into))
+            cart = await cart_body(ctx, target, target_edit.cart(into).view())
+            reply = Reply(200, {
+                "merge": {
+                    "source": result.source,
+                    "target": result.target,
+                    "replayed": result.replayed,
+                    "lines": [
+                        {"id": line.key, "product": line.product_id, "attributes": dict(line.attributes),
+                         "quantity": line.quantity}
+                        for line in result.lines
+                    ],
+                },
+                "cart": cart,
+            }, {"ETag": body_etag(cart)})
+            # The target first: if the guest's commit then fails, a retry merges again,
+            # which counts the guest's lines once (merges are idempotent by source cart).
+            await target_edit.commit(action="cart.merge")
+            seq = await guest_edit.commit(action="cart.merged", response=idem.record(reply))
+            idem.kept = seq is not None and idem.key is not None
+            return reply
+
+    return await ctx.write(request, guest.tenant, body, perform)
+
+
+def _line_param(request: Request) -> str:
+    line = request.path_params["line_id"]
+    if len(line) != 32 or any(c not in "0123456789abcdef" for c in line):
+        raise Problem("unknown-line", "line ids are the 32 hex digits the cart shows")
+    return str(line)
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return request.headers.get("transfer-encoding") is not None or (length is not None and length != "0")

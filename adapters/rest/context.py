@@ -1,0 +1,174 @@
+"""What every REST handler shares: access checks, replies, and idempotent writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from syncline.server.auth import Grant, token_from_request, verify_token
+from syncline.server.errors import ExpiredToken, InvalidDocumentName, InvalidToken
+from syncline.server.names import DocName, check_part
+from syncline.server.settings import Settings
+from syncline.server.store import Store, StoredResponse
+
+from .documents import Documents
+from .problems import Problem
+
+JSON = "application/json"
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def response(self) -> Response:
+        return Response(self.encoded(), status_code=self.status, media_type=JSON, headers=self.headers)
+
+
+@dataclass
+class Idempotency:
+    """The ``Idempotency-Key`` of one write request, if it has one.
+
+    :meth:`record` turns the reply into the record the store keeps with the write's
+    update (same transaction); ``kept`` says whether that happened, so a write that
+    changed nothing remembers its reply on its own.
+    """
+
+    tenant: str
+    key: str | None
+    fingerprint: str
+    kept: bool = False
+
+    def record(self, reply: Reply) -> StoredResponse | None:
+        if self.key is None:
+            return None
+        headers = tuple(sorted(reply.headers.items()))
+        return StoredResponse(self.tenant, self.key, self.fingerprint, reply.status, reply.encoded(), headers,
+                              time.time())
+
+
+@dataclass
+class RestContext:
+    settings: Settings
+    secret: str
+    store: Store
+    documents: Documents
+    inflight: set[tuple[str, str]] = field(default_factory=set)
+
+    # -- access ------------------------------------------------------------------
+
+    def grant(self, request: Request) -> Grant:
+        """The verified grant of the request's token, for the tenant of its path."""
+        raw = request.scope.get("raw_path") or request.scope["path"].encode()
+        try:
+            check_rest_path(raw)
+            tenant = check_part("tenant", request.path_params["tenant"])
+        except InvalidDocumentName as exc:
+            raise Problem("invalid-document-name", exc.reason) from None
+        token = token_from_request(request.headers, request.query_params)
+        if token is None:
+            raise Problem("unauthorized", "send Authorization: Bearer TOKEN", headers=_challenge())
+        try:
+            grant = verify_token(self.secret, token)
+        except ExpiredToken:
+            raise Problem("unauthorized", "the token has expired", headers=_challenge("invalid_token")) from None
+        except InvalidToken:
+            raise Problem("unauthorized", "the token is not valid", headers=_challenge("invalid_token")) from None
+        if grant.tenant != tenant:
+            raise Problem("forbidden", "the token belongs to another tenant")
+        return grant
+
+    def document(self, request: Request, kind: str, id_param: str, *, write: bool) -> DocName:
+        """Check the token against ``tenant/kind/{id_param}``; 403 if it may not (write)."""
+        grant = self.grant(request)
+        try:
+            name = DocName(grant.tenant, kind, check_part("doc_id", request.path_params[id_param]))
+        except InvalidDocumentName as exc:
+            raise Problem("invalid-document-name", exc.reason) from None
+        if not grant.allows(name):
+            raise Problem("forbidden", f"the token does not cover {kind}/{name.doc_id}")
+        if write and grant.read_only:
+            raise Problem("read-only", "this token may read but not write")
+        return name
+
+    # -- writes ------------------------------------------------------------------
+
+    async def write(
+        self, request: Request, tenant: str, body: dict[str, Any] | None,
+        perform: Callable[[Idempotency], Awaitable[Reply]],
+    ) -> Response:
+        """Run ``perform`` once per ``Idempotency-Key``: a retry gets the first reply back."""
+        idem = Idempotency(tenant, _idempotency_key(request), _fingerprint(request, body))
+        if idem.key is None:
+            return (await perform(idem)).response()
+        stored = await self.store.recall(tenant, idem.key)
+        if stored is None:
+            slot = (tenant, idem.key)
+            if slot in self.inflight:
+                raise Problem("idempotency-key-in-use", headers={"Retry-After": "1"})
+            self.inflight.add(slot)
+            try:
+                reply = await perform(idem)
+                if idem.kept:
+                    return reply.response()
+                record = idem.record(reply)
+                assert record is not None
+                stored = await self.store.remember(record)
+                if stored == record:
+                    return reply.response()
+            finally:
+                self.inflight.discard(slot)
+        if stored.fingerprint != idem.fingerprint:
+            raise Problem("idempotency-key-reused", "this key was first used with another request")
+        headers = dict(stored.headers)
+        headers["Idempotent-Replayed"] = "true"
+        return Response(stored.body, status_code=stored.status, media_type=JSON, headers=headers)
+
+
+_SMUGGLERS = (b"%2f", b"%5c", b"%2e", b"%25", b"%00")
+
+
+def check_rest_path(raw_path: bytes) -> None:
+    """Refuse a raw path whose decoding could move it: encoded ``/``, ``\\``, ``.``, ``%``
+    or NUL, non-ASCII bytes, and dot segments. Other percent-encoding (a ``%3A`` for
+    ``:``) is fine: ids are checked again after decoding."""
+    raw = bytes(raw_path)
+    lowered = raw.lower()
+    if any(smuggler in lowered for smuggler in _SMUGGLERS):
+        raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "encoded / \\ . % or NUL in the path")
+    if any(byte >= 0x80 or byte < 0x21 for byte in raw):
+        raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "non-ASCII or control bytes in the path")
+    if any(segment in (b".", b"..") for segment in raw.split(b"/")):
+        raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "dot segments are not allowed")
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise Problem("invalid-header", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters")
+    return key
+
+
+def _fingerprint(request: Request, body: dict[str, Any] | None) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{request.method} {request.url.path}\n{canonical}".encode()).hexdigest()
+
+
+def _challenge(error: str | None = None) -> dict[str, str]:
+    value = 'Bearer realm="syncline"' + (f', error="{error}"' if error else "")
+    return {"WWW-Authenticate": value}

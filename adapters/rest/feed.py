@@ -1,0 +1,179 @@
+"""The change feed: one Server-Sent Events stream per tenant, resumable with Last-Event-ID.
+
+Events come from the store's ``changes`` table, written in the same transaction as
+each update, so an event id is the update's seq: the store's order, the same after
+a restart, on any node. A stream reads the table from where the client left off and
+then waits for the hub's signal that something new was integrated; nothing is
+buffered in memory, so a reconnect with ``Last-Event-ID`` delivers exactly what
+was missed. Retention is bounded (``--feed-retention-seconds``): a client resuming
+below the pruned floor first gets a ``reset`` event telling it to re-read its
+documents.
+
+Every event is ``{kind}.changed`` (``cart.changed``, ``stock.changed``) with data
+``{"seq", "doc", "kind", "id", "action", "at"}``; ``action`` names the REST
+operation (``cart.add_item``, ``stock.adjust`` …) or is ``"sync"`` for a
+WebSocket peer's update. Clients re-read the document (with its ETag) to see
+what changed, as with CouchDB's ``_changes``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+
+from syncline.server.auth import Grant
+from syncline.server.errors import InvalidDocumentName
+from syncline.server.names import KINDS, DocName
+from syncline.server.store import Change, StoreUnavailable
+
+from .context import RestContext
+from .problems import Problem
+
+EVENT_TYPES = tuple(f"{kind}.changed" for kind in KINDS)
+PAGE = 256
+MAX_FILTERS = 100
+
+
+class FeedHub:
+    """Wakes the streams of a tenant when one of its documents changed.
+
+    ``wait_token(tenant)`` is taken *before* reading the store; ``notify`` replaces
+    it, so a change integrated between the read and the wait is never slept through.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, anyio.Event] = {}
+        self.closed = anyio.Event()
+
+    def notify(self, doc: str, seq: int) -> None:
+        tenant = doc.split("/", 1)[0]
+        event = self._events.pop(tenant, None)
+        if event is not None:
+            event.set()
+
+    def wait_token(self, tenant: str) -> anyio.Event:
+        event = self._events.get(tenant)
+        if event is None:
+            event = self._events[tenant] = anyio.Event()
+        return event
+
+    def close(self) -> None:
+        self.closed.set()
+        for event in self._events.values():
+            event.set()
+        self._events.clear()
+
+
+@dataclass(frozen=True)
+class Filter:
+    docs: frozenset[str]
+    """``kind/id`` of the documents wanted; empty: all the token may read."""
+    types: frozenset[str]
+
+    def wants(self, change: Change, grant: Grant) -> bool:
+        try:
+            name = DocName.from_string(change.doc)
+        except InvalidDocumentName:
+            return False
+        if not grant.allows(name):
+            return False
+        if self.docs and f"{name.kind}/{name.doc_id}" not in self.docs:
+            return False
+        return not self.types or f"{name.kind}.changed" in self.types
+
+
+def _filter(request: Request) -> Filter:
+    docs = request.query_params.getlist("doc")
+    types = request.query_params.getlist("type")
+    for key in request.query_params:
+        if key not in ("doc", "type", "since", "token"):
+            raise Problem("invalid-parameter", f"unknown query parameter {key[:64]!r}", parameter=key[:64])
+    if len(docs) > MAX_FILTERS or len(types) > MAX_FILTERS:
+        raise Problem("invalid-parameter", f"at most {MAX_FILTERS} doc and type filters", parameter="doc")
+    for doc in docs:
+        kind, _, doc_id = doc.partition("/")
+        try:
+            DocName("x", kind, doc_id)
+        except InvalidDocumentName as exc:
+            raise Problem("invalid-parameter", f"doc must be kind/id: {exc.reason}", parameter="doc") from None
+    for kind in types:
+        if kind not in EVENT_TYPES:
+            raise Problem("invalid-parameter", f"type must be one of {', '.join(EVENT_TYPES)}", parameter="type")
+    return Filter(frozenset(docs), frozenset(types))
+
+
+def _resume_point(request: Request) -> int | None:
+    raw = request.headers.get("last-event-id")
+    source = "Last-Event-ID"
+    if raw is None:
+        raw, source = request.query_params.get("since"), "since"
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        raise Problem("invalid-header" if source == "Last-Event-ID" else "invalid-parameter",
+                      f"{source} must be an event id this feed gave out (a non-negative integer)")
+    return int(raw)
+
+
+async def events(request: Request) -> Response:
+    ctx: RestContext = request.app.state.rest
+    hub: FeedHub = request.app.state.feed
+    grant = ctx.grant(request)
+    wanted = _filter(request)
+    after = _resume_point(request)
+    try:
+        if after is None:
+            after = await ctx.store.head()
+        await ctx.store.feed_floor()
+    except StoreUnavailable:
+        raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+    return EventSourceResponse(
+        _stream(ctx, hub, grant, wanted, after),
+        ping=ctx.settings.sse_heartbeat_seconds,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        send_timeout=30,
+        shutdown_event=hub.closed,
+    )
+
+
+async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, after: int
+                  ) -> AsyncIterator[ServerSentEvent]:
+    last = after
+    while not hub.closed.is_set():
+        signal = hub.wait_token(grant.tenant)
+        try:
+            floor = await ctx.store.feed_floor()
+            if last < floor:
+                # Events between last and floor were pruned: the client must re-read its documents.
+                yield ServerSentEvent(json.dumps({"floor": floor, "reason": "events before the floor were pruned"}),
+                                      event="reset", id=str(floor))
+                last = floor
+            changes = await ctx.store.changes_since(grant.tenant, last, PAGE)
+        except StoreUnavailable:
+            return  # the client reconnects with its Last-Event-ID once the store is back
+        for change in changes:
+            last = change.seq
+            if wanted.wants(change, grant):
+                yield _event(change)
+        if len(changes) < PAGE:
+            with anyio.move_on_after(60):  # a missed signal costs at most a minute
+                await signal.wait()
+
+
+def _event(change: Change) -> ServerSentEvent:
+    name = DocName.from_string(change.doc)
+    data = {
+        "seq": change.seq,
+        "doc": change.doc,
+        "kind": name.kind,
+        "id": name.doc_id,
+        "action": change.action or "sync",
+        "at": round(change.at * 1000),
+    }
+    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=f"{name.kind}.changed", id=str(change.seq))

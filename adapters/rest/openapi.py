@@ -1,0 +1,277 @@
+"""The OpenAPI 3.1 document of the REST adapter, served at ``/v1/openapi.json``.
+
+Written by hand next to the handlers it describes; ``tests/rest/test_openapi.py``
+checks that every route is described and schemathesis checks the server against it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from syncline.server.names import PART_PATTERN
+
+from .problems import PROBLEM_BASE, TITLES
+
+ID = {"type": "string", "minLength": 1, "maxLength": 128}
+PART = {"type": "string", "pattern": f"^{PART_PATTERN}$", "minLength": 1, "maxLength": 128}
+INT = {"type": "integer"}
+NULLABLE_INT = {"type": ["integer", "null"]}
+ATTRIBUTES = {"type": "object", "description": "JSON object, at most 32 keys, nested at most 4 deep"}
+
+
+def _obj(properties: dict[str, Any], required: list[str] | None = None, *, closed: bool = True) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    schema["required"] = list(properties) if required is None else required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": _obj({
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": _obj({"field": {"type": "string"}, "reason": {"type": "string"}})},
+    }, ["type", "title", "status"], closed=False),
+    "CartLine": _obj({
+        "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "product": {"type": "string"},
+        "attributes": {"type": "object"},
+        "quantity": {"type": "integer", "minimum": 1},
+        "unit_price": NULLABLE_INT,
+        "line_total": NULLABLE_INT,
+    }),
+    "Cart": _obj({
+        "tenant": {"type": "string"},
+        "id": {"type": "string"},
+        "status": {"enum": ["open", "merged"]},
+        "merged_into": {"type": ["string", "null"]},
+        "merged_at": NULLABLE_INT,
+        "currency": {"type": ["string", "null"]},
+        "lines": {"type": "array", "items": _ref("CartLine")},
+        "total_quantity": {"type": "integer", "minimum": 0},
+        "total": NULLABLE_INT,
+        "issues": {"type": "array", "items": {"type": "string"}},
+    }),
+    "AddItem": _obj({
+        "product": ID,
+        "quantity": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1},
+        "attributes": ATTRIBUTES,
+    }, ["product"]),
+    "SetQuantity": _obj({"quantity": {"type": "integer", "minimum": 0, "maximum": 100_000}}),
+    "Empty": _obj({}, []),
+    "MergeRequest": _obj({"into": ID}),
+    "MergeResult": _obj({
+        "merge": _obj({
+            "source": {"type": "string"},
+            "target": {"type": "string"},
+            "replayed": {"type": "boolean"},
+            "lines": {"type": "array", "items": _obj({
+                "id": {"type": "string"}, "product": {"type": "string"},
+                "attributes": {"type": "object"}, "quantity": {"type": "integer"},
+            })},
+        }),
+        "cart": _ref("Cart"),
+    }),
+    "Adjustment": _obj({
+        "id": {"type": "string"}, "sku": {"type": "string"}, "delta": INT, "reason": {"type": "string"},
+        "actor": {"type": "string"}, "at": INT, "ref": {"type": "string"},
+    }, ["id", "sku", "delta", "reason", "actor", "at"]),
+    "Resolution": _obj({
+        "id": {"type": "string"}, "conflict": {"type": "string"}, "sku": {"type": "string"},
+        "strategy": {"enum": ["accept", "compensate", "merge"]}, "actor": {"type": "string"}, "at": INT,
+        "note": {"type": "string"}, "level": INT, "adjustment": {"type": "string"},
+    }, ["id", "conflict", "sku", "strategy", "actor", "at"]),
+    "NewAdjustment": _obj({
+        "id": ID, "sku": ID,
+        "delta": {"type": "integer", "minimum": -1_000_000_000, "maximum": 1_000_000_000, "not": {"const": 0}},
+        "reason": ID, "actor": ID,
+        "at": {"type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991,
+               "description": "epoch milliseconds; default: now"},
+        "ref": ID,
+    }, ["id", "sku", "delta", "reason", "actor"]),
+    "NewResolution": _obj({
+        "strategy": {"enum": ["accept", "compensate", "merge"]},
+        "actor": ID,
+        "note": {"type": "string", "maxLength": 2000},
+        "level": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000,
+                  "description": "the level to adopt; merge only, and required there"},
+        "at": {"type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991},
+        "id": ID,
+    }, ["strategy", "actor"]),
+    "AdjustmentResult": _obj({"adjustment": _ref("Adjustment"), "created": {"type": "boolean"}, "level": INT}),
+    "ResolutionResult": _obj({"resolution": _ref("Resolution"), "level": INT}),
+    "Levels": _obj({"location": {"type": "string"}, "levels": {"type": "object",
+                    "additionalProperties": {"type": "integer"}}, "open_conflicts": {"type": "integer"}}),
+    "Level": _obj({"location": {"type": "string"}, "sku": {"type": "string"}, "level": INT}),
+    "History": _obj({
+        "location": {"type": "string"},
+        "entries": {"type": "array", "items": {"type": "object", "required": ["type", "id", "sku", "at"]}},
+        "next_cursor": {"type": ["string", "null"]},
+    }),
+    "Conflict": _obj({
+        "id": {"type": "string"}, "kind": {"const": "negative_level"}, "sku": {"type": "string"},
+        "level": INT, "adjustments": {"type": "array", "items": {"type": "string"}},
+    }),
+    "Conflicts": _obj({"location": {"type": "string"}, "conflicts": {"type": "array", "items": _ref("Conflict")}}),
+    "Batch": _obj({"operations": {"type": "array", "minItems": 1, "items": {"type": "object", "description":
+        "{type: adjust, ...NewAdjustment} or {type: resolve, id, conflict, ...NewResolution}"}}}),
+    "BatchResult": _obj({
+        "location": {"type": "string"},
+        "results": {"type": "array", "items": _obj({
+            "index": {"type": "integer"},
+            "status": {"enum": ["applied", "duplicate", "rejected"]},
+            "adjustment": _ref("Adjustment"),
+            "resolution": _ref("Resolution"),
+            "problem": _ref("Problem"),
+        }, ["index", "status"])},
+        "levels": {"type": "object", "additionalProperties": {"type": "integer"}},
+    }),
+    "Health": _obj({"status": {"const": "ok"}}),
+}
+
+
+def _param(name: str, schema: dict[str, Any], where: str = "path", description: str = "") -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": where, "required": where == "path", "schema": schema}
+    if description:
+        param["description"] = description
+    return param
+
+
+TENANT_P = _param("tenant", PART)
+CART_P = _param("cart_id", PART)
+LOCATION_P = _param("location_id", PART)
+LINE_P = _param("line_id", {"type": "string", "pattern": "^[0-9a-f]{32}$"})
+IDEMPOTENCY_P = _param("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255}, "header",
+                       "a retry with the same key returns the first response; another body is refused (422)")
+IF_MATCH_P = _param("If-Match", {"type": "string"}, "header", "the ETag the write is based on (412 if stale)")
+IF_NONE_MATCH_P = _param("If-None-Match", {"type": "string"}, "header")
+ETAG_H = {"ETag": {"schema": {"type": "string"}, "description": "strong ETag of the document's content"}}
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+PROBLEM = {"description": "a problem (RFC 9457)", "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    return {str(status): PROBLEM for status in sorted({400, 401, 403, 404, 405, 503, *statuses})}
+
+
+def _read_op(summary: str, schema: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "parameters": [*params, IF_NONE_MATCH_P],
+        "responses": {
+            "200": _json(_ref(schema), summary, ETAG_H),
+            "304": {"description": "not modified (If-None-Match)", "headers": ETAG_H},
+            **_problems(),
+        },
+    }
+
+
+def _write_op(summary: str, params: list[dict[str, Any]], request: str | None, responses: dict[str, Any],
+              *extra_problems: int) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": [*params, IDEMPOTENCY_P, IF_MATCH_P],
+        "responses": {**responses, **_problems(409, 412, 413, 415, 422, *extra_problems)},
+    }
+    if request is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(request)}}}
+    return operation
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    cart = [TENANT_P, CART_P]
+    location = [TENANT_P, LOCATION_P]
+    cart_ok = {"200": _json(_ref("Cart"), "the cart after the write", ETAG_H)}
+    paths = {
+        "/v1/health": {"get": {"summary": "liveness", "security": [],
+                               "responses": {"200": _json(_ref("Health"), "the process serves requests")}}},
+        "/v1/tenants/{tenant}/carts/{cart_id}": {"get": _read_op("read a cart, priced", "Cart", cart)},
+        "/v1/tenants/{tenant}/carts/{cart_id}/items": {"post": _write_op(
+            "add an item (the same product and attributes add to the existing line)", cart, "AddItem", cart_ok)},
+        "/v1/tenants/{tenant}/carts/{cart_id}/lines/{line_id}": {
+            "put": _write_op("set a line's quantity (0 removes it)", [*cart, LINE_P], "SetQuantity", cart_ok),
+            "delete": _write_op("remove a line", [*cart, LINE_P], None, cart_ok),
+        },
+        "/v1/tenants/{tenant}/carts/{cart_id}/clear": {"post": _write_op(
+            "remove every line", cart, "Empty", cart_ok)},
+        "/v1/tenants/{tenant}/carts/{cart_id}/merge": {"post": _write_op(
+            "merge this guest cart into another cart (idempotent; the guest ends merged)", cart, "MergeRequest",
+            {"200": _json(_ref("MergeResult"), "the merge and the target cart", ETAG_H)})},
+        "/v1/tenants/{tenant}/stock/{location_id}/levels": {"get": _read_op("levels of every sku", "Levels",
+                                                                            location)},
+        "/v1/tenants/{tenant}/stock/{location_id}/levels/{sku}": {"get": _read_op(
+            "level of one sku", "Level", [*location, _param("sku", ID)])},
+        "/v1/tenants/{tenant}/stock/{location_id}/history": {"get": _read_op("the audit trail, paged", "History", [
+            *location,
+            _param("sku", ID, "query"),
+            _param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}, "query"),
+            _param("cursor", {"type": "string", "maxLength": 1024}, "query", "next_cursor of the previous page"),
+        ])},
+        "/v1/tenants/{tenant}/stock/{location_id}/adjustments": {"post": _write_op(
+            "record an adjustment (idempotent by id)", location, "NewAdjustment", {
+                "201": _json(_ref("AdjustmentResult"), "recorded", ETAG_H),
+                "200": _json(_ref("AdjustmentResult"), "already recorded with this body", ETAG_H),
+            })},
+        "/v1/tenants/{tenant}/stock/{location_id}/batch": {"post": _write_op(
+            "apply queued offline operations in order, one result each", location, "Batch",
+            {"200": _json(_ref("BatchResult"), "one result per operation", ETAG_H)})},
+        "/v1/tenants/{tenant}/stock/{location_id}/conflicts": {"get": _read_op("open conflicts", "Conflicts",
+                                                                               location)},
+        "/v1/tenants/{tenant}/stock/{location_id}/conflicts/{conflict_id}/resolve": {"post": _write_op(
+            "resolve an open conflict (recorded in the audit trail)",
+            [*location, _param("conflict_id", ID)], "NewResolution",
+            {"200": _json(_ref("ResolutionResult"), "the recorded decision", ETAG_H)})},
+        "/v1/tenants/{tenant}/events": {"get": {
+            "summary": "the tenant's change feed (Server-Sent Events)",
+            "parameters": [
+                TENANT_P,
+                _param("doc", {"type": "string"}, "query", "kind/id of a document to follow (repeatable)"),
+                _param("type", {"enum": ["cart.changed", "stock.changed"]}, "query", "event type (repeatable)"),
+                _param("since", {"type": "string", "pattern": "^[0-9]{1,19}$"}, "query",
+                       "resume after this event id (as Last-Event-ID)"),
+                _param("Last-Event-ID", {"type": "string"}, "header", "resume after this event id"),
+            ],
+            "responses": {
+                "200": {"description": "an endless event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                **_problems(),
+            },
+        }},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Syncline REST adapter",
+            "version": "1",
+            "description": "A REST and SSE view of Syncline's CRDT documents: every write is an edit in the "
+            "same room as the WebSocket peers'. Errors are RFC 9457 problems; their types are listed under "
+            "x-problem-types.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+        "x-problem-types": {PROBLEM_BASE + slug: {"status": status, "title": title}
+                            for slug, (status, title) in TITLES.items()},
+    }

@@ -1,0 +1,107 @@
+"""RFC 9457 problem details: every REST error is one of these, with a stable ``type``.
+
+Handlers raise :class:`Problem`; the app turns it into an ``application/problem+json``
+response. The ``type`` URIs never change once published (clients switch on them);
+``title`` is fixed per type, ``detail`` explains this occurrence.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+PROBLEM_BASE = "https://syncline.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+TITLES: dict[str, tuple[int, str]] = {
+    "malformed-json": (400, "The request body is not valid JSON"),
+    "invalid-document-name": (400, "The tenant or document id in the path breaks the naming rules"),
+    "invalid-header": (400, "A request header has an invalid value"),
+    "invalid-parameter": (400, "A query parameter has an invalid value"),
+    "unauthorized": (401, "A valid token is required"),
+    "forbidden": (403, "The token does not allow this"),
+    "read-only": (403, "The token is read-only"),
+    "not-found": (404, "No such resource"),
+    "unknown-line": (404, "The cart has no such line"),
+    "unknown-conflict": (404, "No open conflict has this id"),
+    "method-not-allowed": (405, "The method is not allowed on this resource"),
+    "not-acceptable": (406, "The resource cannot be served in an acceptable media type"),
+    "idempotency-key-in-use": (409, "A request with this Idempotency-Key is still being processed"),
+    "cart-closed": (409, "The cart was merged and takes no more edits"),
+    "already-merged": (409, "The cart was already merged into another cart"),
+    "duplicate-adjustment": (409, "An adjustment with this id exists with a different body"),
+    "duplicate-resolution": (409, "A resolution with this id exists with a different body"),
+    "precondition-failed": (412, "The document changed since the version given in If-Match"),
+    "payload-too-large": (413, "The request body is too large"),
+    "unsupported-media-type": (415, "The request body must be application/json"),
+    "validation-error": (422, "The request is well-formed JSON but its content is invalid"),
+    "unknown-product": (422, "The product has no price in the catalog"),
+    "idempotency-key-reused": (422, "This Idempotency-Key was used with a different request"),
+    "store-unavailable": (503, "The store cannot be written right now"),
+    "room-limit": (503, "Too many documents are open; retry later"),
+    "internal-error": (500, "An unexpected error occurred"),
+}
+
+
+def problem_type(slug: str) -> str:
+    return PROBLEM_BASE + slug
+
+
+class Problem(Exception):
+    """An error answered as problem+json; ``extra`` members go into the body as they are."""
+
+    def __init__(self, slug: str, detail: str | None = None, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        if slug not in TITLES:
+            raise KeyError(f"unknown problem type {slug!r}")
+        self.slug = slug
+        self.status, self.title = TITLES[slug]
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+        super().__init__(f"{slug}: {detail}" if detail else slug)
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": problem_type(self.slug), "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+    def response(self, instance: str | None = None) -> Response:
+        return Response(
+            json.dumps(self.body(instance), separators=(",", ":")).encode(),
+            status_code=self.status,
+            media_type=MEDIA_TYPE,
+            headers=self.headers,
+        )
+
+
+def validation_problem(field: str, reason: str) -> Problem:
+    """A 422 naming the offending field, in the ``errors`` member every validation problem has."""
+    return Problem("validation-error", f"{field}: {reason}", errors=[{"field": field, "reason": reason}])
+
+
+def engine_problem(exc: Exception) -> Problem | None:
+    """The problem an engine error answers as, or None for an error that is not the client's."""
+    from syncline.engine import errors
+
+    if isinstance(exc, errors.ValidationError):
+        return validation_problem(exc.field, exc.reason)
+    if isinstance(exc, errors.UnknownLine):
+        return Problem("unknown-line", f"no line {exc.line_key}")
+    if isinstance(exc, errors.CartClosed):
+        return Problem("cart-closed", f"merged into {exc.merged_into}", merged_into=exc.merged_into)
+    if isinstance(exc, errors.AlreadyMerged):
+        return Problem("already-merged", f"merged into {exc.merged_into}", merged_into=exc.merged_into)
+    if isinstance(exc, errors.DuplicateAdjustment):
+        return Problem("duplicate-adjustment", f"adjustment {exc.adjustment_id}")
+    if isinstance(exc, errors.DuplicateResolution):
+        return Problem("duplicate-resolution", f"resolution {exc.resolution_id}")
+    if isinstance(exc, errors.UnknownConflict):
+        return Problem("unknown-conflict", f"conflict {exc.conflict_id}")
+    return None

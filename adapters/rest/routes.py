@@ -1,0 +1,85 @@
+"""The REST adapter's routes and error handlers, mounted into the relay's Starlette app."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from syncline.engine.errors import EngineError
+
+from . import carts, feed, stock
+from .openapi import openapi_document
+from .problems import Problem, engine_problem
+
+log = logging.getLogger("syncline.rest")
+
+TENANT = "/v1/tenants/{tenant}"
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def rest_routes() -> list[BaseRoute]:
+    cart = TENANT + "/carts/{cart_id}"
+    location = TENANT + "/stock/{location_id}"
+    return [
+        Route("/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/v1/health", health, methods=["GET"]),
+        Route(cart, carts.get_cart, methods=["GET"]),
+        Route(cart + "/items", carts.add_item, methods=["POST"]),
+        Route(cart + "/lines/{line_id}", carts.set_line, methods=["PUT"]),
+        Route(cart + "/lines/{line_id}", carts.remove_line, methods=["DELETE"]),
+        Route(cart + "/clear", carts.clear_cart, methods=["POST"]),
+        Route(cart + "/merge", carts.merge_cart, methods=["POST"]),
+        Route(location + "/levels", stock.get_levels, methods=["GET"]),
+        Route(location + "/levels/{sku}", stock.get_level, methods=["GET"]),
+        Route(location + "/history", stock.get_history, methods=["GET"]),
+        Route(location + "/adjustments", stock.post_adjustment, methods=["POST"]),
+        Route(location + "/batch", stock.post_batch, methods=["POST"]),
+        Route(location + "/conflicts", stock.get_conflicts, methods=["GET"]),
+        Route(location + "/conflicts/{conflict_id}/resolve", stock.resolve_conflict, methods=["POST"]),
+        Route(TENANT + "/events", feed.events, methods=["GET"]),
+    ]
+
+
+async def _problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return exc.response(request.url.path)
+
+
+async def _engine_error(request: Request, exc: Exception) -> Response:
+    problem = engine_problem(exc)
+    if problem is None:
+        log.error("unexpected engine error on %s %s", request.method, request.url.path, exc_info=exc)
+        problem = Problem("internal-error")
+    return problem.response(request.url.path)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code)
+    if slug is None:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return Problem(slug, headers=dict(exc.headers or {})).response(request.url.path)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Problem("internal-error").response(request.url.path)
+
+
+EXCEPTION_HANDLERS = {
+    Problem: _problem,
+    EngineError: _engine_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}
