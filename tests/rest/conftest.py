@@ -1,0 +1,50 @@
+"""Fixtures for the REST adapter's tests: a real relay subprocess with a loaded price catalog."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.relay_process import RelayProcess
+
+CATALOG = {"currency": "EUR", "prices": {"tee": 1299, "mug": 450, "cap": 999, "sock": 300}}
+
+
+def load_catalog(data_dir: Path, tenant: str, catalog: dict[str, object]) -> None:
+    """Load ``catalog`` for ``tenant`` with the real ``syncline catalog load`` command."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"catalog-{tenant}.json"
+    path.write_text(json.dumps(catalog))
+    subprocess.run(
+        [sys.executable, "-m", "syncline.server.cli", "catalog", "load", str(path),
+         "--data-dir", str(data_dir), "--tenant", tenant],
+        check=True, capture_output=True, timeout=60,
+    )
+
+
+@pytest.fixture
+def rest_relay(tmp_path: Path) -> Iterator[RelayProcess]:
+    """A relay whose tenants ``acme`` and ``globex`` have :data:`CATALOG` loaded."""
+    data_dir = tmp_path / "relay"
+    for tenant in ("acme", "globex"):
+        load_catalog(data_dir, tenant, CATALOG)
+    process = RelayProcess(data_dir).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def api(rest_relay: RelayProcess) -> Iterator[httpx.Client]:
+    """An HTTP client for tenant ``acme`` with a read-write token for all its documents."""
+    token = rest_relay.token("acme")
+    with httpx.Client(base_url=rest_relay.http_url, headers={"Authorization": f"Bearer {token}"},
+                      timeout=10.0) as client:
+        yield client
