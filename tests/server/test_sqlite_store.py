@@ -216,3 +216,24 @@ async def test_a_store_opens_only_once(tmp_path: Path) -> None:
 async def test_appending_before_opening_raises_store_unavailable(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match="new"):
         await SQLiteStore(tmp_path / "s.db").append("t/cart/1", b"x")
+
+
+async def test_a_version_1_file_is_migrated_and_its_history_sits_below_the_feed_floor(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as db:  # the schema the first release wrote, with three updates
+        db.execute("CREATE TABLE updates (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL,"
+                   " blob BLOB NOT NULL)")
+        db.execute("CREATE INDEX updates_doc_seq ON updates (doc, seq)")
+        db.execute("CREATE TABLE snapshots (doc TEXT PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL)")
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value)")
+        db.executemany("INSERT INTO updates (doc, blob) VALUES (?, ?)",
+                       [("acme/cart/c1", b"\x01"), ("acme/cart/c1", b"\x02"), ("acme/stock/l1", b"\x03")])
+        db.execute("PRAGMA user_version = 1")
+    async with SQLiteStore(path) as store:
+        assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+        assert [blob for _, blob in (await store.load("acme/cart/c1")).updates] == [b"\x01", b"\x02"]
+        assert await store.feed_floor() == 3  # older updates have no events: resuming below is a gap
+        assert await store.changes_since("acme", 0, 10) == []
+        seq = await store.append("acme/cart/c1", b"\x04", action="cart.add_item")
+        assert seq == 4
+        assert [(c.seq, c.action) for c in await store.changes_since("acme", 0, 10)] == [(4, "cart.add_item")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -301,3 +302,92 @@ async def test_cancelling_the_owner_still_commits_the_appends_already_queued(
     async with store_factory() as store:
         stored = await store.load("t/cart/queued")
     assert sorted(stored.updates) == sorted((seq, i.to_bytes(4, "big")) for i, seq in acked.items())
+
+
+# -- the change feed, idempotent responses and prices ------------------------------------
+
+
+async def test_every_append_adds_its_change_in_the_same_order_and_per_tenant(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        appended = []
+        for i in range(12):
+            doc = ("acme/cart/c1", "acme/stock/l1", "globex/cart/c1")[i % 3]
+            action = "cart.add_item" if i % 2 else None
+            appended.append((await store.append(doc, bytes([i]), action=action), doc, action))
+        acme = await store.changes_since("acme", 0, 100)
+        assert [(c.seq, c.doc, c.action) for c in acme] == [a for a in appended if a[1].startswith("acme/")]
+        assert [c.tenant for c in acme] == ["acme"] * len(acme)
+        assert [c.seq for c in await store.changes_since("globex", 0, 100)] == [
+            seq for seq, doc, _ in appended if doc.startswith("globex/")
+        ]
+        assert await store.changes_since("initech", 0, 100) == []
+        assert await store.head() == appended[-1][0]
+        # Paging: after a seq, bounded by the limit.
+        assert [c.seq for c in await store.changes_since("acme", acme[2].seq, 3)] == [c.seq for c in acme[3:6]]
+
+
+async def test_changes_outlive_compaction_and_survive_reopen(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        seqs = [await store.append("acme/cart/c1", bytes([i])) for i in range(5)]
+        await store.compact("acme/cart/c1", b"snapshot", seqs[-1])
+    async with store_factory() as store:
+        assert [c.seq for c in await store.changes_since("acme", 0, 100)] == seqs
+        assert await store.feed_floor() == 0
+
+
+async def test_prune_removes_old_changes_by_seq_and_raises_the_floor(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        old = [await store.append("acme/cart/c1", bytes([i])) for i in range(4)]
+        cutoff = time.time() + 0.001
+        await anyio.sleep(0.01)
+        new = [await store.append("acme/cart/c1", bytes([i])) for i in range(3)]
+        pruned, _ = await store.prune(changes_before=cutoff, responses_before=0)
+        assert pruned == len(old)
+        assert await store.feed_floor() == old[-1]
+        assert [c.seq for c in await store.changes_since("acme", 0, 100)] == new
+        # Pruning again with an older cutoff never lowers the floor.
+        assert await store.prune(changes_before=0, responses_before=0) == (0, 0)
+        assert await store.feed_floor() == old[-1]
+        # The log itself is untouched: pruning is about the feed only.
+        assert [seq for seq, _ in (await store.load("acme/cart/c1")).updates] == old + new
+
+
+async def test_a_response_commits_with_its_update_and_the_first_one_is_kept(store_factory: StoreFactory) -> None:
+    from syncline.server.store import StoredResponse
+
+    first = StoredResponse("acme", "key-1", "fp-a", 201, b'{"ok":1}', (("ETag", '"x"'),), 1000.0)
+    second = StoredResponse("acme", "key-1", "fp-b", 200, b'{"ok":2}', (), 2000.0)
+    async with store_factory() as store:
+        assert await store.recall("acme", "key-1") is None
+        await store.append("acme/cart/c1", b"\x01", response=first)
+        assert await store.recall("acme", "key-1") == first
+        await store.append("acme/cart/c1", b"\x02", response=second)  # same key: the first stays
+        assert await store.remember(second) == first
+        assert await store.recall("globex", "key-1") is None  # keys are per tenant
+        other = StoredResponse("globex", "key-1", "fp-c", 200, b"{}", (), 3000.0)
+        assert await store.remember(other) == other
+    async with store_factory() as store:
+        assert await store.recall("acme", "key-1") == first
+        assert await store.prune(changes_before=0, responses_before=2500.0) == (0, 1)
+        assert await store.recall("acme", "key-1") is None
+        assert await store.recall("globex", "key-1") == other
+
+
+async def test_prices_are_per_tenant_replaced_or_merged(store_factory: StoreFactory) -> None:
+    from syncline.server.store import Price
+
+    async with store_factory() as store:
+        assert await store.put_prices("acme", {"tee": Price(1299, "EUR"), "mug": Price(450, "EUR")},
+                                      replace=True) == 2
+        assert await store.put_prices("globex", {"tee": Price(10, "USD")}, replace=True) == 1
+        assert await store.prices("acme", ["tee", "cap"]) == {"tee": Price(1299, "EUR")}
+        await store.put_prices("acme", {"cap": Price(999, "EUR")}, replace=False)
+        assert await store.catalog("acme") == {"tee": Price(1299, "EUR"), "mug": Price(450, "EUR"),
+                                               "cap": Price(999, "EUR")}
+        await store.put_prices("acme", {"cap": Price(1000, "EUR")}, replace=True)
+    async with store_factory() as store:
+        assert await store.catalog("acme") == {"cap": Price(1000, "EUR")}
+        assert await store.catalog("globex") == {"tee": Price(10, "USD")}
+        many = [f"p{i}" for i in range(1200)]  # more than one query's worth of parameters
+        await store.put_prices("acme", {p: Price(i, "EUR") for i, p in enumerate(many)}, replace=True)
+        assert len(await store.prices("acme", many)) == 1200
