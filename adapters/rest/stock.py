@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections import OrderedDict
 from typing import Any
 
 from starlette.requests import Request
@@ -33,8 +34,27 @@ MAX_PAGE = 500
 DEFAULT_PAGE = 100
 
 
+_ETAGS: OrderedDict[int, tuple[LedgerView, str]] = OrderedDict()
+_ETAG_CACHE_SIZE = 256
+
+
 def ledger_etag(view: LedgerView) -> str:
-    """A strong ETag of a ledger's content: its counted adjustments and its decisions."""
+    """A strong ETag of a ledger's content: its counted adjustments and its decisions.
+
+    Views are immutable and the engine hands out the same view until the document
+    changes, so the digest is computed once per view (a small cache by identity)."""
+    cached = _ETAGS.get(id(view))
+    if cached is not None and cached[0] is view:
+        _ETAGS.move_to_end(id(view))
+        return cached[1]
+    tag = _digest(view)
+    _ETAGS[id(view)] = (view, tag)
+    if len(_ETAGS) > _ETAG_CACHE_SIZE:
+        _ETAGS.popitem(last=False)
+    return tag
+
+
+def _digest(view: LedgerView) -> str:
     digest = hashlib.sha256()
     for entry in (*view.adjustments, *view.resolutions):
         digest.update(json.dumps(entry.to_json(), sort_keys=True, separators=(",", ":")).encode())
