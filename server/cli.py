@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: the file replaces the tenant's catalog)")
 
     commands.add_parser("demo", help="show two offline replicas of a cart and a stock ledger merging")
+    from syncline.adapters.client.cli import add_client_parser
+
+    add_client_parser(commands)
     return parser
 
 
@@ -74,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args)
         if args.command == "catalog":
             return _catalog(args)
+        if args.command == "client":
+            from syncline.adapters.client.cli import run_client
+
+            return run_client(args)
         from .demo import run
 
         run()
