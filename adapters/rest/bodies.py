@@ -55,6 +55,8 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     except (json.JSONDecodeError, RecursionError) as exc:
         raise Problem("malformed-json", f"{exc}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply")\
             from None
+    except ValueError:  # an integer past Python's int-from-string digit limit (4300 digits)
+        raise Problem("malformed-json", "a number has too many digits") from None
     if not isinstance(value, dict):
         raise Problem("malformed-json", f"the body must be a JSON object, not {_json_type(value)}")
     _check_depth(value, 0)
@@ -115,7 +117,8 @@ def _encodable(text: str) -> None:
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}.get(
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
+            dict: "an object"}.get(
         type(value), type(value).__name__
     )
 

@@ -13,9 +13,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from syncline.engine import CartView, price_lines
+from syncline.engine import CartView, ValidationError, price_lines
 from syncline.engine.validation import check_attributes, check_id, check_quantity
-from syncline.server.names import DocName
+from syncline.server.errors import InvalidDocumentName
+from syncline.server.names import DocName, check_part
 from syncline.server.store import Price
 
 from . import bodies
@@ -72,7 +73,10 @@ def cart_reply(body: dict[str, Any], status: int = 200) -> Reply:
 
 def not_modified(request: Request, tag: str) -> Response | None:
     header = request.headers.get("if-none-match")
-    if header is not None and (header.strip() == "*" or tag in [t.strip() for t in header.split(",")]):
+    # RFC 9110 13.1.2: If-None-Match compares weakly, so W/"x" matches "x".
+    if header is not None and (
+        header.strip() == "*" or tag in [t.strip().removeprefix("W/") for t in header.split(",")]
+    ):
         return Response(status_code=304, headers={"ETag": tag})
     return None
 
@@ -108,6 +112,7 @@ async def _cart_write(request: Request, action: str, body: dict[str, Any] | None
 
 async def add_item(request: Request) -> Response:
     ctx: RestContext = request.app.state.rest
+    ctx.document(request, "cart", "cart_id", write=True)  # 401/403 before anything about the body
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
     fields = Fields(body)
     product = fields.required("product", check_id)
@@ -125,6 +130,7 @@ async def add_item(request: Request) -> Response:
 
 async def set_line(request: Request) -> Response:
     ctx: RestContext = request.app.state.rest
+    ctx.document(request, "cart", "cart_id", write=True)
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
     fields = Fields(body)
     quantity = fields.required("quantity", lambda v, f: check_quantity(bodies.integer(v, f), f, allow_zero=True))
@@ -138,6 +144,8 @@ async def set_line(request: Request) -> Response:
 
 
 async def remove_line(request: Request) -> Response:
+    ctx: RestContext = request.app.state.rest
+    ctx.document(request, "cart", "cart_id", write=True)
     line = _line_param(request)
 
     async def edit_cart(ctx: RestContext, name: DocName, cart: Any) -> None:
@@ -148,6 +156,7 @@ async def remove_line(request: Request) -> Response:
 
 async def clear_cart(request: Request) -> Response:
     ctx: RestContext = request.app.state.rest
+    ctx.document(request, "cart", "cart_id", write=True)
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes) \
         if _has_body(request) else {}
     Fields(body).done()
@@ -161,11 +170,11 @@ async def clear_cart(request: Request) -> Response:
 async def merge_cart(request: Request) -> Response:
     """Merge the guest cart of the path into the body's ``into`` cart; replaying changes nothing."""
     ctx: RestContext = request.app.state.rest
+    guest = ctx.document(request, "cart", "cart_id", write=True)
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
     fields = Fields(body)
-    into = fields.required("into", lambda v, f: check_id(v, f))
+    into = fields.required("into", _cart_id)
     fields.done()
-    guest = ctx.document(request, "cart", "cart_id", write=True)
     target = DocName(guest.tenant, "cart", into)
     grant = ctx.grant(request)
     if not grant.allows(target):
@@ -203,6 +212,15 @@ async def merge_cart(request: Request) -> Response:
             return reply
 
     return await ctx.write(request, guest.tenant, body, perform)
+
+
+def _cart_id(value: Any, field: str) -> str:
+    """A cart id as the document naming rules have it (the path's rules, for a body field)."""
+    check_id(value, field)
+    try:
+        return check_part("doc_id", value)
+    except InvalidDocumentName as exc:
+        raise ValidationError(field, exc.reason) from None
 
 
 def _line_param(request: Request) -> str:

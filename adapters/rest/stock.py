@@ -303,7 +303,7 @@ def _only_params(request: Request, allowed: set[str]) -> None:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_PAGE
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 6 or not 1 <= int(raw) <= MAX_PAGE:
         raise Problem("invalid-parameter", f"limit must be an integer from 1 to {MAX_PAGE}", parameter="limit")
     return int(raw)
 
