@@ -93,7 +93,10 @@ class SyncClient:
         assert self._stack is not None and self._tg is not None
         self._tg.cancel_scope.cancel()
         stack, self._stack = self._stack, None
-        return await stack.__aexit__(exc_type, exc, tb)
+        # The body's own exception propagates as it was raised, not wrapped in the task
+        # group's ExceptionGroup: the group only ever ends by our cancellation here.
+        await stack.aclose()
+        return None
 
     def _close_replicas(self) -> None:
         self._tg = None
@@ -120,7 +123,7 @@ class SyncClient:
             raise ClientClosed("open the client with 'async with' first")
         replica = Replica(key, parsed.kind, parsed.doc_id, self._store, self.settings, self.writer)
         self._replicas[key] = replica
-        self._tg.start_soon(replica.watch_conflicts)
+        self._tg.start_soon(replica.maintain)
         if self.settings.urls:
             replica.set_status(Status.CONNECTING)
             self._tg.start_soon(self._lead_or_follow, replica)

@@ -9,7 +9,8 @@ One session (:class:`RelaySession`) is the life of one WebSocket:
    the outbox rows themselves in batches);
 3. apply the relay's step 2 and updates (and write them to the local store);
 4. send new outbox rows as they appear, merged into one update per write, with at most
-   ``max_inflight_writes`` unacknowledged;
+   ``max_inflight_writes`` unacknowledged and at most ``max_writes_per_second`` (rows that
+   arrive while the client waits are merged into the next write);
 5. on ``{"op": "ack", "n": N}``: the first N writes are durable; delete the outbox rows
    they carried.
 
@@ -21,6 +22,7 @@ only on close codes that retrying cannot fix.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -92,6 +94,28 @@ def covered_by(update: bytes, relay_state: dict[int, int]) -> bool:
     return bool(ends) and all(relay_state.get(client, 0) >= clock for client, clock in ends.items())
 
 
+class WriteRate:
+    """A token bucket for live writes (one second of burst), kept under the relay's message rate limit."""
+
+    def __init__(self, per_second: float) -> None:
+        self._rate = per_second
+        self._tokens = per_second
+        self._last = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+
+    def wait_time(self) -> float:
+        self._refill()
+        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self._rate
+
+    def take(self) -> None:
+        self._refill()
+        self._tokens -= 1.0
+
+
 @dataclass
 class SessionOutcome:
     synced: bool
@@ -115,6 +139,7 @@ class RelaySession:
         self._sent_through: int | None = None
         """Highest outbox seq sent; None until our step 2 is queued (live rows wait for it)."""
         self._welcomed = False
+        self._rate = WriteRate(replica.settings.max_writes_per_second)
         self._relay_step2 = False
         self._step2_acked = False
 
@@ -225,13 +250,17 @@ class RelaySession:
                 while self._control:
                     await self._write(*self._control.popleft())
                 if self._sent_through is not None and len(self._inflight) < replica.settings.max_inflight_writes:
+                    wait = self._rate.wait_time()
+                    if wait > 0:  # rows keep arriving meanwhile and go out merged into one write
+                        await anyio.sleep(wait)
+                        continue
                     batch = self._next_batch()
                     if batch is not None:
                         update, covers = batch
+                        self._rate.take()
                         await self._write(protocol.sync_update(update), covers)
                         self._sent_through = covers
                         continue
-                    replica.compact_if_due()
                 with anyio.move_on_after(1.0):  # belt and braces: a missed wake-up costs a second
                     await replica.outbox_signal.wait()
         except ConnectionClosed:

@@ -117,7 +117,7 @@ class Replica:
         self._unsaved: list[bytes] = []
         self._closed = False
         self._changed = anyio.Event()
-        self._conflict_check = Signal()
+        self._after_change = Signal()
         self._known_conflicts: set[str] = set()
         self._change_callbacks: list[Callable[[Change], None]] = []
         self._change_subs: list[Subscription[Change]] = []
@@ -220,7 +220,7 @@ class Replica:
             raise
         self._unsaved = []
         self.outbox_signal.set()
-        self._conflict_check.set()
+        self._after_change.set()
         self.touch()
 
     # -- updates from elsewhere ----------------------------------------------------
@@ -279,7 +279,7 @@ class Replica:
             callback(change)
         for sub in tuple(self._change_subs):
             sub._offer(change)
-        self._conflict_check.set()
+        self._after_change.set()
         self.touch()
 
     # -- status, acknowledgements ----------------------------------------------------
@@ -315,28 +315,39 @@ class Replica:
         self._last_acked_at = now
         self.touch()
 
-    def compact_if_due(self) -> None:
-        """Fold the local log into a snapshot once it is long (the leader does this)."""
+    def compact_if_due(self) -> bool:
+        """Fold the local log into a snapshot once it is long; True if it did.
+
+        Safe from any client of the data directory: the snapshot holds every row up to
+        this replica's cursor (it has just caught up), and only those rows are deleted.
+        """
         if self.store.row_count(self.name) < self.settings.compaction_rows:
-            return
+            return False
         self.catch_up()
-        self.store.compact(self.name, self.doc.get_update(), self._cursor)
+        return self.store.compact(self.name, self.doc.get_update(), self._cursor) > 0
 
     # -- background work -----------------------------------------------------------
 
-    async def watch_conflicts(self) -> None:
-        """Announce conflicts that appear after any change (stock documents only)."""
-        if not isinstance(self.model, StockLedger):
-            return
+    async def maintain(self) -> None:
+        """After changes: announce new stock conflicts; now and then, compact the local log."""
+        since_compaction = 0
         while True:
-            await self._conflict_check.wait()
-            for conflict in self.model.conflicts():
-                if conflict.id not in self._known_conflicts:
-                    self._known_conflicts.add(conflict.id)
-                    for callback in tuple(self._conflict_callbacks):
-                        callback(conflict)
-                    for sub in tuple(self._conflict_subs):
-                        sub._offer(conflict)
+            await self._after_change.wait()
+            since_compaction += 1
+            if since_compaction >= 64:
+                since_compaction = 0
+                self.compact_if_due()
+            if isinstance(self.model, StockLedger):
+                self._announce_conflicts(self.model)
+
+    def _announce_conflicts(self, ledger: StockLedger) -> None:
+        for conflict in ledger.conflicts():
+            if conflict.id not in self._known_conflicts:
+                self._known_conflicts.add(conflict.id)
+                for callback in tuple(self._conflict_callbacks):
+                    callback(conflict)
+                for sub in tuple(self._conflict_subs):
+                    sub._offer(conflict)
 
     def close(self) -> None:
         self._closed = True

@@ -47,6 +47,9 @@ class ClientSettings:
     """Largest update the client merges outbox rows into; keep it under the relay's message limit."""
     max_inflight_writes: int = 16
     """Writes sent and not yet acknowledged, at most, before the client waits for acks."""
+    max_writes_per_second: float = 100.0
+    """Live writes per second, at most (one second's worth may go at once); the relay's default
+    limit is 200 messages per second with a burst of 400, and closes faster senders with 4429."""
     compaction_rows: int = 1_000
     """Rows of one document in the local log that make its leader fold them into a snapshot."""
 
@@ -62,10 +65,10 @@ class ClientSettings:
             if parts.path not in ("", "/") or parts.query or parts.fragment:
                 raise ClientSettingsError("urls", f"{url[:80]!r}: give the relay's base URL, no path or query")
         for name in ("connect_timeout", "ping_interval", "ping_timeout", "close_timeout", "backoff_base",
-                     "backoff_cap", "device_poll_interval", "lease_poll_interval"):
+                     "backoff_cap", "device_poll_interval", "lease_poll_interval", "max_writes_per_second"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ClientSettingsError(name, f"must be a positive number of seconds, not {value!r}")
+                raise ClientSettingsError(name, f"must be a positive number, not {value!r}")
         if self.backoff_cap < self.backoff_base:
             raise ClientSettingsError("backoff_cap", "must be at least backoff_base")
         for name in ("max_write_bytes", "max_inflight_writes", "compaction_rows"):
