@@ -19,6 +19,7 @@ what changed, as with CouchDB's ``_changes``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -145,7 +146,7 @@ async def events(request: Request) -> Response:
 async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, after: int
                   ) -> AsyncIterator[ServerSentEvent]:
     last = after
-    while not hub.closed.is_set():
+    while not hub.closed.is_set() and not grant.is_expired():
         signal = hub.wait_token(grant.tenant)
         try:
             floor = await ctx.store.feed_floor()
@@ -162,7 +163,10 @@ async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, 
             if wanted.wants(change, grant):
                 yield _event(change)
         if len(changes) < PAGE:
-            with anyio.move_on_after(60):  # a missed signal costs at most a minute
+            wait = 60.0  # a missed signal costs at most a minute
+            if grant.expires_at is not None:  # as a WebSocket peer's, the stream ends with its token
+                wait = min(wait, max(0.0, grant.expires_at - time.time()))
+            with anyio.move_on_after(wait):
                 await signal.wait()
 
 

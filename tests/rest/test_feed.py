@@ -1,0 +1,555 @@
+"""The change feed end to end: a real relay subprocess, a real SSE client over HTTP.
+
+Every expectation is exact: the events a stream must deliver are compared with the
+store's own ``changes`` rows (read with a separate SQLite connection), and "nothing
+else" is proven by a last write that the stream must deliver next.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from syncline.engine import Cart
+from syncline.server.auth import issue_token
+
+from ..server.relay_process import SECRET, RelayProcess
+from ..server.ypeer import ypeer
+from .conftest import CATALOG, load_catalog
+
+pytestmark = pytest.mark.anyio
+
+EVENTS = "/v1/tenants/{tenant}/events"
+
+
+# -- a small SSE client that also keeps comment lines ----------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    event: str
+    id: str | None
+    data: str
+
+    def json(self) -> dict[str, Any]:
+        value = json.loads(self.data)
+        assert isinstance(value, dict)
+        return value
+
+
+class StreamEnded(Exception):
+    """Raised when the server closed the stream."""
+
+
+class Feed:
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.comments: list[str] = []
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = 5.0) -> Event:
+        """The next event (comments are collected on the side), within ``timeout`` seconds."""
+        fields: dict[str, str] = {}
+        data: list[str] = []
+        with anyio.fail_after(timeout):
+            async for line in self._lines:
+                if line == "":
+                    if data or fields:
+                        return Event(fields.get("event", "message"), fields.get("id"), "\n".join(data))
+                    continue
+                if line.startswith(":"):
+                    self.comments.append(line)
+                    continue
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "data":
+                    data.append(value)
+                else:
+                    fields[name] = value
+        raise StreamEnded
+
+    async def take(self, count: int, timeout: float = 5.0) -> list[Event]:
+        return [await self.next(timeout) for _ in range(count)]
+
+    async def wait_comments(self, count: int, timeout: float) -> None:
+        """Read until ``count`` comment lines arrived; any event meanwhile is an error."""
+        with anyio.fail_after(timeout):
+            async for line in self._lines:
+                if line.startswith(":"):
+                    self.comments.append(line)
+                    if len(self.comments) >= count:
+                        return
+                elif line:
+                    raise AssertionError(f"an idle stream sent {line!r}")
+        raise StreamEnded
+
+
+@asynccontextmanager
+async def client_for(relay: RelayProcess, token: str | None) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=relay.http_url, headers=headers, timeout=10.0) as client:
+        yield client
+
+
+@asynccontextmanager
+async def open_feed(client: httpx.AsyncClient, tenant: str = "acme", *, params: Any = None,
+                    last_event_id: str | None = None) -> AsyncIterator[Feed]:
+    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+    async with client.stream("GET", EVENTS.format(tenant=tenant), params=params, headers=headers) as response:
+        if response.status_code != 200:
+            raise AssertionError(f"{response.status_code}: {(await response.aread())!r}")
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-store"
+        yield Feed(response)
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+
+async def add_item(client: httpx.AsyncClient, cart: str, product: str = "tee", quantity: int = 1,
+                   tenant: str = "acme") -> dict[str, Any]:
+    response = await client.post(f"/v1/tenants/{tenant}/carts/{cart}/items",
+                                 json={"product": product, "quantity": quantity})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+_adjustments = iter(range(1_000_000))
+
+
+async def adjust(client: httpx.AsyncClient, location: str, sku: str = "tee", delta: int = 5,
+                 tenant: str = "acme") -> None:
+    body = {"id": f"adj-{next(_adjustments)}", "sku": sku, "delta": delta, "reason": "restock", "actor": "test"}
+    response = await client.post(f"/v1/tenants/{tenant}/stock/{location}/adjustments", json=body)
+    assert response.status_code == 201, response.text
+
+
+# -- the store's view --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    seq: int
+    doc: str
+    action: str
+
+
+def stored_changes(relay: RelayProcess, after: int = 0, tenant: str = "acme") -> list[Row]:
+    path = relay.data_dir / "syncline.sqlite3"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT seq, doc, action FROM changes WHERE tenant = ? AND seq > ? ORDER BY seq",
+                          (tenant, after)).fetchall()
+    return [Row(int(seq), str(doc), "sync" if action is None else str(action)) for seq, doc, action in rows]
+
+
+def stored_floor(relay: RelayProcess) -> int:
+    path = relay.data_dir / "syncline.sqlite3"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'feed_floor'").fetchone()
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
+def head(relay: RelayProcess) -> int:
+    path = relay.data_dir / "syncline.sqlite3"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0])
+
+
+def as_rows(events: list[Event]) -> list[Row]:
+    """Check each event's own consistency, then reduce it to what the store holds."""
+    rows = []
+    for event in events:
+        data = event.json()
+        tenant, kind, doc_id = data["doc"].split("/")
+        assert event.event == f"{kind}.changed"
+        assert event.id == str(data["seq"])
+        assert (data["kind"], data["id"]) == (kind, doc_id)
+        assert isinstance(data["at"], int) and abs(data["at"] / 1000 - time.time()) < 600
+        rows.append(Row(data["seq"], data["doc"], data["action"]))
+    return rows
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def relay_with(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
+    """Start a relay with extra flags and the test catalog for acme and globex."""
+    started: list[RelayProcess] = []
+
+    def start(*flags: str) -> RelayProcess:
+        data_dir = tmp_path / f"relay-{len(started)}"
+        for tenant in ("acme", "globex"):
+            load_catalog(data_dir, tenant, CATALOG)
+        process = RelayProcess(data_dir, list(flags)).start()
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
+    """One relay for the tests that only read refusals (no state of their own)."""
+    data_dir = tmp_path_factory.mktemp("feed-refusals")
+    for tenant in ("acme", "globex"):
+        load_catalog(data_dir, tenant, CATALOG)
+    process = RelayProcess(data_dir).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+# -- events and their names ----------------------------------------------------------------------
+
+
+async def test_rest_and_websocket_writes_arrive_as_events_with_store_seqs_and_action_names(
+    rest_relay: RelayProcess,
+) -> None:
+    start = head(rest_relay)
+    async with client_for(rest_relay, rest_relay.token("acme")) as client, open_feed(client) as feed:
+        cart = await add_item(client, "c1", "tee", 2)
+        line = cart["lines"][0]["id"]
+        response = await client.put(f"/v1/tenants/acme/carts/c1/lines/{line}", json={"quantity": 5})
+        assert response.status_code == 200, response.text
+        await add_item(client, "c1", "mug")
+        response = await client.delete(f"/v1/tenants/acme/carts/c1/lines/{line}")
+        assert response.status_code == 200, response.text
+        response = await client.post("/v1/tenants/acme/carts/c1/clear", json={})
+        assert response.status_code == 200, response.text
+        await add_item(client, "guest")
+        response = await client.post("/v1/tenants/acme/carts/guest/merge", json={"into": "user"})
+        assert response.status_code == 200, response.text
+        await adjust(client, "north")
+        response = await client.post("/v1/tenants/acme/stock/north/batch", json={"operations": [
+            {"type": "adjust", "id": "b-1", "sku": "mug", "delta": -1, "reason": "sale", "actor": "till"},
+            {"type": "adjust", "id": "b-2", "sku": "mug", "delta": -1, "reason": "sale", "actor": "till"},
+        ]})
+        assert response.status_code == 200, response.text
+        async with ypeer(rest_relay.url_for("acme/cart/ws1"), acks=True) as peer:
+            await peer.edit(lambda doc: Cart(doc, "ws1").add_item("cap", 1))
+            await peer.wait_acked(2)
+
+        expected = [
+            Row(0, "acme/cart/c1", "cart.add_item"),
+            Row(0, "acme/cart/c1", "cart.set_quantity"),
+            Row(0, "acme/cart/c1", "cart.add_item"),
+            Row(0, "acme/cart/c1", "cart.remove_line"),
+            Row(0, "acme/cart/c1", "cart.clear"),
+            Row(0, "acme/cart/guest", "cart.add_item"),
+            Row(0, "acme/cart/user", "cart.merge"),
+            Row(0, "acme/cart/guest", "cart.merged"),
+            Row(0, "acme/stock/north", "stock.adjust"),
+            Row(0, "acme/stock/north", "stock.batch"),
+            Row(0, "acme/cart/ws1", "sync"),
+        ]
+        received = as_rows(await feed.take(len(expected)))
+        assert [(r.doc, r.action) for r in received] == [(r.doc, r.action) for r in expected]
+        seqs = [r.seq for r in received]
+        assert seqs == sorted(set(seqs)) and seqs[0] > start
+        assert received == stored_changes(rest_relay, start)
+
+
+async def test_filters_by_document_and_by_type_deliver_exactly_the_matching_events(rest_relay: RelayProcess) -> None:
+    start = head(rest_relay)
+    async with (client_for(rest_relay, rest_relay.token("acme")) as client,
+                open_feed(client, params={"doc": "cart/a"}) as only_a,
+                open_feed(client, params={"type": "stock.changed"}) as only_stock,
+                open_feed(client, params=[("doc", "cart/a"), ("doc", "stock/s2"), ("type", "stock.changed")]) as both,
+                open_feed(client, params=[("doc", "cart/b"), ("doc", "stock/s1")]) as two_docs):
+        await add_item(client, "a")
+        await add_item(client, "b")
+        await adjust(client, "s1")
+        await adjust(client, "s2")
+        await add_item(client, "a", "mug")
+        await adjust(client, "s2")
+        await add_item(client, "b", "cap")
+
+        async def check(feed: Any, wanted: Callable[[str], bool], marker: Callable[[], Any]) -> None:
+            # The marker is the newest write: had anything unwanted leaked, it would come before it.
+            await marker()
+            rows = [row for row in stored_changes(rest_relay, start) if wanted(row.doc)]
+            assert rows, "the marker itself must match"
+            assert as_rows(await feed.take(len(rows))) == rows
+
+        await check(only_a, lambda doc: doc == "acme/cart/a", lambda: add_item(client, "a", "sock"))
+        await check(only_stock, lambda doc: "/stock/" in doc, lambda: adjust(client, "s3"))
+        await check(both, lambda doc: doc == "acme/stock/s2", lambda: adjust(client, "s2"))
+        await check(two_docs, lambda doc: doc in ("acme/cart/b", "acme/stock/s1"), lambda: adjust(client, "s1"))
+
+
+async def test_a_token_for_carts_only_never_sees_stock_events(rest_relay: RelayProcess) -> None:
+    start = head(rest_relay)
+    async with (client_for(rest_relay, rest_relay.token("acme")) as writer,
+                client_for(rest_relay, rest_relay.token("acme", "acme/cart/*", read_only=True)) as reader,
+                open_feed(reader) as feed,
+                open_feed(reader, params={"type": "stock.changed"}) as stock_feed):
+        await adjust(writer, "north")
+        await add_item(writer, "c1")
+        await adjust(writer, "north")
+        await adjust(writer, "south")
+        await add_item(writer, "c2")
+        rows = [row for row in stored_changes(rest_relay, start) if "/cart/" in row.doc]
+        assert len(rows) == 2
+        assert as_rows(await feed.take(2)) == rows
+        # Asking for stock events explicitly does not widen the token: the stream stays silent.
+        with anyio.move_on_after(0.5) as quiet:
+            leaked = await stock_feed.next(timeout=10)
+        assert quiet.cancelled_caught, f"a cart-only token got {leaked}"
+
+
+async def test_another_tenants_events_never_appear(rest_relay: RelayProcess) -> None:
+    start = head(rest_relay)
+    async with (client_for(rest_relay, rest_relay.token("acme")) as acme,
+                client_for(rest_relay, rest_relay.token("globex")) as globex,
+                open_feed(acme) as acme_feed,
+                open_feed(globex, "globex") as globex_feed):
+        await add_item(globex, "c1", tenant="globex")
+        await adjust(globex, "north", tenant="globex")
+        await add_item(acme, "c1")
+        await add_item(globex, "c2", tenant="globex")
+        await adjust(acme, "north")
+        assert as_rows(await acme_feed.take(2)) == stored_changes(rest_relay, start, "acme")
+        globex_rows = stored_changes(rest_relay, start, "globex")
+        assert [row.doc for row in globex_rows] == ["globex/cart/c1", "globex/stock/north", "globex/cart/c2"]
+        assert as_rows(await globex_feed.take(3)) == globex_rows
+        response = await acme.get(EVENTS.format(tenant="globex"))
+        assert response.status_code == 403
+        assert response.json()["type"].endswith("/forbidden")
+
+
+# -- resuming ------------------------------------------------------------------------------------
+
+
+async def test_resume_after_a_dropped_connection_delivers_exactly_the_missed_events(rest_relay: RelayProcess) -> None:
+    async with client_for(rest_relay, rest_relay.token("acme")) as client:
+        async with open_feed(client) as feed:
+            await add_item(client, "c1")
+            first = await feed.next()
+        # The connection is gone; seven writes happen meanwhile.
+        for i in range(7):
+            await (add_item(client, f"c{i % 3}") if i % 2 else adjust(client, f"loc{i % 2}"))
+        missed = stored_changes(rest_relay, int(first.id or "x"))
+        assert len(missed) == 7
+        async with open_feed(client, last_event_id=first.id) as feed:
+            assert as_rows(await feed.take(7)) == missed
+            await add_item(client, "marker")
+            assert as_rows([await feed.next()]) == stored_changes(rest_relay, missed[-1].seq)
+        # ?since= is the same resume point, for clients that cannot set headers.
+        middle = missed[3].seq
+        async with open_feed(client, params={"since": str(middle)}) as feed:
+            assert as_rows(await feed.take(4)) == stored_changes(rest_relay, middle)[:4]
+        # The header wins over the query parameter.
+        async with open_feed(client, params={"since": "0"}, last_event_id=str(middle)) as feed:
+            assert as_rows([await feed.next()]) == [missed[4]]
+
+
+async def test_reconnecting_while_writes_continue_neither_loses_nor_repeats_an_event(
+    rest_relay: RelayProcess,
+) -> None:
+    start = head(rest_relay)
+    total = 40
+    async with (client_for(rest_relay, rest_relay.token("acme")) as writer,
+                client_for(rest_relay, rest_relay.token("acme")) as reader):
+
+        async def write_all() -> None:
+            for i in range(total):
+                await (add_item(writer, f"c{i % 4}") if i % 3 else adjust(writer, "north"))
+
+        received: list[Event] = []
+        last = str(start)
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(write_all)
+                reconnects = 0
+                while len(received) < total:
+                    async with open_feed(reader, last_event_id=last) as feed:
+                        for _ in range(min(1 + reconnects % 4, total - len(received))):
+                            event = await feed.next(timeout=10)
+                            received.append(event)
+                            last = event.id or "x"
+                    reconnects += 1
+        assert reconnects >= 10
+        assert as_rows(received) == stored_changes(rest_relay, start)
+
+
+@pytest.mark.parametrize("stop", ["terminate", "kill"])
+async def test_resume_across_a_relay_restart_misses_nothing(rest_relay: RelayProcess, stop: str) -> None:
+    start = head(rest_relay)
+    async with client_for(rest_relay, rest_relay.token("acme")) as client:
+        async with open_feed(client) as feed:
+            await add_item(client, "c1")
+            first = await feed.next()
+            # Acknowledged (200/201) but not yet read by this client when the relay goes away.
+            await add_item(client, "c1", "mug")
+            await adjust(client, "north")
+            await add_item(client, "c2")
+            if stop == "terminate":
+                assert rest_relay.terminate() == 0
+            else:
+                rest_relay.kill()
+            # The open stream ends (cleanly or not) instead of hanging.
+            with pytest.raises((StreamEnded, httpx.TransportError)):
+                while True:
+                    await feed.next(timeout=10)
+    rest_relay.start()
+    async with client_for(rest_relay, rest_relay.token("acme")) as client:
+        await adjust(client, "north")
+        await add_item(client, "c3")
+        expected = stored_changes(rest_relay, int(first.id or "x"))
+        assert [row.action for row in expected] == [
+            "cart.add_item", "stock.adjust", "cart.add_item", "stock.adjust", "cart.add_item"]
+        assert stored_changes(rest_relay, start)[0].seq == int(first.id or "x")
+        async with open_feed(client, last_event_id=first.id) as feed:
+            assert as_rows(await feed.take(5)) == expected
+            await adjust(client, "marker")
+            assert as_rows([await feed.next()]) == stored_changes(rest_relay, expected[-1].seq)
+
+
+async def test_resuming_below_the_pruned_floor_gets_a_reset_then_only_later_events(
+    relay_with: Callable[..., RelayProcess],
+) -> None:
+    relay = relay_with("--feed-retention-seconds", "0.001")
+    async with client_for(relay, relay.token("acme")) as client:
+        for cart in ("c1", "c2", "c3"):
+            await add_item(client, cart)
+    old = stored_changes(relay)
+    assert len(old) == 3
+    assert relay.terminate() == 0
+    relay.start()  # prunes at start: every event is older than a millisecond
+    with anyio.fail_after(10):
+        while stored_floor(relay) != old[-1].seq:
+            await anyio.sleep(0.02)
+    assert stored_changes(relay) == []
+    floor = old[-1].seq
+    async with client_for(relay, relay.token("acme")) as client:
+        await add_item(client, "c4")
+        await adjust(client, "north")
+        later = stored_changes(relay)
+        assert len(later) == 2 and later[0].seq > floor
+        for resume in ({"params": {"since": "0"}}, {"last_event_id": str(old[0].seq)}):
+            async with open_feed(client, **resume) as feed:
+                reset = await feed.next()
+                assert (reset.event, reset.id) == ("reset", str(floor))
+                assert reset.json()["floor"] == floor
+                assert as_rows(await feed.take(2)) == later
+        # Resuming at the floor itself missed nothing: no reset.
+        async with open_feed(client, last_event_id=str(floor)) as feed:
+            assert as_rows(await feed.take(2)) == later
+            await add_item(client, "marker")
+            assert as_rows([await feed.next()]) == stored_changes(relay, later[-1].seq)
+
+
+# -- heartbeats and shutdown -------------------------------------------------------------------
+
+
+async def test_an_idle_stream_gets_heartbeat_comments(relay_with: Callable[..., RelayProcess]) -> None:
+    relay = relay_with("--sse-heartbeat-seconds", "0.2")
+    async with client_for(relay, relay.token("acme")) as client, open_feed(client) as feed:
+        started = time.monotonic()
+        await feed.wait_comments(3, timeout=5)
+        assert time.monotonic() - started < 3
+        await add_item(client, "c1")
+        assert as_rows([await feed.next()]) == stored_changes(relay)
+
+
+async def test_the_stream_ends_and_the_relay_exits_0_promptly_on_sigterm(rest_relay: RelayProcess) -> None:
+    async with client_for(rest_relay, rest_relay.token("acme")) as client:
+        async with open_feed(client) as feed, open_feed(client, params={"doc": "cart/x"}) as other:
+            await add_item(client, "c1")
+            await feed.next()
+            started = time.monotonic()
+            with anyio.fail_after(10):
+                code = await anyio.to_thread.run_sync(rest_relay.terminate)
+            assert code == 0
+            assert time.monotonic() - started < 6
+            for stream in (feed, other):
+                with pytest.raises((StreamEnded, httpx.TransportError)):
+                    await stream.next(timeout=5)
+
+
+# -- refusals ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("params", "last_event_id", "slug"), [
+    (None, "abc", "invalid-header"),
+    (None, "-1", "invalid-header"),
+    (None, "1.5", "invalid-header"),
+    (None, "", "invalid-header"),
+    (None, "1" * 20, "invalid-header"),
+    ({"since": "x"}, None, "invalid-parameter"),
+    ({"since": "-3"}, None, "invalid-parameter"),
+    ({"doc": "cart"}, None, "invalid-parameter"),
+    ({"doc": "widget/x"}, None, "invalid-parameter"),
+    ({"doc": "cart/"}, None, "invalid-parameter"),
+    ({"doc": "cart/a/b"}, None, "invalid-parameter"),
+    ({"doc": "cart/.."}, None, "invalid-parameter"),
+    ({"type": "cart.deleted"}, None, "invalid-parameter"),
+    ({"type": ""}, None, "invalid-parameter"),
+    ({"after": "3"}, None, "invalid-parameter"),
+    ([("doc", f"cart/c{i}") for i in range(101)], None, "invalid-parameter"),
+])
+async def test_bad_resume_points_and_filters_are_400_problems(
+    shared_relay: RelayProcess, params: Any, last_event_id: str | None, slug: str,
+) -> None:
+    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+    async with client_for(shared_relay, shared_relay.token("acme")) as client:
+        response = await client.get(EVENTS.format(tenant="acme"), params=params, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == f"https://syncline.dev/problems/{slug}"
+
+
+async def test_the_feed_needs_a_valid_token_of_its_tenant(rest_relay: RelayProcess) -> None:
+    path = EVENTS.format(tenant="acme")
+    for token, status, slug in [
+        (None, 401, "unauthorized"),
+        ("not-a-token", 401, "unauthorized"),
+        (issue_token(SECRET, "acme", ["acme/*"], ttl_seconds=10, now=time.time() - 100), 401, "unauthorized"),
+        (rest_relay.token("globex"), 403, "forbidden"),
+    ]:
+        async with client_for(rest_relay, token) as client:
+            response = await client.get(path)
+        assert response.status_code == status, response.text
+        assert response.json()["type"] == f"https://syncline.dev/problems/{slug}"
+        if status == 401:
+            assert response.headers["www-authenticate"].startswith("Bearer")
+    # A read-only token follows the feed; so does a browser's EventSource with ?token=.
+    async with client_for(rest_relay, None) as client:
+        async with (open_feed(client, params={"token": rest_relay.token("acme", read_only=True)}) as feed,
+                    client_for(rest_relay, rest_relay.token("acme")) as writer):
+            await add_item(writer, "c1")
+            assert as_rows([await feed.next()]) == stored_changes(rest_relay)
+
+
+async def test_the_stream_ends_when_its_token_expires(rest_relay: RelayProcess) -> None:
+    """As a WebSocket peer's connection is closed at its token's expiry, so is a stream."""
+    token = rest_relay.token("acme", ttl=2)
+    expires_at = int(time.time()) + 2  # issue_token floors the issue time
+    async with (client_for(rest_relay, token) as client,
+                client_for(rest_relay, rest_relay.token("acme")) as writer,
+                open_feed(client) as feed):
+        await add_item(writer, "c1")
+        assert as_rows([await feed.next()]) == stored_changes(rest_relay)
+        with pytest.raises(StreamEnded):
+            await feed.next(timeout=8)
+        assert time.time() >= expires_at - 0.05
+    async with client_for(rest_relay, token) as client:
+        response = await client.get(EVENTS.format(tenant="acme"))
+    assert response.status_code == 401
