@@ -81,7 +81,8 @@ class SyncClient:
             stack.callback(self._close_store)
             stack.callback(self._close_replicas)  # after the task group has finished
             self._tg = await stack.enter_async_context(anyio.create_task_group())
-            self._tg.start_soon(watch_device, self._store, self.settings.device_poll_interval, self._device_changed)
+            self._tg.start_soon(watch_device, self._store, self.settings.device_poll_interval, self._device_changed,
+                                self._store.data_version())
         except BaseException:
             await stack.aclose()
             raise
@@ -117,10 +118,10 @@ class SyncClient:
         """Open (or return the already open) replica of ``name`` and start syncing it."""
         parsed = parse_name(name)
         key = str(parsed)
-        if key in self._replicas:
-            return self._replicas[key]
         if self._tg is None or self._store is None:
             raise ClientClosed("open the client with 'async with' first")
+        if key in self._replicas:
+            return self._replicas[key]
         replica = Replica(key, parsed.kind, parsed.doc_id, self._store, self.settings, self.writer)
         self._replicas[key] = replica
         self._tg.start_soon(replica.maintain)

@@ -86,6 +86,8 @@ class Subscription(Generic[T]):
             item, missed = await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
+        if self._missed and self._receive.statistics().current_buffer_used == 0:
+            missed, self._missed = missed + self._missed, 0  # dropped while the buffer was full
         if missed and isinstance(item, Change):
             return Change(item.doc, item.origin, item.update, missed)  # type: ignore[return-value]
         return item

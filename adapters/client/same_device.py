@@ -73,9 +73,13 @@ class DocumentLease:
             os.close(fd)  # closing the last descriptor releases the flock
 
 
-async def watch_device(store: LocalStore, interval: float, on_change: Callable[[], None]) -> None:
-    """Call ``on_change`` whenever another connection has committed to ``store``'s file."""
-    seen = store.data_version()
+async def watch_device(store: LocalStore, interval: float, on_change: Callable[[], None], seen: int) -> None:
+    """Call ``on_change`` whenever another connection has committed to ``store``'s file.
+
+    ``seen`` is ``store.data_version()`` read by the caller *before* it loaded anything:
+    read here instead, a commit landing between the load and this task's first turn
+    would go unnoticed.
+    """
     while True:
         await anyio.sleep(interval)
         version = store.data_version()

@@ -33,8 +33,8 @@ class Change:
     """A change that did not come from this client: from the relay, or another client on this device.
 
     ``update`` holds the Yjs update as applied; ``missed`` counts notifications dropped
-    before this one because the subscriber read too slowly (its state is still current:
-    the document itself never misses anything).
+    next to this one because the subscriber read too slowly (a buffer of 1024 filled). The
+    document itself never misses anything: read its state again when ``missed`` is set.
     """
 
     doc: str

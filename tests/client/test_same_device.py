@@ -90,3 +90,12 @@ async def test_redundant_rows_counts_an_update_stored_twice(relay: RelayProcess,
         await peer.send_update(update)
         await peer.wait_acked(3)
     assert redundant_rows(relay, CART) == 1
+
+
+async def test_edits_made_before_the_other_client_first_yields_are_not_missed(tmp_path: Path) -> None:
+    """The change signal's baseline is taken before loading, not when the watcher first runs."""
+    async with client(tmp_path, [], None) as a, client(tmp_path, [], None) as b:
+        cart = await a.cart(CART)
+        replica = await b.open(CART)
+        key = cart.add_item("sku-1", 1)  # no await between b's open and this commit
+        await replica.wait_until(lambda: replica.model.quantity(key) == 1, 2)  # type: ignore[union-attr]
