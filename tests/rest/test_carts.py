@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -277,3 +278,73 @@ def test_a_merged_cart_takes_no_more_edits(module_relay: RelayProcess, module_ap
     assert store_state(module_relay) == before
     assert module_api.get(cart_path(guest)).json()["lines"] == [line("tee", 1)]
     assert module_api.get(cart_path(second_guest)).json() == cart(second_guest, line("mug", 1))
+
+
+def run_together(count: int, relay: RelayProcess, request: Any) -> list[httpx.Response]:
+    """Send ``request(http)`` from ``count`` threads at once, each with its own connection."""
+    responses: list[httpx.Response] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(count)
+
+    def worker() -> None:
+        with httpx.Client(base_url=relay.http_url, timeout=20.0,
+                          headers={"Authorization": f"Bearer {relay.token('acme')}"}) as http:
+            barrier.wait(timeout=10)
+            response = request(http)
+            with lock:
+                responses.append(response)
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(responses) == count
+    return responses
+
+
+def test_concurrent_adds_to_one_line_all_count(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+    cart_id = new_id("together")
+    responses = run_together(12, module_relay, lambda http: add(http, cart_id, "sock", 2))
+    assert sorted(r.status_code for r in responses) == [200] * 12
+    assert sorted(r.json()["total_quantity"] for r in responses) == list(range(2, 25, 2))
+    assert module_api.get(cart_path(cart_id)).json() == cart(cart_id, line("sock", 24))
+
+
+def test_concurrent_merges_of_one_guest_count_it_once(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+    guest, user = new_id("guest"), new_id("user")
+    add(module_api, guest, "mug", 2)
+    add(module_api, user, "mug", 1)
+    responses = run_together(6, module_relay, lambda http: merge(http, guest, user))
+    assert [r.status_code for r in responses] == [200] * 6
+    assert sorted(r.json()["merge"]["replayed"] for r in responses) == [False] + [True] * 5
+    assert all(r.json()["cart"] == cart(user, line("mug", 3)) for r in responses)
+    assert module_api.get(cart_path(user)).json() == cart(user, line("mug", 3))
+
+
+def test_two_carts_merged_into_each_other_at_once_neither_deadlocks_nor_loops(
+    module_relay: RelayProcess, module_api: httpx.Client,
+) -> None:
+    first, second = new_id("a"), new_id("b")
+    add(module_api, first, "tee", 1)
+    add(module_api, second, "cap", 1)
+    pairs = iter([(first, second), (second, first)] * 3)
+    pick = threading.Lock()
+
+    def request(http: httpx.Client) -> httpx.Response:
+        with pick:
+            guest, into = next(pairs)
+        return merge(http, guest, into)
+
+    responses = run_together(6, module_relay, request)
+    codes = sorted(r.status_code for r in responses)
+    assert set(codes) <= {200, 409} and 200 in codes, [r.text for r in responses]
+    for response in responses:
+        if response.status_code == 409:
+            assert response.json()["type"] in ("https://syncline.dev/problems/cart-closed",
+                                               "https://syncline.dev/problems/already-merged")
+    a, b = module_api.get(cart_path(first)).json(), module_api.get(cart_path(second)).json()
+    # Exactly one of them is merged into the other, which holds both lines.
+    assert sorted([a["status"], b["status"]]) == ["merged", "open"]
+    target = a if a["status"] == "open" else b
+    assert target["total_quantity"] == 2 and {entry["product"] for entry in target["lines"]} == {"tee", "cap"}
