@@ -20,7 +20,7 @@ from pycrdt import Doc, TransactionEvent, merge_updates
 
 from syncline.engine import Cart, Conflict, StockLedger, apply_update
 
-from .errors import ClientError, LocalStoreError, SyncTimeout
+from .errors import ClientClosed, ClientError, LocalStoreError, SyncTimeout
 from .local_store import LocalStore
 from .same_device import DocumentLease
 from .settings import ClientSettings
@@ -192,13 +192,18 @@ class Replica:
     async def flush(self, timeout: float) -> bool:
         """Try to deliver the outbox; True when synced, False once every relay URL failed
         once (offline) or ``timeout`` passed. Raises the replica's error if the relay refused it."""
+        if not self.settings.urls:
+            return False
         rounds = self.failed_rounds
+
+        def done() -> bool:
+            if self.synced or self.error is not None or self.failed_rounds > rounds:
+                return True
+            # A follower cannot count failed rounds; the leader it mirrors says it is offline.
+            return not self.leader and self._status in (Status.RECONNECTING, Status.DISCONNECTED)
+
         with anyio.move_on_after(timeout):
-            await self.wait_until(
-                lambda: self.synced or self.error is not None or self.failed_rounds > rounds
-                or (not self.leader and self._status is Status.CONNECTED and self.pending == 0),
-                math.inf,
-            )
+            await self.wait_until(done, math.inf)
         if self.error is not None:
             raise self.error
         return self.synced
@@ -208,6 +213,8 @@ class Replica:
     def _on_transaction(self, event: TransactionEvent) -> None:
         if self._muted:
             return
+        if self._closed:
+            raise ClientClosed(f"{self.name}: edited after its client closed; the edit is not stored")
         update = event.update
         if update == EMPTY_UPDATE:
             return
@@ -352,8 +359,7 @@ class Replica:
                     sub._offer(conflict)
 
     def close(self) -> None:
-        self._closed = True
-        self.doc.unobserve(self._subscription)
+        self._closed = True  # the observer stays: a later edit raises ClientClosed instead of vanishing
         for sub in (*self._change_subs, *self._conflict_subs):
             sub.close()
         self.lease.release()

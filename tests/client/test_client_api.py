@@ -67,6 +67,14 @@ async def test_names_and_kinds_are_checked(tmp_path: Path) -> None:
         await c.open(CART)
 
 
+async def test_an_edit_after_the_client_closed_raises_instead_of_vanishing(tmp_path: Path) -> None:
+    async with SyncClient(data_dir=tmp_path) as c:
+        cart = await c.cart(CART)
+    with pytest.raises(BaseExceptionGroup) as caught:
+        cart.add_item("sku-1", 1)
+    assert caught.group_contains(ClientClosed)
+
+
 async def test_remote_changes_and_new_conflicts_reach_iterators_and_callbacks(
     relay: RelayProcess, tmp_path: Path
 ) -> None:
