@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -153,6 +154,11 @@ def check_rest_path(raw_path: bytes) -> None:
         raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "non-ASCII or control bytes in the path")
     if any(segment in (b".", b"..") for segment in raw.split(b"/")):
         raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "dot segments are not allowed")
+    try:  # routing decodes %FF as U+FFFD: a sku or id would silently become another one
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "percent-encoding that is not UTF-8")\
+            from None
 
 
 def _idempotency_key(request: Request) -> str | None:
