@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -138,10 +139,11 @@ class RelaySession:
         self._writes = 0
         self._sent_through: int | None = None
         """Highest outbox seq sent; None until our step 2 is queued (live rows wait for it)."""
-        self._welcomed = False
         self._rate = WriteRate(replica.settings.max_writes_per_second)
         self._relay_step2 = False
         self._step2_acked = False
+        self._failure: Exception | None = None
+        self._scope = anyio.CancelScope()
 
     async def run(self) -> None:
         try:
@@ -150,11 +152,28 @@ class RelaySession:
         except ConnectionClosed:
             return  # refused at once (a bad token, say): the close code tells why
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._sender)
-            try:
-                await self._receiver()
-            finally:
-                tg.cancel_scope.cancel()
+            self._scope = tg.cancel_scope
+            tg.start_soon(self._guard, self._sender)
+            tg.start_soon(self._guard, self._handshake_deadline)
+            await self._guard(self._receiver)
+            tg.cancel_scope.cancel()
+        if self._failure is not None:
+            raise self._failure  # raised out here, not wrapped in the task group's ExceptionGroup
+
+    async def _guard(self, part: Callable[[], Awaitable[None]]) -> None:
+        """Run one part of the session; its failure ends the whole session and is kept for the caller."""
+        try:
+            await part()
+        except (SessionEnded, AcksUnsupported, LocalStoreError) as exc:
+            if self._failure is None:
+                self._failure = exc
+            self._scope.cancel()
+
+    async def _handshake_deadline(self) -> None:
+        """A relay that answers pings but never completes the sync handshake counts as down."""
+        await anyio.sleep(self.replica.settings.connect_timeout)
+        if not self.synced:
+            raise SessionEnded(f"no sync handshake within {self.replica.settings.connect_timeout:g} s")
 
     # -- receiving -------------------------------------------------------------------
 
@@ -188,7 +207,6 @@ class RelaySession:
         if body["op"] == "welcome":
             if body.get("acks") is not True:
                 raise AcksUnsupported(self.url)
-            self._welcomed = True
         elif body["op"] == "ack":
             n = body.get("n")
             if not isinstance(n, int):

@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from syncline.adapters.client import (
+    AcksUnsupported,
     Forbidden,
     LocalStore,
     RelayRejected,
@@ -21,7 +22,7 @@ from syncline.adapters.client import (
     Unauthorized,
     UpdateRefused,
 )
-from syncline.server import closecodes
+from syncline.server import closecodes, protocol
 from tests.server.relay_process import RelayProcess
 from tests.server.ypeer import ypeer
 
@@ -220,3 +221,53 @@ async def test_outbox_rows_the_relay_already_holds_are_dropped_not_resent(
         assert replica.pending == 0
     assert len(relay.stored_rows()) == rows_before, "nothing was sent again"
     assert stored_cart(relay, CART).quantity(key) == 4
+
+
+class Misbehaving:
+    """A fake relay that answers each connection in one wrong way."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.connections = 0
+
+    async def handler(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        if self.behaviour == "garbage":
+            await ws.send(b"\xff\xff\xff")  # not a y-websocket frame
+        elif self.behaviour == "no-acks":
+            await ws.send(protocol.extension({"op": "welcome", "version": 1, "acks": False, "writes": 0}))
+        # "silent": accept, answer pings (the library does), never start the sync handshake
+        with anyio.move_on_after(10):
+            async for _ in ws:
+                pass
+
+
+async def test_a_relay_sending_garbage_is_left_and_retried(tmp_path: Path) -> None:
+    fake = Misbehaving("garbage")
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}"
+        async with client(tmp_path, url, "t", backoff_base=0.01, backoff_cap=0.02) as c:
+            replica = await c.open(CART)
+            await replica.wait_until(lambda: fake.connections >= 3, 10)
+            assert replica.error is None and replica.status is not Status.CONNECTED
+
+
+async def test_a_relay_that_never_starts_the_handshake_counts_as_down(tmp_path: Path) -> None:
+    fake = Misbehaving("silent")
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}"
+        async with client(tmp_path, url, "t", connect_timeout=0.2, backoff_base=0.01, backoff_cap=0.02) as c:
+            replica = await c.open(CART)
+            await replica.wait_until(lambda: fake.connections >= 2 and replica.failed_rounds >= 1, 10)
+            assert replica.status is Status.RECONNECTING
+
+
+async def test_a_relay_without_durable_acks_is_refused_with_a_typed_error(tmp_path: Path) -> None:
+    fake = Misbehaving("no-acks")
+    async with serve(fake.handler, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}"
+        async with client(tmp_path, url, "t") as c:
+            replica = await c.open(CART)
+            with pytest.raises(AcksUnsupported):
+                await replica.wait_synced(10)
+            assert replica.status is Status.DISCONNECTED and fake.connections == 1
