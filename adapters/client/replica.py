@@ -9,6 +9,7 @@ observer muted. The relay connection itself lives in :mod:`.connection`.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from .local_store import LocalStore
 from .same_device import DocumentLease
 from .settings import ClientSettings
 from .status import Change, ChangeOrigin, Status
+
+log = logging.getLogger("syncline.client")
 
 EMPTY_UPDATE = b"\x00\x00"
 SUBSCRIBER_BUFFER = 1024
@@ -285,7 +288,7 @@ class Replica:
 
     def _announce(self, change: Change) -> None:
         for callback in tuple(self._change_callbacks):
-            callback(change)
+            _call(callback, change)
         for sub in tuple(self._change_subs):
             sub._offer(change)
         self._after_change.set()
@@ -314,7 +317,7 @@ class Replica:
             return
         self._status = status
         for callback in tuple(self._status_callbacks):
-            callback(status)
+            _call(callback, status)
         self.touch()
 
     def acknowledged(self, through: int) -> None:
@@ -354,7 +357,7 @@ class Replica:
             if conflict.id not in self._known_conflicts:
                 self._known_conflicts.add(conflict.id)
                 for callback in tuple(self._conflict_callbacks):
-                    callback(conflict)
+                    _call(callback, conflict)
                 for sub in tuple(self._conflict_subs):
                     sub._offer(conflict)
 
@@ -364,6 +367,14 @@ class Replica:
             sub.close()
         self.lease.release()
         self.touch()
+
+
+def _call(callback: Callable[[T], None], item: T) -> None:
+    """Run a user callback; its bug is logged with its traceback and never stops the sync."""
+    try:
+        callback(item)
+    except Exception:
+        log.exception("a client callback raised", extra={"callback": getattr(callback, "__qualname__", repr(callback))})
 
 
 def _register(callbacks: list[T], callback: T) -> Callable[[], None]:

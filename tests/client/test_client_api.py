@@ -158,3 +158,18 @@ async def test_a_burst_of_edits_goes_out_in_merged_writes_under_the_relays_rate_
     assert len(rows) < 200, "rows that waited for the rate limit left merged"
     assert stored_cart(relay, CART).view().total_quantity == 600
     assert redundant_rows(relay, CART) == 0
+
+
+async def test_a_raising_callback_is_logged_and_sync_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with SyncClient(data_dir=tmp_path) as a, SyncClient(data_dir=tmp_path) as b:
+        cart = await a.cart(CART)
+        replica = await b.open(CART)
+
+        def broken(change: Change) -> None:
+            raise RuntimeError("bug in the user interface")
+
+        replica.on_change(broken)
+        key = cart.add_item("sku-1", 1)
+        cart.add_item("sku-1", 1)
+        await replica.wait_until(lambda: replica.model.quantity(key) == 2, 5)  # type: ignore[union-attr]
+    assert any("callback raised" in r.message and r.exc_info for r in caplog.records)
