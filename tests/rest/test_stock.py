@@ -357,10 +357,14 @@ def test_a_batch_can_resolve_a_conflict_and_replays_as_duplicates(module_relay: 
     conflict_id = negative_level_id("tee", ["s1"])
     operations = [*sales, {"type": "resolve", "id": "res-1", "conflict": conflict_id, "strategy": "compensate",
                            "actor": "mgr", "at": T0 + 2},
-                  {"type": "resolve", "conflict": conflict_id, "strategy": "accept", "actor": "mgr"}]
+                  {"type": "resolve", "conflict": conflict_id, "strategy": "accept", "actor": "mgr"},
+                  {"type": "resolve", "id": "res-2", "conflict": "nope", "strategy": "accept", "actor": "mgr"}]
     body = batch(module_api, location, operations).json()
-    assert [r["status"] for r in body["results"]] == ["applied", "applied", "applied", "rejected"]
+    assert [r["status"] for r in body["results"]] == ["applied", "applied", "applied", "rejected", "rejected"]
     assert body["results"][3]["problem"]["errors"] == [{"field": "operations[3].id", "reason": "is required"}]
+    assert body["results"][4]["problem"] == {"type": "https://syncline.dev/problems/unknown-conflict",
+                                             "title": "No open conflict has this id", "status": 404,
+                                             "detail": "conflict nope"}
     assert body["results"][2]["resolution"]["adjustment"] == f"resolve:{conflict_id}"
     assert body["levels"] == {"tee": 0}
     before = store_state(module_relay)
