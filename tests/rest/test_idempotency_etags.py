@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -338,3 +339,21 @@ def test_a_price_change_changes_the_etag_at_once(rest_relay: RelayProcess) -> No
         # The old tag is stale for writes too.
         assert_problem(http.post(cart_path(cart_id, "/items"), json={"product": "sock"},
                                  headers={"If-Match": first.headers["etag"]}), 412, "precondition-failed")
+
+
+def test_a_key_is_kept_across_restarts_until_its_ttl_then_forgotten(rest_relay: RelayProcess) -> None:
+    cart_id = new_id("ttl")
+    key = {"Idempotency-Key": "ttl-1"}
+    token = rest_relay.token("acme")
+    with client(rest_relay, token) as http:
+        first = http.post(cart_path(cart_id, "/items"), json={"product": "mug"}, headers=key)
+    rest_relay.flags = ["--idempotency-ttl-seconds", "1"]
+    assert rest_relay.terminate() == 0
+    time.sleep(1.2)
+    rest_relay.start()  # prunes at start: the key is older than its TTL
+    with client(rest_relay, token) as http:
+        again = http.post(cart_path(cart_id, "/items"), json={"product": "mug"}, headers=key)
+        assert again.status_code == 200 and "idempotent-replayed" not in again.headers
+        assert again.json()["total_quantity"] == 2 and first.json()["total_quantity"] == 1
+        # ...and the new answer is the one kept now.
+        same_response(http.post(cart_path(cart_id, "/items"), json={"product": "mug"}, headers=key), again)
