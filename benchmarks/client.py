@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pycrdt import Doc
 
 from syncline.adapters.client import Change, SyncClient
 from syncline.adapters.client.local_store import FILENAME
@@ -117,8 +118,6 @@ async def catch_up_once(relay: RelayProcess, work: Path, size: int, run: int) ->
         await replica.wait_synced(120)
         synced_at = time.perf_counter()
     stored = [blob for doc, blob in relay.stored_rows() if doc == name]
-    from pycrdt import Doc
-
     doc = Doc()
     for blob in stored:
         doc.apply_update(blob)

@@ -25,7 +25,7 @@ from .errors import ClientClosed, ClientError, LocalStoreError, SyncTimeout
 from .local_store import LocalStore
 from .same_device import DocumentLease
 from .settings import ClientSettings
-from .status import Change, ChangeOrigin, Status
+from .status import Change, Status
 
 log = logging.getLogger("syncline.client")
 

@@ -94,6 +94,12 @@ async def test_watch_prints_remote_changes_live_and_stops_on_sigterm(relay: Rela
         await anyio.to_thread.run_sync(watch.read_until, "change from relay", 10)
         line = await anyio.to_thread.run_sync(watch.read_until, "  sku-live", 10)
         assert line.split()[-1] == "3"
+        # Another process on the watcher's data directory: a follower; the watcher delivers its edit.
+        edit = await anyio.to_thread.run_sync(
+            lambda: _client_cli(relay, tmp_path / "watcher", "cart", "acme/c-1", "add", "sku-local", "2"))
+        assert edit.returncode == 0 and "synced, 0 pending" in edit.stdout, (edit.stdout, edit.stderr)
+        await anyio.to_thread.run_sync(watch.read_until, "change from device", 10)
+        assert stored_cart(relay, CART).view().total_quantity == 5
         watch.process.send_signal(signal.SIGTERM)
         assert watch.process.wait(timeout=10) == 0
     finally:

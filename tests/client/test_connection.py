@@ -134,7 +134,6 @@ class CloseWith:
     def __init__(self, code: int) -> None:
         self.code = code
         self.connections = 0
-        self.opened = anyio.Event()
 
     async def handler(self, ws: ServerConnection) -> None:
         self.connections += 1
