@@ -63,6 +63,8 @@ class Room:
         self._awareness: dict[int, AwarenessEntry] = {}
         self._awareness_owner: dict[int, Peer] = {}
         self._on_change = on_change
+        self.holds = 0
+        """Writers outside the protocol (REST edits) waiting for or holding the room: not evictable."""
 
     async def load(self) -> None:
         """Read the latest snapshot and the log after it; skip what cannot be integrated."""

@@ -72,11 +72,11 @@ class RoomManager:
     async def evict_idle(self, idle_before: float) -> int:
         evicted = 0
         for name, room in list(self.rooms.items()):
-            if room.peers or room.busy or room.idle_since is None or room.idle_since > idle_before:
+            if room.peers or room.busy or room.holds or room.idle_since is None or room.idle_since > idle_before:
                 continue
             await room.compact()
             # A peer may have joined, or written, while the compaction awaited the store.
-            if not room.peers and not room.busy and self.rooms.get(name) is room:
+            if not room.peers and not room.busy and not room.holds and self.rooms.get(name) is room:
                 del self.rooms[name]
                 evicted += 1
         self._metrics.rooms.set(len(self.rooms))

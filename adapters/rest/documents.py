@@ -97,18 +97,26 @@ class Documents:
         every replica holding uncommitted changes, so an edit that was not stored leaves
         no trace."""
         ordered = sorted(set(rooms), key=lambda room: room.name)
-        async with _locked([self._state(room).lock for room in ordered]):
-            edits = [Edit(room, self._state(room)) for room in rooms]
-            try:
-                yield edits
-            except BaseException:
-                for edit in edits:
-                    if edit.changed:  # the replica holds what the store does not
-                        edit.discard()
-                raise
-            finally:
-                for edit in edits:
-                    edit.close()
+        # Held from here to the commit: an evicted room would still store the edit, but a
+        # room loaded anew meanwhile would never show it to its readers and peers.
+        for room in ordered:
+            room.holds += 1
+        try:
+            async with _locked([self._state(room).lock for room in ordered]):
+                edits = [Edit(room, self._state(room)) for room in rooms]
+                try:
+                    yield edits
+                except BaseException:
+                    for edit in edits:
+                        if edit.changed:  # the replica holds what the store does not
+                            edit.discard()
+                    raise
+                finally:
+                    for edit in edits:
+                        edit.close()
+        finally:
+            for room in ordered:
+                room.holds -= 1
 
 
 @asynccontextmanager
