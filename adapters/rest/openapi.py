@@ -203,6 +203,8 @@ def openapi_document() -> dict[str, Any]:
     paths = {
         "/v1/health": {"get": {"summary": "liveness", "security": [],
                                "responses": {"200": _json(_ref("Health"), "the process serves requests")}}},
+        "/v1/openapi.json": {"get": {"summary": "this document", "security": [],
+                                     "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
         "/v1/tenants/{tenant}/carts/{cart_id}": {"get": _read_op("read a cart, priced", "Cart", cart)},
         "/v1/tenants/{tenant}/carts/{cart_id}/items": {"post": _write_op(
             "add an item (the same product and attributes add to the existing line)", cart, "AddItem", cart_ok)},

@@ -28,6 +28,10 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def _line(request: Request) -> Response:
+    return await (carts.set_line if request.method == "PUT" else carts.remove_line)(request)
+
+
 def rest_routes() -> list[BaseRoute]:
     cart = TENANT + "/carts/{cart_id}"
     location = TENANT + "/stock/{location_id}"
@@ -36,8 +40,8 @@ def rest_routes() -> list[BaseRoute]:
         Route("/v1/health", health, methods=["GET"]),
         Route(cart, carts.get_cart, methods=["GET"]),
         Route(cart + "/items", carts.add_item, methods=["POST"]),
-        Route(cart + "/lines/{line_id}", carts.set_line, methods=["PUT"]),
-        Route(cart + "/lines/{line_id}", carts.remove_line, methods=["DELETE"]),
+        # One route for both methods: a 405 there must list both in its Allow header.
+        Route(cart + "/lines/{line_id}", _line, methods=["PUT", "DELETE"]),
         Route(cart + "/clear", carts.clear_cart, methods=["POST"]),
         Route(cart + "/merge", carts.merge_cart, methods=["POST"]),
         Route(location + "/levels", stock.get_levels, methods=["GET"]),
