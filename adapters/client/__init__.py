@@ -8,6 +8,7 @@ from .client import SyncClient as SyncClient
 from .errors import AcksUnsupported as AcksUnsupported
 from .errors import ClientClosed as ClientClosed
 from .errors import ClientError as ClientError
+from .errors import ClientSettingsError as ClientSettingsError
 from .errors import DocumentKindMismatch as DocumentKindMismatch
 from .errors import Forbidden as Forbidden
 from .errors import InvalidDocumentName as InvalidDocumentName
@@ -21,6 +22,5 @@ from .local_store import LocalStore as LocalStore
 from .replica import Replica as Replica
 from .replica import Subscription as Subscription
 from .settings import ClientSettings as ClientSettings
-from .settings import ClientSettingsError as ClientSettingsError
 from .status import Change as Change
 from .status import Status as Status

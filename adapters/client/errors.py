@@ -14,6 +14,15 @@ class ClientError(Exception):
     """Base class of every error the sync client raises on purpose."""
 
 
+class ClientSettingsError(ClientError, ValueError):
+    """Raised when a client setting is out of range or malformed; ``name`` says which."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
 class LocalStoreError(ClientError):
     """Raised when the client's SQLite file cannot be opened, read or written.
 

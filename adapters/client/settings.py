@@ -7,16 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ClientError
-
-
-class ClientSettingsError(ClientError, ValueError):
-    """Raised when a client setting is out of range or malformed; ``name`` says which."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name}: {reason}")
-        self.name = name
-        self.reason = reason
+from .errors import ClientSettingsError
 
 
 @dataclass(frozen=True)
