@@ -131,14 +131,14 @@ async def test_concurrent_rest_and_websocket_edits_of_one_cart_converge(rest_rel
         async def rest_side() -> None:
             for i in range(rounds):
                 await post_ok(client, CART.format(cart="shared") + "/items",
-                              {"product": "tee", "quantity": 1, "attributes": {"size": "M"}})
+                              {"product": "tee", "quantity": 1, "attributes": {"size": "M", "fit": "slim"}})
                 if i % 5 == 0:
                     await post_ok(client, CART.format(cart="shared") + "/items", {"product": "mug"})
 
         async def peer_side() -> None:
             for i in range(rounds):
                 # Same product and attributes in another key order: the same line.
-                await peer.edit(lambda doc: Cart(doc, "shared").add_item("tee", 2, {"size": "M"}))
+                await peer.edit(lambda doc: Cart(doc, "shared").add_item("tee", 2, {"fit": "slim", "size": "M"}))
                 if i % 5 == 0:
                     await peer.edit(lambda doc: Cart(doc, "shared").add_item("cap", 1, {"colour": "red"}))
                 await anyio.sleep(0)
@@ -148,7 +148,7 @@ async def test_concurrent_rest_and_websocket_edits_of_one_cart_converge(rest_rel
                 tg.start_soon(rest_side)
                 tg.start_soon(peer_side)
             await peer.wait_acked(1 + rounds + rounds // 5)
-        expected = {line_key("tee", {"size": "M"}): rounds * 3, line_key("mug", {}): rounds // 5,
+        expected = {line_key("tee", {"size": "M", "fit": "slim"}): rounds * 3, line_key("mug", {}): rounds // 5,
                     line_key("cap", {"colour": "red"}): rounds // 5}
 
         def complete(doc: Doc) -> bool:
@@ -162,6 +162,52 @@ async def test_concurrent_rest_and_websocket_edits_of_one_cart_converge(rest_rel
     # A peer joining afterwards loads the same state from the relay.
     async with ypeer(rest_relay.url_for("acme/cart/shared")) as late:
         assert peer_lines(late.doc, "shared") == rest_lines(final)
+
+
+async def test_concurrent_rest_sets_and_removes_and_websocket_edits_converge(rest_relay: RelayProcess) -> None:
+    """With sets and removes on both sides the outcome depends on timing (an add wins over a
+    remove that had not seen it), but every side must end with the same cart."""
+    tee, mug = line_key("tee", {}), line_key("mug", {})
+    path = CART.format(cart="mixed")
+    sent = 1  # the peer's answer to the handshake is its first write
+    async with (rest(rest_relay) as client,
+                ypeer(rest_relay.url_for("acme/cart/mixed"), acks=True) as peer):
+
+        async def rest_side() -> None:
+            for i in range(20):
+                await post_ok(client, path + "/items", {"product": "tee"})
+                if i % 3 == 0:
+                    response = await client.put(f"{path}/lines/{tee}", json={"quantity": i})
+                    assert response.status_code in (200, 404), response.text  # 404: removed meanwhile
+                if i % 4 == 1:
+                    response = await client.delete(f"{path}/lines/{mug}")
+                    assert response.status_code in (200, 404), response.text
+
+        async def peer_edit_counted(edit: Any) -> None:
+            nonlocal sent
+            await peer.edit(edit)
+            sent += 1
+
+        async def peer_side() -> None:
+            for i in range(20):
+                await peer_edit_counted(lambda doc: Cart(doc, "mixed").add_item("mug", 1))
+                if i % 3 == 1 and Cart(peer.doc, "mixed").quantity(tee):
+                    await peer_edit_counted(lambda doc: Cart(doc, "mixed").remove_line(tee))
+                if i % 5 == 2 and Cart(peer.doc, "mixed").quantity(mug):
+                    await peer_edit_counted(lambda doc: Cart(doc, "mixed").set_quantity(mug, 7))
+                await anyio.sleep(0)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rest_side)
+                tg.start_soon(peer_side)
+        # Every REST write is answered and every peer write acknowledged: nothing is in flight.
+        await peer.wait_acked(sent)
+        final = (await client.get(path)).json()
+        await peer.wait_until(lambda doc: peer_lines(doc, "mixed") == rest_lines(final), timeout=10)
+        assert final["total_quantity"] == sum(line["quantity"] for line in final["lines"])
+    async with ypeer(rest_relay.url_for("acme/cart/mixed")) as late:
+        assert peer_lines(late.doc, "mixed") == rest_lines(final)
 
 
 async def test_websocket_stock_adjustments_show_in_rest_levels_and_history(rest_relay: RelayProcess) -> None:
