@@ -72,11 +72,9 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         secret = settings.secret or load_or_create_secret(settings.data_dir)
-        store = SQLiteStore(
-            settings.data_dir / STORE_FILE,
-            synchronous=settings.sqlite_synchronous,
-            max_batch=settings.group_commit_max_batch,
-        )
+        from .store.factory import create_store  # SQLite unless settings.store is a postgresql:// URL
+
+        store = create_store(settings, settings.data_dir / STORE_FILE)
         store.on_commit = metrics.on_commit
         async with store, anyio.create_task_group() as tg:
             feed = FeedHub()

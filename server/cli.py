@@ -32,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
-        "serve", help="run the relay on an embedded SQLite store",
+        "serve", help="run the relay on an embedded SQLite store (or a shared PostgreSQL database)",
         description="Run the relay: y-websocket rooms on /v1/sync/{tenant}/{kind}/{id}, stored in "
-        "DATA_DIR/syncline.sqlite3. Every flag can also be set by its SYNCLINE_* variable.",
+        "DATA_DIR/syncline.sqlite3, or in PostgreSQL with --store postgresql://... "
+        "Every flag can also be set by its SYNCLINE_* variable.",
     )
     _add_settings_flags(serve)
 
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "or CSV with columns product,unit_price[,currency]; prices in minor units")
     catalog.add_argument("--data-dir", type=Path, default=None, help="directory of the store "
                          f"[env {ENV_PREFIX}DATA_DIR; default ./syncline-data]")
+    catalog.add_argument("--store", default=None, help="the relay's store: sqlite (the file in the data "
+                         f"directory) or a postgresql:// URL [env {ENV_PREFIX}STORE; default sqlite]")
     catalog.add_argument("--tenant", required=True, help="tenant whose catalog this is")
     catalog.add_argument("--merge", action="store_true", help="keep products the file does not list "
                          "(default: the file replaces the tenant's catalog)")
@@ -105,9 +108,10 @@ def _catalog(args: argparse.Namespace) -> int:
     from syncline.adapters.rest.catalog import CatalogError, read_catalog
 
     from .names import check_part
-    from .store.sqlite import SQLiteStore
+    from .store import StoreUnavailable
+    from .store.factory import create_store
 
-    settings = Settings.from_sources({"data_dir": args.data_dir})
+    settings = Settings.from_sources({"data_dir": args.data_dir, "store": args.store})
     tenant = check_part("tenant", args.tenant)
     if args.action == "load" and args.file is None:
         print("syncline catalog: load needs a FILE", file=sys.stderr)
@@ -121,14 +125,18 @@ def _catalog(args: argparse.Namespace) -> int:
     async def run() -> int:
         from .app import STORE_FILE
 
-        async with SQLiteStore(settings.data_dir / STORE_FILE) as store:
-            if args.action == "load":
-                written = await store.put_prices(tenant, prices, replace=not args.merge)
-                print(f"loaded {written} prices for {tenant}")
+        try:
+            async with create_store(settings, settings.data_dir / STORE_FILE) as store:
+                if args.action == "load":
+                    written = await store.put_prices(tenant, prices, replace=not args.merge)
+                    print(f"loaded {written} prices for {tenant}")
+                    return 0
+                for product, price in sorted((await store.catalog(tenant)).items()):
+                    print(f"{product}\t{price.unit_price}\t{price.currency}")
                 return 0
-            for product, price in sorted((await store.catalog(tenant)).items()):
-                print(f"{product}\t{price.unit_price}\t{price.currency}")
-            return 0
+        except StoreUnavailable as exc:
+            print(f"syncline catalog: {exc}", file=sys.stderr)
+            return 1
 
     return anyio.run(run)
 

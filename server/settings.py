@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 ENV_PREFIX = "SYNCLINE_"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class SettingsError(ValueError):
@@ -32,6 +33,11 @@ class Settings:
     )
     data_dir: Path = field(
         default=Path("./syncline-data"), metadata={"help": 'Directory holding the SQLite store and the generated secret.'}
+    )
+    store: str = field(
+        default="sqlite", repr=False,
+        metadata={"help": 'Where documents are stored: "sqlite" (the embedded file in DATA_DIR) or a '
+                          'postgresql://user@host:port/database URL shared by every relay node.'},
     )
     secret: str | None = field(
         default=None, repr=False, metadata={"help": 'HS256 token secret; generated into DATA_DIR/secret when unset.'}
@@ -145,6 +151,8 @@ class Settings:
                 raise SettingsError(name, "must be greater than 0")
         if self.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise SettingsError("sqlite_synchronous", "must be FULL, EXTRA or NORMAL")
+        if self.store != "sqlite" and not self.store.startswith(POSTGRES_SCHEMES):
+            raise SettingsError("store", 'must be "sqlite" or a postgresql:// URL')
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError("log_level", "must be debug, info, warning or error")
         if self.secret is not None and len(self.secret) < 32:

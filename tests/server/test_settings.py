@@ -305,3 +305,33 @@ def test_nan_rate_is_refused(raw: str) -> None:
 def test_repr_does_not_show_the_secret() -> None:
     settings: Any = Settings(secret=SECRET)
     assert SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize("value", ["sqlite", "postgresql://syncline@db.internal:5432/syncline", "postgres://h/d"])
+def test_store_is_sqlite_or_a_postgresql_url(value: str) -> None:
+    assert Settings.from_sources({}, {"SYNCLINE_STORE": value}).store == value
+    assert Settings.from_sources({"store": value}, {}).store == value
+
+
+@pytest.mark.parametrize("value", ["mysql://h/d", "SQLite3", "/var/lib/store.db", "postgresql:/h"])
+def test_any_other_store_is_refused_without_echoing_it(value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_sources({}, {"SYNCLINE_STORE": value})
+    assert info.value.name == "store" and value not in str(info.value)
+
+
+def test_the_store_url_is_kept_out_of_repr() -> None:
+    settings = Settings(store="postgresql://syncline:hunter2secret@db/syncline")
+    assert "hunter2secret" not in repr(settings)
+
+
+def test_the_default_store_is_sqlite_and_a_url_selects_postgresql(tmp_path: Path) -> None:
+    from syncline.server.store.factory import create_store
+    from syncline.server.store.postgres import PostgresStore
+    from syncline.server.store.sqlite import SQLiteStore
+
+    sqlite = create_store(Settings(group_commit_max_batch=7), tmp_path / "s.db")
+    assert isinstance(sqlite, SQLiteStore) and sqlite.max_batch == 7
+    postgres = create_store(Settings(store="postgresql://h/d", group_commit_max_batch=7), tmp_path / "s.db")
+    assert isinstance(postgres, PostgresStore) and postgres.max_batch == 7
+    assert not (tmp_path / "s.db").exists()

@@ -2,8 +2,9 @@
 
 Each backend is one param of the ``store_factory`` fixture: a callable that returns
 a new, not yet opened store over the test's own storage (calling it again gives a
-store over the same data, as a restarted relay would). Add PostgreSQL as another
-param; nothing below names a backend.
+store over the same data, as a restarted relay would). The PostgreSQL param runs
+each test in a fresh schema of the test server (``tests/services.py``: skipped when
+it is absent, failed when ``SYNCLINE_REQUIRE_SERVICES=1``); nothing below names a backend.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 
 from syncline.server.store import StoredDoc, StoreUnavailable
 from syncline.server.store.sqlite import SQLiteStore
+from tests.services import drop_schema, fresh_schema_name, postgres_dsn
 
 pytestmark = pytest.mark.anyio
 
@@ -33,11 +35,19 @@ def anyio_backend() -> str:
     return "asyncio"  # aiosqlite runs on asyncio
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     if request.param == "sqlite":
         path = tmp_path / "data" / "store.db"  # parent directory does not exist yet
         yield lambda: SQLiteStore(path)
+    elif request.param == "postgresql":
+        from syncline.server.store.postgres import PostgresStore
+
+        dsn, schema = postgres_dsn(), fresh_schema_name()  # the schema does not exist yet
+        try:
+            yield lambda: PostgresStore(dsn, schema=schema)
+        finally:
+            drop_schema(dsn, schema)
     else:  # pragma: no cover - future backends
         raise AssertionError(request.param)
 

@@ -1,0 +1,28 @@
+"""Choosing the store a relay runs on, from its settings.
+
+``store = "sqlite"`` (the default) is the embedded file and never needs PostgreSQL;
+a ``postgresql://`` URL selects :class:`~syncline.server.store.postgres.PostgresStore`,
+imported only then.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..settings import Settings
+from .sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
+
+def create_store(settings: Settings, sqlite_path: Path) -> SQLiteStore | PostgresStore:
+    """A new, not yet opened store as ``settings.store`` says (SQLite at ``sqlite_path``)."""
+    if settings.store == "sqlite":
+        return SQLiteStore(
+            sqlite_path, synchronous=settings.sqlite_synchronous, max_batch=settings.group_commit_max_batch
+        )
+    from .postgres import PostgresStore
+
+    return PostgresStore(settings.store, max_batch=settings.group_commit_max_batch)

@@ -1,0 +1,647 @@
+"""The cluster store: one PostgreSQL database shared by every relay node (asyncpg).
+
+Layout (schema version 1, tracked in ``syncline_migrations``)::
+
+    updates(seq bigint PRIMARY KEY, doc text, blob bytea)          -- the append log
+    snapshots(doc text PRIMARY KEY, seq bigint, blob bytea)        -- one per document
+    meta(key text PRIMARY KEY, value bigint)                       -- last_seq, feed_floor, probe
+    changes(seq bigint PRIMARY KEY, doc, tenant, at, action)       -- the change feed
+    responses(tenant, key, fingerprint, record bytea, created_at)  -- idempotent responses
+    prices(tenant, product, unit_price, currency)                  -- the price catalog
+
+Sequence numbers are one cluster-wide total order that equals commit order. Every
+append transaction starts with ``UPDATE meta SET value = value + n WHERE key =
+'last_seq'``: the row lock it takes is held to the end of the transaction, so append
+transactions of every node on the database take their seqs and commit one after the
+other, and a transaction with a smaller seq is visible before one with a larger seq
+is. A change-feed reader resuming at "seq > last seen" therefore never skips a row
+that commits later (a plain sequence cannot promise that: a transaction holding seq
+10 may commit after one holding seq 11). The cost is that append transactions of the
+whole cluster are serialized; group commit (one writer task per store, many updates
+per transaction) keeps the lock held once per batch, not once per update.
+
+Compaction takes the snapshot row's lock (``INSERT … ON CONFLICT DO UPDATE … WHERE
+snapshots.seq < excluded.seq``) and deletes the folded rows in the same transaction,
+so compactions of one document from several nodes serialize, an older or equal
+snapshot is a no-op, and appends (which never touch that row) go on meanwhile.
+
+Durability: every connection sets ``synchronous_commit=on``, so a commit returns only
+after PostgreSQL has flushed it to its WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import anyio
+import asyncpg
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
+from .sqlite import _response_from_row, _response_row  # one record format for every backend
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""The schema this module writes: the largest version in ``syncline_migrations``."""
+
+# What a failing database, network or driver raises: all of it is "unavailable". The
+# driver raises InternalClientError on a session the server ended while it was idle.
+_DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError,
+)
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+# Index i migrates a schema from version i to i + 1, inside one transaction. Plain
+# CREATE TABLE: a schema holding foreign tables of these names is refused, not adopted.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE updates (seq bigint PRIMARY KEY, doc text NOT NULL, blob bytea NOT NULL)",
+        "CREATE INDEX updates_doc_seq ON updates (doc, seq)",
+        "CREATE TABLE snapshots (doc text PRIMARY KEY, seq bigint NOT NULL, blob bytea NOT NULL)",
+        "CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL)",
+        "INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('feed_floor', 0), ('probe', 0)",
+        (
+            "CREATE TABLE changes (seq bigint PRIMARY KEY, doc text NOT NULL, tenant text NOT NULL,"
+            " at double precision NOT NULL, action text)"
+        ),
+        "CREATE INDEX changes_tenant_seq ON changes (tenant, seq)",
+        (
+            "CREATE TABLE responses (tenant text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
+            " record bytea NOT NULL, created_at double precision NOT NULL, PRIMARY KEY (tenant, key))"
+        ),
+        (
+            "CREATE TABLE prices (tenant text NOT NULL, product text NOT NULL, unit_price bigint NOT NULL,"
+            " currency text NOT NULL, PRIMARY KEY (tenant, product))"
+        ),
+    ),
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+# The row lock this takes orders every append transaction of the cluster (see the module doc).
+_TAKE_SEQS = "UPDATE meta SET value = value + $1 WHERE key = 'last_seq' RETURNING value"
+# The log rows and their change rows, in one statement; ``at`` is the database's clock,
+# one clock for every node.
+_INSERT_BATCH = (
+    "WITH u AS (INSERT INTO updates (seq, doc, blob)"
+    " SELECT $1 + t.i - 1, t.doc, t.blob FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS t(doc, blob, i))"
+    " INSERT INTO changes (seq, doc, tenant, at, action)"
+    " SELECT $1 + t.i - 1, t.doc, t.tenant, extract(epoch FROM clock_timestamp())::double precision, t.action"
+    " FROM unnest($2::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(doc, tenant, action, i)"
+)
+_INSERT_RESPONSE = (
+    "INSERT INTO responses (tenant, key, fingerprint, record, created_at) VALUES ($1, $2, $3, $4, $5)"
+    " ON CONFLICT (tenant, key) DO NOTHING"
+)
+_SELECT_RESPONSE = (
+    "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = $1 AND key = $2"
+)
+# Snapshot (kind 0) then the log rows after it (kind 1): one statement, one read snapshot.
+_LOAD = (
+    "SELECT 0 AS kind, seq, blob FROM snapshots WHERE doc = $1"
+    " UNION ALL"
+    " SELECT 1, seq, blob FROM updates WHERE doc = $1"
+    " AND seq > coalesce((SELECT seq FROM snapshots WHERE doc = $1), 0)"
+    " ORDER BY 1, 2"
+)
+# Writes the snapshot only over an older one; the row lock serializes compactions of ``doc``.
+_PUT_SNAPSHOT = (
+    "INSERT INTO snapshots (doc, seq, blob) VALUES ($1, $2, $3)"
+    " ON CONFLICT (doc) DO UPDATE SET seq = excluded.seq, blob = excluded.blob"
+    " WHERE snapshots.seq < excluded.seq RETURNING seq"
+)
+
+
+def _row_count(status: str) -> int:
+    """The row count of a command tag such as ``DELETE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _shown(dsn: str) -> str:
+    """``host:port/database`` of a DSN: never its user or password, for messages and logs."""
+    try:
+        parts = urlsplit(dsn)
+        return f"postgresql://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    except ValueError:
+        return "postgresql://?"
+
+
+@dataclass(eq=False)
+class _Append:
+    """One append waiting for the writer task; the caller waits on ``done``."""
+
+    doc: str
+    update: bytes
+    action: str | None
+    response: StoredResponse | None
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    seq: int = 0
+    error: StoreUnavailable | None = None
+    cause: BaseException | None = None
+
+    def resolve(self, seq: int) -> None:
+        self.seq = seq
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, error: StoreUnavailable, cause: BaseException | None = None) -> None:
+        self.error, self.cause = error, cause
+        if not self.done.done():
+            self.done.set_result(None)
+
+    async def outcome(self) -> int:
+        await self.done  # a cancelled waiter cancels only its own future; resolve() then skips it
+        if self.error is not None:
+            raise self.error from self.cause
+        return self.seq
+
+
+class PostgresStore:
+    """The :class:`~syncline.server.store.base.Store` on a PostgreSQL database, shared by relay nodes.
+
+    ``async with PostgresStore("postgresql://user@host/db") as store:`` connects a pool
+    of up to ``pool_size`` connections, creates or migrates the schema and starts the
+    writer task; leaving the block commits every append already queued, then closes
+    the pool. A store opens once. ``schema`` names the PostgreSQL schema holding the
+    tables (created if missing); None uses the connection's ``search_path`` (``public``).
+
+    One writer task per store takes appends from a bounded memory object stream and
+    commits those queued together in one transaction (at most ``max_batch``). Other
+    writes (compaction, pruning, responses, prices, probes) run as their own
+    transactions on the pool. ``timeout`` (seconds) bounds each statement and each wait
+    for a pooled connection; ``connect_timeout`` bounds opening a connection.
+    ``application_name`` names the store's sessions in ``pg_stat_activity`` (one per node, say).
+
+    Any failure of PostgreSQL, the network or the driver raises :class:`StoreUnavailable`;
+    the pool opens fresh connections on later calls, so the store recovers by itself
+    once the database is back.
+
+    Metrics as :class:`~syncline.server.store.sqlite.SQLiteStore`: ``commits``,
+    ``committed_updates`` and the ``on_commit(batch_size, seconds)`` hook.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_batch: int = 1024,
+        pool_size: int = 8,
+        schema: str | None = None,
+        timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        application_name: str = "syncline",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        if pool_size < 2:
+            raise ValueError(f"pool_size must be at least 2 (a writer and a reader), not {pool_size}")
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"schema must be a plain identifier (letters, digits, _), not {schema!r}")
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("timeout and connect_timeout must be greater than 0")
+        self.dsn = dsn
+        self.max_batch = max_batch
+        self.pool_size = pool_size
+        self.schema = schema
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.application_name = application_name
+        self.commits = 0
+        self.committed_updates = 0
+        self.on_commit: Callable[[int, float], None] | None = None
+
+        self._state = "new"  # new -> opening -> open -> closing -> closed
+        self._pool: asyncpg.Pool | None = None
+        self._send: MemoryObjectSendStream[_Append] | None = None
+        self._receive: MemoryObjectReceiveStream[_Append] | None = None
+        self._task_group: TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        schema = f", schema={self.schema!r}" if self.schema else ""
+        return f"PostgresStore({_shown(self.dsn)!r}{schema}, state={self._state})"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError(f"{self!r} can be opened only once")
+        self._state = "opening"
+        try:
+            await self._open_pool()
+            self._send, self._receive = anyio.create_memory_object_stream[_Append](4 * self.max_batch)
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._close_pool()
+            self._state = "closed"
+            raise
+        try:
+            await self._task_group.start(self._write_loop)
+        except BaseException as exc:
+            self._state = "closing"
+            self._send.close()
+            try:
+                await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._close_pool()
+                self._state = "closed"
+            raise
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._state = "closing"
+        assert self._send is not None and self._task_group is not None
+        # The writer drains what is queued, then sees the end of the stream. Its loop is
+        # shielded, so the final commits complete even when this task is being cancelled.
+        self._send.close()
+        try:
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_pool()
+            self._state = "closed"
+
+    async def _open_pool(self) -> None:
+        settings = {"synchronous_commit": "on", "application_name": self.application_name}
+        if self.schema is not None:
+            settings["search_path"] = f'"{self.schema}"'
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self.pool_size, timeout=self.connect_timeout,
+                command_timeout=self.timeout, server_settings=settings,
+            )
+            async with self._pool.acquire(timeout=self.connect_timeout) as con:
+                await self._migrate(con)
+        except _DB_ERRORS as exc:
+            raise self._unavailable(f"cannot open: {exc}") from exc
+        except ValueError as exc:  # asyncpg refuses a malformed DSN with ValueError
+            raise self._unavailable(f"cannot open: {exc}") from exc
+
+    async def _migrate(self, con: asyncpg.Connection) -> None:
+        async with con.transaction():
+            # Nodes starting together migrate one at a time (the lock is per schema name).
+            await con.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('syncline.migrate:' || $1, 0))",
+                self.schema or "",
+            )
+            if self.schema is not None:
+                await con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            target_schema = await con.fetchval("SELECT current_schema()")
+            if target_schema is None:
+                raise StoreUnavailable(f"{self!r}: no schema to create tables in (check search_path)")
+            await con.execute(
+                "CREATE TABLE IF NOT EXISTS syncline_migrations ("
+                " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            version = int(await con.fetchval("SELECT coalesce(max(version), 0) FROM syncline_migrations"))
+            if version > SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"{self!r}: schema {target_schema} has version {version}; this Syncline reads up to {SCHEMA_VERSION}"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target - 1]:
+                    try:
+                        await con.execute(statement)
+                    except (asyncpg.DuplicateTableError, asyncpg.DuplicateObjectError) as exc:
+                        raise StoreUnavailable(
+                            f"{self!r}: schema {target_schema} is not a Syncline store "
+                            f"(migration to version {target}: {exc})"
+                        ) from exc
+                await con.execute("INSERT INTO syncline_migrations (version) VALUES ($1)", target)
+
+    async def _close_pool(self) -> None:
+        if self._receive is not None:
+            self._receive.close()
+        if self._send is not None:
+            self._send.close()
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            with anyio.fail_after(self.timeout):
+                await pool.close()
+        except (TimeoutError, *_DB_ERRORS) as exc:
+            logger.warning("closing the pool of %r failed, terminating it: %s", self, exc)
+            pool.terminate()
+
+    # -- the Store interface -----------------------------------------------------------
+
+    async def append(
+        self, doc: str, update: bytes, *, action: str | None = None, response: StoredResponse | None = None
+    ) -> int:
+        """Durably append ``update`` to ``doc``'s log; return its seq once PostgreSQL committed it.
+
+        Its change row (with ``action``) and ``response``, if given, commit in the same
+        transaction. Raises :class:`StoreUnavailable` if the store is not open or the
+        commit failed. If the connection broke while COMMIT was in flight, PostgreSQL
+        may still have committed the transaction: the append is then not acknowledged
+        but stored, which a retry makes harmless (Yjs updates are idempotent, and a
+        retried idempotent request finds its stored response).
+        """
+        if not isinstance(doc, str):
+            raise TypeError(f"doc must be str, not {type(doc).__name__}")
+        request = _Append(doc, bytes(update), action, response)
+        if self._state != "open" or self._send is None:
+            raise self._unavailable(f"store is {self._state}")
+        try:
+            try:
+                self._send.send_nowait(request)
+            except anyio.WouldBlock:
+                await self._send.send(request)  # the writer is behind: wait for room in its queue
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise self._unavailable("store closed") from exc
+        return await request.outcome()
+
+    async def load(self, doc: str) -> StoredDoc:
+        """The snapshot of ``doc`` (if any) and its log rows after it, in seq order."""
+        rows = await self._fetch(_LOAD, doc)
+        snapshot: bytes | None = None
+        snapshot_seq = 0
+        updates: list[tuple[int, bytes]] = []
+        for kind, seq, blob in rows:
+            if kind == 0:
+                snapshot, snapshot_seq = bytes(blob), int(seq)
+            else:
+                updates.append((int(seq), bytes(blob)))
+        return StoredDoc(snapshot=snapshot, snapshot_seq=snapshot_seq, updates=updates)
+
+    async def compact(self, doc: str, snapshot: bytes, through_seq: int) -> None:
+        """Replace ``doc``'s rows with ``seq <= through_seq`` by ``snapshot``, in one transaction.
+
+        Safe from several nodes at once: the snapshot row's lock serializes compactions
+        of ``doc``, an equal or newer snapshot makes this a no-op, and only rows up to
+        ``through_seq`` are deleted. Raises ``ValueError`` if ``through_seq`` is below 1
+        or above the largest seq committed so far.
+        """
+        if through_seq < 1:
+            raise ValueError(f"through_seq must be at least 1, not {through_seq}")
+        blob = bytes(snapshot)
+
+        async def work(con: asyncpg.Connection) -> None:
+            last = int(await con.fetchval("SELECT value FROM meta WHERE key = 'last_seq'"))
+            if through_seq > last:
+                raise ValueError(f"through_seq {through_seq} is above the last assigned seq {last}")
+            if await con.fetchval(_PUT_SNAPSHOT, doc, through_seq, blob) is None:
+                return  # an equal or newer snapshot is already there
+            await con.execute("DELETE FROM updates WHERE doc = $1 AND seq <= $2", doc, through_seq)
+
+        await self._transact(work)
+
+    async def check(self) -> None:
+        """Raise :class:`StoreUnavailable` unless a write transaction commits and a read succeeds."""
+
+        async def work(con: asyncpg.Connection) -> None:
+            await con.execute("UPDATE meta SET value = value + 1 WHERE key = 'probe'")
+
+        await self._transact(work)
+        await self._fetch("SELECT 1")
+
+    async def documents(self) -> list[str]:
+        """Names of every document with a snapshot or log rows, sorted."""
+        rows = await self._fetch("SELECT doc FROM snapshots UNION SELECT doc FROM updates ORDER BY 1")
+        return [str(row[0]) for row in rows]
+
+    async def updates_since(self, seq: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """Up to ``limit`` log rows with a seq above ``seq``, across documents, in seq order.
+
+        Rows folded into a snapshot by :meth:`compact` are gone: a reader that falls
+        behind compaction must reload the affected documents instead.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        rows = await self._fetch("SELECT seq, doc, blob FROM updates WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit)
+        return [(int(s), str(d), bytes(b)) for s, d, b in rows]
+
+    # -- the change feed, idempotent responses and prices ------------------------------
+
+    async def changes_since(self, tenant: str, after_seq: int, limit: int) -> list[Change]:
+        """Up to ``limit`` changes of ``tenant``'s documents after ``after_seq``, in seq order.
+
+        Seqs commit in order across the cluster, so a reader that resumes after the
+        last seq it saw never misses a change committed later."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        rows = await self._fetch(
+            "SELECT seq, doc, at, action FROM changes WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            tenant, after_seq, limit,
+        )
+        return [Change(int(seq), str(doc), float(at), None if action is None else str(action))
+                for seq, doc, at, action in rows]
+
+    async def head(self) -> int:
+        """The largest seq of any committed change (0 when there is none)."""
+        rows = await self._fetch("SELECT coalesce(max(seq), 0) FROM changes")
+        return int(rows[0][0])
+
+    async def feed_floor(self) -> int:
+        """The largest seq pruned from the change feed (0 if nothing was pruned)."""
+        rows = await self._fetch("SELECT value FROM meta WHERE key = 'feed_floor'")
+        return int(rows[0][0]) if rows else 0
+
+    async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
+        """Delete changes and stored responses older than these times; return how many of each."""
+
+        async def work(con: asyncpg.Connection) -> tuple[int, int]:
+            floor = await con.fetchval("SELECT max(seq) FROM changes WHERE at < $1", changes_before)
+            pruned_changes = 0
+            if floor is not None:
+                # By seq, not by time: the feed must stay a gapless suffix above its floor.
+                pruned_changes = _row_count(await con.execute("DELETE FROM changes WHERE seq <= $1", floor))
+                await con.execute(
+                    "UPDATE meta SET value = greatest(value, $1) WHERE key = 'feed_floor'", int(floor)
+                )
+            status = await con.execute("DELETE FROM responses WHERE created_at < $1", responses_before)
+            return pruned_changes, _row_count(status)
+
+        result: tuple[int, int] = await self._transact(work)
+        return result
+
+    async def recall(self, tenant: str, key: str) -> StoredResponse | None:
+        """The response kept under ``(tenant, key)``, if any."""
+        rows = await self._fetch(_SELECT_RESPONSE, tenant, key)
+        if not rows:
+            return None
+        tenant_, key_, fingerprint, record, created_at = rows[0]
+        return _response_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
+
+    async def remember(self, response: StoredResponse) -> StoredResponse:
+        """Keep ``response`` unless one is already kept under its key; return the kept one."""
+        row = _response_row(response)
+
+        async def work(con: asyncpg.Connection) -> StoredResponse:
+            # Waits for a concurrent insert of the same key; the next statement then sees the winner.
+            await con.execute(_INSERT_RESPONSE, *row)
+            kept = await con.fetchrow(_SELECT_RESPONSE, response.tenant, response.key)
+            assert kept is not None
+            return _response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
+
+        kept: StoredResponse = await self._transact(work)
+        return kept
+
+    async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
+        """The catalog prices of those ``products`` that have one."""
+        rows = await self._fetch(
+            "SELECT product, unit_price, currency FROM prices WHERE tenant = $1 AND product = ANY($2::text[])",
+            tenant, sorted(set(products)),
+        )
+        return {str(product): Price(int(unit_price), str(currency)) for product, unit_price, currency in rows}
+
+    async def catalog(self, tenant: str) -> dict[str, Price]:
+        """Every price of ``tenant``'s catalog."""
+        rows = await self._fetch("SELECT product, unit_price, currency FROM prices WHERE tenant = $1", tenant)
+        return {str(product): Price(int(unit_price), str(currency)) for product, unit_price, currency in rows}
+
+    async def put_prices(self, tenant: str, prices: Mapping[str, Price], *, replace: bool) -> int:
+        """Set ``tenant``'s catalog prices (all of them when ``replace``) in one transaction."""
+        items = sorted(prices.items())
+
+        async def work(con: asyncpg.Connection) -> int:
+            if replace:
+                await con.execute("DELETE FROM prices WHERE tenant = $1", tenant)
+            await con.execute(
+                "INSERT INTO prices (tenant, product, unit_price, currency)"
+                " SELECT $1, t.product, t.unit_price, t.currency"
+                " FROM unnest($2::text[], $3::bigint[], $4::text[]) AS t(product, unit_price, currency)"
+                " ON CONFLICT (tenant, product) DO UPDATE"
+                " SET unit_price = excluded.unit_price, currency = excluded.currency",
+                tenant, [p for p, _ in items], [v.unit_price for _, v in items], [v.currency for _, v in items],
+            )
+            return len(items)
+
+        written: int = await self._transact(work)
+        return written
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _unavailable(self, reason: str) -> StoreUnavailable:
+        return StoreUnavailable(f"{_shown(self.dsn)}: {reason}")
+
+    def _open_pool_or_raise(self) -> asyncpg.Pool:
+        if self._state != "open" or self._pool is None:
+            raise self._unavailable(f"store is {self._state}")
+        return self._pool
+
+    @asynccontextmanager
+    async def _connection(self, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; one that saw a failure is closed, so the pool replaces it.
+
+        A session the server or the network ended, or a statement cut short, leaves the
+        connection in a state nobody should reuse; a fresh one costs one connect.
+        """
+        con = await pool.acquire(timeout=self.timeout)
+        try:
+            yield con
+        except ValueError:  # refused by this module before or after its statements: a sound session
+            raise
+        except BaseException:
+            con.terminate()
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):  # a cancelled caller must not keep the connection
+                await pool.release(con, timeout=self.timeout)
+
+    async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        pool = self._open_pool_or_raise()
+        try:
+            async with self._connection(pool) as con:
+                return list(await con.fetch(sql, *args, timeout=self.timeout))
+        except _DB_ERRORS as exc:
+            raise self._unavailable(f"read failed: {exc}") from exc
+
+    async def _transact(self, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        """Run ``work`` in its own transaction on a pooled connection (not through the writer)."""
+        pool = self._open_pool_or_raise()
+        try:
+            async with self._connection(pool) as con, con.transaction():
+                return await work(con)
+        except _DB_ERRORS as exc:
+            raise self._unavailable(f"write failed: {exc}") from exc
+
+    async def _write_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The single writer: group queued appends into transactions until the stream ends.
+
+        Shielded: it stops only when ``__aexit__`` closes the send side, after the
+        queued appends are committed (or failed), so cancelling the owner drops none.
+        """
+        assert self._receive is not None
+        receive = self._receive
+        with anyio.CancelScope(shield=True):
+            task_status.started()
+            try:
+                while True:
+                    try:
+                        first = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                    batch = [first]
+                    while len(batch) < self.max_batch:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    await self._commit_appends(batch)
+            finally:
+                # Only reached with requests left if the loop itself failed: fail them, never hang them.
+                leftovers: list[_Append] = []
+                while True:
+                    try:
+                        leftovers.append(receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                        break
+                receive.close()
+                for leftover in leftovers:
+                    leftover.fail(self._unavailable("writer stopped"))
+
+    async def _commit_appends(self, batch: list[_Append]) -> None:
+        """One group-commit transaction; resolves or fails every append of ``batch``."""
+        pool = self._pool
+        assert pool is not None
+        started = time.perf_counter()
+        docs = [r.doc for r in batch]
+        responses = [_response_row(r.response) for r in batch if r.response is not None]
+        try:
+            async with self._connection(pool) as con, con.transaction():
+                last = int(await con.fetchval(_TAKE_SEQS, len(batch)))
+                first = last - len(batch) + 1
+                await con.execute(
+                    _INSERT_BATCH, first, docs, [r.update for r in batch],
+                    [doc.split("/", 1)[0] for doc in docs], [r.action for r in batch],
+                )
+                if responses:
+                    await con.executemany(_INSERT_RESPONSE, responses)
+        except _DB_ERRORS as exc:
+            logger.warning("commit of %d updates to %r failed: %s", len(batch), self, exc)
+            for request in batch:
+                request.fail(self._unavailable(f"commit failed: {exc}"), exc)
+            return
+        elapsed = time.perf_counter() - started
+        self.commits += 1
+        self.committed_updates += len(batch)
+        for i, request in enumerate(batch):
+            request.resolve(first + i)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(len(batch), elapsed)
+            except Exception:
+                logger.exception("on_commit hook of %r failed", self)

@@ -1,0 +1,104 @@
+"""The external services some tests need (PostgreSQL, later Redis), found or refused in one place.
+
+Outside CI a missing service skips its tests with a message saying what to start;
+with ``SYNCLINE_REQUIRE_SERVICES=1`` (set by ``.ci/run``) it fails them instead, so CI
+cannot pass by testing nothing. ``SYNCLINE_TEST_POSTGRES_DSN`` overrides where
+PostgreSQL is looked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import pytest
+
+REQUIRE_ENV = "SYNCLINE_REQUIRE_SERVICES"
+POSTGRES_DSN_ENV = "SYNCLINE_TEST_POSTGRES_DSN"
+DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+T = TypeVar("T")
+
+
+def services_required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "") == "1"
+
+
+def missing(service: str, reason: str) -> NoReturn:
+    """Skip the calling test (or fail it when services are required) because ``service`` is absent."""
+    message = f"{service} is not reachable ({reason})"
+    if services_required():
+        pytest.fail(f"{message}; {REQUIRE_ENV}=1 makes this a failure", pytrace=False)
+    pytest.skip(f"{message}; start it, or set {REQUIRE_ENV}=1 to make this a failure")
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to the end on its own event loop in its own thread.
+
+    For sync fixtures: the test's own event loop is never touched.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(make())
+        except BaseException as exc:  # handed to the calling thread, re-raised there
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="tests.services.run_async")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _postgres_problem(dsn: str) -> str | None:
+    """None if a connection to ``dsn`` answers a query, else why not (checked once per run)."""
+    import asyncpg
+
+    async def probe() -> None:
+        con = await asyncpg.connect(dsn, timeout=3)
+        try:
+            await con.fetchval("SELECT 1")
+        finally:
+            await con.close()
+
+    try:
+        run_async(probe)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def postgres_dsn() -> str:
+    """The DSN of the test PostgreSQL server; skips (or fails) the test if it does not answer."""
+    dsn = os.environ.get(POSTGRES_DSN_ENV) or DEFAULT_POSTGRES_DSN
+    problem = _postgres_problem(dsn)
+    if problem is not None:
+        missing(f"PostgreSQL at {dsn}", problem)
+    return dsn
+
+
+def fresh_schema_name() -> str:
+    return f"syncline_test_{secrets.token_hex(6)}"
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    """Drop ``schema`` and everything in it (a test's teardown)."""
+    import asyncpg
+
+    async def drop() -> None:
+        con = await asyncpg.connect(dsn, timeout=5)
+        try:
+            await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await con.close()
+
+    run_async(drop)
