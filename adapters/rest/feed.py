@@ -129,13 +129,15 @@ async def events(request: Request) -> Response:
     wanted = _filter(request)
     after = _resume_point(request)
     try:
-        if after is None:
-            after = await ctx.store.head()
-        await ctx.store.feed_floor()
+        # The newest id given out: the floor when every event is pruned (head() is then 0).
+        head = max(await ctx.store.head(), await ctx.store.feed_floor())
     except StoreUnavailable:
         raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+    # An id above the head was never given out by this store (restored from a backup, or
+    # another deployment's): the client may have missed anything, so it is told to re-read.
+    ahead = after is not None and after > head
     return EventSourceResponse(
-        _stream(ctx, hub, grant, wanted, after),
+        _stream(ctx, hub, grant, wanted, head if after is None or ahead else after, reset=ahead),
         ping=ctx.settings.sse_heartbeat_seconds,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         send_timeout=30,
@@ -143,9 +145,12 @@ async def events(request: Request) -> Response:
     )
 
 
-async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, after: int
+async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, after: int, *, reset: bool = False
                   ) -> AsyncIterator[ServerSentEvent]:
     last = after
+    if reset:
+        yield ServerSentEvent(json.dumps({"floor": after, "reason": "the resume point is ahead of this feed"}),
+                              event="reset", id=str(after))
     while not hub.closed.is_set() and not grant.is_expired():
         signal = hub.wait_token(grant.tenant)
         try:

@@ -122,8 +122,11 @@ SCHEMAS: dict[str, Any] = {
         "level": INT, "adjustments": {"type": "array", "items": {"type": "string"}},
     }),
     "Conflicts": _obj({"location": {"type": "string"}, "conflicts": {"type": "array", "items": _ref("Conflict")}}),
-    "Batch": _obj({"operations": {"type": "array", "minItems": 1, "items": {"type": "object", "description":
-        "{type: adjust, ...NewAdjustment} or {type: resolve, id, conflict, ...NewResolution}"}}}),
+    # Items are not constrained here: an invalid one (even a non-object) gets a "rejected" result
+    # at its index and the others are still applied, as an offline queue needs.
+    "Batch": _obj({"operations": {"type": "array", "minItems": 1, "items": {"description":
+        "{type: adjust, ...NewAdjustment} or {type: resolve, id, conflict, ...NewResolution}; anything "
+        "else is answered by a rejected result for its index"}}}),
     "BatchResult": _obj({
         "location": {"type": "string"},
         "results": {"type": "array", "items": _obj({

@@ -456,6 +456,40 @@ async def test_resuming_below_the_pruned_floor_gets_a_reset_then_only_later_even
             assert as_rows([await feed.next()]) == stored_changes(relay, later[-1].seq)
 
 
+async def test_a_new_stream_gets_no_reset_when_every_event_was_pruned(
+    relay_with: Callable[..., RelayProcess],
+) -> None:
+    relay = relay_with("--feed-retention-seconds", "0.001")
+    async with client_for(relay, relay.token("acme")) as client:
+        await add_item(client, "c1")
+    floor = stored_changes(relay)[-1].seq
+    assert relay.terminate() == 0
+    relay.start()
+    with anyio.fail_after(10):
+        while stored_floor(relay) != floor:
+            await anyio.sleep(0.02)
+    assert stored_changes(relay) == []
+    async with client_for(relay, relay.token("acme")) as client, open_feed(client) as feed:
+        await add_item(client, "c2")
+        first = await feed.next()
+        assert first.event == "cart.changed", f"a client that asked for no history got {first}"
+        assert as_rows([first]) == stored_changes(relay)
+
+
+async def test_resuming_from_an_id_this_feed_never_gave_out_gets_a_reset(rest_relay: RelayProcess) -> None:
+    """An id above the newest one (a store restored from a backup, another deployment's id):
+    the client may have missed anything, so it must re-read rather than wait silently."""
+    async with client_for(rest_relay, rest_relay.token("acme")) as client:
+        await add_item(client, "c1")
+        newest = head(rest_relay)
+        async with open_feed(client, last_event_id=str(newest + 1000)) as feed:
+            reset = await feed.next()
+            assert (reset.event, reset.id) == ("reset", str(newest))
+            assert reset.json()["floor"] == newest
+            await add_item(client, "c2")
+            assert as_rows([await feed.next()]) == stored_changes(rest_relay, newest)
+
+
 # -- heartbeats and shutdown -------------------------------------------------------------------
 
 
