@@ -68,7 +68,7 @@ SCHEMAS: dict[str, Any] = {
     }, ["product"]),
     "SetQuantity": _obj({"quantity": {"type": "integer", "minimum": 0, "maximum": 100_000}}),
     "Empty": _obj({}, []),
-    "MergeRequest": _obj({"into": ID}),
+    "MergeRequest": _obj({"into": {**PART, "description": "the cart to merge into (document id rules)"}}),
     "MergeResult": _obj({
         "merge": _obj({
             "source": {"type": "string"},
