@@ -37,9 +37,17 @@ class RoomManager:
         if room is not None:
             return room
         pending = self._loading.get(name)
-        if pending is None:
-            if len(self.rooms) + len(self._loading) >= self._settings.max_rooms:
+        if pending is None and self._full():
+            # Rooms nobody uses (a flood of reads of empty documents, say) make way before
+            # anyone is refused: only rooms with peers or work in progress count against a newcomer.
+            await self._evict_for_newcomer()
+            room = self.rooms.get(name)
+            if room is not None:
+                return room
+            pending = self._loading.get(name)
+            if pending is None and self._full():
                 raise RoomLimitReached(self._settings.max_rooms)
+        if pending is None:
             pending = self._loading[name] = _Loading()
             try:
                 room = Room(
@@ -61,6 +69,26 @@ class RoomManager:
             raise RoomLoadFailed(name) from pending.error
         return pending.room
 
+    def _full(self) -> bool:
+        return len(self.rooms) + len(self._loading) >= self._settings.max_rooms
+
+    async def _evict_for_newcomer(self) -> None:
+        """Evict idle rooms, longest idle first, until one place is free or none is left to evict."""
+        while self._full():
+            idle = [(room.idle_since, name) for name, room in self.rooms.items() if self._evictable(room)]
+            if not idle:
+                return
+            _, name = min(idle)
+            room = self.rooms[name]
+            await room.compact()
+            if self._evictable(room) and self.rooms.get(name) is room:
+                del self.rooms[name]
+                self._metrics.rooms.set(len(self.rooms))
+
+    @staticmethod
+    def _evictable(room: Room) -> bool:
+        return not room.peers and not room.busy and not room.holds and room.idle_since is not None
+
     async def run_evictions(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Every few seconds, compact and drop rooms nobody has used for ``room_idle_seconds``."""
         task_status.started()
@@ -72,11 +100,11 @@ class RoomManager:
     async def evict_idle(self, idle_before: float) -> int:
         evicted = 0
         for name, room in list(self.rooms.items()):
-            if room.peers or room.busy or room.holds or room.idle_since is None or room.idle_since > idle_before:
+            if not self._evictable(room) or room.idle_since is None or room.idle_since > idle_before:
                 continue
             await room.compact()
             # A peer may have joined, or written, while the compaction awaited the store.
-            if not room.peers and not room.busy and not room.holds and self.rooms.get(name) is room:
+            if self._evictable(room) and self.rooms.get(name) is room:
                 del self.rooms[name]
                 evicted += 1
         self._metrics.rooms.set(len(self.rooms))

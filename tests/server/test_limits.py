@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import httpx
 import pytest
 from pycrdt import Array, Doc
 from websockets.asyncio.client import ClientConnection, connect
@@ -181,4 +182,27 @@ async def test_a_room_over_the_room_cap_gets_4503_and_open_rooms_keep_working(
         assert one.close_code is None
     assert {doc for doc, _blob in relay.stored_rows()} == {first, second, third}
     await wait_for(lambda: _connections(relay), 0.0)
+    assert_alive(relay)
+
+
+async def test_idle_rooms_make_way_for_a_newcomer_instead_of_refusing_it(
+    relay_factory: type[RelayProcess],
+) -> None:
+    # One tenant reads documents nobody edits (rooms open, no peers): with the idle timeout far
+    # away, the cap would otherwise lock every other tenant out for that long.
+    relay = relay_factory("--max-rooms", "3", "--room-idle-seconds", "600")  # type: ignore[call-arg]
+    token = relay.token("acme")
+    async with httpx.AsyncClient(base_url=relay.http_url, headers={"Authorization": f"Bearer {token}"}) as http:
+        for n in range(6):
+            response = await http.get(f"/v1/tenants/acme/carts/flood-{n}")
+            assert response.status_code == 200, response.text
+    assert open_rooms(relay) == 3
+    async with ypeer(relay.url_for("globex/cart/x"), acks=True) as peer:
+        await peer.edit(lambda d: d.get("ops", type=Array).append({"globex": 1}))
+        await peer.wait_acked(2)
+        assert open_rooms(relay) == 3
+        # Rooms with peers are never evicted for a newcomer: with three busy rooms, the fourth waits.
+        async with ypeer(relay.url_for("globex/cart/y")), ypeer(relay.url_for("globex/cart/z")):
+            assert await closed_with(relay.url_for("globex/cart/w")) == closecodes.ROOM_LIMIT
+        assert peer.close_code is None
     assert_alive(relay)
