@@ -19,7 +19,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "malformed-json": (400, "The request body is not valid JSON"),
     "invalid-document-name": (400, "The tenant or document id in the path breaks the naming rules"),
     "invalid-header": (400, "A request header has an invalid value"),
-    "invalid-parameter": (400, "A query parameter has an invalid value"),
+    "invalid-parameter": (400, "A path or query parameter has an invalid value"),
     "unauthorized": (401, "A valid token is required"),
     "forbidden": (403, "The token does not allow this"),
     "read-only": (403, "The token is read-only"),
