@@ -12,10 +12,11 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
-from .app import Relay, create_app
+from .app import STORE_FILE, Relay, create_app
 from .auth import issue_token, load_or_create_secret
 from .logs import configure_logging
 from .settings import Settings
+from .store.factory import describe_store
 
 log = logging.getLogger("syncline.serve")
 
@@ -96,7 +97,8 @@ def run_server(settings: Settings) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = _RelayServer(config)
-    print(f"Syncline relay listening on http://{shown_host}:{port} (store: {settings.data_dir}/)", flush=True)
+    store = describe_store(settings, settings.data_dir / STORE_FILE)
+    print(f"Syncline relay listening on http://{shown_host}:{port} (store: {store})", flush=True)
     print(f"  WebSocket (y-websocket): ws://{shown_host}:{port}/v1/sync/{{tenant}}/{{kind}}/{{id}}", flush=True)
     if generated:
         token = issue_token(settings.secret, DEV_TENANT, [f"{DEV_TENANT}/*"], ttl_seconds=DEV_TOKEN_TTL_SECONDS)

@@ -26,3 +26,12 @@ def create_store(settings: Settings, sqlite_path: Path) -> SQLiteStore | Postgre
     from .postgres import PostgresStore
 
     return PostgresStore(settings.store, max_batch=settings.group_commit_max_batch)
+
+
+def describe_store(settings: Settings, sqlite_path: Path) -> str:
+    """Where the store is, for banners and logs: the file, or the database without credentials."""
+    if settings.store == "sqlite":
+        return str(sqlite_path)
+    from .postgres import shown_dsn
+
+    return shown_dsn(settings.store)

@@ -50,7 +50,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
 from .sqlite import _response_from_row, _response_row  # one record format for every backend
 
-__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "shown_dsn"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _row_count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def _shown(dsn: str) -> str:
+def shown_dsn(dsn: str) -> str:
     """``host:port/database`` of a DSN: never its user or password, for messages and logs."""
     try:
         parts = urlsplit(dsn)
@@ -231,7 +231,7 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         schema = f", schema={self.schema!r}" if self.schema else ""
-        return f"PostgresStore({_shown(self.dsn)!r}{schema}, state={self._state})"
+        return f"PostgresStore({shown_dsn(self.dsn)!r}{schema}, state={self._state})"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -535,7 +535,7 @@ class PostgresStore:
     # -- plumbing ----------------------------------------------------------------------
 
     def _unavailable(self, reason: str) -> StoreUnavailable:
-        return StoreUnavailable(f"{_shown(self.dsn)}: {reason}")
+        return StoreUnavailable(f"{shown_dsn(self.dsn)}: {reason}")
 
     def _open_pool_or_raise(self) -> asyncpg.Pool:
         if self._state != "open" or self._pool is None:

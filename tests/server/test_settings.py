@@ -335,3 +335,11 @@ def test_the_default_store_is_sqlite_and_a_url_selects_postgresql(tmp_path: Path
     postgres = create_store(Settings(store="postgresql://h/d", group_commit_max_batch=7), tmp_path / "s.db")
     assert isinstance(postgres, PostgresStore) and postgres.max_batch == 7
     assert not (tmp_path / "s.db").exists()
+
+
+def test_the_store_is_described_without_credentials(tmp_path: Path) -> None:
+    from syncline.server.store.factory import describe_store
+
+    assert describe_store(Settings(), tmp_path / "s.db") == str(tmp_path / "s.db")
+    shown = describe_store(Settings(store="postgresql://syncline:hunter2secret@db.internal:5433/sync"), tmp_path)
+    assert shown == "postgresql://db.internal:5433/sync"
