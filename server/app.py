@@ -34,8 +34,7 @@ from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .names import DocName, check_raw_path
 from .rooms import RoomManager
 from .settings import Settings
-from .store import StoreUnavailable
-from .store.sqlite import SQLiteStore
+from .store import Store, StoreUnavailable
 
 log = logging.getLogger("syncline.app")
 
@@ -49,7 +48,7 @@ class Relay:
 
     settings: Settings
     secret: str
-    store: SQLiteStore
+    store: Store
     rooms: RoomManager
     metrics: Metrics
     feed: FeedHub
@@ -135,7 +134,7 @@ PRUNE_PERIOD_SECONDS = 3600.0
 
 
 async def _prune_periodically(
-    store: SQLiteStore, settings: Settings, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    store: Store, settings: Settings, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     """Drop change-feed events and idempotency records past their retention, at start and hourly."""
     task_status.started()

@@ -48,7 +48,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
-from .sqlite import _response_from_row, _response_row  # one record format for every backend
+from .records import response_from_row, response_row
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "shown_dsn"]
 
@@ -483,18 +483,18 @@ class PostgresStore:
         if not rows:
             return None
         tenant_, key_, fingerprint, record, created_at = rows[0]
-        return _response_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
+        return response_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
 
     async def remember(self, response: StoredResponse) -> StoredResponse:
         """Keep ``response`` unless one is already kept under its key; return the kept one."""
-        row = _response_row(response)
+        row = response_row(response)
 
         async def work(con: asyncpg.Connection) -> StoredResponse:
             # Waits for a concurrent insert of the same key; the next statement then sees the winner.
             await con.execute(_INSERT_RESPONSE, *row)
             kept = await con.fetchrow(_SELECT_RESPONSE, response.tenant, response.key)
             assert kept is not None
-            return _response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
+            return response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
 
         kept: StoredResponse = await self._transact(work)
         return kept
@@ -619,7 +619,7 @@ class PostgresStore:
         assert pool is not None
         started = time.perf_counter()
         docs = [r.doc for r in batch]
-        responses = [_response_row(r.response) for r in batch if r.response is not None]
+        responses = [response_row(r.response) for r in batch if r.response is not None]
         try:
             async with self._connection(pool) as con, con.transaction():
                 last = int(await con.fetchval(_TAKE_SEQS, len(batch)))

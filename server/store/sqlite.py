@@ -37,11 +37,11 @@ from typing import Any, Self
 
 import aiosqlite
 import anyio
-import msgpack
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
+from .records import response_from_row, response_row
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -127,21 +127,6 @@ _INSERT_RESPONSE = (
     "INSERT INTO responses (tenant, key, fingerprint, record, created_at) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (tenant, key) DO NOTHING"
 )
-
-
-def _response_row(response: StoredResponse) -> tuple[Any, ...]:
-    record = msgpack.packb(
-        {"status": response.status, "body": response.body, "headers": [list(h) for h in response.headers]}
-    )
-    return (response.tenant, response.key, response.fingerprint, record, response.created_at)
-
-
-def _response_from_row(tenant: str, key: str, fingerprint: str, record: bytes, created_at: float) -> StoredResponse:
-    fields_ = msgpack.unpackb(record)
-    return StoredResponse(
-        tenant, key, fingerprint, int(fields_["status"]), bytes(fields_["body"]),
-        tuple((str(name), str(value)) for name, value in fields_["headers"]), float(created_at),
-    )
 
 
 @dataclass(eq=False)
@@ -515,11 +500,11 @@ class SQLiteStore:
         if not rows:
             return None
         tenant_, key_, fingerprint, record, created_at = rows[0]
-        return _response_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
+        return response_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
 
     async def remember(self, response: StoredResponse) -> StoredResponse:
         """Keep ``response`` unless one is already kept under its key; return the kept one."""
-        row = _response_row(response)
+        row = response_row(response)
 
         def work(db: sqlite3.Connection) -> StoredResponse:
             db.execute(_INSERT_RESPONSE, row)
@@ -527,7 +512,7 @@ class SQLiteStore:
                 "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = ? AND key = ?",
                 (response.tenant, response.key),
             ).fetchone()
-            return _response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
+            return response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
 
         kept: StoredResponse = await self._transact(work)
         return kept
@@ -669,7 +654,7 @@ class SQLiteStore:
                 "INSERT INTO changes (seq, doc, tenant, at, action) VALUES (?, ?, ?, ?, ?)",
                 [(first + i, r.doc, r.doc.split("/", 1)[0], now, r.action) for i, r in enumerate(batch)],
             )
-            responses = [_response_row(r.response) for r in batch if r.response is not None]
+            responses = [response_row(r.response) for r in batch if r.response is not None]
             if responses:
                 db.executemany(_INSERT_RESPONSE, responses)
             db.execute("COMMIT")
