@@ -37,7 +37,8 @@ count and in time. Sections:
    shows the new quantity. The relay broadcasts the update before it writes the HTTP answer,
    but the peer still has to decode the frame, integrate it and derive the cart in Python, so
    the REST client usually has its response first; that latency is reported beside it, with how
-   often the peer was first. Also with P more idle peers in the room.
+   often the peer was first. A new cart (and new peers) every 50 adds, so that carts stay the size
+   real ones have: a cart's cost grows with its history. Also with P more idle peers in the room.
 """
 
 from __future__ import annotations
@@ -203,39 +204,44 @@ async def bench_http(cfg: Config, relay: RelayProcess) -> dict[str, Any]:
 # -- the rest_to_ws section -----------------------------------------------------------------------
 
 
-async def rest_to_peer(relay: RelayProcess, samples: int, idle_peers: int, cart_id: str) -> dict[str, Any]:
-    name = f"{TENANT}/cart/{cart_id}"
+async def rest_to_peer(relay: RelayProcess, samples: int, idle_peers: int, prefix: str,
+                       per_cart: int = 50) -> dict[str, Any]:
+    """Time REST adds until a peer sees them; a new cart (and new peers) every ``per_cart`` adds,
+    so that carts stay the size real ones have (a cart's cost grows with its history)."""
     token = relay.token(TENANT)
     key = line_key("p1", {})
     to_peer: list[float] = []
     to_response: list[float] = []
     headers = {"Authorization": f"Bearer {token}"}
-    async with (httpx.AsyncClient(base_url=relay.http_url, headers=headers, timeout=30.0) as client,
-                ypeer(relay.url_for(name)) as peer, AsyncExitStack() as idle):
-        for _ in range(idle_peers):
-            await idle.enter_async_context(ypeer(relay.url_for(name)))
-        path = f"/v1/tenants/{TENANT}/carts/{cart_id}/items"
-        for n in range(samples + 5):  # the first five warm up (room load, connection)
-            expected = n + 1
-            answered: list[float] = []
+    async with httpx.AsyncClient(base_url=relay.http_url, headers=headers, timeout=30.0) as client:
+        for block in range(-(-samples // per_cart)):
+            cart_id = f"{prefix}-{block}"
+            name = f"{TENANT}/cart/{cart_id}"
+            path = f"/v1/tenants/{TENANT}/carts/{cart_id}/items"
+            async with ypeer(relay.url_for(name)) as peer, AsyncExitStack() as idle:
+                for _ in range(idle_peers):
+                    await idle.enter_async_context(ypeer(relay.url_for(name)))
+                count = min(per_cart, samples - block * per_cart)
+                for n in range(count + 1):  # the first add warms up (room load)
+                    answered: list[float] = []
 
-            async def add() -> httpx.Response:
-                response = await client.post(path, json={"product": "p1"})
-                answered.append(time.perf_counter())
-                return response
+                    async def add() -> httpx.Response:
+                        response = await client.post(path, json={"product": "p1"})
+                        answered.append(time.perf_counter())
+                        return response
 
-            t0 = time.perf_counter()
-            post = asyncio.ensure_future(add())
-            await _seen(peer, cart_id, key, expected)
-            t_peer = time.perf_counter()
-            (await post).raise_for_status()
-            t_response = answered[0]
-            if n >= 5:
-                to_peer.append(t_peer - t0)
-                to_response.append(t_response - t0)
+                    t0 = time.perf_counter()
+                    post = asyncio.ensure_future(add())
+                    await _seen(peer, cart_id, key, n + 1)
+                    t_peer = time.perf_counter()
+                    (await post).raise_for_status()
+                    if n >= 1:
+                        to_peer.append(t_peer - t0)
+                        to_response.append(answered[0] - t0)
     return {
         "samples": len(to_peer),
         "idle_peers": idle_peers,
+        "adds_per_cart": per_cart,
         "post_to_peer_ms": _ms(percentiles(to_peer)),
         "post_to_http_response_ms": _ms(percentiles(to_response)),
         "peer_before_response": sum(1 for a, b in zip(to_peer, to_response, strict=True) if a < b),
