@@ -587,3 +587,55 @@ async def test_the_stream_ends_when_its_token_expires(rest_relay: RelayProcess) 
     async with client_for(rest_relay, token) as client:
         response = await client.get(EVENTS.format(tenant="acme"))
     assert response.status_code == 401
+
+
+async def test_a_reader_resuming_across_a_kill_under_load_gets_every_acknowledged_write(
+    rest_relay: RelayProcess,
+) -> None:
+    """Writers keep posting while the relay is SIGKILLed and restarted; the reader resumes with
+    its last id. Its events are exactly the store's rows, and each cart has an event for every
+    write that was answered 200 (one more at most: stored, but its answer lost in the kill)."""
+    start = head(rest_relay)
+    token = rest_relay.token("acme")
+    acked = dict.fromkeys(range(4), 0)
+    stop = anyio.Event()
+
+    async def writer(w: int) -> None:
+        async with client_for(rest_relay, token) as client:
+            while not stop.is_set():
+                try:
+                    response = await client.post(f"/v1/tenants/acme/carts/w{w}/items", json={"product": "tee"})
+                except httpx.TransportError:
+                    await anyio.sleep(0.05)  # the relay is down: retry until it is back
+                    continue
+                assert response.status_code == 200, response.text
+                acked[w] += 1
+
+    received: list[Event] = []
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for w in acked:
+                tg.start_soon(writer, w)
+            async with client_for(rest_relay, token) as reader:
+                async with open_feed(reader, last_event_id=str(start)) as feed:
+                    while len(received) < 40:
+                        received.append(await feed.next())
+                    rest_relay.kill()
+                    with pytest.raises((StreamEnded, httpx.TransportError)):
+                        while True:
+                            received.append(await feed.next())
+                rest_relay.start()
+                while sum(acked.values()) < 150:
+                    await anyio.sleep(0.05)
+                stop.set()
+            async with client_for(rest_relay, token) as reader:
+                await add_item(reader, "marker")
+                marker = stored_changes(rest_relay)[-1].seq
+                async with open_feed(reader, last_event_id=received[-1].id) as feed:
+                    while not received or received[-1].id != str(marker):
+                        received.append(await feed.next())
+    rows = as_rows(received)
+    assert rows == stored_changes(rest_relay, start)
+    for w, count in acked.items():
+        events = sum(1 for row in rows if row.doc == f"acme/cart/w{w}")
+        assert count <= events <= count + 1, (w, count, events)
