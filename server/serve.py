@@ -88,6 +88,7 @@ def run_server(settings: Settings) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
+        loop=settings.event_loop,
         ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes + 65_536,
         # Compressing each frame per recipient would undo "encode each broadcast once".

@@ -48,6 +48,9 @@ class Settings:
     log_level: str = field(
         default="info", metadata={"help": 'Minimum log level: debug, info, warning or error.'}
     )
+    event_loop: str = field(
+        default="auto", metadata={"help": 'asyncio event loop: auto (uvloop where installed), uvloop or asyncio.'}
+    )
 
     max_message_bytes: int = field(
         default=1_048_576, metadata={"help": 'Largest WebSocket message accepted, in bytes.'}
@@ -153,6 +156,8 @@ class Settings:
             raise SettingsError("sqlite_synchronous", "must be FULL, EXTRA or NORMAL")
         if self.store != "sqlite" and not self.store.startswith(POSTGRES_SCHEMES):
             raise SettingsError("store", 'must be "sqlite" or a postgresql:// URL')
+        if self.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise SettingsError("event_loop", "must be auto, uvloop or asyncio")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError("log_level", "must be debug, info, warning or error")
         if self.secret is not None and len(self.secret) < 32:
