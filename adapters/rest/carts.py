@@ -17,13 +17,17 @@ from syncline.engine import CartView, ValidationError, price_lines
 from syncline.engine.validation import check_attributes, check_id, check_quantity
 from syncline.server.errors import InvalidDocumentName
 from syncline.server.names import DocName, check_part
+from syncline.server.room import Room
 from syncline.server.store import Price
 
 from . import bodies
 from .bodies import Fields
 from .context import Idempotency, Reply, RestContext
-from .documents import if_match_allows
+from .documents import Edit, if_match_allows
 from .problems import Problem, validation_problem
+
+
+MERGE_OPEN_ATTEMPTS = 3
 
 
 async def cart_body(ctx: RestContext, name: DocName, view: CartView) -> dict[str, Any]:
@@ -97,9 +101,7 @@ async def _cart_write(request: Request, action: str, body: dict[str, Any] | None
     async def perform(idem: Idempotency) -> Reply:
         room = await ctx.documents.open(name)
         async with ctx.documents.editing(room) as (edit,):
-            current = await cart_body(ctx, name, ctx.documents.cart(room, name.doc_id).view())
-            if not if_match_allows(request.headers.get("if-match"), body_etag(current)):
-                raise Problem("precondition-failed", headers={"ETag": body_etag(current)})
+            await _check_if_match(request, ctx, name, room)
             cart = edit.cart(name.doc_id)
             await edit_cart(ctx, name, cart)
             reply = cart_reply(await cart_body(ctx, name, cart.view()))
@@ -183,33 +185,39 @@ async def merge_cart(request: Request) -> Response:
         raise validation_problem("into", "a cart cannot be merged into itself")
 
     async def perform(idem: Idempotency) -> Reply:
-        guest_room = await ctx.documents.open(guest)
-        target_room = await ctx.documents.open(target)
-        async with ctx.documents.editing(guest_room, target_room) as (guest_edit, target_edit):
-            current = await cart_body(ctx, target, ctx.documents.cart(target_room, into).view())
-            if not if_match_allows(request.headers.get("if-match"), body_etag(current)):
-                raise Problem("precondition-failed", headers={"ETag": body_etag(current)})
-            result = guest_edit.cart(guest.doc_id).merge_into(target_edit.cart(into))
-            cart = await cart_body(ctx, target, target_edit.cart(into).view())
-            reply = Reply(200, {
-                "merge": {
-                    "source": result.source,
-                    "target": result.target,
-                    "replayed": result.replayed,
-                    "lines": [
-                        {"id": line.key, "product": line.product_id, "attributes": dict(line.attributes),
-                         "quantity": line.quantity}
-                        for line in result.lines
-                    ],
-                },
-                "cart": cart,
-            }, {"ETag": body_etag(cart)})
-            # The target first: if the guest's commit then fails, a retry merges again,
-            # which counts the guest's lines once (merges are idempotent by source cart).
-            await target_edit.commit(action="cart.merge")
-            seq = await guest_edit.commit(action="cart.merged", response=idem.record(reply))
-            idem.kept = seq is not None and idem.key is not None
-            return reply
+        for _ in range(MERGE_OPEN_ATTEMPTS):
+            guest_room = await ctx.documents.open(guest)
+            target_room = await ctx.documents.open(target)
+            async with ctx.documents.editing(guest_room, target_room) as edits:
+                # Opening the target awaited: the guest's room may have been evicted meanwhile,
+                # and an edit through an evicted room would never reach a room loaded anew.
+                if ctx.documents.current(guest_room) and ctx.documents.current(target_room):
+                    return await merge(idem, *edits)
+        raise Problem("room-limit", "the carts could not be held open together; retry", headers={"Retry-After": "1"})
+
+    async def merge(idem: Idempotency, guest_edit: Edit, target_edit: Edit) -> Reply:
+        await _check_if_match(request, ctx, target, target_edit.room)
+        result = guest_edit.cart(guest.doc_id).merge_into(target_edit.cart(into))
+        cart = await cart_body(ctx, target, target_edit.cart(into).view())
+        reply = Reply(200, {
+            "merge": {
+                "source": result.source,
+                "target": result.target,
+                "replayed": result.replayed,
+                "lines": [
+                    {"id": line.key, "product": line.product_id, "attributes": dict(line.attributes),
+                     "quantity": line.quantity}
+                    for line in result.lines
+                ],
+            },
+            "cart": cart,
+        }, {"ETag": body_etag(cart)})
+        # The target first: if the guest's commit then fails, a retry merges again,
+        # which counts the guest's lines once (merges are idempotent by source cart).
+        await target_edit.commit(action="cart.merge")
+        seq = await guest_edit.commit(action="cart.merged", response=idem.record(reply))
+        idem.kept = seq is not None and idem.key is not None
+        return reply
 
     return await ctx.write(request, guest.tenant, body, perform)
 
@@ -221,6 +229,17 @@ def _cart_id(value: Any, field: str) -> str:
         return check_part("doc_id", value)
     except InvalidDocumentName as exc:
         raise ValidationError(field, exc.reason) from None
+
+
+async def _check_if_match(request: Request, ctx: RestContext, name: DocName, room: Room) -> None:
+    """412 unless If-Match (when sent) names the cart's current ETag; the current body is
+    computed only when the header asks for it."""
+    header = request.headers.get("if-match")
+    if header is None:
+        return
+    current = body_etag(await cart_body(ctx, name, ctx.documents.cart(room, name.doc_id).view()))
+    if not if_match_allows(header, current):
+        raise Problem("precondition-failed", headers={"ETag": current})
 
 
 def _line_param(request: Request) -> str:

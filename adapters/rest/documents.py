@@ -70,6 +70,10 @@ class Documents:
         room.touch()
         return room
 
+    def current(self, room: Room) -> bool:
+        """True while ``room`` is the open room of its name (not evicted, not replaced)."""
+        return self._rooms.rooms.get(room.name) is room
+
     def _state(self, room: Room) -> _RoomState:
         state = self._states.get(room)
         if state is None:
