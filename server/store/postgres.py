@@ -31,24 +31,20 @@ after PostgreSQL has flushed it to its WAL.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import asyncpg
-from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
 from .records import response_from_row, response_row
+from .writer import Append, GroupCommitStore
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "shown_dsn"]
 
@@ -139,37 +135,7 @@ def shown_dsn(dsn: str) -> str:
         return "postgresql://?"
 
 
-@dataclass(eq=False)
-class _Append:
-    """One append waiting for the writer task; the caller waits on ``done``."""
-
-    doc: str
-    update: bytes
-    action: str | None
-    response: StoredResponse | None
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    seq: int = 0
-    error: StoreUnavailable | None = None
-    cause: BaseException | None = None
-
-    def resolve(self, seq: int) -> None:
-        self.seq = seq
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def fail(self, error: StoreUnavailable, cause: BaseException | None = None) -> None:
-        self.error, self.cause = error, cause
-        if not self.done.done():
-            self.done.set_result(None)
-
-    async def outcome(self) -> int:
-        await self.done  # a cancelled waiter cancels only its own future; resolve() then skips it
-        if self.error is not None:
-            raise self.error from self.cause
-        return self.seq
-
-
-class PostgresStore:
+class PostgresStore(GroupCommitStore):
     """The :class:`~syncline.server.store.base.Store` on a PostgreSQL database, shared by relay nodes.
 
     ``async with PostgresStore("postgresql://user@host/db") as store:`` connects a pool
@@ -204,16 +170,14 @@ class PostgresStore:
         connect_timeout: float = 5.0,
         application_name: str = "syncline",
     ) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         if pool_size < 2:
             raise ValueError(f"pool_size must be at least 2 (a writer and a reader), not {pool_size}")
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"schema must be a plain identifier (letters, digits, _), not {schema!r}")
         if timeout <= 0 or connect_timeout <= 0:
             raise ValueError("timeout and connect_timeout must be greater than 0")
+        super().__init__(max_batch)
         self.dsn = dsn
-        self.max_batch = max_batch
         self.pool_size = pool_size
         self.schema = schema
         self.timeout = timeout
@@ -223,66 +187,15 @@ class PostgresStore:
         self.committed_updates = 0
         self.on_commit: Callable[[int, float], None] | None = None
 
-        self._state = "new"  # new -> opening -> open -> closing -> closed
         self._pool: asyncpg.Pool | None = None
-        self._send: MemoryObjectSendStream[_Append] | None = None
-        self._receive: MemoryObjectReceiveStream[_Append] | None = None
-        self._task_group: TaskGroup | None = None
 
     def __repr__(self) -> str:
         schema = f", schema={self.schema!r}" if self.schema else ""
         return f"PostgresStore({shown_dsn(self.dsn)!r}{schema}, state={self._state})"
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- lifecycle (see GroupCommitStore) ------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._state != "new":
-            raise RuntimeError(f"{self!r} can be opened only once")
-        self._state = "opening"
-        try:
-            await self._open_pool()
-            self._send, self._receive = anyio.create_memory_object_stream[_Append](4 * self.max_batch)
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._close_pool()
-            self._state = "closed"
-            raise
-        try:
-            await self._task_group.start(self._write_loop)
-        except BaseException as exc:
-            self._state = "closing"
-            self._send.close()
-            try:
-                await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._close_pool()
-                self._state = "closed"
-            raise
-        self._state = "open"
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self._state = "closing"
-        assert self._send is not None and self._task_group is not None
-        # The writer drains what is queued, then sees the end of the stream. Its loop is
-        # shielded, so the final commits complete even when this task is being cancelled.
-        self._send.close()
-        try:
-            return await self._task_group.__aexit__(exc_type, exc, tb)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._close_pool()
-            self._state = "closed"
-
-    async def _open_pool(self) -> None:
+    async def _open_resources(self) -> None:
         settings = {"synchronous_commit": "on", "application_name": self.application_name}
         if self.schema is not None:
             settings["search_path"] = f'"{self.schema}"'
@@ -330,11 +243,7 @@ class PostgresStore:
                         ) from exc
                 await con.execute("INSERT INTO syncline_migrations (version) VALUES ($1)", target)
 
-    async def _close_pool(self) -> None:
-        if self._receive is not None:
-            self._receive.close()
-        if self._send is not None:
-            self._send.close()
+    async def _close_resources(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -361,17 +270,9 @@ class PostgresStore:
         """
         if not isinstance(doc, str):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")
-        request = _Append(doc, bytes(update), action, response)
-        if self._state != "open" or self._send is None:
-            raise self._unavailable(f"store is {self._state}")
-        try:
-            try:
-                self._send.send_nowait(request)
-            except anyio.WouldBlock:
-                await self._send.send(request)  # the writer is behind: wait for room in its queue
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise self._unavailable("store closed") from exc
-        return await request.outcome()
+        request = Append(doc=doc, update=bytes(update), action=action, response=response)
+        await self._submit(request)
+        return int(await request.outcome())
 
     async def load(self, doc: str) -> StoredDoc:
         """The snapshot of ``doc`` (if any) and its log rows after it, in seq order."""
@@ -578,42 +479,7 @@ class PostgresStore:
         except _DB_ERRORS as exc:
             raise self._unavailable(f"write failed: {exc}") from exc
 
-    async def _write_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """The single writer: group queued appends into transactions until the stream ends.
-
-        Shielded: it stops only when ``__aexit__`` closes the send side, after the
-        queued appends are committed (or failed), so cancelling the owner drops none.
-        """
-        assert self._receive is not None
-        receive = self._receive
-        with anyio.CancelScope(shield=True):
-            task_status.started()
-            try:
-                while True:
-                    try:
-                        first = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                    batch = [first]
-                    while len(batch) < self.max_batch:
-                        try:
-                            batch.append(receive.receive_nowait())
-                        except (anyio.WouldBlock, anyio.EndOfStream):
-                            break
-                    await self._commit_appends(batch)
-            finally:
-                # Only reached with requests left if the loop itself failed: fail them, never hang them.
-                leftovers: list[_Append] = []
-                while True:
-                    try:
-                        leftovers.append(receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                        break
-                receive.close()
-                for leftover in leftovers:
-                    leftover.fail(self._unavailable("writer stopped"))
-
-    async def _commit_appends(self, batch: list[_Append]) -> None:
+    async def _commit_appends(self, batch: list[Append]) -> None:
         """One group-commit transaction; resolves or fails every append of ``batch``."""
         pool = self._pool
         assert pool is not None

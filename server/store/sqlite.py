@@ -25,23 +25,20 @@ freed by compaction is never reused). Within one file, commit order is seq order
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiosqlite
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
 from .records import response_from_row, response_row
+from .writer import Append, GroupCommitStore, Pending
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -130,47 +127,7 @@ _INSERT_RESPONSE = (
 
 
 @dataclass(eq=False)
-class _Request:
-    """One write waiting for the writer task; the caller waits on ``done``.
-
-    A bare asyncio future, not an anyio.Event: this is the per-update hot path, and
-    aiosqlite ties the store to asyncio anyway.
-    """
-
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future(), init=False)
-    result: Any = field(default=None, init=False)
-    error: Exception | None = field(default=None, init=False)
-    cause: BaseException | None = field(default=None, init=False)
-
-    def resolve(self, result: Any = None) -> None:
-        self.result = result
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def fail(self, error: Exception, cause: BaseException | None = None) -> None:
-        # Each waiter gets its own error instance, raised in its own task.
-        self.error = error
-        self.cause = cause
-        if not self.done.done():
-            self.done.set_result(None)
-
-    async def outcome(self) -> Any:
-        await self.done  # a cancelled waiter cancels only its own future; resolve() then skips it
-        if self.error is not None:
-            raise self.error from self.cause
-        return self.result
-
-
-@dataclass(eq=False)
-class _Append(_Request):
-    doc: str = ""
-    update: bytes = b""
-    action: str | None = None
-    response: StoredResponse | None = None
-
-
-@dataclass(eq=False)
-class _Transaction(_Request):
+class _Transaction(Pending):
     """Any other write: ``work(connection)`` runs inside one ``BEGIN IMMEDIATE … COMMIT``
     on the writer's thread; its return value is the result. A ``ValueError`` it returns
     (not raises) refuses the request after the commit of whatever it did (usually nothing)."""
@@ -178,7 +135,7 @@ class _Transaction(_Request):
     work: Callable[[sqlite3.Connection], Any] = field(default=lambda db: None)
 
 
-class SQLiteStore:
+class SQLiteStore(GroupCommitStore):
     """The :class:`~syncline.server.store.base.Store` on one SQLite file (WAL, group commit).
 
     ``async with SQLiteStore(path) as store:`` opens (creating the file and its
@@ -206,80 +163,27 @@ class SQLiteStore:
     ) -> None:
         if synchronous.upper() not in _SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS_MODES)}, not {synchronous!r}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         if busy_timeout < 0:
             raise ValueError(f"busy_timeout must not be negative, not {busy_timeout}")
+        super().__init__(max_batch)
         self.path = Path(path)
         self.synchronous = synchronous.upper()
-        self.max_batch = max_batch
         self.busy_timeout = busy_timeout
         self.commits = 0
         self.committed_updates = 0
         self.on_commit: Callable[[int, float], None] | None = None
         self._next_seq: int | None = None
 
-        self._state = "new"  # new -> open -> closing -> closed
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._send: MemoryObjectSendStream[_Request] | None = None
-        self._receive: MemoryObjectReceiveStream[_Request] | None = None
-        self._task_group: TaskGroup | None = None
         self._broken: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, state={self._state})"
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- lifecycle (see GroupCommitStore) ------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._state != "new":
-            raise RuntimeError(f"{self!r} can be opened only once")
-        self._state = "opening"
-        try:
-            await self._open_connections()
-            self._send, self._receive = anyio.create_memory_object_stream[_Request](4 * self.max_batch)
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._close_resources()
-            self._state = "closed"
-            raise
-        try:
-            await self._task_group.start(self._write_loop)
-        except BaseException as exc:
-            self._state = "closing"
-            self._send.close()
-            try:
-                await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._close_resources()
-                self._state = "closed"
-            raise
-        self._state = "open"
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        self._state = "closing"
-        assert self._send is not None and self._task_group is not None
-        # The writer drains what is queued, then sees the end of the stream. Its loop is
-        # shielded, so the final flush completes even when this task is being cancelled.
-        self._send.close()
-        try:
-            return await self._task_group.__aexit__(exc_type, exc, tb)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._close_resources()
-            self._state = "closed"
-
-    async def _open_connections(self) -> None:
+    async def _open_resources(self) -> None:
         try:
             await anyio.Path(self.path.parent).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -338,10 +242,6 @@ class SQLiteStore:
             raise
 
     async def _close_resources(self) -> None:
-        if self._receive is not None:
-            self._receive.close()
-        if self._send is not None:
-            self._send.close()
         errors: list[sqlite3.Error] = []
         reader, self._reader = self._reader, None
         writer, self._writer = self._writer, None
@@ -372,7 +272,7 @@ class SQLiteStore:
         """
         if not isinstance(doc, str):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")
-        request = _Append(doc=doc, update=bytes(update), action=action, response=response)
+        request = Append(doc=doc, update=bytes(update), action=action, response=response)
         await self._submit(request)
         return int(await request.outcome())
 
@@ -565,19 +465,6 @@ class SQLiteStore:
         await self._submit(request)
         return await request.outcome()
 
-    async def _submit(self, request: _Request) -> None:
-        if self._state != "open" or self._send is None:
-            raise self._unavailable(f"store is {self._state}")
-        if self._broken is not None:
-            raise self._unavailable(f"writer connection is broken: {self._broken}") from self._broken
-        try:
-            try:
-                self._send.send_nowait(request)
-            except anyio.WouldBlock:
-                await self._send.send(request)  # the writer is behind: wait for room in its queue
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise self._unavailable("store closed") from exc
-
     async def _read(self, sql: str, params: dict[str, object] | tuple[object, ...]) -> list[sqlite3.Row]:
         if self._state != "open" or self._reader is None:
             raise self._unavailable(f"store is {self._state}")
@@ -587,58 +474,7 @@ class SQLiteStore:
             # aiosqlite raises ValueError when its connection closed underneath the call.
             raise self._unavailable(f"read failed: {exc}") from exc
 
-    async def _write_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """The single writer: group appends into transactions until the stream ends.
-
-        Shielded: it stops only when ``__aexit__`` closes the send side, after the
-        queued writes are committed, so cancellation of the owner never drops them.
-        """
-        assert self._receive is not None
-        receive = self._receive
-        with anyio.CancelScope(shield=True):
-            task_status.started()
-            try:
-                while True:
-                    try:
-                        request = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                    await self._serve(request, receive)
-            finally:
-                # Only reached with requests left if the loop itself failed: fail them, never hang them.
-                leftovers: list[_Request] = []
-                while True:
-                    try:
-                        leftovers.append(receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                        break
-                receive.close()
-                for leftover in leftovers:
-                    leftover.fail(self._unavailable("writer stopped"))
-
-    async def _serve(self, request: _Request, receive: MemoryObjectReceiveStream[_Request]) -> None:
-        """Run ``request``, batching it with the appends queued right behind it."""
-        pending: _Request | None = request
-        while pending is not None:
-            if not isinstance(pending, _Append):
-                assert isinstance(pending, _Transaction)
-                await self._run_transaction(pending)
-                return
-            batch: list[_Append] = [pending]
-            pending = None
-            while len(batch) < self.max_batch:
-                try:
-                    queued = receive.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-                if isinstance(queued, _Append):
-                    batch.append(queued)
-                else:
-                    pending = queued  # keep arrival order: it runs after this batch
-                    break
-            await self._commit_appends(batch)
-
-    def _commit_sync(self, db: sqlite3.Connection, batch: list[_Append]) -> int:
+    def _commit_sync(self, db: sqlite3.Connection, batch: list[Append]) -> int:
         """One whole group-commit transaction, in the worker thread; returns the first seq."""
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -663,7 +499,7 @@ class SQLiteStore:
             raise
         return first
 
-    async def _commit_appends(self, batch: list[_Append]) -> None:
+    async def _commit_appends(self, batch: list[Append]) -> None:
         if self._broken is not None:
             for request in batch:
                 request.fail(self._unavailable("writer connection is broken"), self._broken)
@@ -701,7 +537,8 @@ class SQLiteStore:
             raise
         return result
 
-    async def _run_transaction(self, request: _Transaction) -> None:
+    async def _run_other(self, request: Pending) -> None:
+        assert isinstance(request, _Transaction)
         if self._broken is not None:
             request.fail(self._unavailable("writer connection is broken"), self._broken)
             return

@@ -1,0 +1,217 @@
+"""What every store shares: one writer task, fed by a bounded queue, committing appends in groups.
+
+A store subclasses :class:`GroupCommitStore` and supplies how to open and close its
+resources, how to commit a batch of :class:`Append` requests in one transaction, and
+(optionally) how to run its other queued writes. The base class owns the lifecycle
+(``async with store:`` opens once; leaving commits what is queued, even when the owner
+is cancelled) and the batching: appends waiting in the queue behind the first are
+committed with it, up to ``max_batch``, in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .base import StoredResponse, StoreUnavailable
+
+
+@dataclass(eq=False)
+class Pending:
+    """One write waiting for the writer task; the caller waits on ``done``.
+
+    A bare asyncio future, not an anyio.Event: this is the per-update hot path, and
+    both stores' drivers tie them to asyncio anyway.
+    """
+
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future(), init=False)
+    result: Any = field(default=None, init=False)
+    error: Exception | None = field(default=None, init=False)
+    cause: BaseException | None = field(default=None, init=False)
+
+    def resolve(self, result: Any = None) -> None:
+        self.result = result
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, error: Exception, cause: BaseException | None = None) -> None:
+        # Each waiter gets its own error instance, raised in its own task.
+        self.error = error
+        self.cause = cause
+        if not self.done.done():
+            self.done.set_result(None)
+
+    async def outcome(self) -> Any:
+        await self.done  # a cancelled waiter cancels only its own future; resolve() then skips it
+        if self.error is not None:
+            raise self.error from self.cause
+        return self.result
+
+
+@dataclass(eq=False)
+class Append(Pending):
+    doc: str = ""
+    update: bytes = b""
+    action: str | None = None
+    response: StoredResponse | None = None
+
+
+class GroupCommitStore:
+    """The lifecycle and the writer loop; subclasses implement the four hooks below."""
+
+    max_batch: int
+
+    def __init__(self, max_batch: int) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        self.max_batch = max_batch
+        self._state = "new"  # new -> opening -> open -> closing -> closed
+        self._send: MemoryObjectSendStream[Pending] | None = None
+        self._receive: MemoryObjectReceiveStream[Pending] | None = None
+        self._task_group: TaskGroup | None = None
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    async def _open_resources(self) -> None:
+        """Connect and migrate; raise :class:`StoreUnavailable` if that fails."""
+        raise NotImplementedError
+
+    async def _close_resources(self) -> None:
+        """Release what :meth:`_open_resources` opened (called once, shielded)."""
+        raise NotImplementedError
+
+    async def _commit_appends(self, batch: list[Append]) -> None:
+        """Commit ``batch`` in one transaction and resolve (or fail) every request of it."""
+        raise NotImplementedError
+
+    async def _run_other(self, request: Pending) -> None:
+        """Run a queued write that is not an append, in its own transaction."""
+        raise TypeError(f"{type(self).__name__} queues no {type(request).__name__}")
+
+    def _unavailable(self, reason: str) -> StoreUnavailable:
+        return StoreUnavailable(f"{self!r}: {reason}")
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError(f"{self!r} can be opened only once")
+        self._state = "opening"
+        try:
+            await self._open_resources()
+            self._send, self._receive = anyio.create_memory_object_stream[Pending](4 * self.max_batch)
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._release()
+            self._state = "closed"
+            raise
+        try:
+            await self._task_group.start(self._write_loop)
+        except BaseException as exc:
+            self._state = "closing"
+            self._send.close()
+            try:
+                await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._release()
+                self._state = "closed"
+            raise
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._state = "closing"
+        assert self._send is not None and self._task_group is not None
+        # The writer drains what is queued, then sees the end of the stream. Its loop is
+        # shielded, so the final commits complete even when this task is being cancelled.
+        self._send.close()
+        try:
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._release()
+            self._state = "closed"
+
+    async def _release(self) -> None:
+        if self._receive is not None:
+            self._receive.close()
+        if self._send is not None:
+            self._send.close()
+        await self._close_resources()
+
+    # -- the queue and the writer ----------------------------------------------------------
+
+    async def _submit(self, request: Pending) -> None:
+        if self._state != "open" or self._send is None:
+            raise self._unavailable(f"store is {self._state}")
+        try:
+            try:
+                self._send.send_nowait(request)
+            except anyio.WouldBlock:
+                await self._send.send(request)  # the writer is behind: wait for room in its queue
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise self._unavailable("store closed") from exc
+
+    async def _write_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The single writer: group appends into transactions until the stream ends.
+
+        Shielded: it stops only when ``__aexit__`` closes the send side, after the
+        queued writes are committed, so cancellation of the owner never drops them.
+        """
+        assert self._receive is not None
+        receive = self._receive
+        with anyio.CancelScope(shield=True):
+            task_status.started()
+            try:
+                while True:
+                    try:
+                        request = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                    await self._serve(request, receive)
+            finally:
+                # Only reached with requests left if the loop itself failed: fail them, never hang them.
+                leftovers: list[Pending] = []
+                while True:
+                    try:
+                        leftovers.append(receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                        break
+                receive.close()
+                for leftover in leftovers:
+                    leftover.fail(self._unavailable("writer stopped"))
+
+    async def _serve(self, request: Pending, receive: MemoryObjectReceiveStream[Pending]) -> None:
+        """Run ``request``, batching it with the appends queued right behind it."""
+        pending: Pending | None = request
+        while pending is not None:
+            if not isinstance(pending, Append):
+                await self._run_other(pending)
+                return
+            batch: list[Append] = [pending]
+            pending = None
+            while len(batch) < self.max_batch:
+                try:
+                    queued = receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+                if isinstance(queued, Append):
+                    batch.append(queued)
+                else:
+                    pending = queued  # keep arrival order: it runs after this batch
+                    break
+            await self._commit_appends(batch)
