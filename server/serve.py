@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 
 from .app import STORE_FILE, Relay, create_app
 from .auth import issue_token, load_or_create_secret
+from .deadlines import GuardedWebSocketProtocol, guarded_http_protocol
 from .logs import configure_logging
 from .settings import Settings
 from .store.factory import describe_store
@@ -89,12 +90,13 @@ def run_server(settings: Settings) -> int:
         access_log=False,
         lifespan="on",
         loop=settings.event_loop,
-        ws="websockets-sansio",
+        ws=GuardedWebSocketProtocol,  # uvicorn's "websockets-sansio", aborting a peer that never reads
         ws_max_size=settings.max_message_bytes + 65_536,
         # Compressing each frame per recipient would undo "encode each broadcast once".
         ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        ws_ping_interval=settings.ws_ping_seconds,
+        ws_ping_timeout=settings.ws_ping_seconds,
+        http=guarded_http_protocol(settings.request_timeout_seconds),  # uvicorn has no request deadline
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = _RelayServer(config)

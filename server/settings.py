@@ -100,6 +100,14 @@ class Settings:
     sse_heartbeat_seconds: float = field(
         default=15.0, metadata={"help": 'Seconds between heartbeat comments on an idle change feed stream.'}
     )
+    request_timeout_seconds: float = field(
+        default=10.0, metadata={"help": 'Seconds a client has to send a whole HTTP request or WebSocket upgrade '
+                                        'before it is dropped (slowloris guard).'}
+    )
+    ws_ping_seconds: float = field(
+        default=20.0, metadata={"help": 'Seconds between WebSocket keepalive pings, and to answer one before '
+                                        'being dropped.'}
+    )
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -148,7 +156,7 @@ class Settings:
                 raise SettingsError(name, "must be at least 1")
         for name in (
             "rate_messages_per_second", "room_idle_seconds", "idempotency_ttl_seconds",
-            "feed_retention_seconds", "sse_heartbeat_seconds",
+            "feed_retention_seconds", "sse_heartbeat_seconds", "request_timeout_seconds", "ws_ping_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(name, "must be greater than 0")

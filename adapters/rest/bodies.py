@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from syncline.engine import ValidationError
 
@@ -36,10 +36,13 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise Problem("payload-too-large", f"the limit is {max_bytes} bytes", limit=max_bytes)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise Problem("payload-too-large", f"the limit is {max_bytes} bytes", limit=max_bytes)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_bytes:
+                raise Problem("payload-too-large", f"the limit is {max_bytes} bytes", limit=max_bytes)
+    except ClientDisconnect:  # gone mid-body (or dropped by the request deadline): nothing to apply
+        raise Problem("malformed-json", "the body ended before its Content-Length") from None
     return parse_json_object(bytes(body))
 
 

@@ -1,0 +1,125 @@
+"""Probes for the hardening suite: relay memory, the store outside given rooms, a bystander thread.
+
+``Bystander`` keeps two peers of one room editing and observing each other in a
+thread of its own (its own event loop, so a test hammering the relay from its loop
+does not slow the bystander's clock): every edit's latency from the writer's send to
+the reader's observe is recorded, and every acknowledged edit is kept for audits.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import statistics
+import threading
+import time
+from collections import Counter
+from contextlib import closing
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+from pycrdt import Array
+
+from tests.server.relay_process import RelayProcess
+from tests.server.ypeer import ypeer
+
+MIB = 1024 * 1024
+
+
+def rss_bytes(relay: RelayProcess) -> int:
+    """The relay process's resident set size, from /proc/PID/status."""
+    assert relay.process is not None
+    status = Path(f"/proc/{relay.process.pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.M)
+    assert match is not None, status
+    return int(match.group(1)) * 1024
+
+
+def store_rows(relay: RelayProcess, *, exclude: tuple[str, ...] = ()) -> Counter[tuple[Any, ...]]:
+    """Every row a write can leave (log, snapshots, change feed, kept responses), outside ``exclude`` docs."""
+    path = relay.data_dir / "syncline.sqlite3"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        rows: list[tuple[Any, ...]] = []
+        rows += [("updates", doc, bytes(blob)) for doc, blob in db.execute("SELECT doc, blob FROM updates")]
+        rows += [("snapshots", doc, bytes(blob)) for doc, blob in db.execute("SELECT doc, blob FROM snapshots")]
+        rows += [("changes", doc, action) for doc, action in db.execute("SELECT doc, action FROM changes")]
+        rows += [("responses", tenant, key) for tenant, key in db.execute("SELECT tenant, key FROM responses")]
+    return Counter(row for row in rows if row[0] == "responses" or row[1] not in exclude)
+
+
+def change_rows(relay: RelayProcess) -> int:
+    path = relay.data_dir / "syncline.sqlite3"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        return int(db.execute("SELECT count(*) FROM changes").fetchone()[0])
+
+
+class Bystander:
+    """Two peers in ``room`` editing and observing each other every ``period`` seconds, in a thread."""
+
+    def __init__(self, relay: RelayProcess, room: str, *, period: float = 0.05) -> None:
+        self.relay = relay
+        self.room = room
+        self.period = period
+        self.latencies: list[float] = []
+        self.acknowledged: list[bytes] = []
+        self.error: BaseException | None = None
+        self._started = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"bystander {room}", daemon=True)
+
+    def __enter__(self) -> Bystander:
+        self._thread.start()
+        if not self._started.wait(20) or self.error is not None:
+            self._stop.set()
+            raise AssertionError(f"the bystander in {self.room} could not start: {self.error!r}")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=20)
+        assert not self._thread.is_alive(), "the bystander thread did not stop"
+
+    def _run(self) -> None:
+        try:
+            anyio.run(self._main)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test through self.error
+            self.error = exc
+        finally:
+            self._started.set()
+
+    async def _main(self) -> None:
+        url = self.relay.url_for(self.room)
+        async with ypeer(url, acks=True) as writer, ypeer(url) as reader:
+            self._started.set()
+            base = len(reader.doc.get("ops", type=Array))
+            i = 0
+            while not self._stop.is_set():
+                sent = time.perf_counter()
+                acked = writer.acked
+                update = await writer.edit(lambda d, i=i: d.get("ops", type=Array).append({"bystander": i}))
+                await reader.wait_until(lambda d, n=base + i + 1: len(d.get("ops", type=Array)) >= n, timeout=10)
+                self.latencies.append(time.perf_counter() - sent)
+                await writer.wait_acked(acked + 1, timeout=10)
+                self.acknowledged.append(update)
+                for peer in (writer, reader):
+                    assert peer.close_code is None, f"bystander closed with {peer.close_code}"
+                i += 1
+                await anyio.sleep(self.period)
+
+    def check(self, *, max_latency: float = 2.0, median_latency: float = 0.3, min_edits: int = 3) -> None:
+        """The bystander never failed, edited steadily and quickly."""
+        assert self.error is None, f"the bystander failed: {self.error!r}"
+        assert len(self.latencies) >= min_edits, f"only {len(self.latencies)} bystander edits went through"
+        assert max(self.latencies) < max_latency, f"bystander latency up to {max(self.latencies):.3f}s"
+        assert statistics.median(self.latencies) < median_latency, (
+            f"median bystander latency {statistics.median(self.latencies):.3f}s")
+
+    def summary(self) -> str:
+        if not self.latencies:
+            return "no edits"
+        ordered = sorted(self.latencies)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return (f"{len(ordered)} edits, p50 {statistics.median(ordered) * 1000:.1f} ms, "
+                f"p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms")
