@@ -568,7 +568,7 @@ def summarize_profile(raw: Path, seconds: float, top: int = 25, rate: int = PROF
         for area in {_area(f[1]) for f in frames}:
             area_incl[area] += count
         for key in set(frames):
-            if str(ROOT) in key[1]:
+            if str(ROOT) in key[1] and "/site-packages/" not in key[1]:  # the venv may live in ROOT
                 ours_incl[key] += count
 
     def rows(counter: Counter[tuple[str, str]]) -> list[dict[str, Any]]:

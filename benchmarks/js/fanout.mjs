@@ -14,7 +14,8 @@
 // the server decides whether to accept it).
 // stdout is JSON lines: {"event":"connected"}, {"event":"start"}, {"event":"edits_done"},
 // {"event":"done"} (the caller samples the server's CPU at "start" and "done"), and last
-// {"event":"result", ...} with every number. Diagnostics go to stderr.
+// {"event":"result", ...} with every number (latency_cdf: [fraction, ms] points of the
+// distribution, for plots). Diagnostics go to stderr.
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -223,6 +224,7 @@ async function main () {
     delivered_per_s: delivered() / window,
     wall_seconds: (end - start) / 1000,
     latency_ms: stats(sorted),
+    latency_cdf: cdf(sorted),
     timeline: timeline(start),
     errors: counters,
     client_cpu_seconds: (cpu.user + cpu.system) / 1e6,
@@ -250,6 +252,15 @@ function stats (sorted) {
     p99: q(0.99),
     max: sorted.length ? sorted[sorted.length - 1] : null
   }
+}
+
+// The latency distribution as [fraction, ms] points (for plots): 200 even steps and the far tail.
+function cdf (sorted) {
+  if (!sorted.length) return []
+  const fractions = []
+  for (let i = 0; i < 200; i++) fractions.push(i / 200)
+  fractions.push(0.995, 0.999, 0.9999, 1)
+  return fractions.map((f) => [f, sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))]])
 }
 
 // Latency by the second in which the update was sent: shows whether the server falls behind.

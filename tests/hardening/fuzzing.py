@@ -29,7 +29,7 @@ from syncline.server.protocol import Kind, ProtocolError, varbytes, write_varuin
 from tests.server.hostile import gauge, wait_for
 from tests.server.relay_process import RelayProcess
 
-from .probes import MIB, rss_bytes, store_rows
+from .probes import MIB, StoreDelta, rss_bytes
 
 WS_LAYER_SLACK = 65_536  # serve.py: uvicorn refuses frames over max_message_bytes + 64 KiB itself
 ABNORMAL = 1006
@@ -383,7 +383,7 @@ class Audit:
         expected = expected_outcome(case.frames, self.limits)
         if case.expected is not None:
             assert expected.outcome == case.expected, f"oracle drift on {case.describe()}"
-        before = store_rows(self.relay, exclude=(self.bystander_room,))
+        delta = StoreDelta(self.relay, (self.bystander_room,))
         outcome = run_case(self.url, case)
         if expected.outcome == MESSAGE_TOO_BIG and outcome == ABNORMAL:
             # uvicorn fails the connection as soon as the frame header shows the size, while the client is
@@ -397,12 +397,12 @@ class Audit:
             # uvicorn drops the frames that arrived in the same read as the oversized one: earlier writes,
             # never acknowledged, may or may not be stored. Wait for the offender's handler to finish.
             anyio.run(wait_for, lambda: gauge(self.relay, "syncline_connections"), float(self.bystanders))
-            gained = store_rows(self.relay, exclude=(self.bystander_room,)) - before
+            gained = delta.gained()
             assert gained - wanted == Counter(), f"the store gained {gained - wanted}: {case.describe()}"
         else:
-            gained = store_rows(self.relay, exclude=(self.bystander_room,)) - before
+            gained = delta.gained()
             assert gained == wanted, f"the store gained {gained}, expected {wanted}: {case.describe()}"
-        assert before - store_rows(self.relay, exclude=(self.bystander_room,)) == Counter(), "the store lost rows"
+        assert delta.intact(), f"rows older than the case changed: {case.describe()}"
         self.peak_rss = max(self.peak_rss, rss_bytes(self.relay))
         assert self.peak_rss - self.baseline_rss < self.rss_growth_bound, (
             f"relay RSS grew by {(self.peak_rss - self.baseline_rss) / MIB:.1f} MiB")

@@ -37,16 +37,55 @@ def rss_bytes(relay: RelayProcess) -> int:
     return int(match.group(1)) * 1024
 
 
-def store_rows(relay: RelayProcess, *, exclude: tuple[str, ...] = ()) -> Counter[tuple[Any, ...]]:
-    """Every row a write can leave (log, snapshots, change feed, kept responses), outside ``exclude`` docs."""
-    path = relay.data_dir / "syncline.sqlite3"
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-        rows: list[tuple[Any, ...]] = []
-        rows += [("updates", doc, bytes(blob)) for doc, blob in db.execute("SELECT doc, blob FROM updates")]
-        rows += [("snapshots", doc, bytes(blob)) for doc, blob in db.execute("SELECT doc, blob FROM snapshots")]
-        rows += [("changes", doc, action) for doc, action in db.execute("SELECT doc, action FROM changes")]
-        rows += [("responses", tenant, key) for tenant, key in db.execute("SELECT tenant, key FROM responses")]
-    return Counter(row for row in rows if row[0] == "responses" or row[1] not in exclude)
+class StoreDelta:
+    """What the store gained since a mark, outside ``exclude`` docs, read in time independent of its size.
+
+    ``gained()`` is the log and change-feed rows appended since the mark, as a Counter of
+    ``(table, doc, blob or action)``; ``intact()`` says nothing older changed: the counts are the old
+    ones plus the gain, and the snapshots and kept responses are as they were.
+    """
+
+    def __init__(self, relay: RelayProcess, exclude: tuple[str, ...]) -> None:
+        self.relay = relay
+        self.exclude = exclude
+        self._mark = self._read_mark()
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.relay.data_dir / "syncline.sqlite3"
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+
+    def _outside(self) -> str:
+        return "doc NOT IN (" + ",".join("?" * len(self.exclude)) + ")" if self.exclude else "1"
+
+    def _read_mark(self) -> tuple[Any, ...]:
+        with closing(self._connect()) as db:
+            where = self._outside()
+            return (
+                db.execute("SELECT coalesce(max(seq), 0) FROM updates").fetchone()[0],
+                db.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0],
+                db.execute(f"SELECT count(*) FROM updates WHERE {where}", self.exclude).fetchone()[0],
+                db.execute(f"SELECT count(*) FROM changes WHERE {where}", self.exclude).fetchone()[0],
+                sorted(db.execute(f"SELECT doc, seq, blob FROM snapshots WHERE {where}", self.exclude).fetchall()),
+                db.execute("SELECT count(*), coalesce(max(created_at), 0) FROM responses").fetchone(),
+            )
+
+    def gained(self) -> Counter[tuple[Any, ...]]:
+        updates_seq, changes_seq = self._mark[0], self._mark[1]
+        where = self._outside()
+        with closing(self._connect()) as db:
+            rows = [("updates", doc, bytes(blob)) for doc, blob in db.execute(
+                f"SELECT doc, blob FROM updates WHERE seq > ? AND {where}", (updates_seq, *self.exclude))]
+            rows += [("changes", doc, action) for doc, action in db.execute(
+                f"SELECT doc, action FROM changes WHERE seq > ? AND {where}", (changes_seq, *self.exclude))]
+        return Counter(rows)
+
+    def intact(self) -> bool:
+        now, gained = self._read_mark(), self.gained()
+        added_updates = sum(n for row, n in gained.items() if row[0] == "updates")
+        added_changes = sum(n for row, n in gained.items() if row[0] == "changes")
+        before = self._mark
+        return (now[2] == before[2] + added_updates and now[3] == before[3] + added_changes
+                and now[4] == before[4] and now[5] == before[5])
 
 
 def change_rows(relay: RelayProcess) -> int:

@@ -19,15 +19,14 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import anyio
 import pytest
-from pycrdt import Array, Doc
+from pycrdt import Array
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from syncline.server import closecodes, protocol
+from syncline.server import closecodes
 from syncline.server.deadlines import LINGER_SECONDS
 from tests.server.hostile import assert_alive, closed_with, gauge, open_rooms, rejected, wait_for
 from tests.server.relay_process import RelayProcess
