@@ -30,6 +30,7 @@ from . import closecodes
 from .auth import Grant, load_or_create_secret, token_from_request, verify_token
 from .connection import Connection
 from .errors import ExpiredToken, InvalidDocumentName, InvalidToken, RoomLimitReached, RoomLoadFailed
+from .fanout import Fanout, LocalFanout, create_fanout
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .names import DocName, check_raw_path
 from .rooms import RoomManager
@@ -55,6 +56,7 @@ class Relay:
     connections: set[Connection] = field(default_factory=set)
     per_tenant: Counter[str] = field(default_factory=Counter)
     closing: bool = False
+    fanout: Fanout = field(default_factory=LocalFanout)
 
     def shut_down_peers(self) -> None:
         """Tell every peer the relay is going away (close code 1001); end every change feed."""
@@ -75,10 +77,12 @@ def create_app(settings: Settings) -> Starlette:
 
         store = create_store(settings, settings.data_dir / STORE_FILE)
         store.on_commit = metrics.on_commit
+        fanout = create_fanout(settings)  # the single-node default does nothing (no Redis)
         async with store, anyio.create_task_group() as tg:
             feed = FeedHub()
-            rooms = RoomManager(store, settings, metrics, on_change=feed.notify)
-            app.state.relay = Relay(settings, secret, store, rooms, metrics, feed)
+            rooms = RoomManager(store, settings, metrics, on_change=feed.notify, fanout=fanout)
+            app.state.relay = Relay(settings, secret, store, rooms, metrics, feed, fanout=fanout)
+            await tg.start(fanout.run)
             app.state.rest = RestContext(settings, secret, store, Documents(rooms))
             app.state.feed = feed
             await tg.start(rooms.run_evictions)
@@ -111,6 +115,10 @@ def create_app(settings: Settings) -> Starlette:
             await relay.store.check()
         except StoreUnavailable as exc:
             return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        if not relay.fanout.available:
+            return JSONResponse(
+                {"status": "unavailable", "reason": f"fan-out unavailable: {relay.fanout.reason}"}, status_code=503
+            )
         return JSONResponse({"status": "ready", "rooms": len(relay.rooms.rooms)})
 
     async def metrics_endpoint(request: Request) -> Response:
@@ -168,6 +176,12 @@ async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
     if relay.per_tenant[grant.tenant] >= relay.settings.max_connections_per_tenant:
         relay.metrics.rejected.labels("too_many_connections").inc()
         await websocket.close(closecodes.TOO_MANY_CONNECTIONS, closecodes.CLOSE_REASONS[closecodes.TOO_MANY_CONNECTIONS])
+        return
+    if not relay.fanout.available:
+        # A cluster node cut off from the others would serve a document that stops
+        # changing: send the peer to another node (the client's next URL, or the balancer).
+        relay.metrics.rejected.labels("fanout_unavailable").inc()
+        await websocket.close(closecodes.FANOUT_UNAVAILABLE, closecodes.CLOSE_REASONS[closecodes.FANOUT_UNAVAILABLE])
         return
     relay.per_tenant[grant.tenant] += 1
     try:

@@ -43,6 +43,8 @@ ROOM_LIMIT = 4503
 """The relay already holds as many open rooms as it is allowed; retry later."""
 STORE_UNAVAILABLE = 4504
 """The store cannot be written; nothing from this connection was acknowledged after it failed."""
+FANOUT_UNAVAILABLE = 4505
+"""This cluster node cannot reach the fan-out (Redis): it refuses writes and new peers; use another node."""
 
 CLOSE_REASONS: dict[int, str] = {
     NORMAL: "normal",
@@ -61,5 +63,6 @@ CLOSE_REASONS: dict[int, str] = {
     TOO_MANY_CONNECTIONS: "too many connections",
     ROOM_LIMIT: "room limit",
     STORE_UNAVAILABLE: "store unavailable",
+    FANOUT_UNAVAILABLE: "fan-out unavailable",
 }
 """Short reason text sent with each close code: the "name" column of docs/protocol.md."""

@@ -14,6 +14,7 @@ from syncline.engine import InvalidUpdate
 
 from . import closecodes, protocol
 from .auth import Grant
+from .fanout import FanoutUnavailable
 from .metrics import Metrics
 from .protocol import Kind, ProtocolError
 from .room import EMPTY_UPDATE, Room
@@ -204,6 +205,10 @@ class Connection:
         except StoreUnavailable:
             log.error("store unavailable; refusing the write", extra={"doc": self._room.name})
             self.abort(closecodes.STORE_UNAVAILABLE, "store_unavailable")
+            return
+        except FanoutUnavailable as exc:
+            log.error("fan-out unavailable; refusing the write", extra={"doc": self._room.name, "reason": exc.reason})
+            self.abort(closecodes.FANOUT_UNAVAILABLE, "fanout_unavailable")
             return
         finally:
             self._writing = False

@@ -4,6 +4,12 @@ The write path is: validate the update, append it to the store (group commit,
 durable), integrate it into the document, broadcast it to the other peers
 (encoded once), acknowledge it to its sender. A peer therefore never sees an
 edit that is not on disk, and a late joiner is served only what was stored.
+
+In a cluster (``--fanout``), the node that accepted a write also publishes it after
+broadcasting it, before the acknowledgement; the other nodes apply it with
+:meth:`Room.apply_remote` (no store write) and forward it to their peers. Each room
+remembers the seq through which it has read the store (``synced_through``) so that a
+published update it already read is not forwarded twice.
 """
 
 from __future__ import annotations
@@ -13,14 +19,15 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from pycrdt import Doc
+from pycrdt import Doc, TransactionEvent, merge_updates
 
 from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, encode_diff, validate_update
 
 from . import protocol
+from .fanout import Fanout, FanoutUnavailable
 from .metrics import Metrics
 from .protocol import AwarenessEntry
-from .store import Store, StoredResponse, StoreUnavailable
+from .store import Store, StoredDoc, StoredResponse, StoreUnavailable
 
 log = logging.getLogger("syncline.room")
 
@@ -48,6 +55,7 @@ class Room:
         *,
         compaction_updates: int,
         on_change: ChangeListener | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self.name = name
         self.doc = Doc()
@@ -58,11 +66,15 @@ class Room:
         self._compaction_updates = compaction_updates
         self._tail = 0
         self._applied_seq = 0
+        self._synced_through = 0
+        """Every stored row of this document with a seq up to this one is in ``doc``."""
         self._inflight = 0
         self._compacting = False
         self._awareness: dict[int, AwarenessEntry] = {}
-        self._awareness_owner: dict[int, Peer] = {}
+        self._awareness_owner: dict[int, Peer | str] = {}
+        """A local peer, or the id of the node whose client it is (a str)."""
         self._on_change = on_change
+        self._fanout = fanout if fanout is not None and fanout.shared else None
         self.holds = 0
         """Writers outside the protocol (REST edits) waiting for or holding the room: not evictable."""
 
@@ -76,7 +88,7 @@ class Room:
                 log.error("skipping stored update that cannot be integrated",
                           extra={"doc": self.name, "seq": seq, "reason": exc.reason})
         self._tail = len(stored.updates)
-        self._applied_seq = stored.last_seq
+        self._applied_seq = self._synced_through = stored.last_seq
 
     @property
     def busy(self) -> bool:
@@ -108,7 +120,10 @@ class Room:
                 entry = self._awareness.pop(client)
                 del self._awareness_owner[client]
                 removals.append(AwarenessEntry(client, entry.clock + 1, "null"))
-            self._broadcast(protocol.awareness(protocol.encode_awareness(removals)), None)
+            payload = protocol.encode_awareness(removals)
+            self._broadcast(protocol.awareness(payload), None)
+            if self._fanout is not None:
+                self._fanout.publish_awareness(self.name, payload)
         if not self.peers:
             self.idle_since = time.monotonic()
 
@@ -132,10 +147,16 @@ class Room:
         """Store, integrate and broadcast ``update``; return its sequence number.
 
         ``action`` and ``response`` go to the store with the update (see
-        :meth:`Store.append`). Raises :class:`InvalidUpdate` (nothing stored) or
-        :class:`StoreUnavailable` (nothing stored, nothing broadcast).
+        :meth:`Store.append`). Raises :class:`InvalidUpdate` (nothing stored),
+        :class:`StoreUnavailable` (nothing stored, nothing broadcast) or, in a cluster,
+        :class:`FanoutUnavailable`: refused up front while the fan-out is down (nothing
+        stored), or the publish failed (stored and broadcast here, not yet sent to the
+        other nodes, which re-read the room once this node can publish again).
         """
         validate_update(update)
+        fanout = self._fanout
+        if fanout is not None and not fanout.available:
+            raise FanoutUnavailable(fanout.reason)
         self._inflight += 1
         try:
             seq = await self._store.append(self.name, update, action=action, response=response)
@@ -153,26 +174,110 @@ class Room:
         self._broadcast(protocol.sync_update(update), sender)
         if self._on_change is not None:
             self._on_change(self.name, seq)
+        if fanout is not None:
+            await fanout.publish_update(self.name, seq, update)
         if self._tail >= self._compaction_updates and not self.busy:
             await self.compact()
         return seq
 
     def awareness(self, sender: Peer, payload: bytes) -> None:
         """Remember each client's latest state and relay the update to the others."""
+        news = self._remember_awareness(sender, payload)
+        self._broadcast(protocol.awareness(payload), sender)
+        if news and self._fanout is not None:
+            # Only news crosses nodes: forwarding echoes would bounce between nodes for ever.
+            self._fanout.publish_awareness(self.name, protocol.encode_awareness(news))
+
+    def _remember_awareness(self, owner: Peer | str, payload: bytes) -> list[AwarenessEntry]:
+        """Integrate the entries of ``payload``; return those that were news."""
+        news = []
         for entry in protocol.decode_awareness(payload):
             current = self._awareness.get(entry.client_id)
             if current is not None and not (
                 entry.clock > current.clock or (entry.clock == current.clock and entry.state == "null")
             ):
                 continue  # y-websocket peers echo others' states back: not news, not theirs
+            news.append(entry)
             if entry.state == "null":
                 self._awareness.pop(entry.client_id, None)
                 self._awareness_owner.pop(entry.client_id, None)
             else:
                 self._awareness[entry.client_id] = entry
                 # The connection that first announced a client owns it: its close removes the state.
-                self._awareness_owner.setdefault(entry.client_id, sender)
-        self._broadcast(protocol.awareness(payload), sender)
+                self._awareness_owner.setdefault(entry.client_id, owner)
+        return news
+
+    # -- other nodes (cluster only) ------------------------------------------------
+
+    def apply_remote(self, seq: int, update: bytes) -> None:
+        """Another node stored ``update`` as ``seq``: integrate and forward it (never store it)."""
+        if seq <= self._synced_through:
+            return  # already read from the store (a resync overtook the message)
+        try:
+            apply_update(self.doc, update)
+        except InvalidUpdate as exc:
+            log.error("published update could not be integrated", extra={"doc": self.name, "seq": seq,
+                                                                          "reason": exc.reason})
+            return
+        self._applied_seq = max(self._applied_seq, seq)
+        self._broadcast(protocol.sync_update(update), None)
+        if self._on_change is not None:
+            self._on_change(self.name, seq)
+
+    async def resync(self) -> None:
+        """Read the store and apply (and forward) what this room lacks: after this node may
+        have missed published updates. Raises :class:`StoreUnavailable`."""
+        self._integrate(await self._store.load(self.name))
+
+    def _integrate(self, stored: StoredDoc) -> None:
+        rows = ([(stored.snapshot_seq, stored.snapshot)] if stored.snapshot else []) + stored.updates
+        missing: list[bytes] = []
+
+        def collect(event: TransactionEvent) -> None:
+            missing.append(event.update)
+
+        subscription = self.doc.observe(collect)
+        try:
+            for seq, update in rows:
+                if seq <= self._synced_through:
+                    continue
+                try:
+                    apply_update(self.doc, update)
+                except InvalidUpdate as exc:
+                    log.error("skipping stored update that cannot be integrated",
+                              extra={"doc": self.name, "seq": seq, "reason": exc.reason})
+        finally:
+            self.doc.unobserve(subscription)
+        self._synced_through = max(self._synced_through, stored.last_seq)
+        self._applied_seq = max(self._applied_seq, stored.last_seq)
+        if missing:
+            log.info("caught up from the store", extra={"doc": self.name, "seq": stored.last_seq})
+            self._broadcast(protocol.sync_update(missing[0] if len(missing) == 1 else merge_updates(*missing)), None)
+            if self._on_change is not None:
+                self._on_change(self.name, stored.last_seq)
+
+    def remote_awareness(self, origin: str, payload: bytes) -> None:
+        """Awareness entries of clients of node ``origin``: remember them, forward the news."""
+        news = self._remember_awareness(origin, payload)
+        if news:
+            self._broadcast(protocol.awareness(protocol.encode_awareness(news)), None)
+
+    def local_awareness(self) -> bytes | None:
+        """The awareness entries of this node's own clients (for another node that opened the room)."""
+        entries = [entry for client, entry in self._awareness.items()
+                   if not isinstance(self._awareness_owner.get(client), str)]
+        return protocol.encode_awareness(entries) if entries else None
+
+    def forget_node(self, origin: str) -> None:
+        """Node ``origin`` is gone: remove its clients' states here and tell our peers."""
+        gone = [client for client, owner in self._awareness_owner.items() if owner == origin]
+        if gone:
+            removals = []
+            for client in gone:
+                entry = self._awareness.pop(client)
+                del self._awareness_owner[client]
+                removals.append(AwarenessEntry(client, entry.clock + 1, "null"))
+            self._broadcast(protocol.awareness(protocol.encode_awareness(removals)), None)
 
     def awareness_snapshot(self) -> bytes | None:
         if not self._awareness:
@@ -180,14 +285,29 @@ class Room:
         return protocol.awareness(protocol.encode_awareness(list(self._awareness.values())))
 
     async def compact(self) -> None:
-        """Fold everything applied so far into one snapshot row."""
+        """Fold everything applied so far into one snapshot row.
+
+        In a cluster the room may have applied seq 15 before seeing seq 12 from another
+        node, so compacting through its own applied seq could delete a row its snapshot
+        lacks: it loads the document first, applies what it lacks, and compacts through
+        that load's last seq (every row up to it is in the load: seqs commit in order).
+        """
         if self._compacting or self._inflight:
             return
         self._compacting = True
         try:
-            snapshot, through, folded = self.doc.get_update(), self._applied_seq, self._tail
+            folded = self._tail
             if folded == 0:
                 return
+            if self._fanout is None:
+                snapshot, through = self.doc.get_update(), self._applied_seq
+            else:
+                stored = await self._store.load(self.name)
+                self._integrate(stored)
+                snapshot, through = self.doc.get_update(), stored.last_seq
+                if through <= stored.snapshot_seq:
+                    self._tail -= folded  # nothing after the snapshot: another node compacted it
+                    return
             await self._store.compact(self.name, snapshot, through)
             self._tail -= folded
             self._metrics.compactions.inc()

@@ -1,30 +1,50 @@
-"""Open rooms lazily, share concurrent loads, evict idle rooms once flushed, cap how many are open."""
+"""Open rooms lazily, share concurrent loads, evict idle rooms once flushed, cap how many are open.
+
+In a cluster the manager is also the fan-out's listener: it subscribes to a room's
+channel before loading it (so nothing published after the load is missed), holds
+messages that arrive during the load, and routes remote updates and awareness to
+open rooms.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterable
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .errors import RoomLimitReached, RoomLoadFailed
+from .fanout import Fanout
 from .metrics import Metrics
 from .room import ChangeListener, Room
 from .settings import Settings
-from .store import Store
+from .store import Store, StoreUnavailable
+
+log = logging.getLogger("syncline.rooms")
+
 
 class _Loading:
     def __init__(self) -> None:
         self.done = anyio.Event()
         self.room: Room | None = None
         self.error: BaseException | None = None
+        self.remote: list[tuple[int, bytes]] = []
+        """Updates published by other nodes while the room loads (cluster only)."""
+        self.awareness: list[tuple[str, bytes]] = []
+        """Awareness published by other nodes while the room loads (cluster only)."""
 
 
 class RoomManager:
     def __init__(
-        self, store: Store, settings: Settings, metrics: Metrics, *, on_change: ChangeListener | None = None
+        self, store: Store, settings: Settings, metrics: Metrics, *, on_change: ChangeListener | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self._store = store
+        self._fanout = fanout if fanout is not None and fanout.shared else None
+        if self._fanout is not None:
+            self._fanout.bind(self)
         self._on_change = on_change
         self._settings = settings
         self._metrics = metrics
@@ -53,12 +73,27 @@ class RoomManager:
                 room = Room(
                     name, self._store, self._metrics,
                     compaction_updates=self._settings.compaction_updates, on_change=self._on_change,
+                    fanout=self._fanout,
                 )
+                subscribed = True
+                if self._fanout is not None:
+                    subscribed = await self._fanout.subscribe(name)  # before the load: nothing falls in between
                 await room.load()
+                for seq, update in pending.remote:
+                    room.apply_remote(seq, update)  # those the load already held are skipped
+                for origin, payload in pending.awareness:
+                    room.remote_awareness(origin, payload)
                 self.rooms[name] = pending.room = room
+                if not subscribed and self._fanout is not None and self._fanout.available:
+                    # A session subscribed us during the load, and its resync may have run before
+                    # the room was here: catch up now (a later session's resync covers the rest).
+                    await self.resync([name])
                 self._metrics.rooms.set(len(self.rooms))
             except BaseException as exc:
                 pending.error = exc
+                if self._fanout is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._fanout.unsubscribe(name)
                 raise
             finally:
                 del self._loading[name]
@@ -84,6 +119,7 @@ class RoomManager:
             if self._evictable(room) and self.rooms.get(name) is room:
                 del self.rooms[name]
                 self._metrics.rooms.set(len(self.rooms))
+                await self._unsubscribe(name)
 
     @staticmethod
     def _evictable(room: Room) -> bool:
@@ -107,6 +143,7 @@ class RoomManager:
             if self._evictable(room) and self.rooms.get(name) is room:
                 del self.rooms[name]
                 evicted += 1
+                await self._unsubscribe(name)
         self._metrics.rooms.set(len(self.rooms))
         return evicted
 
@@ -116,3 +153,50 @@ class RoomManager:
             for room in list(self.rooms.values()):
                 await room.compact()
 
+    async def _unsubscribe(self, name: str) -> None:
+        if self._fanout is not None and name not in self.rooms and name not in self._loading:
+            await self._fanout.unsubscribe(name)
+
+    # -- the fan-out's listener (cluster only) ---------------------------------------
+
+    def remote_update(self, room: str, seq: int, update: bytes) -> None:
+        open_room = self.rooms.get(room)
+        if open_room is not None:
+            open_room.apply_remote(seq, update)
+        elif (pending := self._loading.get(room)) is not None:
+            pending.remote.append((seq, update))
+
+    def remote_change(self, room: str, seq: int) -> None:
+        if room not in self.rooms and self._on_change is not None:
+            self._on_change(room, seq)  # an open room fires it as it applies the update
+
+    def remote_awareness(self, room: str, origin: str, payload: bytes) -> None:
+        open_room = self.rooms.get(room)
+        if open_room is not None:
+            open_room.remote_awareness(origin, payload)
+        elif (pending := self._loading.get(room)) is not None:
+            pending.awareness.append((origin, payload))
+
+    def awareness_requested(self, room: str) -> None:
+        open_room = self.rooms.get(room)
+        if open_room is not None and self._fanout is not None:
+            payload = open_room.local_awareness()
+            if payload is not None:
+                self._fanout.publish_awareness(room, payload)
+
+    def node_gone(self, origin: str) -> None:
+        for room in list(self.rooms.values()):
+            room.forget_node(origin)
+
+    async def resync(self, rooms: Iterable[str] | None) -> None:
+        """Re-read open rooms from the store and apply what they lack (one at a time)."""
+        for name in list(self.rooms) if rooms is None else list(rooms):
+            room = self.rooms.get(name)
+            if room is None:
+                continue
+            try:
+                await room.resync()
+            except StoreUnavailable as exc:
+                # The next (re)subscription or compaction catches up; the store's own outage
+                # already makes the node not ready.
+                log.warning("could not catch up a room from the store", extra={"doc": name, "error": str(exc)})

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 ENV_PREFIX = "SYNCLINE_"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class SettingsError(ValueError):
@@ -38,6 +39,16 @@ class Settings:
         default="sqlite", repr=False,
         metadata={"help": 'Where documents are stored: "sqlite" (the embedded file in DATA_DIR) or a '
                           'postgresql://user@host:port/database URL shared by every relay node.'},
+    )
+    fanout: str = field(
+        default="none", repr=False,
+        metadata={"help": 'How relay nodes share rooms: "none" (a single node) or a redis://host:port/db URL '
+                          'that every node of the cluster uses (with a shared --store postgresql://...).'},
+    )
+    fanout_prefix: str = field(
+        default="syncline",
+        metadata={"help": 'Prefix of the Redis channels: nodes of one cluster share it; clusters sharing one '
+                          'Redis server need different ones.'},
     )
     secret: str | None = field(
         default=None, repr=False, metadata={"help": 'HS256 token secret; generated into DATA_DIR/secret when unset.'}
@@ -164,6 +175,12 @@ class Settings:
             raise SettingsError("sqlite_synchronous", "must be FULL, EXTRA or NORMAL")
         if self.store != "sqlite" and not self.store.startswith(POSTGRES_SCHEMES):
             raise SettingsError("store", 'must be "sqlite" or a postgresql:// URL')
+        if self.fanout != "none" and not self.fanout.startswith(REDIS_SCHEMES):
+            raise SettingsError("fanout", 'must be "none" or a redis://, rediss:// or unix:// URL')
+        if not self.fanout_prefix or len(self.fanout_prefix) > 64 or not all(
+            c.isascii() and (c.isalnum() or c in "-_.:") for c in self.fanout_prefix
+        ):
+            raise SettingsError("fanout_prefix", "must be 1 to 64 letters, digits or - _ . :")
         if self.event_loop not in ("auto", "uvloop", "asyncio"):
             raise SettingsError("event_loop", "must be auto, uvloop or asyncio")
         if self.log_level not in ("debug", "info", "warning", "error"):

@@ -1,9 +1,9 @@
-"""The external services some tests need (PostgreSQL, later Redis), found or refused in one place.
+"""The external services some tests need (PostgreSQL, Redis), found or refused in one place.
 
 Outside CI a missing service skips its tests with a message saying what to start;
 with ``SYNCLINE_REQUIRE_SERVICES=1`` (set by ``.ci/run``) it fails them instead, so CI
-cannot pass by testing nothing. ``SYNCLINE_TEST_POSTGRES_DSN`` overrides where
-PostgreSQL is looked for.
+cannot pass by testing nothing. ``SYNCLINE_TEST_POSTGRES_DSN`` and
+``SYNCLINE_TEST_REDIS_URL`` override where PostgreSQL and Redis are looked for.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import pytest
 REQUIRE_ENV = "SYNCLINE_REQUIRE_SERVICES"
 POSTGRES_DSN_ENV = "SYNCLINE_TEST_POSTGRES_DSN"
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL_ENV = "SYNCLINE_TEST_REDIS_URL"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 T = TypeVar("T")
 
@@ -102,3 +104,51 @@ def drop_schema(dsn: str, schema: str) -> None:
             await con.close()
 
     run_async(drop)
+
+
+@functools.cache
+def _redis_problem(url: str) -> str | None:
+    """None if the Redis server at ``url`` answers PING, else why not (checked once per run)."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    async def probe() -> None:
+        client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        run_async(probe)
+    except (OSError, TimeoutError, RedisError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def redis_url() -> str:
+    """The URL of the test Redis server; skips (or fails) the test if it does not answer."""
+    url = os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+    problem = _redis_problem(url)
+    if problem is not None:
+        missing(f"Redis at {url}", problem)
+    return url
+
+
+def fresh_channel_prefix() -> str:
+    """A Redis channel prefix no other test (or test run) uses."""
+    return f"syncline-test-{secrets.token_hex(6)}"
+
+
+def create_schema(dsn: str, schema: str) -> None:
+    """Create an empty ``schema`` (for relays given ``?search_path=schema``)."""
+    import asyncpg
+
+    async def create() -> None:
+        con = await asyncpg.connect(dsn, timeout=5)
+        try:
+            await con.execute(f'CREATE SCHEMA "{schema}"')
+        finally:
+            await con.close()
+
+    run_async(create)

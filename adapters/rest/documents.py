@@ -22,6 +22,7 @@ from pycrdt import Doc, merge_updates
 
 from syncline.engine import Cart, StockLedger, apply_update, encode_diff
 from syncline.server.errors import RoomLimitReached, RoomLoadFailed
+from syncline.server.fanout import FanoutUnavailable
 from syncline.server.names import DocName
 from syncline.server.room import Room
 from syncline.server.rooms import RoomManager
@@ -168,7 +169,8 @@ class Edit:
         """Store what the edit did since it opened or last committed (nothing if it did
         nothing); return its seq, or None.
 
-        Raises :class:`Problem` ``store-unavailable`` if the store refused it."""
+        Raises :class:`Problem` ``store-unavailable`` if the store refused it, or
+        ``fanout-unavailable`` if this cluster node cannot reach the others."""
         if not self._updates:
             return None
         update = self._updates[0] if len(self._updates) == 1 else merge_updates(*self._updates)
@@ -178,6 +180,9 @@ class Edit:
         except StoreUnavailable:
             self.discard()
             raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+        except FanoutUnavailable:
+            self.discard()
+            raise Problem("fanout-unavailable", headers={"Retry-After": "5"}) from None
         return seq
 
     def close(self) -> None:

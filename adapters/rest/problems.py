@@ -40,6 +40,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "unknown-product": (422, "The product has no price in the catalog"),
     "idempotency-key-reused": (422, "This Idempotency-Key was used with a different request"),
     "store-unavailable": (503, "The store cannot be written right now"),
+    "fanout-unavailable": (503, "This cluster node cannot reach the other nodes (Redis); retry, or use another node"),
     "room-limit": (503, "Too many documents are open; retry later"),
     "internal-error": (500, "An unexpected error occurred"),
 }

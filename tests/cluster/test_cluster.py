@@ -1,0 +1,284 @@
+"""Three relay nodes sharing rooms: PostgreSQL for the store, Redis pub/sub for fan-out (docs/cluster.md).
+
+Every test runs real ``syncline serve --store postgresql://... --fanout redis://...``
+processes on loopback, one fresh schema and channel prefix each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import httpx
+import pytest
+from pycrdt import Doc
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from syncline.adapters.client import SyncClient
+from syncline.engine import Cart, StockLedger
+from syncline.server import closecodes, protocol
+from syncline.server.protocol import Kind
+from tests.server.relay_process import RelayProcess
+from tests.server.ypeer import YPeer, ypeer
+
+from tests.rest.test_feed import client_for, open_feed
+
+from .conftest import Cluster
+from .gate import Gate
+
+pytestmark = pytest.mark.anyio
+
+CART = "acme/cart/c1"
+STOCK = "acme/stock/wh1"
+
+
+@asynccontextmanager
+async def peers(urls: list[str], *, acks: bool = True) -> AsyncIterator[list[YPeer]]:
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(ypeer(url, acks=acks)) for url in urls]
+
+
+class UpdateCounter:
+    """A bare y-websocket reader that applies the update frames it receives and counts those
+    that brought nothing new (an update delivered twice, or echoed back)."""
+
+    def __init__(self) -> None:
+        self.doc: Doc = Doc()
+        self.cart = Cart(self.doc, "c1")
+        self.redundant = 0
+
+    async def run(self, url: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with connect(url) as ws:
+            await ws.send(protocol.sync_step1(b"\x00"))
+            task_status.started()
+            async for frame in ws:
+                assert isinstance(frame, bytes)
+                message = protocol.decode(frame)
+                if message.kind in (Kind.UPDATE, Kind.STEP2):
+                    before = self.doc.get_state()
+                    self.doc.apply_update(message.payload)
+                    if message.kind is Kind.UPDATE and self.doc.get_state() == before:
+                        self.redundant += 1  # cart edits only insert: a new one always advances the state
+
+
+async def test_clients_spread_over_three_nodes_converge_and_each_update_is_stored_once(cluster: Cluster) -> None:
+    nodes = cluster.start(3, "--compaction-updates", "15")  # compaction runs on every node, mid-test
+    edits = 20
+    counters = [UpdateCounter() for _ in nodes]
+    async with anyio.create_task_group() as readers, \
+            peers([node.url_for(CART) for node in nodes for _ in range(2)]) as cart_peers, \
+            peers([node.url_for(STOCK) for node in nodes]) as stock_peers:
+        for counter, node in zip(counters, nodes, strict=True):
+            await readers.start(counter.run, node.url_for(CART))
+        carts = [Cart(peer.doc, "c1") for peer in cart_peers]
+        ledgers = [StockLedger(peer.doc, "wh1") for peer in stock_peers]
+
+        async def add(index: int) -> None:
+            for n in range(edits):
+                await cart_peers[index].edit(lambda doc: carts[index].add_item("tee", 1, {"size": "M"}))
+                if n % 5 == 0:
+                    await anyio.sleep(0)
+
+        async def sell(index: int) -> None:
+            for n in range(edits):
+                await stock_peers[index].edit(
+                    lambda doc: ledgers[index].record(f"sale-{index}-{n}", "tee", -1, reason="sale", actor=f"till{index}")
+                )
+
+        async with anyio.create_task_group() as tg:
+            for index in range(len(cart_peers)):
+                tg.start_soon(add, index)
+            for index in range(len(stock_peers)):
+                tg.start_soon(sell, index)
+        for peer in [*cart_peers, *stock_peers]:
+            await peer.wait_acked(edits + 1, timeout=20)
+        key = carts[0].lines()[0].key
+        total = edits * len(cart_peers)
+        for peer, cart in zip(cart_peers, carts, strict=True):
+            await peer.wait_until(lambda doc, cart=cart: cart.quantity(key) == total, timeout=15)
+        for peer, ledger in zip(stock_peers, ledgers, strict=True):
+            await peer.wait_until(lambda doc, ledger=ledger: ledger.level("tee") == -edits * len(stock_peers), timeout=15)
+        assert all(ledger.conflicts() for ledger in ledgers), "every replica derives the oversell conflict"
+        # A reader on each node got every cart update and none twice. (Frames may carry several
+        # updates: a node catching up from the store forwards what it lacked in one frame.)
+        await _wait_for(lambda: all(c.cart.quantity(key) == total for c in counters), 10, "readers")
+        assert [counter.redundant for counter in counters] == [0] * len(nodes)
+        readers.cancel_scope.cancel()
+
+    # Stored once each, by the node that received it; and compaction on three nodes lost nothing.
+    assert cluster.stored_changes(CART) == total
+    assert cluster.stored_changes(STOCK) == edits * len(stock_peers)
+    assert Cart(cluster.stored_doc(CART), "c1").quantity(key) == total
+    assert StockLedger(cluster.stored_doc(STOCK), "wh1").level("tee") == -edits * len(stock_peers)
+    assert cluster.sql("SELECT count(*) AS n FROM snapshots")[0]["n"] >= 1, "the rooms were compacted"
+
+
+def _states(peer: YPeer) -> dict[int, str]:
+    """The awareness states ``peer`` has been told of (client id -> JSON state; "null": left)."""
+    seen: dict[int, tuple[int, str]] = {}
+    for payload in peer.awareness:
+        for entry in protocol.decode_awareness(payload):
+            if entry.client_id not in seen or entry.clock >= seen[entry.client_id][0]:
+                seen[entry.client_id] = (entry.clock, entry.state)
+    return {client: state for client, (_, state) in seen.items()}
+
+
+async def _wait_for(predicate: object, timeout: float, what: str) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():  # type: ignore[operator]
+            await anyio.sleep(0.02)
+
+
+async def test_awareness_crosses_nodes_reaches_late_joiners_and_leaves_with_its_client(cluster: Cluster) -> None:
+    one, two, three = cluster.start(3)
+    state = '{"user":{"name":"ann","color":"#f00"}}'
+    async with ypeer(two.url_for(CART)) as watcher:
+        async with ypeer(one.url_for(CART)) as ann:
+            await ann.ws.send(protocol.awareness(protocol.encode_awareness([protocol.AwarenessEntry(77, 1, state)])))
+            await _wait_for(lambda: _states(watcher).get(77) == state, 5, "node 2 sees ann")
+            # Node 3 opens the room only now: it asks the other nodes for their clients' states.
+            async with ypeer(three.url_for(CART)) as late:
+                await _wait_for(lambda: _states(late).get(77) == state, 5, "a late joiner on node 3 sees ann")
+        # Ann's connection closed on node 1: node 1 tells the others her state is gone.
+        await _wait_for(lambda: _states(watcher).get(77) == "null", 5, "ann leaves node 1")
+
+
+async def test_a_rest_write_on_node_one_reaches_a_websocket_peer_and_change_feeds_on_other_nodes(
+    cluster: Cluster,
+) -> None:
+    one, two, three = cluster.start(3)
+    token = one.token("acme")
+    async with ypeer(three.url_for(STOCK)) as peer, client_for(two, token) as api_two, \
+            open_feed(api_two) as feed_two, client_for(three, token) as api_three, open_feed(api_three) as feed_three:
+        ledger = StockLedger(peer.doc, "wh1")
+        async with client_for(one, token) as api:
+            response = await api.post("/v1/tenants/acme/stock/wh1/adjustments", json={
+                "id": "restock-1", "sku": "mug", "delta": 12, "reason": "restock", "actor": "rest"})
+            assert response.status_code == 201, response.text
+        await peer.wait_until(lambda doc: ledger.level("mug") == 12, timeout=5)
+        # Node 3 has the room open, node 2 does not: both change feeds wake at once.
+        for feed in (feed_two, feed_three):
+            event = await feed.next(timeout=5)
+            assert event.event == "stock.changed" and event.json()["doc"] == STOCK
+    assert cluster.stored_changes(STOCK) == 1
+
+
+async def test_a_node_killed_with_sigkill_loses_nothing_acknowledged_and_its_clients_move_on(
+    cluster: Cluster, tmp_path: Path,
+) -> None:
+    one, two, three = cluster.start(3)
+    base = [f"ws://127.0.0.1:{node.port}" for node in (one, two, three)]
+    # Two clients start on node 2 (the one to be killed), one on node 1; each lists the others after it.
+    lists = [[base[1], base[0], base[2]], [base[1], base[2], base[0]], [base[0], base[1], base[2]]]
+    edits = 40
+    fast = {"connect_timeout": 2.0, "ping_interval": 1.0, "ping_timeout": 1.0, "close_timeout": 0.5,
+            "backoff_base": 0.05, "backoff_cap": 0.5, "lease_poll_interval": 0.05}
+    state = '{"user":{"name":"bob"}}'
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(SyncClient(
+            data_dir=tmp_path / f"client{i}", urls=urls, token=one.token("acme"), **fast)) for i, urls in enumerate(lists)]
+        carts = [await client.cart(CART) for client in clients]
+        watcher = await stack.enter_async_context(ypeer(three.url_for(CART)))
+        watched = Cart(watcher.doc, "c1")
+        bob = await stack.enter_async_context(ypeer(two.url_for(CART)))
+        await bob.ws.send(protocol.awareness(protocol.encode_awareness([protocol.AwarenessEntry(88, 1, state)])))
+        await _wait_for(lambda: _states(watcher).get(88) == state, 5, "bob on node 2 is seen on node 3")
+        for client in clients:
+            await client.wait_synced(10)
+
+        for n in range(edits):
+            for cart in carts:
+                cart.add_item("tee", 1)
+            if n == edits // 2:
+                for client in clients:
+                    await client.wait_synced(10)
+                assert all(client.pending == 0 for client in clients), "half the edits are acknowledged"
+                two.kill()  # while the clients keep editing
+            await anyio.sleep(0.01)
+        for client in clients:
+            await client.wait_synced(20)  # only possible on another node: node 2 is dead
+        total = edits * len(clients)
+        key = carts[0].lines()[0].key
+        await watcher.wait_until(lambda doc: watched.quantity(key) == total, timeout=10)
+        # Node 2 stopped sending heartbeats: its client's awareness state goes with it.
+        await _wait_for(lambda: _states(watcher).get(88) == "null", 10, "bob's state expires with node 2")
+
+    # Acknowledged before the kill, or resent from the clients' outboxes to another node after it:
+    # all of it is in the store. (Rows are not counted: a client merges its outbox when it resends.)
+    assert Cart(cluster.stored_doc(CART), "c1").quantity(key) == total
+
+
+async def _ready(node: RelayProcess) -> tuple[int, dict[str, object]]:
+    async with httpx.AsyncClient(base_url=node.http_url, timeout=5) as http:
+        response = await http.get("/readyz")
+        return response.status_code, response.json()
+
+
+async def _wait_ready(node: RelayProcess, status: int, timeout: float) -> dict[str, object]:
+    with anyio.fail_after(timeout):
+        while True:
+            code, body = await _ready(node)
+            if code == status:
+                return body
+            await anyio.sleep(0.05)
+
+
+async def test_a_node_cut_off_from_redis_is_not_ready_refuses_writes_with_4505_and_recovers(
+    cluster: Cluster,
+) -> None:
+    redis_port = urlsplit(cluster.redis).port or 6379
+    async with anyio.create_task_group() as tg:
+        gate = Gate(redis_port)
+        await gate.open(tg)
+        one = cluster.node()
+        three = cluster.node(redis=cluster.redis.replace(f":{redis_port}", f":{gate.port}"))
+        await anyio.to_thread.run_sync(one.start)
+        await anyio.to_thread.run_sync(three.start)
+        async with ypeer(one.url_for(CART), acks=True) as writer_one, \
+                ypeer(three.url_for(CART), acks=True) as writer_three, ypeer(three.url_for(CART)) as reader:
+            cart_one, cart_three, seen = Cart(writer_one.doc, "c1"), Cart(writer_three.doc, "c1"), Cart(reader.doc, "c1")
+            await writer_one.edit(lambda doc: cart_one.add_item("tee", 1))
+            await reader.wait_until(lambda doc: seen.view().total_quantity == 1)
+
+            gate.close()  # Redis is gone for node 3 (and only for it)
+            body = await _wait_ready(three, 503, 10)
+            assert "fan-out unavailable" in str(body["reason"]), body
+            assert (await _ready(one))[0] == 200
+
+            # A write on node 3 is refused, not acknowledged, not stored.
+            await writer_three.edit(lambda doc: cart_three.add_item("mug", 1))
+            await writer_three.wait_until(lambda doc: writer_three.close_code is not None)
+            assert writer_three.close_code == closecodes.FANOUT_UNAVAILABLE
+            assert writer_three.acked == 1
+            # So is a newcomer, and a REST write.
+            async with connect(three.url_for(CART)) as ws:
+                with pytest.raises(ConnectionClosed) as closed, anyio.fail_after(5):
+                    await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == closecodes.FANOUT_UNAVAILABLE
+            token = three.token("acme")
+            async with httpx.AsyncClient(base_url=three.http_url, headers={"Authorization": f"Bearer {token}"}) as api:
+                response = await api.post("/v1/tenants/acme/stock/wh1/adjustments", json={
+                    "id": "a-1", "sku": "mug", "delta": 1, "reason": "count", "actor": "rest"})
+            assert response.status_code == 503, response.text
+            assert response.json()["type"].endswith("/fanout-unavailable")
+            # Node 1 goes on; node 3's reader misses it for now.
+            await writer_one.edit(lambda doc: cart_one.add_item("tee", 2))
+            await writer_one.wait_acked(3)
+
+            await gate.open(tg)  # Redis is back: node 3 resubscribes and catches up from the store
+            await _wait_ready(three, 200, 10)
+            await reader.wait_until(lambda doc: seen.view().total_quantity == 3, timeout=5)
+            async with ypeer(three.url_for(CART), acks=True) as again:
+                cart_again = Cart(again.doc, "c1")
+                await again.edit(lambda doc: cart_again.add_item("cap", 1))
+                await again.wait_acked(2)
+            await writer_one.wait_until(lambda doc: cart_one.view().total_quantity == 4, timeout=5)
+        gate.close()
+    assert cluster.stored_changes(CART) == 3, "the refused writes were not stored"
+    assert cluster.stored_changes(STOCK) == 0
