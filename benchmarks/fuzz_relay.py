@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=None, help="stop after this long even if cases remain")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--category", choices=CATEGORIES, default=None, help="only cases of this category")
-    parser.add_argument("--rss-bound-mib", type=float, default=96.0, help="allowed RSS growth over the run")
+    parser.add_argument("--rss-bound-mib", type=float, default=64.0, help="allowed RSS growth over the run")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fuzz_relay.json"))
     args = parser.parse_args()
     # The websockets client logs a traceback when a relay's RST overtakes its close frame (the 1009 cases).

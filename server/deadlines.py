@@ -100,7 +100,9 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def run_asgi(self) -> None:
         await super().run_asgi()
-        self.loop.call_later(LINGER_SECONDS, self._abort_if_stuck)
+        if not self.disconnected and self.transport.get_write_buffer_size() > 0:
+            # Frames the peer has not read yet; nothing is held (no timer) for peers that are gone.
+            self.loop.call_later(LINGER_SECONDS, self._abort_if_stuck)
 
     def _abort_if_stuck(self) -> None:
         transport = self.transport

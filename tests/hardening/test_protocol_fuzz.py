@@ -32,7 +32,7 @@ LIMITS = Limits()
 FUZZ_ROOM = "acme/cart/fuzz"
 BYSTANDER_ROOM = "acme/stock/fuzz-bystander"
 CASES = 400
-RSS_GROWTH_BOUND = 48 * MIB
+RSS_GROWTH_BOUND = 16 * MIB
 
 
 @pytest.fixture(scope="module")
