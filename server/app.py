@@ -30,7 +30,7 @@ from . import closecodes
 from .auth import Grant, load_or_create_secret, token_from_request, verify_token
 from .connection import Connection
 from .errors import ExpiredToken, InvalidDocumentName, InvalidToken, RoomLimitReached, RoomLoadFailed
-from .fanout import Fanout, LocalFanout, create_fanout
+from .fanout import Fanout, LocalFanout, create_fanout, describe_fanout
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .names import DocName, check_raw_path
 from .rooms import RoomManager
@@ -77,7 +77,10 @@ def create_app(settings: Settings) -> Starlette:
 
         store = create_store(settings, settings.data_dir / STORE_FILE)
         store.on_commit = metrics.on_commit
-        fanout = create_fanout(settings)  # the single-node default does nothing (no Redis)
+        fanout = create_fanout(settings, metrics)  # the single-node default does nothing (no Redis)
+        metrics.fanout_available.set_function(lambda: float(fanout.available))
+        if fanout.shared:
+            log.info("cluster node sharing rooms", extra={"fanout": describe_fanout(settings), "node": fanout.node_id})
         async with store, anyio.create_task_group() as tg:
             feed = FeedHub()
             rooms = RoomManager(store, settings, metrics, on_change=feed.notify, fanout=fanout)

@@ -32,6 +32,16 @@ class Metrics:
             "syncline_rejected", "Connections or messages refused, by reason.", ["reason"], registry=r
         )
         self.compactions = Counter("syncline_compactions", "Room logs folded into snapshots.", registry=r)
+        self.fanout_available = Gauge(
+            "syncline_fanout_available", "1 while this node can fan out writes (always 1 on a single node).", registry=r
+        )
+        self.fanout_messages = Counter(
+            "syncline_fanout_messages", "Fan-out envelopes published (out) and received from other nodes (in).",
+            ["direction"], registry=r,
+        )
+        self.fanout_resyncs = Counter(
+            "syncline_fanout_resyncs", "Rooms re-read from the store to catch up on missed fan-out.", registry=r
+        )
 
     def on_commit(self, batch: int, seconds: float) -> None:
         self.commits.inc()

@@ -196,6 +196,7 @@ class RoomManager:
                 continue
             try:
                 await room.resync()
+                self._metrics.fanout_resyncs.inc()
             except StoreUnavailable as exc:
                 # The next (re)subscription or compaction catches up; the store's own outage
                 # already makes the node not ready.

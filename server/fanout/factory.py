@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from ..metrics import Metrics
 from ..settings import Settings
 from .base import Fanout
 from .local import LocalFanout
 
 
-def create_fanout(settings: Settings) -> Fanout:
+def create_fanout(settings: Settings, metrics: Metrics | None = None) -> Fanout:
     if settings.fanout == "none":
         return LocalFanout()
     from .redis import RedisFanout
 
-    return RedisFanout(settings.fanout, prefix=settings.fanout_prefix)
+    return RedisFanout(settings.fanout, prefix=settings.fanout_prefix, metrics=metrics)
 
 
 def describe_fanout(settings: Settings) -> str:

@@ -53,6 +53,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from ..metrics import Metrics
 from .base import FanoutListener, FanoutUnavailable
 
 __all__ = ["RedisFanout"]
@@ -94,8 +95,13 @@ class RedisFanout:
 
     shared = True
 
-    def __init__(self, url: str, *, prefix: str = "syncline", node_id: str | None = None) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "syncline", node_id: str | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.url = url
+        self._metrics = metrics or Metrics()
+        self._sent = self._metrics.fanout_messages.labels("out")
+        self._received = self._metrics.fanout_messages.labels("in")
         self.prefix = prefix
         self.node_id = node_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._room_prefix = f"{prefix}:room:"
@@ -261,6 +267,7 @@ class RedisFanout:
             return None
         if origin == self.node_id:
             return None
+        self._received.inc()
         listener = self._listener
         assert listener is not None
         if channel == self._changes_channel:
@@ -380,6 +387,7 @@ class RedisFanout:
                         if item.done is not None and not item.done.done():
                             item.done.set_exception(FanoutUnavailable(self._publish_error))
                     continue
+                self._sent.inc(sum(len(item.messages) for item in batch))
                 for item in batch:
                     if item.done is not None and not item.done.done():
                         item.done.set_result(None)

@@ -220,6 +220,15 @@ async def _ready(node: RelayProcess) -> tuple[int, dict[str, object]]:
         return response.status_code, response.json()
 
 
+async def _metrics(node: RelayProcess) -> str:
+    async with httpx.AsyncClient(base_url=node.http_url, timeout=5) as http:
+        return (await http.get("/metrics")).text
+
+
+def _metric(text: str, name: str) -> float:
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
 async def _wait_ready(node: RelayProcess, status: int, timeout: float) -> dict[str, object]:
     with anyio.fail_after(timeout):
         while True:
@@ -250,6 +259,7 @@ async def test_a_node_cut_off_from_redis_is_not_ready_refuses_writes_with_4505_a
             body = await _wait_ready(three, 503, 10)
             assert "fan-out unavailable" in str(body["reason"]), body
             assert (await _ready(one))[0] == 200
+            assert _metric(await _metrics(three), "syncline_fanout_available") == 0
 
             # A write on node 3 is refused, not acknowledged, not stored.
             await writer_three.edit(lambda doc: cart_three.add_item("mug", 1))
@@ -274,6 +284,9 @@ async def test_a_node_cut_off_from_redis_is_not_ready_refuses_writes_with_4505_a
             await gate.open(tg)  # Redis is back: node 3 resubscribes and catches up from the store
             await _wait_ready(three, 200, 10)
             await reader.wait_until(lambda doc: seen.view().total_quantity == 3, timeout=5)
+            text = await _metrics(three)
+            assert _metric(text, "syncline_fanout_available") == 1
+            assert _metric(text, "syncline_fanout_resyncs_total") >= 1
             async with ypeer(three.url_for(CART), acks=True) as again:
                 cart_again = Cart(again.doc, "c1")
                 await again.edit(lambda doc: cart_again.add_item("cap", 1))
