@@ -295,3 +295,42 @@ async def test_a_node_cut_off_from_redis_is_not_ready_refuses_writes_with_4505_a
         gate.close()
     assert cluster.stored_changes(CART) == 3, "the refused writes were not stored"
     assert cluster.stored_changes(STOCK) == 0
+
+
+async def test_a_node_cut_off_from_postgresql_refuses_writes_with_4504_still_relays_others_and_recovers(
+    cluster: Cluster,
+) -> None:
+    pg_port = urlsplit(cluster.dsn).port or 5432
+    async with anyio.create_task_group() as tg:
+        gate = Gate(pg_port)
+        await gate.open(tg)
+        one = cluster.node()
+        three = cluster.node()
+        three.flags[three.flags.index("--store") + 1] = cluster.store_url.replace(f":{pg_port}/", f":{gate.port}/")
+        await anyio.to_thread.run_sync(one.start)
+        await anyio.to_thread.run_sync(three.start)
+        async with ypeer(one.url_for(CART), acks=True) as writer_one, \
+                ypeer(three.url_for(CART), acks=True) as writer_three:
+            cart_one, cart_three = Cart(writer_one.doc, "c1"), Cart(writer_three.doc, "c1")
+            gate.close()  # node 3 loses PostgreSQL (and only node 3)
+            body = await _wait_ready(three, 503, 15)
+            assert "fan-out" not in str(body["reason"]), body
+            # Writes through node 1 still reach node 3's peer: fan-out needs no store on the receiving node.
+            await writer_one.edit(lambda doc: cart_one.add_item("tee", 1))
+            await writer_three.wait_until(lambda doc: cart_three.view().total_quantity == 1, timeout=5)
+            # A write on node 3 cannot be stored: refused with 4504, not acknowledged.
+            await writer_three.edit(lambda doc: cart_three.add_item("mug", 1))
+            await writer_three.wait_until(lambda doc: writer_three.close_code is not None, timeout=15)
+            assert writer_three.close_code == closecodes.STORE_UNAVAILABLE
+            assert writer_three.acked == 1
+
+            await gate.open(tg)  # PostgreSQL is back: node 3 serves and stores again
+            await _wait_ready(three, 200, 15)
+            async with ypeer(three.url_for(CART), acks=True) as again:
+                cart_again = Cart(again.doc, "c1")
+                assert cart_again.view().total_quantity == 1
+                await again.edit(lambda doc: cart_again.add_item("cap", 1))
+                await again.wait_acked(2)
+            await writer_one.wait_until(lambda doc: cart_one.view().total_quantity == 2, timeout=5)
+        gate.close()
+    assert cluster.stored_changes(CART) == 2, "the refused write was not stored"
