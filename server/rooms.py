@@ -84,10 +84,6 @@ class RoomManager:
                 for origin, payload in pending.awareness:
                     room.remote_awareness(origin, payload)
                 self.rooms[name] = pending.room = room
-                if not subscribed and self._fanout is not None and self._fanout.available:
-                    # A session subscribed us during the load, and its resync may have run before
-                    # the room was here: catch up now (a later session's resync covers the rest).
-                    await self.resync([name])
                 self._metrics.rooms.set(len(self.rooms))
             except BaseException as exc:
                 pending.error = exc
@@ -98,6 +94,10 @@ class RoomManager:
             finally:
                 del self._loading[name]
                 pending.done.set()
+            if not subscribed and self._fanout is not None and self._fanout.available:
+                # A session subscribed us during the load, and its resync may have run before
+                # the room was here: catch up now (a later session's resync covers the rest).
+                await self.resync([name])
             return room
         await pending.done.wait()
         if pending.room is None:
