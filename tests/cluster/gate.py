@@ -8,12 +8,22 @@ import anyio.abc
 
 class Gate:
     """Forwards a loopback port to ``target_port``; :meth:`close` drops every forwarded
-    connection and refuses new ones until :meth:`open` is called again (same port)."""
+    connection and refuses new ones until :meth:`open` is called again (same port);
+    :meth:`pause` keeps the connections open but stops moving bytes (a black hole)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
         self._scope: anyio.CancelScope | None = None
+        self._flowing = anyio.Event()
+        self._flowing.set()
+
+    def pause(self) -> None:
+        if self._flowing.is_set():
+            self._flowing = anyio.Event()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def open(self, tg: anyio.abc.TaskGroup) -> None:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=self.port)
@@ -39,14 +49,15 @@ class Gate:
             await client.aclose()
             return
         async with client, upstream, anyio.create_task_group() as tg:
-            tg.start_soon(_pipe, client, upstream, tg.cancel_scope)
-            await _pipe(upstream, client, tg.cancel_scope)
+            tg.start_soon(self._pipe, client, upstream, tg.cancel_scope)
+            await self._pipe(upstream, client, tg.cancel_scope)
 
-
-async def _pipe(source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, scope: anyio.CancelScope) -> None:
-    try:
-        async for chunk in source:
-            await sink.send(chunk)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        pass  # either side went away: the forwarded connection ends
-    scope.cancel()
+    async def _pipe(self, source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream,
+                    scope: anyio.CancelScope) -> None:
+        try:
+            async for chunk in source:
+                await self._flowing.wait()
+                await sink.send(chunk)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # either side went away: the forwarded connection ends
+        scope.cancel()

@@ -34,6 +34,10 @@ from .gate import Gate
 
 pytestmark = pytest.mark.anyio
 
+FAST = {"connect_timeout": 2.0, "ping_interval": 1.0, "ping_timeout": 1.0, "close_timeout": 0.5,
+        "backoff_base": 0.05, "backoff_cap": 0.5, "lease_poll_interval": 0.05}
+"""Client settings that keep reconnection and failover within test deadlines."""
+
 CART = "acme/cart/c1"
 STOCK = "acme/stock/wh1"
 
@@ -177,12 +181,10 @@ async def test_a_node_killed_with_sigkill_loses_nothing_acknowledged_and_its_cli
     # Two clients start on node 2 (the one to be killed), one on node 1; each lists the others after it.
     lists = [[base[1], base[0], base[2]], [base[1], base[2], base[0]], [base[0], base[1], base[2]]]
     edits = 40
-    fast = {"connect_timeout": 2.0, "ping_interval": 1.0, "ping_timeout": 1.0, "close_timeout": 0.5,
-            "backoff_base": 0.05, "backoff_cap": 0.5, "lease_poll_interval": 0.05}
     state = '{"user":{"name":"bob"}}'
     async with AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(SyncClient(
-            data_dir=tmp_path / f"client{i}", urls=urls, token=one.token("acme"), **fast)) for i, urls in enumerate(lists)]
+            data_dir=tmp_path / f"client{i}", urls=urls, token=one.token("acme"), **FAST)) for i, urls in enumerate(lists)]
         carts = [await client.cart(CART) for client in clients]
         watcher = await stack.enter_async_context(ypeer(three.url_for(CART)))
         watched = Cart(watcher.doc, "c1")
@@ -277,13 +279,18 @@ async def test_a_node_cut_off_from_redis_is_not_ready_refuses_writes_with_4505_a
                     "id": "a-1", "sku": "mug", "delta": 1, "reason": "count", "actor": "rest"})
             assert response.status_code == 503, response.text
             assert response.json()["type"].endswith("/fanout-unavailable")
-            # Node 1 goes on; node 3's reader misses it for now.
+            # A Python client listing node 3 first is refused there and goes on to node 1.
+            async with SyncClient(data_dir=cluster.root / "client", urls=[
+                    f"ws://127.0.0.1:{three.port}", f"ws://127.0.0.1:{one.port}"], token=token, **FAST) as client:
+                (await client.cart(CART)).add_item("tee", 1)
+                await client.wait_synced(10)
+            # Node 1 goes on; node 3's reader misses both for now.
             await writer_one.edit(lambda doc: cart_one.add_item("tee", 2))
             await writer_one.wait_acked(3)
 
             await gate.open(tg)  # Redis is back: node 3 resubscribes and catches up from the store
             await _wait_ready(three, 200, 10)
-            await reader.wait_until(lambda doc: seen.view().total_quantity == 3, timeout=5)
+            await reader.wait_until(lambda doc: seen.view().total_quantity == 4, timeout=5)
             text = await _metrics(three)
             assert _metric(text, "syncline_fanout_available") == 1
             assert _metric(text, "syncline_fanout_resyncs_total") >= 1
@@ -291,9 +298,9 @@ async def test_a_node_cut_off_from_redis_is_not_ready_refuses_writes_with_4505_a
                 cart_again = Cart(again.doc, "c1")
                 await again.edit(lambda doc: cart_again.add_item("cap", 1))
                 await again.wait_acked(2)
-            await writer_one.wait_until(lambda doc: cart_one.view().total_quantity == 4, timeout=5)
+            await writer_one.wait_until(lambda doc: cart_one.view().total_quantity == 5, timeout=5)
         gate.close()
-    assert cluster.stored_changes(CART) == 3, "the refused writes were not stored"
+    assert cluster.stored_changes(CART) == 4, "the refused writes were not stored"
     assert cluster.stored_changes(STOCK) == 0
 
 
@@ -334,3 +341,27 @@ async def test_a_node_cut_off_from_postgresql_refuses_writes_with_4504_still_rel
             await writer_one.wait_until(lambda doc: cart_one.view().total_quantity == 2, timeout=5)
         gate.close()
     assert cluster.stored_changes(CART) == 2, "the refused write was not stored"
+
+
+async def test_a_node_whose_redis_link_goes_silent_notices_by_its_own_heartbeats_and_recovers(
+    cluster: Cluster,
+) -> None:
+    redis_port = urlsplit(cluster.redis).port or 6379
+    async with anyio.create_task_group() as tg:
+        gate = Gate(redis_port)
+        await gate.open(tg)
+        one = cluster.node()
+        two = cluster.node(redis=cluster.redis.replace(f":{redis_port}", f":{gate.port}"))
+        await anyio.to_thread.run_sync(one.start)
+        await anyio.to_thread.run_sync(two.start)
+        async with ypeer(one.url_for(CART), acks=True) as writer, ypeer(two.url_for(CART)) as reader:
+            cart, seen = Cart(writer.doc, "c1"), Cart(reader.doc, "c1")
+            gate.pause()  # connections stay open, nothing moves: no error, no EOF
+            body = await _wait_ready(two, 503, 10)
+            assert "fan-out unavailable" in str(body["reason"]), body
+            await writer.edit(lambda doc: cart.add_item("tee", 1))
+            await writer.wait_acked(2)
+            gate.resume()
+            await _wait_ready(two, 200, 15)
+            await reader.wait_until(lambda doc: seen.view().total_quantity == 1, timeout=5)
+        gate.close()
