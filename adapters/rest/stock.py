@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections import OrderedDict
+import weakref
 from typing import Any
 
 from starlette.requests import Request
@@ -34,23 +34,21 @@ MAX_PAGE = 500
 DEFAULT_PAGE = 100
 
 
-_ETAGS: OrderedDict[int, tuple[LedgerView, str]] = OrderedDict()
-_ETAG_CACHE_SIZE = 256
+_ETAGS: dict[int, str] = {}
+"""Digests of the ledger views alive right now, by identity; an entry leaves with its view."""
 
 
 def ledger_etag(view: LedgerView) -> str:
     """A strong ETag of a ledger's content: its counted adjustments and its decisions.
 
     Views are immutable and the engine hands out the same view until the document
-    changes, so the digest is computed once per view (a small cache by identity)."""
-    cached = _ETAGS.get(id(view))
-    if cached is not None and cached[0] is view:
-        _ETAGS.move_to_end(id(view))
-        return cached[1]
-    tag = _digest(view)
-    _ETAGS[id(view)] = (view, tag)
-    if len(_ETAGS) > _ETAG_CACHE_SIZE:
-        _ETAGS.popitem(last=False)
+    changes, so the digest is computed once per view. The cache holds no view: each
+    entry is dropped when its view is collected, so it never keeps old ledgers alive."""
+    key = id(view)
+    tag = _ETAGS.get(key)
+    if tag is None:
+        tag = _ETAGS[key] = _digest(view)
+        weakref.finalize(view, _ETAGS.pop, key, None)
     return tag
 
 

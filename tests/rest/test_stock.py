@@ -372,3 +372,26 @@ def test_a_batch_can_resolve_a_conflict_and_replays_as_duplicates(module_relay: 
     assert [r["status"] for r in replay["results"]] == ["duplicate"] * 3
     assert replay["levels"] == {"tee": 0}
     assert store_state(module_relay) == before
+
+
+def test_the_etag_cache_keeps_no_ledger_view_alive() -> None:
+    # Regression: it once held the last 256 views, each a whole parsed ledger (100 MiB on a large one).
+    import gc
+    import weakref
+
+    from syncline.adapters.rest.stock import _ETAGS, ledger_etag
+    from syncline.engine import StockLedger
+
+    ledger = StockLedger.new("l-cache")
+    ledger.record("a-0", "tee", 1, reason="restock", actor="t")
+    first = ledger.view()
+    tag = ledger_etag(first)
+    assert ledger_etag(first) == tag  # computed once per view, same answer
+    watch = weakref.ref(first)
+    for n in range(1, 20):
+        ledger.record(f"a-{n}", "tee", 1, reason="restock", actor="t")
+        ledger_etag(ledger.view())
+    del first
+    gc.collect()
+    assert watch() is None
+    assert id(ledger.view()) in _ETAGS and len(_ETAGS) <= 2
