@@ -177,6 +177,9 @@ class Settings:
             raise SettingsError("store", 'must be "sqlite" or a postgresql:// URL')
         if self.fanout != "none" and not self.fanout.startswith(REDIS_SCHEMES):
             raise SettingsError("fanout", 'must be "none" or a redis://, rediss:// or unix:// URL')
+        if self.fanout != "none" and self.store == "sqlite":
+            # Other nodes' updates are applied, never stored, by a node: they must share one store.
+            raise SettingsError("fanout", "needs a store shared by every node (--store postgresql://...), not sqlite")
         if not self.fanout_prefix or len(self.fanout_prefix) > 64 or not all(
             c.isascii() and (c.isalnum() or c in "-_.:") for c in self.fanout_prefix
         ):

@@ -188,13 +188,15 @@ async def test_awareness_news_crosses_nodes_echoes_do_not_and_a_gone_node_takes_
 
 @pytest.mark.parametrize(("fanout", "prefix"), [("redis://127.0.0.1:6379/0", "syncline"), ("none", "x:y-1")])
 def test_fanout_settings_accept_redis_urls_and_plain_prefixes(fanout: str, prefix: str) -> None:
-    settings = Settings.from_sources({"fanout": fanout, "fanout_prefix": prefix}, env={})
+    store = "postgresql://db.internal/syncline"
+    settings = Settings.from_sources({"fanout": fanout, "fanout_prefix": prefix, "store": store}, env={})
     assert (settings.fanout, settings.fanout_prefix) == (fanout, prefix)
     assert "redis" not in repr(settings), "the URL may carry a password"
 
 
 @pytest.mark.parametrize(("flags", "named"), [
     ({"fanout": "http://redis"}, "fanout"),
+    ({"fanout": "redis://127.0.0.1:6379/0"}, "fanout"),  # with the default, per-node SQLite store
     ({"fanout": ""}, "fanout"),
     ({"fanout_prefix": ""}, "fanout_prefix"),
     ({"fanout_prefix": "has space"}, "fanout_prefix"),
