@@ -7,7 +7,9 @@ Updates are the v1 bytes Yrs produces, never re-encoded.
 
 from __future__ import annotations
 
-from pycrdt import Doc, get_state
+from collections.abc import Sequence
+
+from pycrdt import Doc, get_state, get_update, merge_updates
 
 from .errors import InvalidStateVector, InvalidUpdate
 
@@ -70,6 +72,41 @@ def apply_update(doc: Doc, update: bytes, *, max_bytes: int | None = None) -> No
         if not _is_yrs_panic(exc):
             raise
         raise InvalidUpdate(f"Yrs could not integrate it: {exc}") from exc
+
+
+def merge(updates: Sequence[bytes]) -> bytes:
+    """One update holding everything ``updates`` hold, computed from the bytes alone (no document).
+
+    Raises :class:`InvalidUpdate` if any of them does not decode."""
+    if not updates:
+        return b"\x00\x00"
+    if len(updates) == 1:
+        validate_update(updates[0])
+        return bytes(updates[0])
+    return _bytes_call(merge_updates, *(_check_bytes(u, None) for u in updates))
+
+
+def update_state_vector(update: bytes) -> bytes:
+    """The state vector of a document holding exactly ``update`` (no document built)."""
+    return _bytes_call(get_state, _check_bytes(update, None))
+
+
+def update_diff(update: bytes, state_vector: bytes) -> bytes:
+    """What ``update`` holds that a peer at ``state_vector`` lacks (no document built)."""
+    decode_state_vector(state_vector)  # raises InvalidStateVector on malformed bytes
+    return _bytes_call(get_update, _check_bytes(update, None), bytes(state_vector))
+
+
+def _bytes_call(function: object, *args: bytes) -> bytes:
+    try:
+        result = function(*args)  # type: ignore[operator]
+    except _DECODE_ERRORS as exc:
+        raise InvalidUpdate(str(exc)) from exc
+    except BaseException as exc:
+        if not _is_yrs_panic(exc):
+            raise
+        raise InvalidUpdate(f"Yrs could not decode it: {exc}") from exc
+    return bytes(result)
 
 
 def decode_state_vector(data: bytes) -> dict[int, int]:
