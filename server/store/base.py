@@ -37,6 +37,19 @@ class StoredDoc:
     snapshot_seq: int = 0
     updates: list[tuple[int, bytes]] = field(default_factory=list)
 
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, int, bytes]]) -> StoredDoc:
+        """Build from ``(kind, seq, blob)`` rows: kind 0 is the snapshot, kind 1 a log row (in seq order)."""
+        snapshot: bytes | None = None
+        snapshot_seq = 0
+        updates: list[tuple[int, bytes]] = []
+        for kind, seq, blob in rows:
+            if kind == 0:
+                snapshot, snapshot_seq = bytes(blob), int(seq)
+            else:
+                updates.append((int(seq), bytes(blob)))
+        return cls(snapshot=snapshot, snapshot_seq=snapshot_seq, updates=updates)
+
     @property
     def last_seq(self) -> int:
         return self.updates[-1][0] if self.updates else self.snapshot_seq

@@ -279,15 +279,7 @@ class SQLiteStore(GroupCommitStore):
     async def load(self, doc: str) -> StoredDoc:
         """The snapshot of ``doc`` (if any) and its log rows after it, in seq order."""
         rows = await self._read(_LOAD, {"doc": doc})
-        snapshot: bytes | None = None
-        snapshot_seq = 0
-        updates: list[tuple[int, bytes]] = []
-        for kind, seq, blob in rows:
-            if kind == 0:
-                snapshot, snapshot_seq = bytes(blob), int(seq)
-            else:
-                updates.append((int(seq), bytes(blob)))
-        return StoredDoc(snapshot=snapshot, snapshot_seq=snapshot_seq, updates=updates)
+        return StoredDoc.from_rows((int(kind), int(seq), bytes(blob)) for kind, seq, blob in rows)
 
     async def compact(self, doc: str, snapshot: bytes, through_seq: int) -> None:
         """Replace ``doc``'s rows with ``seq <= through_seq`` by ``snapshot``, in one transaction.
