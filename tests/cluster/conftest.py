@@ -11,12 +11,17 @@ import concurrent.futures
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import anyio
+import anyio.abc
 import asyncpg
 import pytest
 from pycrdt import Doc
 
 from tests.server.relay_process import RelayProcess
+
+from .gate import Gate
 from tests.services import (
     create_schema, drop_schema, fresh_channel_prefix, fresh_schema_name, postgres_dsn, redis_url, run_async,
 )
@@ -49,6 +54,22 @@ class Cluster:
         process = RelayProcess(self.root / f"node{len(self.nodes) + 1}", flags)
         self.nodes.append(process)
         return process
+
+    async def gated_pair(self, tg: anyio.abc.TaskGroup, service: str) -> tuple[Gate, RelayProcess, RelayProcess]:
+        """Two started nodes, the second reaching ``service`` ("redis" or "postgresql") through
+        a :class:`Gate` the test can close and reopen; the first reaches it directly."""
+        url = self.redis if service == "redis" else self.store_url
+        port = urlsplit(url).port or (6379 if service == "redis" else 5432)
+        gate = Gate(port)
+        await gate.open(tg)
+        gated_url = url.replace(f":{port}", f":{gate.port}", 1)
+        direct = self.node()
+        gated = self.node(redis=gated_url) if service == "redis" else self.node()
+        if service != "redis":
+            gated.flags[gated.flags.index("--store") + 1] = gated_url
+        await anyio.to_thread.run_sync(direct.start)
+        await anyio.to_thread.run_sync(gated.start)
+        return gate, direct, gated
 
     def start(self, count: int, *extra: str) -> list[RelayProcess]:
         """Start ``count`` nodes at once (their start-ups overlap)."""

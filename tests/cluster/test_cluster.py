@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -30,7 +29,6 @@ from tests.server.ypeer import YPeer, ypeer
 from tests.rest.test_feed import client_for, open_feed
 
 from .conftest import Cluster
-from .gate import Gate
 
 pytestmark = pytest.mark.anyio
 
@@ -243,14 +241,8 @@ async def _wait_ready(node: RelayProcess, status: int, timeout: float) -> dict[s
 async def test_a_node_cut_off_from_redis_is_not_ready_refuses_writes_with_4505_and_recovers(
     cluster: Cluster,
 ) -> None:
-    redis_port = urlsplit(cluster.redis).port or 6379
     async with anyio.create_task_group() as tg:
-        gate = Gate(redis_port)
-        await gate.open(tg)
-        one = cluster.node()
-        three = cluster.node(redis=cluster.redis.replace(f":{redis_port}", f":{gate.port}"))
-        await anyio.to_thread.run_sync(one.start)
-        await anyio.to_thread.run_sync(three.start)
+        gate, one, three = await cluster.gated_pair(tg, "redis")
         async with ypeer(one.url_for(CART), acks=True) as writer_one, \
                 ypeer(three.url_for(CART), acks=True) as writer_three, ypeer(three.url_for(CART)) as reader:
             cart_one, cart_three, seen = Cart(writer_one.doc, "c1"), Cart(writer_three.doc, "c1"), Cart(reader.doc, "c1")
@@ -307,15 +299,8 @@ async def test_a_node_cut_off_from_redis_is_not_ready_refuses_writes_with_4505_a
 async def test_a_node_cut_off_from_postgresql_refuses_writes_with_4504_still_relays_others_and_recovers(
     cluster: Cluster,
 ) -> None:
-    pg_port = urlsplit(cluster.dsn).port or 5432
     async with anyio.create_task_group() as tg:
-        gate = Gate(pg_port)
-        await gate.open(tg)
-        one = cluster.node()
-        three = cluster.node()
-        three.flags[three.flags.index("--store") + 1] = cluster.store_url.replace(f":{pg_port}/", f":{gate.port}/")
-        await anyio.to_thread.run_sync(one.start)
-        await anyio.to_thread.run_sync(three.start)
+        gate, one, three = await cluster.gated_pair(tg, "postgresql")
         async with ypeer(one.url_for(CART), acks=True) as writer_one, \
                 ypeer(three.url_for(CART), acks=True) as writer_three:
             cart_one, cart_three = Cart(writer_one.doc, "c1"), Cart(writer_three.doc, "c1")
@@ -346,14 +331,8 @@ async def test_a_node_cut_off_from_postgresql_refuses_writes_with_4504_still_rel
 async def test_a_node_whose_redis_link_goes_silent_notices_by_its_own_heartbeats_and_recovers(
     cluster: Cluster,
 ) -> None:
-    redis_port = urlsplit(cluster.redis).port or 6379
     async with anyio.create_task_group() as tg:
-        gate = Gate(redis_port)
-        await gate.open(tg)
-        one = cluster.node()
-        two = cluster.node(redis=cluster.redis.replace(f":{redis_port}", f":{gate.port}"))
-        await anyio.to_thread.run_sync(one.start)
-        await anyio.to_thread.run_sync(two.start)
+        gate, one, two = await cluster.gated_pair(tg, "redis")
         async with ypeer(one.url_for(CART), acks=True) as writer, ypeer(two.url_for(CART)) as reader:
             cart, seen = Cart(writer.doc, "c1"), Cart(reader.doc, "c1")
             gate.pause()  # connections stay open, nothing moves: no error, no EOF

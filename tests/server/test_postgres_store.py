@@ -18,9 +18,11 @@ import asyncpg
 import pycrdt
 import pytest
 
-from syncline.server.store import StoredDoc, StoredResponse, StoreUnavailable
+from syncline.server.store import StoredResponse, StoreUnavailable
 from syncline.server.store.postgres import SCHEMA_VERSION, PostgresStore
 from tests.services import drop_schema, fresh_schema_name, postgres_dsn
+
+from .test_store_conformance import map_update, rebuild
 
 pytestmark = pytest.mark.anyio
 
@@ -51,21 +53,6 @@ async def sql(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
         return list(await con.fetch(query, *args))
     finally:
         await con.close()
-
-
-def map_update(doc: pycrdt.Doc[Any], key: str, value: object) -> bytes:
-    before = doc.get_state()
-    doc.get("m", type=pycrdt.Map)[key] = value
-    return doc.get_update(before)
-
-
-def rebuild(stored: StoredDoc) -> pycrdt.Doc[Any]:
-    doc: pycrdt.Doc[Any] = pycrdt.Doc()
-    if stored.snapshot is not None:
-        doc.apply_update(stored.snapshot)
-    for _, update in stored.updates:
-        doc.apply_update(update)
-    return doc
 
 
 # -- several nodes on one database ---------------------------------------------------------
