@@ -21,6 +21,7 @@ import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { int, num, parseArgs } from './args.mjs'
 
 const args = parseArgs(process.argv.slice(2))
 const URL_BASE = args.url
@@ -304,20 +305,6 @@ function shutdown (code) {
   setTimeout(() => process.exit(code), 200)
 }
 
-function parseArgs (argv) {
-  const out = {}
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (!a.startsWith('--')) continue
-    const eq = a.indexOf('=')
-    if (eq > 0) out[a.slice(2, eq)] = a.slice(eq + 1)
-    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[a.slice(2)] = argv[++i]
-    else out[a.slice(2)] = 'true'
-  }
-  return out
-}
-function int (v, d) { return v === undefined ? d : parseInt(v, 10) }
-function num (v, d) { return v === undefined ? d : Number(v) }
 
 main().catch((err) => {
   console.error(err)
