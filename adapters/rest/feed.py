@@ -30,7 +30,7 @@ from starlette.responses import Response
 
 from syncline.server.auth import Grant
 from syncline.server.errors import InvalidDocumentName
-from syncline.server.names import KINDS, DocName
+from syncline.server.names import KINDS, DocName, check_kind, check_part
 from syncline.server.store import Change, StoreUnavailable
 
 from .context import RestContext
@@ -100,7 +100,8 @@ def _filter(request: Request) -> Filter:
     for doc in docs:
         kind, _, doc_id = doc.partition("/")
         try:
-            DocName("x", kind, doc_id)
+            check_kind(kind)
+            check_part("doc_id", doc_id)
         except InvalidDocumentName as exc:
             raise Problem("invalid-parameter", f"doc must be kind/id: {exc.reason}", parameter="doc") from None
     for kind in types:
