@@ -1,4 +1,10 @@
-"""The ``syncline`` command line: ``serve``, ``token`` and ``demo``."""
+"""The ``syncline`` command line: ``serve``, ``token``, ``catalog``, ``client`` and ``demo``.
+
+Exit status: 0 on success; 2 for a bad flag or setting; :data:`EXIT_DATA_DIR_IN_USE`
+when ``serve`` finds another relay holding its data directory; 1 for other failures. Only ``serve`` takes the data directory's lock: ``token``
+reads (or creates) the secret and ``catalog`` writes prices through SQLite's own
+locking, so both work beside a running relay.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,12 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ServerError
+from .errors import DataDirInUse, ServerError
 from .settings import ENV_PREFIX, Settings, SettingsError
+
+EXIT_DATA_DIR_IN_USE = 3
+"""Exit status of ``syncline serve`` refused because another relay holds its data directory."""
+
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Settings field, documented with its variable and default."""
@@ -88,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run()
         return 0
+    except DataDirInUse as exc:
+        print(f"syncline {args.command}: {exc}", file=sys.stderr)
+        return EXIT_DATA_DIR_IN_USE
     except (SettingsError, ServerError) as exc:
         print(f"syncline {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -110,6 +123,7 @@ def _catalog(args: argparse.Namespace) -> int:
     from .names import check_part
     from .store import StoreUnavailable
     from .store.factory import create_store
+    from .store.sqlite import SQLiteStore
 
     settings = Settings.from_sources({"data_dir": args.data_dir, "store": args.store})
     tenant = check_part("tenant", args.tenant)
@@ -125,8 +139,11 @@ def _catalog(args: argparse.Namespace) -> int:
     async def run() -> int:
         from .app import STORE_FILE
 
+        store = create_store(settings, settings.data_dir / STORE_FILE)
+        if isinstance(store, SQLiteStore):
+            store.exclusive = False  # beside a running relay, which holds the file's lock: prices only
         try:
-            async with create_store(settings, settings.data_dir / STORE_FILE) as store:
+            async with store:
                 if args.action == "load":
                     written = await store.put_prices(tenant, prices, replace=not args.merge)
                     print(f"loaded {written} prices for {tenant}")

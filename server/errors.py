@@ -99,3 +99,28 @@ class RoomLoadFailed(ServerError):
     def __init__(self, name: str) -> None:
         super().__init__(f"room {name!r} could not be loaded")
         self.name = name
+
+
+class DataDirError(ServerError):
+    """Raised when the relay cannot create or lock its data directory ``path``; ``reason`` says why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"data directory {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class DataDirInUse(ServerError):
+    """Raised when another relay holds the lock on the data directory ``path``.
+
+    ``pid`` is the holder's process id as its lock file records it, or None when that
+    cannot be read.
+    """
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        holder = "unknown" if pid is None else str(pid)
+        super().__init__(
+            f"data directory {path} is in use by another relay (pid {holder}); stop it or pass another --data-dir"
+        )
+        self.path = path
+        self.pid = pid

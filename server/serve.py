@@ -1,4 +1,5 @@
-"""Run the relay under uvicorn: bind, print how to connect, stop cleanly on SIGTERM/SIGINT."""
+"""Run the relay under uvicorn: lock the data directory, bind, print how to connect, stop
+cleanly on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import signal
 import socket
 import time
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -15,6 +17,8 @@ from starlette.applications import Starlette
 from .app import STORE_FILE, Relay, create_app
 from .auth import issue_token, load_or_create_secret
 from .deadlines import GuardedWebSocketProtocol, guarded_http_protocol
+from .errors import DataDirError, DataDirInUse
+from .lockfile import LockFile, acquire, holder_pid
 from .logs import configure_logging
 from .settings import Settings
 from .store.factory import describe_store
@@ -25,6 +29,8 @@ DEV_TENANT = "demo"
 DEV_TOKEN_TTL_SECONDS = 7 * 24 * 3600
 GRACEFUL_SHUTDOWN_SECONDS = 10
 DRAIN_SECONDS = 3.0
+LOCK_FILE = "syncline.lock"
+"""The data directory's lock file: its holder is the one relay running on that directory."""
 
 
 class _RelayServer(uvicorn.Server):
@@ -74,10 +80,40 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def lock_data_dir(data_dir: Path) -> LockFile:
+    """Create ``data_dir`` if needed and take its lock (``DATA_DIR/syncline.lock``), never waiting.
+
+    Raises :class:`DataDirInUse` if another relay holds it, :class:`DataDirError` if the
+    directory or the lock file cannot be made.
+    """
+    path = data_dir / LOCK_FILE
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # 0700, as the secret's directory
+    except OSError as exc:
+        raise DataDirError(data_dir, f"cannot create it ({exc.strerror or exc})") from exc
+    try:
+        lock = acquire(path)
+    except OSError as exc:
+        raise DataDirError(data_dir, f"cannot lock {path} ({exc.strerror or exc})") from exc
+    if lock is None:
+        raise DataDirInUse(data_dir, holder_pid(path))
+    return lock
+
+
 def run_server(settings: Settings) -> int:
+    """Run the relay until it is stopped; return the exit status.
+
+    The data directory's lock is taken first, before the secret, the store and the port,
+    and held until the relay has stopped: a second relay on the directory is refused
+    before it opens anything or prints its banner.
+    """
     configure_logging(settings.log_json, settings.log_level)
+    with lock_data_dir(settings.data_dir):
+        return _run_locked(settings)
+
+
+def _run_locked(settings: Settings) -> int:
     generated = settings.secret is None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings = replace(settings, secret=settings.secret or load_or_create_secret(settings.data_dir))
     assert settings.secret is not None
     sock = _bind(settings.host, settings.port)

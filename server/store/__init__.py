@@ -4,6 +4,7 @@ from .base import Store as Store
 from .base import StoredDoc as StoredDoc
 from .base import StoreError as StoreError
 from .base import StoreUnavailable as StoreUnavailable
+from .base import StoreLocked as StoreLocked
 from .base import Change as Change
 from .base import Price as Price
 from .base import StoredResponse as StoredResponse

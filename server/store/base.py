@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 
@@ -23,6 +24,21 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """Raised when the store cannot be reached or written; nothing was committed."""
+
+
+class StoreLocked(StoreUnavailable):
+    """Raised when a store file is already open in another store that holds its lock (another
+    relay's, or a second store on the same file in this very process); nothing was opened.
+
+    ``path`` is the database file; ``pid`` the holder's process id as its lock file records
+    it, or None when that cannot be read.
+    """
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        holder = "unknown" if pid is None else str(pid)
+        super().__init__(f"{path} is in use by another store (pid {holder}); close that store first")
+        self.path = path
+        self.pid = pid
 
 
 @dataclass(frozen=True)

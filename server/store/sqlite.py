@@ -36,7 +36,8 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
+from ..lockfile import LockFile, acquire, holder_pid
+from .base import Change, Price, StoredDoc, StoredResponse, StoreLocked, StoreUnavailable
 from .records import response_from_row, response_row
 from .writer import Append, GroupCommitStore, Pending
 
@@ -148,6 +149,13 @@ class SQLiteStore(GroupCommitStore):
     committed in one transaction. ``busy_timeout`` (seconds) is how long a write
     waits for a lock held by another connection before failing.
 
+    ``exclusive`` (the default) makes the store the file's only appender: on open it takes
+    an advisory lock on ``<path>.lock`` (see :mod:`syncline.server.lockfile`), held until
+    close, and a second exclusive store on the file, in another process or in this one,
+    is refused with :class:`~syncline.server.store.base.StoreLocked`. ``exclusive=False``
+    takes no lock and refuses appends: a side writer of prices and records beside a
+    running relay (``syncline catalog``). Plain SQLite readers never need the lock.
+
     Metrics: ``commits`` counts append transactions, ``committed_updates`` the
     updates they committed; ``on_commit(batch_size, seconds)`` is called after each
     append transaction (exceptions it raises are logged, not propagated).
@@ -160,6 +168,7 @@ class SQLiteStore(GroupCommitStore):
         synchronous: str = "FULL",
         max_batch: int = 1024,
         busy_timeout: float = 5.0,
+        exclusive: bool = True,
     ) -> None:
         if synchronous.upper() not in _SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS_MODES)}, not {synchronous!r}")
@@ -169,6 +178,7 @@ class SQLiteStore(GroupCommitStore):
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
+        self.exclusive = exclusive
         self.commits = 0
         self.committed_updates = 0
         self.on_commit: Callable[[int, float], None] | None = None
@@ -177,6 +187,7 @@ class SQLiteStore(GroupCommitStore):
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._broken: BaseException | None = None
+        self._lock: LockFile | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, state={self._state})"
@@ -188,6 +199,14 @@ class SQLiteStore(GroupCommitStore):
             await anyio.Path(self.path.parent).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"{self.path}: cannot create directory: {exc}") from exc
+        if self.exclusive:
+            lock_path = self.path.with_name(self.path.name + ".lock")
+            try:
+                self._lock = acquire(lock_path)
+            except OSError as exc:
+                raise StoreUnavailable(f"{self.path}: cannot lock {lock_path}: {exc}") from exc
+            if self._lock is None:
+                raise StoreLocked(self.path, holder_pid(lock_path))
         try:
             self._writer = await anyio.to_thread.run_sync(self._open_writer)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
@@ -255,6 +274,9 @@ class SQLiteStore(GroupCommitStore):
                 await anyio.to_thread.run_sync(writer.close)
             except sqlite3.Error as exc:
                 errors.append(exc)
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()  # after the connections: the next holder finds everything committed
         if errors:
             raise StoreUnavailable(f"{self.path}: error while closing: {errors[0]}") from errors[0]
 
@@ -272,6 +294,8 @@ class SQLiteStore(GroupCommitStore):
         """
         if not isinstance(doc, str):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")
+        if not self.exclusive:
+            raise self._unavailable("opened with exclusive=False, which never appends")
         request = Append(doc=doc, update=bytes(update), action=action, response=response)
         await self._submit(request)
         return int(await request.outcome())
