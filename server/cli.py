@@ -1,7 +1,9 @@
 """The ``syncline`` command line: ``serve``, ``token``, ``catalog``, ``client`` and ``demo``.
 
-Exit status: 0 on success; 2 for a bad flag or setting; :data:`EXIT_DATA_DIR_IN_USE`
-when ``serve`` finds another relay holding its data directory; 1 for other failures. Only ``serve`` takes the data directory's lock: ``token``
+Exit status: 0 on success; 2 for a bad flag or setting; 3 when ``serve``'s application
+fails to start, e.g. its store cannot be opened (uvicorn's own startup-failure status);
+:data:`EXIT_DATA_DIR_IN_USE` when ``serve`` finds another relay holding its data
+directory; 1 for other failures. Only ``serve`` takes the data directory's lock: ``token``
 reads (or creates) the secret and ``catalog`` writes prices through SQLite's own
 locking, so both work beside a running relay.
 """
@@ -18,7 +20,7 @@ from typing import Any
 from .errors import DataDirInUse, ServerError
 from .settings import ENV_PREFIX, Settings, SettingsError
 
-EXIT_DATA_DIR_IN_USE = 3
+EXIT_DATA_DIR_IN_USE = 4
 """Exit status of ``syncline serve`` refused because another relay holds its data directory."""
 
 
