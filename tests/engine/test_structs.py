@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -10,8 +11,18 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
-from pycrdt import Array, Doc, Map, Text, TransactionEvent, XmlElement, XmlFragment, XmlText, get_state
-from pycrdt import merge_updates
+from pycrdt import (
+    Array,
+    Doc,
+    Map,
+    Text,
+    TransactionEvent,
+    XmlElement,
+    XmlFragment,
+    XmlText,
+    get_state,
+    merge_updates,
+)
 from syncline.engine import DEFAULT_LIMITS, InvalidUpdate, StructLimits, read_update, validate_update
 from syncline.engine.sync import decode_state_vector
 
@@ -49,8 +60,12 @@ def any_item(*values: bytes) -> bytes:
     return root_item(uint(len(values)) + b"".join(values), 8)
 
 
-GC = lambda length: b"\x00" + uint(length)  # noqa: E731
-SKIP = lambda length: b"\x0a" + uint(length)  # noqa: E731
+def GC(length: int) -> bytes:
+    return b"\x00" + uint(length)
+
+
+def SKIP(length: int) -> bytes:
+    return b"\x0a" + uint(length)
 
 
 def reason(data: bytes, limits: StructLimits = DEFAULT_LIMITS) -> str:
@@ -525,7 +540,7 @@ def test_every_update_pycrdt_writes_reads_and_integrates_when_missing_says_so(
     for writer, doc in enumerate(docs):
         own = [position for position, (index, local, data) in enumerate(log.updates)
                if index == writer and local and doc.client_id in read_update(data).runs]
-        for earlier, later in zip(own, own[1:]):
+        for earlier, later in itertools.pairwise(own):
             before = Doc(client_id=98)
             for _, _, data in log.updates[:earlier]:
                 before.apply_update(data)
