@@ -9,7 +9,7 @@ which clients' clock ranges it writes (:meth:`UpdateShape.writes_beyond`).
 
 The reader refuses, with :class:`InvalidUpdate`, anything Yjs and Yrs do not write:
 trailing or missing bytes, unknown struct, type and value tags, parent flags other than
-0 and 1, invalid UTF-8, empty GC, Skip and Deleted structs and delete ranges, a client listed twice, integers of more than 53
+0 and 1, invalid UTF-8, a client listed twice, integers of more than 53
 bits, and counts or lengths over :class:`StructLimits`. It allocates in proportion to
 the bytes it reads, never to a count the bytes claim: every count is checked against
 the limits and against the bytes left (each element takes at least one byte) before
@@ -145,6 +145,7 @@ _ORIGIN, _RIGHT_ORIGIN, _PARENT_SUB = 0x80, 0x40, 0x20
 _UNDEFINED, _NULL, _VARINT, _FLOAT32, _FLOAT64, _BIGINT, _FALSE, _TRUE = 127, 126, 125, 124, 123, 122, 121, 120
 _ANY_STRING, _ANY_OBJECT, _ANY_ARRAY, _ANY_BYTES = 119, 118, 117, 116
 _FIXED_WIDTH = {_FLOAT32: 4, _FLOAT64: 8, _BIGINT: 8}
+_CONSTANTS = frozenset((_UNDEFINED, _NULL, _FALSE, _TRUE))
 _ASTRAL_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
 
 
@@ -204,11 +205,12 @@ class _Reader:
         return value
 
     def length(self, what: str) -> int:
-        """The clock length of a GC, Skip or Deleted struct: 1 to ``max_length``."""
+        """The clock length of a GC, Skip or Deleted struct: at most ``max_length``. It may be 0:
+        Yrs writes a Deleted struct of length 0 for a deleted empty String item."""
         at = self.pos
         value = self.uint()
-        if not 0 < value <= self.limits.max_length:
-            raise self.fail(f"{what} length {value} outside 1..{self.limits.max_length}", at)
+        if value > self.limits.max_length:
+            raise self.fail(f"{what} length {value} exceeds the limit of {self.limits.max_length}", at)
         return value
 
     def take(self, size: int) -> int:
@@ -219,15 +221,22 @@ class _Reader:
         self.pos = start + size
         return start
 
-    def raw_string(self) -> str:
-        start = self.take(self.uint())
+    def string(self) -> None:
+        """A length-prefixed UTF-8 string, checked and skipped (the hottest read: inlined)."""
+        data, pos = self.data, self.pos
+        if pos < self.end and data[pos] < 0x80:
+            size, start = data[pos], pos + 1
+        else:
+            size = self.uint()
+            start = self.pos
+        stop = start + size
+        if stop > self.end:
+            raise self.fail(f"{size} bytes claimed with {self.end - start} bytes left", start)
         try:
-            return self.data[start:self.pos].decode("utf-8")
+            data[start:stop].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise self.fail(f"invalid UTF-8 ({exc.reason})", start + exc.start) from exc
-
-    def string(self) -> None:
-        self.raw_string()
+        self.pos = stop
 
     def utf16_length(self) -> int:
         """A String content's clock length: the UTF-16 length of its text."""
@@ -255,34 +264,43 @@ class _Reader:
             if value > MAX_SAFE_INTEGER >> 6:
                 raise self.fail("variable-length integer over 53 bits", start)
 
-    def any(self, depth: int = 0) -> None:
-        """One lib0 ``any`` value."""
-        if depth > self.limits.max_depth:
-            raise self.fail(f"values nested deeper than {self.limits.max_depth}")
-        at = self.pos
-        if at >= self.end:
-            raise self.fail("truncated")
-        tag = self.data[at]
-        self.pos = at + 1
-        if tag in (_UNDEFINED, _NULL, _FALSE, _TRUE):
-            return
-        if tag == _VARINT:
-            self.varint()
-        elif tag == _ANY_STRING:
-            self.string()
-        elif tag in _FIXED_WIDTH:
-            self.take(_FIXED_WIDTH[tag])
-        elif tag == _ANY_OBJECT:
-            for _ in range(self.count("object entries", MAX_SAFE_INTEGER)):
+    def values(self, count: int) -> None:
+        """``count`` lib0 ``any`` values, read with a stack of open arrays and objects (no recursion)."""
+        data, end, max_depth = self.data, self.end, self.limits.max_depth
+        stack: list[tuple[int, bool]] = []  # (values left, is an object) of each enclosing container
+        left, in_object = count, False
+        while True:
+            if not left:
+                if not stack:
+                    return
+                left, in_object = stack.pop()
+                continue
+            left -= 1
+            if in_object:
+                self.string()  # the key
+            at = self.pos
+            if at >= end:
+                raise self.fail("truncated")
+            tag = data[at]
+            self.pos = at + 1
+            if tag in _CONSTANTS:
+                continue
+            if tag == _ANY_STRING:
                 self.string()
-                self.any(depth + 1)
-        elif tag == _ANY_ARRAY:
-            for _ in range(self.count("array elements", MAX_SAFE_INTEGER)):
-                self.any(depth + 1)
-        elif tag == _ANY_BYTES:
-            self.take(self.uint())
-        else:
-            raise self.fail(f"unknown value tag {tag}", at)
+            elif tag == _VARINT:
+                self.varint()
+            elif tag in _FIXED_WIDTH:
+                self.take(_FIXED_WIDTH[tag])
+            elif tag == _ANY_OBJECT or tag == _ANY_ARRAY:
+                if len(stack) >= max_depth:
+                    raise self.fail(f"values nested deeper than {max_depth}", at)
+                stack.append((left, in_object))
+                left = self.count("array elements" if tag == _ANY_ARRAY else "object entries", MAX_SAFE_INTEGER)
+                in_object = tag == _ANY_OBJECT
+            elif tag == _ANY_BYTES:
+                self.take(self.uint())
+            else:
+                raise self.fail(f"unknown value tag {tag}", at)
 
     # -- structs -------------------------------------------------------------------
 
@@ -363,8 +381,7 @@ class _Reader:
             length = self.utf16_length()
         elif ref == _ANY:
             length = self.count("values", MAX_SAFE_INTEGER)
-            for _ in range(length):
-                self.any()
+            self.values(length)
         elif ref == _JSON:
             length = self.count("JSON values", MAX_SAFE_INTEGER)
             for _ in range(length):
@@ -393,7 +410,7 @@ class _Reader:
                 self.string()
         else:  # _DOC
             self.string()
-            self.any()
+            self.values(1)
 
     # -- delete set ----------------------------------------------------------------
 
@@ -403,11 +420,7 @@ class _Reader:
             client = self.uint()
             for _ in range(self.count("delete ranges", self.limits.max_delete_ranges)):
                 at = self.pos
-                clock = self.uint()
-                length = self.uint()
-                if length == 0:
-                    raise self.fail("empty delete range", at)
-                end = clock + length
+                end = self.uint() + self.uint()
                 if end > MAX_SAFE_INTEGER:
                     raise self.fail("delete range passes 2**53", at)
                 if end > deletes.get(client, 0):

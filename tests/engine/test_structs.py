@@ -112,8 +112,12 @@ def rich_doc() -> Doc:
 
 def rich_updates() -> dict[str, bytes]:
     doc = rich_doc()
-    early = Doc(client_id=12)
-    early.get("t", type=Text).insert(0, "x")
+    split = Doc(client_id=14)  # Yrs splits the text into an empty String item, deleted: Deleted(0)
+    text = split.get("t", type=Text)
+    text.insert(0, "héllo 😀 world")
+    text.format(0, 3, {"bold": True})
+    text.insert_embed(2, {"img": "x"})
+    del text[0:len(str(text).encode()) + 1]
     no_gc = Doc(client_id=13, skip_gc=True)
     no_gc.get("t", type=Text).insert(0, "deleted but not collected")
     del no_gc.get("t", type=Text)[2:9]
@@ -121,6 +125,7 @@ def rich_updates() -> dict[str, bytes]:
         "full": doc.get_update(),
         "diff": doc.get_update(b"\x01\x0b\x05"),
         "no-gc": no_gc.get_update(),
+        "empty-items": split.get_update(),
         "empty": Doc().get_update(),
     }
 
@@ -309,10 +314,18 @@ def test_claiming_the_largest_counts_costs_no_memory() -> None:
 @pytest.mark.parametrize(
     ("struct", "what"),
     [(GC(100_001), "GC"), (SKIP(100_001), "Skip"), (root_item(uint(100_001), 1), "Deleted"),
-     (GC(553_253), "GC"), (GC(0), "GC"), (SKIP(0), "Skip"), (root_item(b"\x00", 1), "Deleted")],
+     (GC(553_253), "GC")],
 )
 def test_gc_skip_and_deleted_lengths_outside_the_limit_are_refused(struct: bytes, what: str) -> None:
     assert f"{what} length" in reason(update((1, 0, [struct])))
+
+
+def test_zero_length_structs_and_delete_ranges_are_read() -> None:
+    data = update((1, 0, [GC(0), SKIP(0), root_item(b"\x00", 1), root_item(b"\x00", 4)]),
+                  deletes=b"\x01\x01\x01\x00\x00")
+    shape = read_update(data)
+    assert (shape.runs, shape.deletes, shape.struct_count) == ({1: ((0, 0, False), (0, 0, True), (0, 0, False))},
+                                                               {}, 4)
 
 
 def test_the_length_limit_is_configurable() -> None:
@@ -433,6 +446,7 @@ EDITS = st.one_of(
     st.tuples(st.just("text-insert"), st.floats(0, 1), TEXTS),
     st.tuples(st.just("text-delete"), st.floats(0, 1), st.integers(1, 4)),
     st.tuples(st.just("text-format"), st.floats(0, 1), st.integers(1, 3)),
+    st.tuples(st.just("text-embed"), st.floats(0, 1), st.none()),
     st.tuples(st.just("array-insert"), st.floats(0, 1), VALUES),
     st.tuples(st.just("array-nested"), st.floats(0, 1), st.sampled_from(["map", "array", "text"])),
     st.tuples(st.just("array-delete"), st.floats(0, 1), st.integers(1, 3)),
@@ -446,22 +460,26 @@ STEPS = st.lists(st.tuples(st.integers(0, 2), st.one_of(EDITS, st.tuples(st.just
 
 
 def utf8_offset(text: Text, fraction: float, extra: int = 0) -> tuple[int, int]:
-    """pycrdt 0.14 indexes Text by UTF-8 byte: the byte offsets of the character at ``fraction``
-    of the text and of the one ``extra`` characters after it."""
-    content = str(text)
-    start = int(fraction * len(content))
-    return len(content[:start].encode()), len(content[:start + extra].encode())
+    """pycrdt 0.14 indexes Text by UTF-8 byte (an embed counts 1): the offsets of the character
+    at ``fraction`` of the text and of the one ``extra`` characters after it."""
+    widths = []
+    for insert, _ in text.diff():
+        widths.extend([len(char.encode()) for char in insert] if isinstance(insert, str) else [1])
+    start = int(fraction * len(widths))
+    return sum(widths[:start]), sum(widths[:start + extra])
 
 
 def edit(doc: Doc, kind: str, where: object, what: object) -> None:
     text, array, root = doc.get("text", type=Text), doc.get("array", type=Array), doc.get("map", type=Map)
     if kind == "text-insert":
         text.insert(utf8_offset(text, where)[0], what)
-    elif kind == "text-delete" and str(text):
+    elif kind == "text-delete" and text.diff():
         start, end = utf8_offset(text, where, what)
         del text[start:end]
-    elif kind == "text-format" and str(text):
+    elif kind == "text-format" and text.diff():
         text.format(*utf8_offset(text, where, what), {"bold": True})
+    elif kind == "text-embed":
+        text.insert_embed(utf8_offset(text, where)[0], {"img": 1})
     elif kind == "array-insert":
         array.insert(int(where * len(array)), what)
     elif kind == "array-nested":
