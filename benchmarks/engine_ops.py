@@ -29,6 +29,8 @@ It prints one table per section and saves everything, with machine info, as JSON
    (c2) a map of adjustments keyed by id, (c3) per-sku per-client level counters
    overwritten on each adjustment (no audit trail; a size reference only). The cart
    layouts also run an adds-only script (one writer), the op array's worst case.
+8. ``updates``: ``read_update`` (the relay's strict pure-Python reader) on a cart
+   update and on a ~1 MB document update, next to pycrdt's ``get_state(update)``.
 
 Every workload is generated from a fixed seed, every document uses fixed client ids
 and every write happens in a fixed order, so two runs write the same bytes and only
@@ -56,9 +58,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
-from pycrdt import Array, Doc, Map
+from pycrdt import Array, Doc, Map, get_state
 
-from syncline.engine import Cart, StockLedger, apply_update, encode_diff, line_key, state_vector
+from syncline.engine import Cart, StockLedger, apply_update, encode_diff, line_key, read_update, state_vector
 
 CART_ID = "bench/cart/c-1"
 LEDGER_ID = "bench/stock/north"
@@ -1172,6 +1174,42 @@ def check_equal(left: Mapping[str, int], right: Mapping[str, int], what: str) ->
         raise AssertionError(f"{what} differ: the baseline does not do the same work")
 
 
+@dataclass
+class UpdateReadRow:
+    name: str
+    bytes: int
+    structs: int
+    read_update_us: float
+    pycrdt_get_state_us: float
+    ratio: float
+
+
+def bench_update_reads(cfg: Config) -> list[UpdateReadRow]:
+    """Section 8: the cost of reading an update strictly before any CRDT library sees it."""
+    cart = Cart.new(CART_ID, client_id=client_id(0), clock=lambda: EPOCH_MS)
+    line = cart.add_item("sku-1", 2, {"color": "oak"})
+    before = cart.doc.get_state()
+    cart.set_quantity(line, 5)
+    cart_update = cart.doc.get_update(before)
+    rng = random.Random(cfg.seed)
+    doc = new_doc()
+    ops: Array[Any] = doc.get("ops", type=Array)
+    big = doc.get_update()
+    while len(big) < 1_000_000:
+        with doc.transaction():
+            for _ in range(500):
+                ops.append({"sku": f"sku-{rng.randrange(cfg.skus)}", "delta": rng.randrange(-5, 6),
+                            "at": EPOCH_MS + rng.randrange(10**9)})
+        big = doc.get_update()
+    rows = []
+    for name, update, calls in (("cart set-quantity", cart_update, 2000), ("document ~1 MB", big, 1)):
+        read_s = best_seconds(lambda u=update, n=calls: [read_update(u) for _ in range(n)], cfg.reps) / calls
+        yrs_s = best_seconds(lambda u=update, n=calls: [get_state(u) for _ in range(n)], cfg.reps) / calls
+        rows.append(UpdateReadRow(name, len(update), read_update(update).struct_count, read_s * 1e6,
+                                  yrs_s * 1e6, read_s / yrs_s))
+    return rows
+
+
 def run(cfg: Config) -> dict[str, Any]:
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine_info(), "config": asdict(cfg)}
@@ -1184,6 +1222,7 @@ def run(cfg: Config) -> dict[str, Any]:
     section("7. layouts", lambda: layouts.extend(bench_layouts(cfg, carts, bodies)))
     results["layouts"] = [run.row for run in layouts]
     section("4-6. documents", lambda: results.update(bench_documents(cfg, layouts)))
+    section("8. update reads", lambda: results.__setitem__("updates", bench_update_reads(cfg)))
     results["config"]["sizes"] = cfg.sizes
     results["config"]["interleaved_sizes"] = cfg.interleaved_sizes
     results["elapsed_s"] = time.perf_counter() - started
@@ -1246,6 +1285,8 @@ def report(results: Mapping[str, Any]) -> None:
     print_table("6. load: Doc().apply_update(full) then the first view()", results["load"])
     print_table("7. layouts in raw pycrdt (overhead = bytes - live: tombstones, item headers)",
                 results["layouts"])
+    print_table("8. reading an update: read_update vs pycrdt get_state (µs per call; ratio = read / get_state)",
+                results["updates"])
     print(f"\ntotal {results['elapsed_s']:.1f} s; load average at start {m['loadavg_start']}, "
           f"at end {m['loadavg_end']}")
 

@@ -19,6 +19,10 @@ from .errors import UnknownConflict as UnknownConflict
 from .errors import UnknownLine as UnknownLine
 from .errors import ValidationError as ValidationError
 from .schema import SchemaIssue as SchemaIssue
+from .structs import DEFAULT_LIMITS as DEFAULT_LIMITS
+from .structs import StructLimits as StructLimits
+from .structs import UpdateShape as UpdateShape
+from .structs import read_update as read_update
 from .sync import apply_update as apply_update
 from .sync import encode_diff as encode_diff
 from .sync import state_vector as state_vector

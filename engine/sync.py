@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pycrdt import Doc, get_state, get_update, merge_updates
 
 from .errors import InvalidStateVector, InvalidUpdate
+from .structs import DEFAULT_LIMITS, StructLimits, UpdateShape, read_update
 
 _DECODE_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError)
 
@@ -46,22 +47,28 @@ def _check_bytes(update: object, max_bytes: int | None) -> bytes:
     return bytes(update)
 
 
-def validate_update(update: bytes, *, max_bytes: int | None = None) -> None:
-    """Raise :class:`InvalidUpdate` unless ``update`` decodes as a v1 Yjs update."""
-    data = _check_bytes(update, max_bytes)
-    try:
-        get_state(data)
-    except _DECODE_ERRORS as exc:
-        raise InvalidUpdate(str(exc)) from exc
+def validate_update(
+    update: bytes, *, max_bytes: int | None = None, limits: StructLimits = DEFAULT_LIMITS
+) -> UpdateShape:
+    """Return the shape of ``update`` (see :func:`read_update`); raise :class:`InvalidUpdate`
+    unless it is exactly one well-formed v1 update within ``limits``.
+
+    Reads the bytes in pure Python: no CRDT library sees them."""
+    return read_update(_check_bytes(update, max_bytes), limits=limits)
 
 
 def apply_update(doc: Doc, update: bytes, *, max_bytes: int | None = None) -> None:
     """Integrate ``update`` into ``doc``.
 
-    The bytes are decoded in full before anything is integrated, so garbage or
+    Yrs decodes the bytes in full before it integrates anything, so garbage or
     truncated input raises :class:`InvalidUpdate` and leaves ``doc`` unchanged.
-    Applying an update twice, or one whose dependencies have not arrived yet,
-    is safe: Yrs ignores what it has and holds back what it cannot place.
+    Applying an update twice is safe. Applying one whose dependencies have not
+    arrived is not: pycrdt 0.14.13 holds back some such updates, but when one
+    writer's updates arrive out of clock order and a transaction touched two root
+    types, it integrates part of the update and drops the rest for good. Callers
+    check :meth:`UpdateShape.missing` against the document's state vector first
+    (hold the update until it is empty) and that the state vector reached
+    :meth:`UpdateShape.state_vector` after.
     """
     data = _check_bytes(update, max_bytes)
     try:  # Yrs decodes the whole update before it integrates anything
@@ -74,14 +81,18 @@ def apply_update(doc: Doc, update: bytes, *, max_bytes: int | None = None) -> No
         raise InvalidUpdate(f"Yrs could not integrate it: {exc}") from exc
 
 
+# merge, update_state_vector and update_diff hand their update bytes to Yrs: they are for
+# trusted bytes (stored, read with read_update when they arrived), as the room's cold load.
+
+
 def merge(updates: Sequence[bytes]) -> bytes:
     """One update holding everything ``updates`` hold, computed from the bytes alone (no document).
 
-    Raises :class:`InvalidUpdate` if any of them does not decode."""
+    Raises :class:`InvalidUpdate` if Yrs cannot decode one of them."""
     if not updates:
         return b"\x00\x00"
     if len(updates) == 1:
-        validate_update(updates[0])
+        _bytes_call(get_state, _check_bytes(updates[0], None))
         return bytes(updates[0])
     return _bytes_call(merge_updates, *(_check_bytes(u, None) for u in updates))
 
