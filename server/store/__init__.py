@@ -7,3 +7,4 @@ from .base import StoreUnavailable as StoreUnavailable
 from .base import Change as Change
 from .base import Price as Price
 from .base import StoredResponse as StoredResponse
+from .base import Claim as Claim

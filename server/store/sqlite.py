@@ -36,7 +36,7 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
+from .base import Change, Claim, Price, StoredDoc, StoredResponse, StoreUnavailable
 from .records import response_from_row, response_row
 from .writer import Append, GroupCommitStore, Pending
 
@@ -173,6 +173,7 @@ class SQLiteStore(GroupCommitStore):
         self.committed_updates = 0
         self.on_commit: Callable[[int, float], None] | None = None
         self._next_seq: int | None = None
+        self._claims: dict[tuple[str, str], tuple[Claim, str]] = {}  # (tenant, key) -> (claim, holder)
 
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -408,6 +409,36 @@ class SQLiteStore(GroupCommitStore):
 
         kept: StoredResponse = await self._transact(work)
         return kept
+
+    async def claim(
+        self, tenant: str, key: str, fingerprint: str, holder: str, *, expire_after: float
+    ) -> StoredResponse | Claim | None:
+        """Claim ``(tenant, key)`` for a request about to run (see the Store protocol).
+
+        Claims live in this object, not in the file: the file has one relay, so a claim
+        can only be held by a request of this process, and one left by a killed process
+        must not outlive it.
+        """
+        slot = (tenant, key)
+        held = self._claims.get(slot)
+        now = time.time()
+        if held is not None and held[0].created_at >= now - expire_after:
+            return await self.recall(tenant, key) or held[0]  # answered, its release still on its way
+        self._claims[slot] = (Claim(tenant, key, fingerprint, now), holder)  # before any await
+        try:
+            kept = await self.recall(tenant, key)
+        except BaseException:
+            await self.release(tenant, key, holder)
+            raise
+        if kept is not None:
+            await self.release(tenant, key, holder)
+        return kept
+
+    async def release(self, tenant: str, key: str, holder: str) -> None:
+        """Drop ``holder``'s claim on ``(tenant, key)``, if it still holds it."""
+        held = self._claims.get((tenant, key))
+        if held is not None and held[1] == holder:
+            del self._claims[(tenant, key)]
 
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
         """The catalog prices of those ``products`` that have one."""
