@@ -168,6 +168,14 @@ class Store(Protocol):
         resuming below it may have missed changes."""
         ...
 
+    async def epochs(self) -> list[tuple[int, str]]:
+        """The change feed's epochs as ``(first_seq, epoch)``, in seq order (never empty once open).
+
+        Each opening of the store starts a new epoch (a random id) at the next seq, so an
+        epoch and a seq in its range name one history: a new store, or a copy restored from
+        a backup, continues under an epoch that no earlier reader has seen."""
+        ...
+
     async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
         """Delete changes and stored responses older than these times; return how many of each."""
         ...

@@ -9,6 +9,7 @@ Layout (schema version 2, tracked in ``syncline_migrations``)::
     responses(tenant, key, fingerprint, record bytea, created_at)  -- idempotent responses
     prices(tenant, product, unit_price, currency)                  -- the price catalog
     claims(tenant, key, fingerprint, holder, created_at)           -- keys of running requests (v2)
+    epochs(first_seq bigint PRIMARY KEY, epoch text)               -- change-feed epochs, one per opening (v2)
 
 Sequence numbers are one cluster-wide total order that equals commit order. Every
 append transaction starts with ``UPDATE meta SET value = value + n WHERE key =
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -91,6 +93,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             "CREATE TABLE claims (tenant text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
             " holder text NOT NULL, created_at double precision NOT NULL, PRIMARY KEY (tenant, key))"
         ),
+        "CREATE TABLE epochs (first_seq bigint PRIMARY KEY, epoch text NOT NULL)",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -260,6 +263,14 @@ class PostgresStore(GroupCommitStore):
                             f"(migration to version {target}: {exc})"
                         ) from exc
                 await con.execute("INSERT INTO syncline_migrations (version) VALUES ($1)", target)
+            # A new feed epoch from the next seq on. The counter row's lock waits for appends in
+            # flight, so none of them gets a seq at or past first_seq under the old epoch.
+            last = await con.fetchval("UPDATE meta SET value = value WHERE key = 'last_seq' RETURNING value")
+            await con.execute(
+                "INSERT INTO epochs (first_seq, epoch) VALUES ($1, $2)"
+                " ON CONFLICT (first_seq) DO UPDATE SET epoch = excluded.epoch",
+                int(last) + 1, secrets.token_hex(8),
+            )
 
     async def _close_resources(self) -> None:
         pool, self._pool = self._pool, None
@@ -369,6 +380,11 @@ class PostgresStore(GroupCommitStore):
         """The largest seq pruned from the change feed (0 if nothing was pruned)."""
         rows = await self._fetch("SELECT value FROM meta WHERE key = 'feed_floor'")
         return int(rows[0][0]) if rows else 0
+
+    async def epochs(self) -> list[tuple[int, str]]:
+        """The change feed's epochs, ``(first_seq, epoch)`` in seq order; one more per node start."""
+        rows = await self._fetch("SELECT first_seq, epoch FROM epochs ORDER BY first_seq")
+        return [(int(first), str(epoch)) for first, epoch in rows]
 
     async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
         """Delete changes and stored responses older than these times; return how many of each."""

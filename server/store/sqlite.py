@@ -1,6 +1,6 @@
 """The default store: one SQLite file in WAL mode, written by one writer task with group commit.
 
-Layout (schema version 2, tracked in ``PRAGMA user_version``)::
+Layout (schema version 3, tracked in ``PRAGMA user_version``)::
 
     updates(seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL, blob BLOB NOT NULL)
     snapshots(doc TEXT PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL)
@@ -8,6 +8,7 @@ Layout (schema version 2, tracked in ``PRAGMA user_version``)::
     changes(seq INTEGER PRIMARY KEY, doc, tenant, at, action)   -- the change feed (v2)
     responses(tenant, key, fingerprint, record, created_at)     -- idempotent responses (v2)
     prices(tenant, product, unit_price, currency)               -- the price catalog (v2)
+    epochs(first_seq INTEGER PRIMARY KEY, epoch)                -- change-feed epochs, one per opening (v3)
 
 Two connections: the *writer* (a plain ``sqlite3`` connection) belongs to the single
 writer task, which takes every write (appends, compactions, probes, the adapters'
@@ -26,6 +27,7 @@ freed by compaction is never reused). Within one file, commit order is seq order
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -44,7 +46,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this module writes; ``PRAGMA user_version`` of a current file."""
 
 _SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
@@ -103,6 +105,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'updates'), 0),"
             " coalesce((SELECT max(seq) FROM updates), 0))"
         ),
+    ),    (
+        "CREATE TABLE epochs (first_seq INTEGER PRIMARY KEY, epoch TEXT NOT NULL)",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -236,6 +240,12 @@ class SQLiteStore(GroupCommitStore):
                             f"{self.path} is not a Syncline store (migration to version {target}: {exc})"
                         ) from exc
                 db.execute(f"PRAGMA user_version={target}")
+            # A new feed epoch from the next seq on (an epoch with no seq yet is replaced).
+            db.execute(
+                "INSERT INTO epochs (first_seq, epoch) VALUES (?, ?)"
+                " ON CONFLICT (first_seq) DO UPDATE SET epoch = excluded.epoch",
+                (_last_seq(db) + 1, secrets.token_hex(8)),
+            )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -362,6 +372,11 @@ class SQLiteStore(GroupCommitStore):
         """The largest seq pruned from the change feed (0 if nothing was pruned)."""
         rows = await self._read("SELECT value FROM meta WHERE key = 'feed_floor'", {})
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    async def epochs(self) -> list[tuple[int, str]]:
+        """The change feed's epochs, ``(first_seq, epoch)`` in seq order; one more per opening."""
+        rows = await self._read("SELECT first_seq, epoch FROM epochs ORDER BY first_seq", {})
+        return [(int(first), str(epoch)) for first, epoch in rows]
 
     async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
         """Delete changes and stored responses older than these times; return how many of each."""

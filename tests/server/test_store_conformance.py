@@ -414,6 +414,20 @@ async def test_an_idempotency_key_is_claimed_by_one_holder_until_released_answer
         assert isinstance(held, Claim) and held.fingerprint == "fp-b"
 
 
+async def test_each_opening_starts_a_feed_epoch_at_the_next_seq(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        (first,) = await store.epochs()
+        assert first[0] == 1 and len(first[1]) == 16 and int(first[1], 16) >= 0
+        seqs = [await store.append("acme/cart/c1", bytes([i])) for i in range(3)]
+    async with store_factory() as store:
+        epochs = await store.epochs()
+        assert epochs[0] == first and epochs[1][0] == seqs[-1] + 1 and epochs[1][1] != first[1]
+    async with store_factory() as store:  # nothing written since: the epoch that named no seq is replaced
+        again = await store.epochs()
+        assert again[0] == first and again[1][0] == epochs[1][0] and again[1][1] != epochs[1][1]
+        assert len(again) == 2
+
+
 async def test_prices_are_per_tenant_replaced_or_merged(store_factory: StoreFactory) -> None:
     from syncline.server.store import Price
 
