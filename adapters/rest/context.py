@@ -124,37 +124,33 @@ class RestContext:
         idem = Idempotency(tenant, _idempotency_key(request), _fingerprint(request, body))
         if idem.key is None:
             return (await perform(idem)).response()
-        stored = await self.store.recall(tenant, idem.key)
-        if stored is None:
-            holder = uuid.uuid4().hex
+        holder = uuid.uuid4().hex
+        try:
+            kept = await self.store.recall(tenant, idem.key) or await self.store.claim(
+                tenant, idem.key, idem.fingerprint, holder, expire_after=self.settings.idempotency_claim_seconds)
+        except StoreUnavailable:
+            raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+        if kept is None:  # this request holds the key: run it, keep its reply, give the key back
             try:
-                outcome = await self.store.claim(tenant, idem.key, idem.fingerprint, holder,
-                                                 expire_after=self.settings.idempotency_claim_seconds)
-            except StoreUnavailable:
-                raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
-            if isinstance(outcome, Claim):
-                if outcome.fingerprint != idem.fingerprint:
-                    raise Problem("idempotency-key-reused", "this key was first used with another request")
-                raise Problem("idempotency-key-in-use", headers={"Retry-After": "1"})
-            if outcome is None:
-                try:
-                    reply = await perform(idem)
-                    if idem.kept:
-                        return reply.response()
-                    record = idem.record(reply)
-                    assert record is not None
-                    stored = await self.store.remember(record)
-                    if stored == record:
-                        return reply.response()
-                finally:
-                    await self._release(tenant, idem.key, holder)
-            else:
-                stored = outcome
-        if stored.fingerprint != idem.fingerprint:
+                reply = await perform(idem)
+                record = None if idem.kept else idem.record(reply)  # kept: stored with the edit
+                if record is not None:
+                    try:
+                        kept = await self.store.remember(record)
+                    except StoreUnavailable:
+                        raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+                if record is None or kept == record:
+                    return reply.response()
+            finally:
+                await self._release(tenant, idem.key, holder)
+        assert kept is not None
+        if kept.fingerprint != idem.fingerprint:
             raise Problem("idempotency-key-reused", "this key was first used with another request")
-        headers = dict(stored.headers)
+        if isinstance(kept, Claim):
+            raise Problem("idempotency-key-in-use", headers={"Retry-After": "1"})
+        headers = dict(kept.headers)
         headers["Idempotent-Replayed"] = "true"
-        return Response(stored.body, status_code=stored.status, media_type=JSON, headers=headers)
+        return Response(kept.body, status_code=kept.status, media_type=JSON, headers=headers)
 
     async def _release(self, tenant: str, key: str, holder: str) -> None:
         """Give the key back, even for a cancelled request; if the store is unreachable, the
