@@ -105,6 +105,11 @@ class Settings:
     idempotency_ttl_seconds: float = field(
         default=86_400.0, metadata={"help": 'Seconds an Idempotency-Key and its first response are kept (across restarts).'}
     )
+    idempotency_claim_seconds: float = field(
+        default=60.0, metadata={"help": 'Seconds after which the claim of a write still running on an '
+                                        'Idempotency-Key is presumed dead (its node crashed) and taken over; '
+                                        'keep it above the longest write.'}
+    )
     feed_retention_seconds: float = field(
         default=604_800.0, metadata={"help": 'Seconds the change feed keeps its events for Last-Event-ID resume.'}
     )
@@ -166,7 +171,7 @@ class Settings:
             if getattr(self, name) < 1:
                 raise SettingsError(name, "must be at least 1")
         for name in (
-            "rate_messages_per_second", "room_idle_seconds", "idempotency_ttl_seconds",
+            "rate_messages_per_second", "room_idle_seconds", "idempotency_ttl_seconds", "idempotency_claim_seconds",
             "feed_retention_seconds", "sse_heartbeat_seconds", "request_timeout_seconds", "ws_ping_seconds",
         ):
             if getattr(self, name) <= 0:

@@ -149,9 +149,13 @@ class Fields:
         return self._check(field, check)
 
     def optional(self, field: str, check: Callable[[Any, str], T], default: T) -> T:
+        """The checked value, or ``default`` when the field is absent. An explicit ``null``
+        is refused: no optional field is nullable, and a null must not pass for the default."""
         self._taken.add(field)
-        if field not in self._body or self._body[field] is None:
+        if field not in self._body:
             return default
+        if self._body[field] is None:
+            raise validation_problem(self.name(field), "must not be null (leave it out for its default)")
         return self._check(field, check)
 
     def raw(self, field: str) -> Any:

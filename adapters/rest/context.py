@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,10 +20,12 @@ from syncline.server.auth import Grant, token_from_request, verify_token
 from syncline.server.errors import ExpiredToken, InvalidDocumentName, InvalidToken
 from syncline.server.names import DocName, check_part
 from syncline.server.settings import Settings
-from syncline.server.store import Store, StoredResponse
+from syncline.server.store import Claim, Store, StoredResponse, StoreUnavailable
 
 from .documents import Documents
 from .problems import Problem
+
+logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 MAX_KEY_LENGTH = 255
@@ -67,7 +72,6 @@ class RestContext:
     secret: str
     store: Store
     documents: Documents
-    inflight: set[tuple[str, str]] = field(default_factory=set)
 
     # -- access ------------------------------------------------------------------
 
@@ -111,32 +115,51 @@ class RestContext:
         self, request: Request, tenant: str, body: dict[str, Any] | None,
         perform: Callable[[Idempotency], Awaitable[Reply]],
     ) -> Response:
-        """Run ``perform`` once per ``Idempotency-Key``: a retry gets the first reply back."""
+        """Run ``perform`` once per ``Idempotency-Key``: a retry gets the first reply back.
+
+        The key is claimed in the store before ``perform`` runs, so concurrent requests
+        with one key run once even on different relays sharing the store: the others get
+        the first reply if it is kept by then, or 409 while it runs (422 for another request).
+        """
         idem = Idempotency(tenant, _idempotency_key(request), _fingerprint(request, body))
         if idem.key is None:
             return (await perform(idem)).response()
-        stored = await self.store.recall(tenant, idem.key)
-        if stored is None:
-            slot = (tenant, idem.key)
-            if slot in self.inflight:
-                raise Problem("idempotency-key-in-use", headers={"Retry-After": "1"})
-            self.inflight.add(slot)
+        holder = uuid.uuid4().hex
+        try:
+            kept = await self.store.recall(tenant, idem.key) or await self.store.claim(
+                tenant, idem.key, idem.fingerprint, holder, expire_after=self.settings.idempotency_claim_seconds)
+        except StoreUnavailable:
+            raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+        if kept is None:  # this request holds the key: run it, keep its reply, give the key back
             try:
                 reply = await perform(idem)
-                if idem.kept:
-                    return reply.response()
-                record = idem.record(reply)
-                assert record is not None
-                stored = await self.store.remember(record)
-                if stored == record:
+                record = None if idem.kept else idem.record(reply)  # kept: stored with the edit
+                if record is not None:
+                    try:
+                        kept = await self.store.remember(record)
+                    except StoreUnavailable:
+                        raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+                if record is None or kept == record:
                     return reply.response()
             finally:
-                self.inflight.discard(slot)
-        if stored.fingerprint != idem.fingerprint:
+                await self._release(tenant, idem.key, holder)
+        assert kept is not None
+        if kept.fingerprint != idem.fingerprint:
             raise Problem("idempotency-key-reused", "this key was first used with another request")
-        headers = dict(stored.headers)
+        if isinstance(kept, Claim):
+            raise Problem("idempotency-key-in-use", headers={"Retry-After": "1"})
+        headers = dict(kept.headers)
         headers["Idempotent-Replayed"] = "true"
-        return Response(stored.body, status_code=stored.status, media_type=JSON, headers=headers)
+        return Response(kept.body, status_code=kept.status, media_type=JSON, headers=headers)
+
+    async def _release(self, tenant: str, key: str, holder: str) -> None:
+        """Give the key back, even for a cancelled request; if the store is unreachable, the
+        claim expires by itself after ``idempotency_claim_seconds``."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.release(tenant, key, holder)
+            except StoreUnavailable as exc:
+                logger.warning("could not release the claim on idempotency key %r of %s: %s", key, tenant, exc)
 
 
 _SMUGGLERS = (b"%2f", b"%5c", b"%2e", b"%25", b"%00")
@@ -170,9 +193,14 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _fingerprint(request: Request, body: dict[str, Any] | None) -> str:
+def request_fingerprint(method: str, path: str, body: dict[str, Any] | None) -> str:
+    """What identifies a request under its Idempotency-Key: method, path and the parsed body."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{request.method} {request.url.path}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+def _fingerprint(request: Request, body: dict[str, Any] | None) -> str:
+    return request_fingerprint(request.method, request.url.path, body)
 
 
 def _challenge(error: str | None = None) -> dict[str, str]:

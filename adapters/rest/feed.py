@@ -1,13 +1,17 @@
 """The change feed: one Server-Sent Events stream per tenant, resumable with Last-Event-ID.
 
 Events come from the store's ``changes`` table, written in the same transaction as
-each update, so an event id is the update's seq: the store's order, the same after
-a restart, on any node. A stream reads the table from where the client left off and
-then waits for the hub's signal that something new was integrated; nothing is
-buffered in memory, so a reconnect with ``Last-Event-ID`` delivers exactly what
-was missed. Retention is bounded (``--feed-retention-seconds``): a client resuming
-below the pruned floor first gets a ``reset`` event telling it to re-read its
-documents.
+each update, so an event id is the update's seq, prefixed with the store's epoch for
+that seq (``{epoch}-{seq}``): the store's order, the same after a restart, on any node.
+A stream reads the table from where the client left off and then waits for the hub's
+signal that something new was integrated; nothing is buffered in memory, so a
+reconnect with ``Last-Event-ID`` delivers exactly what was missed.
+
+A client resuming from where this feed cannot follow first gets a ``reset`` event
+telling it to re-read its documents: below the pruned floor (retention is
+``--feed-retention-seconds``), it then gets the events after the floor; with an id of
+another history (another epoch: the store was wiped or restored from a backup, or a
+seq the epoch never reached, or a bare seq without an epoch), every event kept.
 
 Every event is ``{kind}.changed`` (``cart.changed``, ``stock.changed``) with data
 ``{"seq", "doc", "kind", "id", "action", "at"}``; ``action`` names the REST
@@ -19,6 +23,7 @@ what changed, as with CouchDB's ``_changes``.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -110,17 +115,48 @@ def _filter(request: Request) -> Filter:
     return Filter(frozenset(docs), frozenset(types))
 
 
-def _resume_point(request: Request) -> int | None:
+_EPOCH_ID = re.compile(r"([0-9a-f]{16})-([0-9]{1,19})")
+_BARE_ID = re.compile(r"[0-9]{1,19}")
+
+
+def _resume_point(request: Request) -> tuple[str | None, int] | None:
+    """The ``(epoch, seq)`` the client resumes after (epoch None for a bare, old-style seq)."""
     raw = request.headers.get("last-event-id")
     source = "Last-Event-ID"
     if raw is None:
         raw, source = request.query_params.get("since"), "since"
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
-        raise Problem("invalid-header" if source == "Last-Event-ID" else "invalid-parameter",
-                      f"{source} must be an event id this feed gave out (a non-negative integer)")
-    return int(raw)
+    if match := _EPOCH_ID.fullmatch(raw):
+        return match[1], int(match[2])
+    if _BARE_ID.fullmatch(raw):
+        return None, int(raw)
+    raise Problem("invalid-header" if source == "Last-Event-ID" else "invalid-parameter",
+                  f"{source} must be an event id this feed gave out (EPOCH-SEQ)")
+
+
+def epoch_at(epochs: list[tuple[int, str]], seq: int) -> str:
+    """The epoch that names ``seq``: the last one starting at or below it (the first for older seqs)."""
+    name = epochs[0][1]
+    for first, epoch in epochs:
+        if first > seq:
+            break
+        name = epoch
+    return name
+
+
+def event_id(epochs: list[tuple[int, str]], seq: int) -> str:
+    return f"{epoch_at(epochs, seq)}-{seq}"
+
+
+def _followable(epochs: list[tuple[int, str]], epoch: str | None, seq: int, head: int) -> bool:
+    """Whether ``{epoch}-{seq}`` is a point of this store's history: a known epoch, and a seq
+    within the range it named (the last epoch's range ends at the head)."""
+    for i, (first, name) in enumerate(epochs):
+        if name == epoch:
+            end = epochs[i + 1][0] - 1 if i + 1 < len(epochs) else head
+            return (i == 0 or seq >= first - 1) and seq <= end
+    return False
 
 
 async def events(request: Request) -> Response:
@@ -128,17 +164,24 @@ async def events(request: Request) -> Response:
     hub: FeedHub = request.app.state.feed
     grant = ctx.grant(request)
     wanted = _filter(request)
-    after = _resume_point(request)
+    resume = _resume_point(request)
     try:
+        floor = await ctx.store.feed_floor()
         # The newest id given out: the floor when every event is pruned (head() is then 0).
-        head = max(await ctx.store.head(), await ctx.store.feed_floor())
+        head = max(await ctx.store.head(), floor)
+        epochs = await ctx.store.epochs()
     except StoreUnavailable:
         raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
-    # An id above the head was never given out by this store (restored from a backup, or
-    # another deployment's): the client may have missed anything, so it is told to re-read.
-    ahead = after is not None and after > head
+    if resume is None:
+        after, reset = head, False
+    elif _followable(epochs, *resume, head):
+        after, reset = resume[1], False  # below the floor, the stream itself sends a reset
+    else:
+        # Another history's id (a wiped or restored store, another deployment's, or a bare seq):
+        # the client may have missed anything, so it re-reads and gets every event kept.
+        after, reset = floor, True
     return EventSourceResponse(
-        _stream(ctx, hub, grant, wanted, head if after is None or ahead else after, reset=ahead),
+        _stream(ctx, hub, grant, wanted, after, reset=reset),
         ping=ctx.settings.sse_heartbeat_seconds,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         send_timeout=30,
@@ -149,25 +192,26 @@ async def events(request: Request) -> Response:
 async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, after: int, *, reset: bool = False
                   ) -> AsyncIterator[ServerSentEvent]:
     last = after
-    if reset:
-        yield ServerSentEvent(json.dumps({"floor": after, "reason": "the resume point is ahead of this feed"}),
-                              event="reset", id=str(after))
+    pending_reset = "the resume point is not from this feed's history" if reset else None
     while not hub.closed.is_set() and not grant.is_expired():
         signal = hub.wait_token(grant.tenant)
         try:
             floor = await ctx.store.feed_floor()
             if last < floor:
                 # Events between last and floor were pruned: the client must re-read its documents.
-                yield ServerSentEvent(json.dumps({"floor": floor, "reason": "events before the floor were pruned"}),
-                                      event="reset", id=str(floor))
-                last = floor
+                pending_reset, last = "events before the floor were pruned", floor
             changes = await ctx.store.changes_since(grant.tenant, last, PAGE)
+            epochs = await ctx.store.epochs()
         except StoreUnavailable:
             return  # the client reconnects with its Last-Event-ID once the store is back
+        if pending_reset is not None:
+            yield ServerSentEvent(json.dumps({"floor": last, "reason": pending_reset}), event="reset",
+                                  id=event_id(epochs, last))
+            pending_reset = None
         for change in changes:
             last = change.seq
             if wanted.wants(change, grant):
-                yield _event(change)
+                yield _event(change, epochs)
         if len(changes) < PAGE:
             wait = 60.0  # a missed signal costs at most a minute
             if grant.expires_at is not None:  # as a WebSocket peer's, the stream ends with its token
@@ -176,7 +220,7 @@ async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, 
                 await signal.wait()
 
 
-def _event(change: Change) -> ServerSentEvent:
+def _event(change: Change, epochs: list[tuple[int, str]]) -> ServerSentEvent:
     name = DocName.from_string(change.doc)
     data = {
         "seq": change.seq,
@@ -186,4 +230,5 @@ def _event(change: Change) -> ServerSentEvent:
         "action": change.action or "sync",
         "at": round(change.at * 1000),
     }
-    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=f"{name.kind}.changed", id=str(change.seq))
+    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=f"{name.kind}.changed",
+                           id=event_id(epochs, change.seq))

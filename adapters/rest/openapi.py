@@ -250,9 +250,12 @@ def openapi_document() -> dict[str, Any]:
                 TENANT_P,
                 _param("doc", {"type": "string"}, "query", "kind/id of a document to follow (repeatable)"),
                 _param("type", {"enum": ["cart.changed", "stock.changed"]}, "query", "event type (repeatable)"),
-                _param("since", {"type": "string", "pattern": "^[0-9]{1,19}$"}, "query",
+                _param("since", {"type": "string", "pattern": "^([0-9a-f]{16}-)?[0-9]{1,19}$"}, "query",
                        "resume after this event id (as Last-Event-ID)"),
-                _param("Last-Event-ID", {"type": "string"}, "header", "resume after this event id"),
+                _param("Last-Event-ID", {"type": "string"}, "header",
+                       "resume after this event id: EPOCH-SEQ, the id of the last event received. An id of "
+                       "another epoch (the store was wiped or restored), a bare SEQ, or one this feed never "
+                       "reached gets a reset event first, then every event kept"),
             ],
             "responses": {
                 "200": {"description": "an endless event stream",

@@ -8,3 +8,4 @@ from .base import StoreLocked as StoreLocked
 from .base import Change as Change
 from .base import Price as Price
 from .base import StoredResponse as StoredResponse
+from .base import Claim as Claim

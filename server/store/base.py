@@ -109,6 +109,20 @@ class StoredResponse:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A request holding an idempotency key while it runs (see :meth:`Store.claim`).
+
+    ``fingerprint`` identifies that request as :class:`StoredResponse`'s does;
+    ``created_at`` is when it claimed the key, in seconds since the epoch.
+    """
+
+    tenant: str
+    key: str
+    fingerprint: str
+    created_at: float
+
+
+@dataclass(frozen=True)
 class Price:
     """A trusted unit price in minor units (cents) and its ISO 4217 currency."""
 
@@ -170,6 +184,14 @@ class Store(Protocol):
         resuming below it may have missed changes."""
         ...
 
+    async def epochs(self) -> list[tuple[int, str]]:
+        """The change feed's epochs as ``(first_seq, epoch)``, in seq order (never empty once open).
+
+        Each opening of the store starts a new epoch (a random id) at the next seq, so an
+        epoch and a seq in its range name one history: a new store, or a copy restored from
+        a backup, continues under an epoch that no earlier reader has seen."""
+        ...
+
     async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
         """Delete changes and stored responses older than these times; return how many of each."""
         ...
@@ -180,6 +202,23 @@ class Store(Protocol):
 
     async def remember(self, response: StoredResponse) -> StoredResponse:
         """Keep ``response`` unless one is already kept under its key; return the kept one."""
+        ...
+
+    async def claim(
+        self, tenant: str, key: str, fingerprint: str, holder: str, *, expire_after: float
+    ) -> StoredResponse | Claim | None:
+        """Claim ``(tenant, key)`` for a request about to run; ``holder`` names this attempt.
+
+        Returns the response kept under the key (the caller replays it; nothing is claimed),
+        or the :class:`Claim` of another request still holding the key, or None: the caller
+        holds the key until it calls :meth:`release`. A claim older than ``expire_after``
+        seconds is taken over (its holder is presumed dead). Every relay sharing the store
+        sees the same claims, so one key runs once across them.
+        """
+        ...
+
+    async def release(self, tenant: str, key: str, holder: str) -> None:
+        """Drop ``holder``'s claim on ``(tenant, key)`` (a claim taken over by another is left)."""
         ...
 
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:

@@ -1,6 +1,6 @@
 """The cluster store: one PostgreSQL database shared by every relay node (asyncpg).
 
-Layout (schema version 1, tracked in ``syncline_migrations``)::
+Layout (schema version 2, tracked in ``syncline_migrations``)::
 
     updates(seq bigint PRIMARY KEY, doc text, blob bytea)          -- the append log
     snapshots(doc text PRIMARY KEY, seq bigint, blob bytea)        -- one per document
@@ -8,6 +8,8 @@ Layout (schema version 1, tracked in ``syncline_migrations``)::
     changes(seq bigint PRIMARY KEY, doc, tenant, at, action)       -- the change feed
     responses(tenant, key, fingerprint, record bytea, created_at)  -- idempotent responses
     prices(tenant, product, unit_price, currency)                  -- the price catalog
+    claims(tenant, key, fingerprint, holder, created_at)           -- keys of running requests (v2)
+    epochs(first_seq bigint PRIMARY KEY, epoch text)               -- change-feed epochs, one per opening (v2)
 
 Sequence numbers are one cluster-wide total order that equals commit order. Every
 append transaction starts with ``UPDATE meta SET value = value + n WHERE key =
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -42,7 +45,7 @@ from urllib.parse import urlsplit
 import anyio
 import asyncpg
 
-from .base import Change, Price, StoredDoc, StoredResponse, StoreUnavailable
+from .base import Change, Claim, Price, StoredDoc, StoredResponse, StoreUnavailable
 from .records import response_from_row, response_row
 from .writer import Append, GroupCommitStore
 
@@ -50,7 +53,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore", "shown_dsn"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this module writes: the largest version in ``syncline_migrations``."""
 
 # What a failing database, network or driver raises: all of it is "unavailable". The
@@ -84,6 +87,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             " currency text NOT NULL, PRIMARY KEY (tenant, product))"
         ),
     ),
+    (
+        # Idempotency keys claimed by requests still running, on any node (see claim()).
+        (
+            "CREATE TABLE claims (tenant text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
+            " holder text NOT NULL, created_at double precision NOT NULL, PRIMARY KEY (tenant, key))"
+        ),
+        "CREATE TABLE epochs (first_seq bigint PRIMARY KEY, epoch text NOT NULL)",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -104,6 +115,16 @@ _INSERT_RESPONSE = (
 )
 _SELECT_RESPONSE = (
     "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = $1 AND key = $2"
+)
+# Takes the key, or takes over a claim older than $5 seconds (by the database's clock, one for
+# every node); returns a row only when this caller holds the claim now.
+_TAKE_CLAIM = (
+    "INSERT INTO claims (tenant, key, fingerprint, holder, created_at)"
+    " VALUES ($1, $2, $3, $4, extract(epoch FROM clock_timestamp()))"
+    " ON CONFLICT (tenant, key) DO UPDATE"
+    " SET fingerprint = excluded.fingerprint, holder = excluded.holder, created_at = excluded.created_at"
+    " WHERE claims.created_at < excluded.created_at - $5"
+    " RETURNING holder"
 )
 # Snapshot (kind 0) then the log rows after it (kind 1): one statement, one read snapshot.
 _LOAD = (
@@ -242,6 +263,14 @@ class PostgresStore(GroupCommitStore):
                             f"(migration to version {target}: {exc})"
                         ) from exc
                 await con.execute("INSERT INTO syncline_migrations (version) VALUES ($1)", target)
+            # A new feed epoch from the next seq on. The counter row's lock waits for appends in
+            # flight, so none of them gets a seq at or past first_seq under the old epoch.
+            last = await con.fetchval("UPDATE meta SET value = value WHERE key = 'last_seq' RETURNING value")
+            await con.execute(
+                "INSERT INTO epochs (first_seq, epoch) VALUES ($1, $2)"
+                " ON CONFLICT (first_seq) DO UPDATE SET epoch = excluded.epoch",
+                int(last) + 1, secrets.token_hex(8),
+            )
 
     async def _close_resources(self) -> None:
         pool, self._pool = self._pool, None
@@ -352,6 +381,11 @@ class PostgresStore(GroupCommitStore):
         rows = await self._fetch("SELECT value FROM meta WHERE key = 'feed_floor'")
         return int(rows[0][0]) if rows else 0
 
+    async def epochs(self) -> list[tuple[int, str]]:
+        """The change feed's epochs, ``(first_seq, epoch)`` in seq order; one more per node start."""
+        rows = await self._fetch("SELECT first_seq, epoch FROM epochs ORDER BY first_seq")
+        return [(int(first), str(epoch)) for first, epoch in rows]
+
     async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
         """Delete changes and stored responses older than these times; return how many of each."""
 
@@ -365,6 +399,7 @@ class PostgresStore(GroupCommitStore):
                     "UPDATE meta SET value = greatest(value, $1) WHERE key = 'feed_floor'", int(floor)
                 )
             status = await con.execute("DELETE FROM responses WHERE created_at < $1", responses_before)
+            await con.execute("DELETE FROM claims WHERE created_at < $1", responses_before)  # a dead node's
             return pruned_changes, _row_count(status)
 
         result: tuple[int, int] = await self._transact(work)
@@ -391,6 +426,47 @@ class PostgresStore(GroupCommitStore):
 
         kept: StoredResponse = await self._transact(work)
         return kept
+
+    async def claim(
+        self, tenant: str, key: str, fingerprint: str, holder: str, *, expire_after: float
+    ) -> StoredResponse | Claim | None:
+        """Claim ``(tenant, key)`` for a request about to run, for every node (see the Store protocol).
+
+        One transaction: insert the claim row (or take over an expired one), then look for
+        the kept response. Each statement sees what committed before it, and a response
+        commits before its claim is released, so a caller that takes a released key sees
+        that key's response and gives the claim back instead of running the request again.
+        """
+
+        async def work(con: asyncpg.Connection) -> StoredResponse | Claim | None:
+            for _ in range(3):  # a claim released between two statements: look again
+                taken = await con.fetchval(_TAKE_CLAIM, tenant, key, fingerprint, holder, expire_after)
+                kept = await con.fetchrow(_SELECT_RESPONSE, tenant, key)
+                if kept is not None:
+                    if taken is not None:
+                        await con.execute("DELETE FROM claims WHERE tenant = $1 AND key = $2 AND holder = $3",
+                                          tenant, key, holder)
+                    return response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]),
+                                             float(kept[4]))
+                if taken is not None:
+                    return None
+                other = await con.fetchrow(
+                    "SELECT fingerprint, created_at FROM claims WHERE tenant = $1 AND key = $2", tenant, key
+                )
+                if other is not None:
+                    return Claim(tenant, key, str(other[0]), float(other[1]))
+            return Claim(tenant, key, fingerprint, time.time())  # the key keeps changing hands: busy
+
+        outcome: StoredResponse | Claim | None = await self._transact(work)
+        return outcome
+
+    async def release(self, tenant: str, key: str, holder: str) -> None:
+        """Drop ``holder``'s claim on ``(tenant, key)`` (a claim taken over by another is left)."""
+
+        async def work(con: asyncpg.Connection) -> None:
+            await con.execute("DELETE FROM claims WHERE tenant = $1 AND key = $2 AND holder = $3", tenant, key, holder)
+
+        await self._transact(work)
 
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
         """The catalog prices of those ``products`` that have one."""

@@ -1,6 +1,6 @@
 """The default store: one SQLite file in WAL mode, written by one writer task with group commit.
 
-Layout (schema version 2, tracked in ``PRAGMA user_version``)::
+Layout (schema version 3, tracked in ``PRAGMA user_version``)::
 
     updates(seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL, blob BLOB NOT NULL)
     snapshots(doc TEXT PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL)
@@ -8,6 +8,7 @@ Layout (schema version 2, tracked in ``PRAGMA user_version``)::
     changes(seq INTEGER PRIMARY KEY, doc, tenant, at, action)   -- the change feed (v2)
     responses(tenant, key, fingerprint, record, created_at)     -- idempotent responses (v2)
     prices(tenant, product, unit_price, currency)               -- the price catalog (v2)
+    epochs(first_seq INTEGER PRIMARY KEY, epoch)                -- change-feed epochs, one per opening (v3)
 
 Two connections: the *writer* (a plain ``sqlite3`` connection) belongs to the single
 writer task, which takes every write (appends, compactions, probes, the adapters'
@@ -26,6 +27,7 @@ freed by compaction is never reused). Within one file, commit order is seq order
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,7 +39,7 @@ import aiosqlite
 import anyio
 
 from ..lockfile import LockFile, acquire, holder_pid
-from .base import Change, Price, StoredDoc, StoredResponse, StoreLocked, StoreUnavailable
+from .base import Change, Claim, Price, StoredDoc, StoredResponse, StoreLocked, StoreUnavailable
 from .records import response_from_row, response_row
 from .writer import Append, GroupCommitStore, Pending
 
@@ -45,7 +47,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this module writes; ``PRAGMA user_version`` of a current file."""
 
 _SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
@@ -104,6 +106,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'updates'), 0),"
             " coalesce((SELECT max(seq) FROM updates), 0))"
         ),
+    ),    (
+        "CREATE TABLE epochs (first_seq INTEGER PRIMARY KEY, epoch TEXT NOT NULL)",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -183,6 +187,7 @@ class SQLiteStore(GroupCommitStore):
         self.committed_updates = 0
         self.on_commit: Callable[[int, float], None] | None = None
         self._next_seq: int | None = None
+        self._claims: dict[tuple[str, str], tuple[Claim, str]] = {}  # (tenant, key) -> (claim, holder)
 
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -254,6 +259,12 @@ class SQLiteStore(GroupCommitStore):
                             f"{self.path} is not a Syncline store (migration to version {target}: {exc})"
                         ) from exc
                 db.execute(f"PRAGMA user_version={target}")
+            # A new feed epoch from the next seq on (an epoch with no seq yet is replaced).
+            db.execute(
+                "INSERT INTO epochs (first_seq, epoch) VALUES (?, ?)"
+                " ON CONFLICT (first_seq) DO UPDATE SET epoch = excluded.epoch",
+                (_last_seq(db) + 1, secrets.token_hex(8)),
+            )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -386,6 +397,11 @@ class SQLiteStore(GroupCommitStore):
         rows = await self._read("SELECT value FROM meta WHERE key = 'feed_floor'", {})
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
+    async def epochs(self) -> list[tuple[int, str]]:
+        """The change feed's epochs, ``(first_seq, epoch)`` in seq order; one more per opening."""
+        rows = await self._read("SELECT first_seq, epoch FROM epochs ORDER BY first_seq", {})
+        return [(int(first), str(epoch)) for first, epoch in rows]
+
     async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
         """Delete changes and stored responses older than these times; return how many of each."""
 
@@ -432,6 +448,36 @@ class SQLiteStore(GroupCommitStore):
 
         kept: StoredResponse = await self._transact(work)
         return kept
+
+    async def claim(
+        self, tenant: str, key: str, fingerprint: str, holder: str, *, expire_after: float
+    ) -> StoredResponse | Claim | None:
+        """Claim ``(tenant, key)`` for a request about to run (see the Store protocol).
+
+        Claims live in this object, not in the file: the file has one relay, so a claim
+        can only be held by a request of this process, and one left by a killed process
+        must not outlive it.
+        """
+        slot = (tenant, key)
+        held = self._claims.get(slot)
+        now = time.time()
+        if held is not None and held[0].created_at >= now - expire_after:
+            return await self.recall(tenant, key) or held[0]  # answered, its release still on its way
+        self._claims[slot] = (Claim(tenant, key, fingerprint, now), holder)  # before any await
+        try:
+            kept = await self.recall(tenant, key)
+        except BaseException:
+            await self.release(tenant, key, holder)
+            raise
+        if kept is not None:
+            await self.release(tenant, key, holder)
+        return kept
+
+    async def release(self, tenant: str, key: str, holder: str) -> None:
+        """Drop ``holder``'s claim on ``(tenant, key)``, if it still holds it."""
+        held = self._claims.get((tenant, key))
+        if held is not None and held[1] == holder:
+            del self._claims[(tenant, key)]
 
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
         """The catalog prices of those ``products`` that have one."""

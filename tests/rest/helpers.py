@@ -8,6 +8,7 @@ from contextlib import closing
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
 import httpx
 
 from syncline.adapters.rest.problems import TITLES
@@ -49,3 +50,37 @@ def new_id(prefix: str) -> str:
 def client(relay: RelayProcess, token: str | None) -> httpx.Client:
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     return httpx.Client(base_url=relay.http_url, headers=headers, timeout=10.0)
+
+
+def is_in_use(response: httpx.Response) -> bool:
+    """Whether ``response`` is the 409 of a key whose first request is still running (checked whole)."""
+    if response.status_code != 409:
+        return False
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == PROBLEM_BASE + "idempotency-key-in-use", response.text
+    assert response.headers["retry-after"] == "1"
+    return True
+
+
+async def fire_at_once(nodes: list[RelayProcess], token: str, path: str,
+                       requests: list[tuple[int, str, dict[str, Any]]]) -> list[httpx.Response]:
+    """POST every ``(node index, Idempotency-Key, body)`` request to ``path`` at once, over
+    connections opened beforehand so that they leave together; the responses in that order."""
+    results: list[httpx.Response | None] = [None] * len(requests)
+    go = anyio.Event()
+    limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=len(requests))
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30, limits=limits) as http:
+
+        async def one(i: int, node: int, key: str, body: dict[str, Any]) -> None:
+            await go.wait()
+            results[i] = await http.post(nodes[node].http_url + path, json=body, headers={"Idempotency-Key": key})
+
+        async with anyio.create_task_group() as warm:
+            for node, _, _ in requests:
+                warm.start_soon(http.get, nodes[node].http_url + "/v1/health")
+        async with anyio.create_task_group() as tg:
+            for i, (node, key, body) in enumerate(requests):
+                tg.start_soon(one, i, node, key, body)
+            go.set()
+    assert all(response is not None for response in results)
+    return [response for response in results if response is not None]

@@ -8,6 +8,7 @@ else" is proven by a last write that the stream must deliver next.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -166,14 +167,36 @@ def head(relay: RelayProcess) -> int:
         return int(db.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0])
 
 
-def as_rows(events: list[Event]) -> list[Row]:
-    """Check each event's own consistency, then reduce it to what the store holds."""
+def stored_epochs(relay: RelayProcess) -> list[tuple[int, str]]:
+    path = relay.data_dir / "syncline.sqlite3"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return [(int(first), str(epoch)) for first, epoch in
+                db.execute("SELECT first_seq, epoch FROM epochs ORDER BY first_seq").fetchall()]
+
+
+def event_id(relay: RelayProcess, seq: int) -> str:
+    """The id the feed gives the event of ``seq`` (docs/rest.md): the epoch the store
+    started last at or below ``seq`` (the first epoch for older seqs), a dash, the seq."""
+    epochs = stored_epochs(relay)
+    epoch = epochs[0][1]
+    for first, name in epochs:
+        if first <= seq:
+            epoch = name
+    return f"{epoch}-{seq}"
+
+
+def as_rows(events: list[Event], relay: RelayProcess | None = None) -> list[Row]:
+    """Check each event's own consistency (its id too, given the relay), then reduce it to what
+    the store holds."""
     rows = []
     for event in events:
         data = event.json()
         tenant, kind, doc_id = data["doc"].split("/")
         assert event.event == f"{kind}.changed"
-        assert event.id == str(data["seq"])
+        epoch, _, seq = (event.id or "").partition("-")
+        assert len(epoch) == 16 and int(epoch, 16) >= 0 and seq == str(data["seq"]), event.id
+        if relay is not None:
+            assert event.id == event_id(relay, data["seq"])
         assert (data["kind"], data["id"]) == (kind, doc_id)
         assert isinstance(data["at"], int) and abs(data["at"] / 1000 - time.time()) < 600
         rows.append(Row(data["seq"], data["doc"], data["action"]))
@@ -345,7 +368,7 @@ async def test_resume_after_a_dropped_connection_delivers_exactly_the_missed_eve
         # The connection is gone; seven writes happen meanwhile.
         for i in range(7):
             await (add_item(client, f"c{i % 3}") if i % 2 else adjust(client, f"loc{i % 2}"))
-        missed = stored_changes(rest_relay, int(first.id or "x"))
+        missed = stored_changes(rest_relay, first.json()["seq"])
         assert len(missed) == 7
         async with open_feed(client, last_event_id=first.id) as feed:
             assert as_rows(await feed.take(7)) == missed
@@ -353,10 +376,11 @@ async def test_resume_after_a_dropped_connection_delivers_exactly_the_missed_eve
             assert as_rows([await feed.next()]) == stored_changes(rest_relay, missed[-1].seq)
         # ?since= is the same resume point, for clients that cannot set headers.
         middle = missed[3].seq
-        async with open_feed(client, params={"since": str(middle)}) as feed:
-            assert as_rows(await feed.take(4)) == stored_changes(rest_relay, middle)[:4]
+        async with open_feed(client, params={"since": event_id(rest_relay, middle)}) as feed:
+            assert as_rows(await feed.take(4), rest_relay) == stored_changes(rest_relay, middle)[:4]
         # The header wins over the query parameter.
-        async with open_feed(client, params={"since": "0"}, last_event_id=str(middle)) as feed:
+        async with open_feed(client, params={"since": first.id}, last_event_id=event_id(rest_relay, middle)) \
+                as feed:
             assert as_rows([await feed.next()]) == [missed[4]]
 
 
@@ -373,7 +397,7 @@ async def test_reconnecting_while_writes_continue_neither_loses_nor_repeats_an_e
                 await (add_item(writer, f"c{i % 4}") if i % 3 else adjust(writer, "north"))
 
         received: list[Event] = []
-        last = str(start)
+        last = event_id(rest_relay, start)
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(write_all)
@@ -386,7 +410,7 @@ async def test_reconnecting_while_writes_continue_neither_loses_nor_repeats_an_e
                             last = event.id or "x"
                     reconnects += 1
         assert reconnects >= 10
-        assert as_rows(received) == stored_changes(rest_relay, start)
+        assert as_rows(received, rest_relay) == stored_changes(rest_relay, start)
 
 
 @pytest.mark.parametrize("stop", ["terminate", "kill"])
@@ -412,12 +436,14 @@ async def test_resume_across_a_relay_restart_misses_nothing(rest_relay: RelayPro
     async with client_for(rest_relay, rest_relay.token("acme")) as client:
         await adjust(client, "north")
         await add_item(client, "c3")
-        expected = stored_changes(rest_relay, int(first.id or "x"))
+        expected = stored_changes(rest_relay, first.json()["seq"])
         assert [row.action for row in expected] == [
             "cart.add_item", "stock.adjust", "cart.add_item", "stock.adjust", "cart.add_item"]
-        assert stored_changes(rest_relay, start)[0].seq == int(first.id or "x")
+        assert stored_changes(rest_relay, start)[0].seq == first.json()["seq"]
         async with open_feed(client, last_event_id=first.id) as feed:
-            assert as_rows(await feed.take(5)) == expected
+            # The restart began a new epoch: ids name the epoch of their seq, old ones stay valid.
+            assert as_rows(await feed.take(5), rest_relay) == expected
+            assert len(stored_epochs(rest_relay)) >= 2
             await adjust(client, "marker")
             assert as_rows([await feed.next()]) == stored_changes(rest_relay, expected[-1].seq)
 
@@ -443,14 +469,15 @@ async def test_resuming_below_the_pruned_floor_gets_a_reset_then_only_later_even
         await adjust(client, "north")
         later = stored_changes(relay)
         assert len(later) == 2 and later[0].seq > floor
-        for resume in ({"params": {"since": "0"}}, {"last_event_id": str(old[0].seq)}):
+        for resume in ({"params": {"since": event_id(relay, old[0].seq)}},
+                       {"last_event_id": event_id(relay, old[1].seq)}):
             async with open_feed(client, **resume) as feed:
                 reset = await feed.next()
-                assert (reset.event, reset.id) == ("reset", str(floor))
+                assert (reset.event, reset.id) == ("reset", event_id(relay, floor))
                 assert reset.json()["floor"] == floor
-                assert as_rows(await feed.take(2)) == later
-        # Resuming at the floor itself missed nothing: no reset.
-        async with open_feed(client, last_event_id=str(floor)) as feed:
+                assert as_rows(await feed.take(2), relay) == later
+        # Resuming at the floor itself (the reset's id) missed nothing: no reset.
+        async with open_feed(client, last_event_id=reset.id) as feed:
             assert as_rows(await feed.take(2)) == later
             await add_item(client, "marker")
             assert as_rows([await feed.next()]) == stored_changes(relay, later[-1].seq)
@@ -476,18 +503,72 @@ async def test_a_new_stream_gets_no_reset_when_every_event_was_pruned(
         assert as_rows([first]) == stored_changes(relay)
 
 
-async def test_resuming_from_an_id_this_feed_never_gave_out_gets_a_reset(rest_relay: RelayProcess) -> None:
-    """An id above the newest one (a store restored from a backup, another deployment's id):
+@pytest.mark.parametrize("resume", ["ahead", "other epoch", "bare seq"])
+async def test_resuming_from_an_id_this_feed_never_gave_out_gets_a_reset_then_every_kept_event(
+    rest_relay: RelayProcess, resume: str,
+) -> None:
+    """A seq past the newest, an epoch this store never had, or a bare seq without an epoch:
     the client may have missed anything, so it must re-read rather than wait silently."""
     async with client_for(rest_relay, rest_relay.token("acme")) as client:
         await add_item(client, "c1")
+        await adjust(client, "north")
         newest = head(rest_relay)
-        async with open_feed(client, last_event_id=str(newest + 1000)) as feed:
+        epoch = event_id(rest_relay, newest).split("-")[0]
+        last_id = {"ahead": f"{epoch}-{newest + 1}", "other epoch": f"{'0' * 16}-{newest}",
+                   "bare seq": str(newest)}[resume]
+        async with open_feed(client, last_event_id=last_id) as feed:
             reset = await feed.next()
-            assert (reset.event, reset.id) == ("reset", str(newest))
-            assert reset.json()["floor"] == newest
+            assert (reset.event, reset.id) == ("reset", event_id(rest_relay, 0))
+            assert reset.json()["floor"] == 0
+            kept = stored_changes(rest_relay)
+            assert as_rows(await feed.take(len(kept)), rest_relay) == kept
             await add_item(client, "c2")
-            assert as_rows([await feed.next()]) == stored_changes(rest_relay, newest)
+            assert as_rows([await feed.next()], rest_relay) == stored_changes(rest_relay, newest)
+        async with open_feed(client, last_event_id=reset.id) as feed:  # the reset's id is this feed's
+            assert as_rows(await feed.take(len(kept))) == kept
+
+
+@pytest.mark.parametrize("store", ["wiped", "restored from a backup"])
+async def test_a_reader_resuming_after_the_store_was_replaced_gets_a_reset_then_every_kept_event(
+    relay_with: Callable[..., RelayProcess], store: str,
+) -> None:
+    """The relay's next seqs run past the reader's old id in a history the reader never saw:
+    the epoch of the id tells that apart from a plain resume, which would skip events silently.
+    The backup is taken while the relay runs, so the restored copy has the very epoch of the
+    reader's id, but not its seq: that epoch ended with the copy."""
+    relay = relay_with()
+    database = relay.data_dir / "syncline.sqlite3"
+    backup = relay.data_dir.parent / "backup.sqlite3"
+    async with client_for(relay, relay.token("acme")) as client, open_feed(client) as feed:
+        for i in range(4):
+            await add_item(client, f"c{i}")
+            if i == 1:  # an online backup, as sqlite3's .backup takes it
+                with sqlite3.connect(database) as source, sqlite3.connect(backup) as target:
+                    source.backup(target)
+        events = await feed.take(4)
+    old_id = events[-1].id or "x"
+    old_seq = int(old_id.split("-")[1])
+    assert relay.terminate() == 0
+    for path in relay.data_dir.glob("syncline.sqlite3*"):
+        path.unlink()
+    if store == "wiped":
+        load_catalog(relay.data_dir, "acme", CATALOG)
+    else:
+        shutil.copy2(backup, database)
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            assert db.execute("SELECT max(seq) FROM changes").fetchone()[0] == old_seq - 2
+        assert any(epoch == old_id.split("-")[0] for _, epoch in stored_epochs(relay))
+    relay.start()
+    async with client_for(relay, relay.token("acme")) as client:
+        while head(relay) <= old_seq + 2:  # the new history's seqs pass the old id
+            await add_item(client, "after", "cap")
+        kept = stored_changes(relay)
+        async with open_feed(client, last_event_id=old_id) as feed:
+            reset = await feed.next()
+            assert reset.event == "reset" and reset.json()["floor"] == 0
+            assert as_rows(await feed.take(len(kept)), relay) == kept
+            await add_item(client, "marker")
+            assert as_rows([await feed.next()], relay) == stored_changes(relay, kept[-1].seq)
 
 
 # -- heartbeats and shutdown -------------------------------------------------------------------
@@ -527,6 +608,11 @@ async def test_the_stream_ends_and_the_relay_exits_0_promptly_on_sigterm(rest_re
     (None, "1.5", "invalid-header"),
     (None, "", "invalid-header"),
     (None, "1" * 20, "invalid-header"),
+    (None, "0123abcd-7", "invalid-header"),
+    (None, "0123456789ABCDEF-7", "invalid-header"),
+    (None, "0123456789abcdef-", "invalid-header"),
+    (None, "0123456789abcdef-7-8", "invalid-header"),
+    ({"since": "0123456789abcdef--3"}, None, "invalid-parameter"),
     ({"since": "x"}, None, "invalid-parameter"),
     ({"since": "-3"}, None, "invalid-parameter"),
     ({"doc": "cart"}, None, "invalid-parameter"),
@@ -617,7 +703,7 @@ async def test_a_reader_resuming_across_a_kill_under_load_gets_every_acknowledge
             for w in acked:
                 tg.start_soon(writer, w)
             async with client_for(rest_relay, token) as reader:
-                async with open_feed(reader, last_event_id=str(start)) as feed:
+                async with open_feed(reader, last_event_id=event_id(rest_relay, start)) as feed:
                     while len(received) < 40:
                         received.append(await feed.next())
                     rest_relay.kill()
@@ -632,9 +718,9 @@ async def test_a_reader_resuming_across_a_kill_under_load_gets_every_acknowledge
                 await add_item(reader, "marker")
                 marker = stored_changes(rest_relay)[-1].seq
                 async with open_feed(reader, last_event_id=received[-1].id) as feed:
-                    while not received or received[-1].id != str(marker):
+                    while not received or received[-1].id != event_id(rest_relay, marker):
                         received.append(await feed.next())
-    rows = as_rows(received)
+    rows = as_rows(received, rest_relay)
     assert rows == stored_changes(rest_relay, start)
     for w, count in acked.items():
         events = sum(1 for row in rows if row.doc == f"acme/cart/w{w}")

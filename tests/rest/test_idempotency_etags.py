@@ -11,7 +11,7 @@ import pytest
 
 from syncline.engine import line_key
 from tests.rest.conftest import CATALOG, load_catalog
-from tests.rest.helpers import assert_problem, client, new_id, store_state
+from tests.rest.helpers import assert_problem, client, fire_at_once, is_in_use, new_id, store_state
 from tests.server.relay_process import RelayProcess
 
 pytestmark = pytest.mark.timeout(120)
@@ -181,6 +181,46 @@ def test_concurrent_requests_with_one_key_apply_once(module_relay: RelayProcess,
     assert module_api.get(cart_path(cart_id)).json()["total_quantity"] == 3
     assert module_api.post(cart_path(cart_id, "/items"), json={"product": "cap", "quantity": 3},
                            headers=key).content == applied[0].content
+
+
+@pytest.mark.anyio
+async def test_many_keys_each_sent_twice_at_once_apply_exactly_once(module_relay: RelayProcess) -> None:
+    """The single-node case of tests/cluster/test_idempotency.py: the same claim, on one relay."""
+    cart_id = new_id("pairs")
+    path = cart_path(cart_id, "/items")
+    requests = [(0, f"{cart_id}-{n}", {"product": "tee", "quantity": 30, "attributes": {"n": n}})
+                for n in range(20) for _ in range(2)]
+    responses = await fire_at_once([module_relay], module_relay.token("acme"), path, requests)
+    originals: dict[str, httpx.Response] = {}
+    for (_, key, _), response in zip(requests, responses, strict=True):
+        if response.status_code == 200 and "idempotent-replayed" not in response.headers:
+            assert key not in originals, f"{key} was applied twice"
+            originals[key] = response
+    assert len(originals) == 20
+    for (_, key, _), response in zip(requests, responses, strict=True):
+        assert is_in_use(response) or response.content == originals[key].content
+    with client(module_relay, module_relay.token("acme")) as http:
+        lines = http.get(cart_path(cart_id)).json()["lines"]
+    assert sorted((line["attributes"]["n"], line["quantity"]) for line in lines) == [(n, 30) for n in range(20)]
+
+
+@pytest.mark.anyio
+async def test_one_key_sent_at_once_with_two_bodies_applies_one_and_refuses_the_other(
+    module_relay: RelayProcess,
+) -> None:
+    """Whether the other request comes while the first runs or after it, it is a 422, never a 409
+    (retrying it could never succeed)."""
+    cart_id = new_id("two-bodies")
+    path = cart_path(cart_id, "/items")
+    for n in range(10):
+        key = f"{cart_id}-{n}"
+        first, second = await fire_at_once([module_relay], module_relay.token("acme"), path, [
+            (0, key, {"product": "tee", "quantity": 1}), (0, key, {"product": "mug", "quantity": 1})])
+        assert sorted([first.status_code, second.status_code]) == [200, 422], (first.text, second.text)
+        assert_problem(first if first.status_code == 422 else second, 422, "idempotency-key-reused")
+    with client(module_relay, module_relay.token("acme")) as http:
+        cart = http.get(cart_path(cart_id)).json()
+    assert cart["total_quantity"] == 10
 
 
 @pytest.mark.parametrize("stop", ["terminate", "kill"])

@@ -262,6 +262,9 @@ BAD_BODIES: list[tuple[str, str, str, bytes, str, int, str]] = [
      "validation-error"),
     ("exponent quantity", "POST", ITEMS, b'{"product":"tee","quantity":1e2}', JSON_TYPE, 422, "validation-error"),
     ("string quantity", "POST", ITEMS, b'{"product":"tee","quantity":"2"}', JSON_TYPE, 422, "validation-error"),
+    ("null quantity", "POST", ITEMS, b'{"product":"tee","quantity":null}', JSON_TYPE, 422, "validation-error"),
+    ("null attributes", "POST", ITEMS, b'{"product":"tee","attributes":null}', JSON_TYPE, 422, "validation-error"),
+    ("set: null quantity", "PUT", f"{CART}/lines/{TEE}", b'{"quantity":null}', JSON_TYPE, 422, "validation-error"),
     ("zero quantity", "POST", ITEMS, b'{"product":"tee","quantity":0}', JSON_TYPE, 422, "validation-error"),
     ("negative quantity", "POST", ITEMS, b'{"product":"tee","quantity":-1}', JSON_TYPE, 422, "validation-error"),
     ("quantity too large", "POST", ITEMS, b'{"product":"tee","quantity":100001}', JSON_TYPE, 422,
@@ -313,6 +316,12 @@ BAD_BODIES: list[tuple[str, str, str, bytes, str, int, str]] = [
      b'{"id":"a","sku":"tee","delta":-1000000001,"reason":"r","actor":"a"}', JSON_TYPE, 422, "validation-error"),
     ("adjust: missing id", "POST", STOCK + "/adjustments",
      b'{"sku":"tee","delta":1,"reason":"r","actor":"a"}', JSON_TYPE, 422, "validation-error"),
+    ("adjust: null delta", "POST", STOCK + "/adjustments",
+     b'{"id":"a","sku":"tee","delta":null,"reason":"r","actor":"a"}', JSON_TYPE, 422, "validation-error"),
+    ("adjust: null at", "POST", STOCK + "/adjustments",
+     b'{"id":"a","sku":"tee","delta":1,"reason":"r","actor":"a","at":null}', JSON_TYPE, 422, "validation-error"),
+    ("adjust: null ref", "POST", STOCK + "/adjustments",
+     b'{"id":"a","sku":"tee","delta":1,"reason":"r","actor":"a","ref":null}', JSON_TYPE, 422, "validation-error"),
     ("adjust: null actor", "POST", STOCK + "/adjustments",
      b'{"id":"a","sku":"tee","delta":1,"reason":"r","actor":null}', JSON_TYPE, 422, "validation-error"),
     ("adjust: negative at", "POST", STOCK + "/adjustments",
@@ -344,6 +353,10 @@ BAD_BODIES: list[tuple[str, str, str, bytes, str, int, str]] = [
      "validation-error"),
     ("resolve: level for accept", "POST", STOCK + "/conflicts/c1/resolve",
      b'{"strategy":"accept","actor":"a","level":1}', JSON_TYPE, 422, "validation-error"),
+    ("resolve: null level", "POST", STOCK + "/conflicts/c1/resolve",
+     b'{"strategy":"merge","actor":"a","level":null}', JSON_TYPE, 422, "validation-error"),
+    ("resolve: null note", "POST", STOCK + "/conflicts/c1/resolve",
+     b'{"strategy":"accept","actor":"a","note":null}', JSON_TYPE, 422, "validation-error"),
     ("resolve: conflict in body", "POST", STOCK + "/conflicts/c1/resolve",
      b'{"strategy":"accept","actor":"a","conflict":"c2"}', JSON_TYPE, 422, "validation-error"),
 ]
@@ -363,6 +376,53 @@ def test_a_bad_body_is_refused_with_its_problem_and_stores_nothing(
         assert body["errors"] and all(set(error) == {"field", "reason"} for error in body["errors"])
         assert body["detail"] == f"{body['errors'][0]['field']}: {body['errors'][0]['reason']}"
     assert store_state(module_relay) == before
+
+
+def test_a_null_quantity_is_a_422_not_a_default_and_leaves_every_room_as_it_was(
+    module_relay: RelayProcess, module_api: httpx.Client,
+) -> None:
+    """Left out, ``quantity`` defaults to 1; sent as ``null`` it is invalid like any other bad value."""
+    cart, bystander, location = new_id("null"), new_id("bystander"), new_id("null-loc")
+    assert module_api.post(f"/v1/tenants/acme/carts/{cart}/items", json={"product": "tee", "quantity": 2}) \
+        .status_code == 200
+    assert module_api.post(f"/v1/tenants/acme/carts/{bystander}/items", json={"product": "mug"}).status_code == 200
+    before = store_state(module_relay)
+    reads = {path: module_api.get(path) for path in (f"/v1/tenants/acme/carts/{cart}",
+                                                      f"/v1/tenants/acme/carts/{bystander}")}
+    optional, required = "must not be null (leave it out for its default)", "must be an integer, not null"
+    refused = [
+        ("POST", f"/v1/tenants/acme/carts/{cart}/items", {"product": "tee", "quantity": None}, "quantity", optional),
+        ("POST", f"/v1/tenants/acme/carts/{bystander}/items", {"product": "mug", "quantity": None}, "quantity",
+         optional),
+        ("PUT", f"/v1/tenants/acme/carts/{cart}/lines/{TEE}", {"quantity": None}, "quantity", required),
+        ("POST", f"/v1/tenants/acme/stock/{location}/adjustments",
+         {"id": "n-1", "sku": "tee", "delta": None, "reason": "r", "actor": "a"}, "delta", required),
+    ]
+    for method, path, body, field, reason in refused:
+        for key in ({}, {"Idempotency-Key": new_id("null-key")}):
+            problem = assert_problem(module_api.request(method, path, json=body, headers=key), 422,
+                                     "validation-error")
+            assert problem["errors"] == [{"field": field, "reason": reason}]
+    # In a batch, a null delta is that operation's rejection; the valid one beside it applies.
+    batch = module_api.post(f"/v1/tenants/acme/stock/{location}/batch", json={"operations": [
+        {"type": "adjust", "id": "n-2", "sku": "tee", "delta": None, "reason": "r", "actor": "a"},
+        {"type": "adjust", "id": "n-3", "sku": "tee", "delta": 4, "reason": "r", "actor": "a"},
+    ]})
+    assert batch.status_code == 200, batch.text
+    assert [r["status"] for r in batch.json()["results"]] == ["rejected", "applied"]
+    assert batch.json()["results"][0]["problem"]["errors"][0]["field"] == "operations[0].delta"
+    assert batch.json()["levels"] == {"tee": 4}
+    after = store_state(module_relay)
+    assert [row[1] for row in after["changes"][len(before["changes"]):]] == [f"acme/stock/{location}"]
+    assert {name: rows for name, rows in after.items() if name != "changes" and name != "updates"} == \
+        {name: rows for name, rows in before.items() if name != "changes" and name != "updates"}
+    for path, read in reads.items():
+        again = module_api.get(path)
+        assert (again.json(), again.headers["etag"]) == (read.json(), read.headers["etag"])
+    assert module_api.get(f"/v1/tenants/acme/carts/{cart}").json()["lines"][0]["quantity"] == 2
+    # Leaving the field out still adds the documented default of 1.
+    added = module_api.post(f"/v1/tenants/acme/carts/{cart}/items", json={"product": "tee"})
+    assert added.json()["lines"][0]["quantity"] == 3
 
 
 def test_a_request_without_content_type_or_with_chunks_is_read_as_strictly(module_relay: RelayProcess,

@@ -190,7 +190,7 @@ async def test_nodes_opening_one_fresh_schema_at_once_migrate_it_once(dsn: str, 
                 tg.start_soon(open_and_append, store)
     assert sorted(seqs) == [1, 2, 3, 4]
     rows = await sql(dsn, f'SELECT version FROM "{schema}".syncline_migrations')
-    assert [row[0] for row in rows] == [SCHEMA_VERSION]
+    assert [row[0] for row in rows] == list(range(1, SCHEMA_VERSION + 1))
 
 
 # -- schema and settings -------------------------------------------------------------------
@@ -205,7 +205,8 @@ async def test_opening_creates_the_schema_tables_and_durable_sessions(dsn: str, 
         assert tuple(settings[0]) == ("on", schema)
     tables = await sql(dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema)
     assert {row[0] for row in tables} == {
-        "updates", "snapshots", "meta", "changes", "responses", "prices", "syncline_migrations",
+        "updates", "snapshots", "meta", "changes", "responses", "prices", "syncline_migrations", "claims",
+        "epochs",
     }
     assert (await sql(dsn, f'SELECT count(*) FROM "{schema}".updates'))[0][0] == 1
 
@@ -226,6 +227,21 @@ async def test_a_schema_from_a_newer_syncline_is_refused(dsn: str, schema: str) 
     with pytest.raises(StoreUnavailable, match="version"):
         async with PostgresStore(dsn, schema=schema):
             pass
+
+
+async def test_a_version_1_schema_is_migrated_in_place_and_keeps_its_data(dsn: str, schema: str) -> None:
+    async with PostgresStore(dsn, schema=schema) as store:
+        await store.append("acme/cart/1", b"x", action="cart.add_item")
+    # Back to what the first release left: its tables and rows, without version 2's.
+    await sql(dsn, f'DROP TABLE "{schema}".claims, "{schema}".epochs')
+    await sql(dsn, f'DELETE FROM "{schema}".syncline_migrations WHERE version > 1')
+    async with PostgresStore(dsn, schema=schema) as store:
+        assert (await store.load("acme/cart/1")).updates == [(1, b"x")]
+        assert [c.seq for c in await store.changes_since("acme", 0, 10)] == [1]
+        assert [first for first, _ in await store.epochs()] == [2]
+        assert await store.claim("acme", "k", "fp", "h", expire_after=60) is None
+    rows = await sql(dsn, f'SELECT version FROM "{schema}".syncline_migrations ORDER BY version')
+    assert [row[0] for row in rows] == [1, 2] == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_bad_arguments_are_refused_before_connecting() -> None:

@@ -383,6 +383,51 @@ async def test_a_response_commits_with_its_update_and_the_first_one_is_kept(stor
         assert await store.recall("globex", "key-1") == other
 
 
+async def test_an_idempotency_key_is_claimed_by_one_holder_until_released_answered_or_expired(
+    store_factory: StoreFactory,
+) -> None:
+    from syncline.server.store import Claim, StoredResponse
+
+    async with store_factory() as store:
+        assert await store.claim("acme", "k", "fp-a", "h1", expire_after=60) is None
+        held = await store.claim("acme", "k", "fp-b", "h2", expire_after=60)
+        assert isinstance(held, Claim) and (held.tenant, held.key, held.fingerprint) == ("acme", "k", "fp-a")
+        assert abs(held.created_at - time.time()) < 60
+        assert await store.claim("globex", "k", "fp-b", "h2", expire_after=60) is None  # keys are per tenant
+        await store.release("acme", "k", "h2")  # not its claim: nothing happens
+        assert isinstance(await store.claim("acme", "k", "fp-a", "h3", expire_after=60), Claim)
+        await store.release("acme", "k", "h1")
+        assert await store.claim("acme", "k", "fp-c", "h3", expire_after=60) is None
+        # Once the holder's response is kept, a claimer gets the response and holds nothing.
+        answer = StoredResponse("acme", "k", "fp-c", 200, b"{}", (), time.time())
+        await store.append("acme/cart/c1", b"\x01", response=answer)
+        assert await store.claim("acme", "k", "fp-c", "h4", expire_after=60) == answer
+        await store.release("acme", "k", "h3")
+        assert await store.claim("acme", "k", "fp-c", "h5", expire_after=60) == answer
+        assert await store.claim("acme", "k", "fp-c", "h6", expire_after=60) == answer
+        # A claim older than expire_after is taken over; its late release leaves the new one.
+        assert await store.claim("acme", "x", "fp-a", "h1", expire_after=60) is None
+        await anyio.sleep(0.01)
+        assert await store.claim("acme", "x", "fp-b", "h2", expire_after=0.005) is None
+        await store.release("acme", "x", "h1")
+        held = await store.claim("acme", "x", "fp-c", "h3", expire_after=60)
+        assert isinstance(held, Claim) and held.fingerprint == "fp-b"
+
+
+async def test_each_opening_starts_a_feed_epoch_at_the_next_seq(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        (first,) = await store.epochs()
+        assert first[0] == 1 and len(first[1]) == 16 and int(first[1], 16) >= 0
+        seqs = [await store.append("acme/cart/c1", bytes([i])) for i in range(3)]
+    async with store_factory() as store:
+        epochs = await store.epochs()
+        assert epochs[0] == first and epochs[1][0] == seqs[-1] + 1 and epochs[1][1] != first[1]
+    async with store_factory() as store:  # nothing written since: the epoch that named no seq is replaced
+        again = await store.epochs()
+        assert again[0] == first and again[1][0] == epochs[1][0] and again[1][1] != epochs[1][1]
+        assert len(again) == 2
+
+
 async def test_prices_are_per_tenant_replaced_or_merged(store_factory: StoreFactory) -> None:
     from syncline.server.store import Price
 
