@@ -117,9 +117,12 @@ class RoomAwareness:
 
     def remember(self, owner: Owner, entries: Iterable[AwarenessEntry]) -> Remembered:
         """Integrate ``entries`` announced by ``owner``; raise :class:`AwarenessOverShare` (nothing
-        changed) if a local owner would hold more than its share."""
+        changed) if a local owner would hold more than its share, counting the states of this update
+        that the room's bound drops."""
         result = Remembered()
         undo: dict[int, tuple[AwarenessEntry | None, Owner | None]] = {}
+        limits = self.limits
+        dropped_states = dropped_bytes = 0  # the announcer's own states dropped from this update
         for entry in entries:
             client = entry.client_id
             current = self._states.get(client)
@@ -133,23 +136,30 @@ class RoomAwareness:
             if entry.state == "null":
                 if current is not None:
                     self._remove(client)
-            else:
-                # The connection that first announced a client owns it: its close removes the state.
-                holder = self._owners.get(client, owner)
-                size = entry_bytes(entry)
-                grows = size - self._sizes.get(client, 0)
-                if (current is None and len(self._states) >= self.limits.room_states) or (
-                    grows > 0 and self.bytes + grows > self.limits.room_bytes
-                ):
-                    result.dropped += 1
-                    continue
-                self._put(client, entry, holder, size)
-                if holder is owner and not isinstance(owner, str):  # the announcer's own share
-                    states, total = self.owned(holder)
-                    if states > self.limits.connection_states or total > self.limits.connection_bytes:
-                        self._restore(undo)
-                        raise AwarenessOverShare(states, total, self.limits.connection_states,
-                                                 self.limits.connection_bytes)
+                result.news.append(entry)
+                result.kept.append(entry)
+                continue
+            # The connection that first announced a client owns it: its close removes the state.
+            holder = self._owners.get(client, owner)
+            size = entry_bytes(entry)
+            grows = size - self._sizes.get(client, 0)
+            own = holder is owner and not isinstance(owner, str)  # a local announcer's own state
+            if own:
+                states, total = self.owned(owner)
+                states += dropped_states + (current is None)
+                total += dropped_bytes + grows
+                if states > limits.connection_states or total > limits.connection_bytes:
+                    self._restore(undo)
+                    raise AwarenessOverShare(states, total, limits.connection_states, limits.connection_bytes)
+            if (current is None and len(self._states) >= limits.room_states) or (
+                grows > 0 and self.bytes + grows > limits.room_bytes
+            ):
+                result.dropped += 1
+                if own:
+                    dropped_states += current is None
+                    dropped_bytes += max(grows, 0)
+                continue
+            self._put(client, entry, holder, size)
             result.news.append(entry)
             result.kept.append(entry)
         return result

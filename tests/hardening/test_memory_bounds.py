@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from syncline.server import closecodes, protocol
 from syncline.server.awareness import entry_bytes
-from syncline.server.protocol import AwarenessEntry
+from syncline.server.protocol import AwarenessEntry, Kind
 from tests.server.hostile import append_op, assert_alive, bystanders, gauge, rejected, wait_for
 from tests.server.relay_process import RelayProcess
 from tests.server.ypeer import YPeer, ypeer
@@ -149,6 +149,24 @@ async def test_a_step_1_flood_within_the_budget_holds_two_answers_and_the_keepal
     async with ypeer(relay.url_for(room)) as fresh:
         assert len(fresh.doc.get("ops", type=Array)) == 4
     assert_alive(relay)
+
+
+async def test_step_1_frames_sent_back_to_back_share_answers_instead_of_getting_one_each(relay_factory: RelayFactory) -> None:
+    relay = relay_factory()
+    room = "acme/cart/asked-twice"
+    await _big_document(relay, room, 1)
+    async with connect(relay.url_for(room), max_size=None) as ws:
+        for _ in range(50):  # nothing read in between: they arrive as fast as the socket takes them
+            await ws.send(protocol.sync_step1(b"\x00"))
+        answers = 0
+        with anyio.move_on_after(1.5):  # quiet for this long: every answer has arrived
+            async for frame in ws:
+                assert isinstance(frame, bytes)
+                answers += protocol.decode(frame).kind is Kind.STEP2
+        print(f"\n50 step 1 frames at once: {answers} answers")
+        assert 1 <= answers <= 10, "each answer waiting to be written covers every step 1 behind it"
+        assert ws.close_code is None
+    assert rejected(relay)["slow_consumer"] == 0
 
 
 async def test_one_answer_bigger_than_the_budget_still_reaches_a_fresh_peer(relay_factory: RelayFactory) -> None:
