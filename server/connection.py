@@ -1,4 +1,17 @@
-"""One WebSocket peer in one room: a receive loop and a sender task with a bounded queue."""
+"""One WebSocket peer in one room: a receive loop and a sender task with a bounded queue.
+
+The queue is bounded in messages (``send_queue_messages``) and in bytes (``send_queue_bytes``):
+the bytes of queued frames and of the frame being handed to the WebSocket layer. A frame that
+would take a non-empty queue over either bound drops the peer as a slow consumer (4408); one
+frame of any size is queued when nothing else is (a big document's first sync step 2). Below
+the queue, uvicorn writes a frame only while the socket's buffer is under its high-water mark
+(64 KiB), so a peer that never reads holds at most its queue, one frame more and that mark.
+
+A sync step 1 is answered only when the answer can be queued. While this connection's previous
+answer is still queued, a new step 1 is not answered at once: its state vector waits (only the
+latest one) and is answered when the previous answer has been handed over. The waiting answer
+counts as the size of the previous one: if both do not fit the budget, the peer is dropped (4408).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +21,14 @@ import time
 from collections import deque
 
 import anyio
+from pycrdt import Doc
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from syncline.engine import InvalidUpdate
+from syncline.engine import InvalidStateVector, InvalidUpdate, encode_diff
 
 from . import closecodes, protocol
 from .auth import Grant
+from .errors import AwarenessOverShare
 from .fanout import FanoutUnavailable
 from .metrics import Metrics
 from .protocol import Kind, ProtocolError
@@ -57,6 +72,12 @@ class Connection:
         # The per-frame path avoids anyio streams: a deque and one event cost a fraction as
         # much, and the relay runs on asyncio anyway (uvicorn, aiosqlite).
         self._frames: deque[bytes] = deque()
+        self._queued_bytes = 0
+        """Bytes of ``_frames`` and of the frame the sender is handing to the WebSocket layer."""
+        self._answer: bytes | None = None
+        """Our sync step 2 answer while it is queued or being handed over."""
+        self._step1: bytes | None = None
+        """The latest state vector received while ``_answer`` was pending: answered after it."""
         self._wakeup = asyncio.Event()
         self._writing = False
         self._limiter = TokenBucket(settings.rate_messages_per_second, settings.rate_burst)
@@ -70,10 +91,14 @@ class Connection:
     def send(self, frame: bytes) -> None:
         if self.close_code is not None:
             return
-        if len(self._frames) >= self._settings.send_queue_messages:
+        queued = self._queued_bytes
+        if len(self._frames) >= self._settings.send_queue_messages or (
+            queued and queued + len(frame) > self._settings.send_queue_bytes
+        ):
             self.abort(closecodes.SLOW_CONSUMER, "slow_consumer")
             return
         self._frames.append(frame)
+        self._queued_bytes = queued + len(frame)
         self._wakeup.set()
 
     def abort(self, code: int, reason: str) -> None:
@@ -84,7 +109,9 @@ class Connection:
         """
         if self.close_code is None:
             self.close_code = code
+            self._queued_bytes -= sum(map(len, self._frames))
             self._frames.clear()
+            self._answer = self._step1 = None
             if code not in (closecodes.NORMAL, closecodes.GOING_AWAY):
                 self._metrics.rejected.labels(reason).inc()
             if not self._writing:
@@ -128,6 +155,9 @@ class Connection:
                 while frames:  # frames queued while we await a send go out in the same wake-up
                     frame = frames.popleft()
                     await self._ws.send_bytes(frame)
+                    self._queued_bytes -= len(frame)
+                    if frame is self._answer:
+                        self._answered()
                     count += 1
                     size += len(frame)
                 messages.inc(count)
@@ -173,20 +203,54 @@ class Connection:
     async def _handle(self, message: protocol.Message) -> None:
         kind = message.kind
         if kind is Kind.STEP1:
-            self.send(self._room.answer_step1(message.payload))
+            self._step1_received(message.payload)
         elif message.is_write:
             await self._write(message.payload)
         elif kind is Kind.AWARENESS:
             if len(message.payload) > self._settings.awareness_max_bytes:
                 self.abort(closecodes.TOO_LARGE, "awareness_too_large")
                 return
-            self._room.awareness(self, message.payload)
+            try:
+                self._room.awareness(self, message.payload)
+            except AwarenessOverShare:
+                self.abort(closecodes.TOO_LARGE, "awareness_limit")
         elif kind is Kind.QUERY_AWARENESS:
-            snapshot = self._room.awareness_snapshot()
-            if snapshot is not None:
-                self.send(snapshot)
+            for frame in self._room.awareness_frames():
+                self.send(frame)
         elif kind is Kind.EXTENSION:
             self._extension(protocol.decode_extension(message.payload))
+
+    def _step1_received(self, state_vector: bytes) -> None:
+        if self._answer is None:
+            self._answer_step1(state_vector)
+            return
+        if self._queued_bytes + len(self._answer) > self._settings.send_queue_bytes:
+            self.abort(closecodes.SLOW_CONSUMER, "slow_consumer")  # asks for a copy it has no room for
+            return
+        try:
+            encode_diff(Doc(), state_vector)  # refused now (4400) as an answered one would be
+        except InvalidStateVector as exc:
+            raise ProtocolError(exc.reason) from exc
+        self._step1 = state_vector  # replaces any earlier one: the latest request covers it
+
+    def _answer_step1(self, state_vector: bytes) -> None:
+        if self._queued_bytes >= self._settings.send_queue_bytes:
+            self.abort(closecodes.SLOW_CONSUMER, "slow_consumer")  # no room for any answer: don't compute one
+            return
+        answer = self._room.answer_step1(state_vector)
+        self.send(answer)
+        if self.close_code is None:
+            self._answer = answer
+
+    def _answered(self) -> None:
+        """Our answer is with the WebSocket layer: answer the step 1 that waited for it, if any."""
+        self._answer = None
+        state_vector, self._step1 = self._step1, None
+        if state_vector is not None:
+            try:
+                self._answer_step1(state_vector)
+            except ProtocolError:
+                self.abort(closecodes.INVALID_MESSAGE, "invalid_message")
 
     async def _write(self, update: bytes) -> None:
         if update == EMPTY_UPDATE:

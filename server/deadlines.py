@@ -17,7 +17,9 @@ When the relay is done with a WebSocket (a slow consumer dropped, a keepalive ti
 uvicorn closes the transport gracefully, and asyncio then keeps the socket open until
 its write buffer has drained: forever, for a peer that never reads, with the buffer and
 the file descriptor. :class:`GuardedWebSocketProtocol` aborts such a transport
-:data:`LINGER_SECONDS` after the application has finished with it.
+:data:`LINGER_SECONDS` after the application has finished with it, or after a keepalive
+timeout: a peer that never reads leaves the application waiting to write (uvicorn's send
+waits for the buffer to drain), so the application would never finish on its own.
 """
 
 from __future__ import annotations
@@ -102,6 +104,11 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().run_asgi()
         if not self.disconnected and self.transport.get_write_buffer_size() > 0:
             # Frames the peer has not read yet; nothing is held (no timer) for peers that are gone.
+            self.loop.call_later(LINGER_SECONDS, self._abort_if_stuck)
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        if not self.disconnected and self.transport.get_write_buffer_size() > 0:
             self.loop.call_later(LINGER_SECONDS, self._abort_if_stuck)
 
     def _abort_if_stuck(self) -> None:

@@ -124,3 +124,17 @@ class DataDirInUse(ServerError):
         )
         self.path = path
         self.pid = pid
+
+class AwarenessOverShare(ServerError):
+    """Raised when a connection announces more awareness states, or bytes of them, than its share.
+
+    ``states`` and ``size`` are what it would have held; ``max_states`` and ``max_bytes`` its share.
+    """
+
+    def __init__(self, states: int, size: int, max_states: int, max_bytes: int) -> None:
+        super().__init__(f"{states} awareness states of {size} bytes would exceed a connection's share "
+                         f"of {max_states} states and {max_bytes} bytes")
+        self.states = states
+        self.size = size
+        self.max_states = max_states
+        self.max_bytes = max_bytes

@@ -25,9 +25,9 @@ from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, enc
 from syncline.engine.sync import merge, update_diff, update_state_vector
 
 from . import protocol
+from .awareness import AwarenessLimits, RoomAwareness, awareness_frames
 from .fanout import Fanout, FanoutUnavailable
 from .metrics import Metrics
-from .protocol import AwarenessEntry
 from .store import Store, StoredDoc, StoredResponse, StoreUnavailable
 
 log = logging.getLogger("syncline.room")
@@ -62,6 +62,7 @@ class Room:
         compaction_updates: int,
         on_change: ChangeListener | None = None,
         fanout: Fanout | None = None,
+        awareness_limits: AwarenessLimits | None = None,
     ) -> None:
         self.name = name
         self._doc = Doc()
@@ -80,9 +81,8 @@ class Room:
         """Every stored row of this document with a seq up to this one is in ``doc``."""
         self._inflight = 0
         self._compacting = False
-        self._awareness: dict[int, AwarenessEntry] = {}
-        self._awareness_owner: dict[int, Peer | str] = {}
-        """A local peer, or the id of the node whose client it is (a str)."""
+        self._awareness = RoomAwareness(awareness_limits)
+        """Each client's state and owner: a local peer, or the id of the node whose client it is (a str)."""
         self._on_change = on_change
         self._fanout = fanout if fanout is not None and fanout.shared else None
         self.holds = 0
@@ -155,23 +155,17 @@ class Room:
         self.idle_since = None
         cold = self._cold_state()
         peer.send(protocol.sync_step1(cold[1] if cold is not None else self.doc.get_state()))
-        snapshot = self.awareness_snapshot()
-        if snapshot is not None:
-            peer.send(snapshot)
+        for frame in self.awareness_frames():
+            peer.send(frame)
 
     def leave(self, peer: Peer) -> None:
         self.peers.discard(peer)
-        gone = [client for client, owner in self._awareness_owner.items() if owner is peer]
-        if gone:
-            removals = []
-            for client in gone:
-                entry = self._awareness.pop(client)
-                del self._awareness_owner[client]
-                removals.append(AwarenessEntry(client, entry.clock + 1, "null"))
-            payload = protocol.encode_awareness(removals)
-            self._broadcast(protocol.awareness(payload), None)
+        removals = self._awareness.drop_owner(peer)
+        if removals:
+            for frame in awareness_frames(removals, self._awareness.limits.frame_bytes):
+                self._broadcast(frame, None)
             if self._fanout is not None:
-                self._fanout.publish_awareness(self.name, payload)
+                self._fanout.publish_awareness(self.name, protocol.encode_awareness(removals))
         if not self.peers:
             self.idle_since = time.monotonic()
 
@@ -234,31 +228,22 @@ class Room:
         return seq
 
     def awareness(self, sender: Peer, payload: bytes) -> None:
-        """Remember each client's latest state and relay the update to the others."""
-        news = self._remember_awareness(sender, payload)
-        self._broadcast(protocol.awareness(payload), sender)
-        if news and self._fanout is not None:
-            # Only news crosses nodes: forwarding echoes would bounce between nodes for ever.
-            self._fanout.publish_awareness(self.name, protocol.encode_awareness(news))
+        """Remember each client's latest state and relay the update to the others.
 
-    def _remember_awareness(self, owner: Peer | str, payload: bytes) -> list[AwarenessEntry]:
-        """Integrate the entries of ``payload``; return those that were news."""
-        news = []
-        for entry in protocol.decode_awareness(payload):
-            current = self._awareness.get(entry.client_id)
-            if current is not None and not (
-                entry.clock > current.clock or (entry.clock == current.clock and entry.state == "null")
-            ):
-                continue  # y-websocket peers echo others' states back: not news, not theirs
-            news.append(entry)
-            if entry.state == "null":
-                self._awareness.pop(entry.client_id, None)
-                self._awareness_owner.pop(entry.client_id, None)
-            else:
-                self._awareness[entry.client_id] = entry
-                # The connection that first announced a client owns it: its close removes the state.
-                self._awareness_owner.setdefault(entry.client_id, owner)
-        return news
+        Raises :class:`AwarenessOverShare` (nothing remembered or relayed) if ``sender`` would
+        hold more states than its share; states past the room's bound are dropped (see
+        :mod:`.awareness`).
+        """
+        remembered = self._awareness.remember(sender, protocol.decode_awareness(payload))
+        if remembered.dropped:
+            self._metrics.rejected.labels("awareness_room_full").inc(remembered.dropped)
+            if remembered.kept:
+                self._broadcast(protocol.awareness(protocol.encode_awareness(remembered.kept)), sender)
+        else:
+            self._broadcast(protocol.awareness(payload), sender)
+        if remembered.news and self._fanout is not None:
+            # Only news crosses nodes: forwarding echoes would bounce between nodes for ever.
+            self._fanout.publish_awareness(self.name, protocol.encode_awareness(remembered.news))
 
     # -- other nodes (cluster only) ------------------------------------------------
 
@@ -311,31 +296,30 @@ class Room:
 
     def remote_awareness(self, origin: str, payload: bytes) -> None:
         """Awareness entries of clients of node ``origin``: remember them, forward the news."""
-        news = self._remember_awareness(origin, payload)
-        if news:
-            self._broadcast(protocol.awareness(protocol.encode_awareness(news)), None)
+        remembered = self._awareness.remember(origin, protocol.decode_awareness(payload))
+        if remembered.dropped:
+            self._metrics.rejected.labels("awareness_room_full").inc(remembered.dropped)
+        for frame in awareness_frames(remembered.news, self._awareness.limits.frame_bytes):
+            self._broadcast(frame, None)
 
     def local_awareness(self) -> bytes | None:
         """The awareness entries of this node's own clients (for another node that opened the room)."""
-        entries = [entry for client, entry in self._awareness.items()
-                   if not isinstance(self._awareness_owner.get(client), str)]
+        entries = self._awareness.local_entries()
         return protocol.encode_awareness(entries) if entries else None
 
     def forget_node(self, origin: str) -> None:
         """Node ``origin`` is gone: remove its clients' states here and tell our peers."""
-        gone = [client for client, owner in self._awareness_owner.items() if owner == origin]
-        if gone:
-            removals = []
-            for client in gone:
-                entry = self._awareness.pop(client)
-                del self._awareness_owner[client]
-                removals.append(AwarenessEntry(client, entry.clock + 1, "null"))
-            self._broadcast(protocol.awareness(protocol.encode_awareness(removals)), None)
+        for frame in awareness_frames(self._awareness.drop_owner(origin), self._awareness.limits.frame_bytes):
+            self._broadcast(frame, None)
 
     def awareness_snapshot(self) -> bytes | None:
-        if not self._awareness:
-            return None
-        return protocol.awareness(protocol.encode_awareness(list(self._awareness.values())))
+        """Every state in one frame (None if there is none); peers are sent :meth:`awareness_frames`."""
+        entries = self._awareness.entries()
+        return protocol.awareness(protocol.encode_awareness(entries)) if entries else None
+
+    def awareness_frames(self) -> list[bytes]:
+        """Every state, in frames under ``max_message_bytes``: what a joiner or a query is answered."""
+        return self._awareness.frames()
 
     async def compact(self) -> None:
         """Fold everything applied so far into one snapshot row.

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import anyio
 from anyio.abc import TaskStatus
 
+from .awareness import AwarenessLimits
 from .errors import RoomLimitReached, RoomLoadFailed
 from .fanout import Fanout
 from .metrics import Metrics
@@ -34,6 +35,16 @@ class _Loading:
         """Updates published by other nodes while the room loads (cluster only)."""
         self.awareness: list[tuple[str, bytes]] = []
         """Awareness published by other nodes while the room loads (cluster only)."""
+
+
+def awareness_limits(settings: Settings) -> AwarenessLimits:
+    return AwarenessLimits(
+        connection_states=settings.awareness_connection_states,
+        connection_bytes=settings.awareness_connection_bytes,
+        room_states=settings.awareness_room_states,
+        room_bytes=settings.awareness_room_bytes,
+        frame_bytes=settings.max_message_bytes,
+    )
 
 
 class RoomManager:
@@ -73,7 +84,7 @@ class RoomManager:
                 room = Room(
                     name, self._store, self._metrics,
                     compaction_updates=self._settings.compaction_updates, on_change=self._on_change,
-                    fanout=self._fanout,
+                    fanout=self._fanout, awareness_limits=awareness_limits(self._settings),
                 )
                 subscribed = True
                 if self._fanout is not None:

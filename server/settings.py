@@ -81,6 +81,11 @@ class Settings:
     send_queue_messages: int = field(
         default=512, metadata={"help": 'Messages queued for a client before it counts as a slow consumer and is dropped.'}
     )
+    send_queue_bytes: int = field(
+        default=16_777_216,
+        metadata={"help": 'Bytes queued for a client (sync step 2 answers included) before it counts as a slow '
+                          'consumer and is dropped; one larger message still goes to a client whose queue is empty.'},
+    )
     room_idle_seconds: float = field(
         default=30.0, metadata={"help": 'Seconds a room with no peers stays in memory before it is flushed and evicted.'}
     )
@@ -94,7 +99,19 @@ class Settings:
         default="FULL", metadata={"help": 'SQLite synchronous mode: FULL (fsync every commit, the default), EXTRA or NORMAL.'}
     )
     awareness_max_bytes: int = field(
-        default=65_536, metadata={"help": 'Largest awareness state one client may publish.'}
+        default=65_536, metadata={"help": 'Largest awareness message one client may send.'}
+    )
+    awareness_connection_states: int = field(
+        default=16, metadata={"help": 'Most awareness states one connection may announce and hold in its room.'}
+    )
+    awareness_connection_bytes: int = field(
+        default=65_536, metadata={"help": 'Most bytes of awareness states one connection may hold in its room.'}
+    )
+    awareness_room_states: int = field(
+        default=1_000, metadata={"help": "Most awareness states one room holds (other nodes' clients included)."}
+    )
+    awareness_room_bytes: int = field(
+        default=1_048_576, metadata={"help": "Most bytes of awareness states one room holds (other nodes' included)."}
     )
     rest_max_body_bytes: int = field(
         default=262_144, metadata={"help": 'Largest REST request body accepted, in bytes.'}
@@ -164,7 +181,9 @@ class Settings:
             raise SettingsError("port", "must be between 0 and 65535")
         positive = (
             "max_message_bytes", "max_rooms", "max_connections_per_tenant", "rate_burst",
-            "send_queue_messages", "compaction_updates", "group_commit_max_batch", "awareness_max_bytes",
+            "send_queue_messages", "send_queue_bytes", "compaction_updates", "group_commit_max_batch",
+            "awareness_max_bytes", "awareness_connection_states", "awareness_connection_bytes",
+            "awareness_room_states", "awareness_room_bytes",
             "rest_max_body_bytes", "rest_batch_max_operations",
         )
         for name in positive:

@@ -18,9 +18,14 @@ POSITIVE_INTS = (
     "max_connections_per_tenant",
     "rate_burst",
     "send_queue_messages",
+    "send_queue_bytes",
     "compaction_updates",
     "group_commit_max_batch",
     "awareness_max_bytes",
+    "awareness_connection_states",
+    "awareness_connection_bytes",
+    "awareness_room_states",
+    "awareness_room_bytes",
 )
 POSITIVE_FLOATS = ("rate_messages_per_second", "room_idle_seconds")
 

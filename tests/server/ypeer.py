@@ -97,7 +97,7 @@ class YPeer:
 @asynccontextmanager
 async def ypeer(url: str, *, acks: bool = False, doc: Doc | None = None, **kwargs: Any) -> AsyncIterator[YPeer]:
     """Connect, do the sync handshake, and keep receiving in the background until exit."""
-    async with connect(url, max_size=None, **kwargs) as ws:
+    async with connect(url, **{"max_size": None, **kwargs}) as ws:
         peer = YPeer(ws, doc or Doc())
         peer.replies, replies = anyio.create_memory_object_stream[bytes](100)
         async with anyio.create_task_group() as tg:
