@@ -61,6 +61,9 @@ class StructLimits:
 
 
 DEFAULT_LIMITS = StructLimits()
+TRUSTED_LIMITS = StructLimits(MAX_SAFE_INTEGER, MAX_SAFE_INTEGER, MAX_SAFE_INTEGER, MAX_SAFE_INTEGER, 1_000)
+"""For bytes Yrs wrote itself (what a document reports it integrated, rows a node stored):
+read exactly, but with no bound beyond the bytes present."""
 
 Run = tuple[int, int, bool]
 """``(start clock, end clock, is_skip)``: a client's consecutive structs of one kind."""
@@ -90,6 +93,16 @@ class UpdateShape:
             if start == 0 and not skip and end > 0:
                 vector[client] = end
         return vector
+
+    def clocks(self) -> dict[int, int]:
+        """Per client, the end of its last non-skip run, wherever its structs start: a document
+        that integrated all of this update has reached at least these clocks."""
+        ends = {}
+        for client, runs in self.runs.items():
+            written = [end for _, end, skip in runs if not skip]
+            if written:
+                ends[client] = max(written)
+        return ends
 
     def writes_beyond(self, state: Mapping[int, int]) -> list[int]:
         """The clients some struct of which (skips included) ends past their clock in ``state``."""
@@ -136,6 +149,11 @@ def read_update(data: bytes, *, limits: StructLimits = DEFAULT_LIMITS) -> Update
     if reader.pos != reader.end:
         raise InvalidUpdate(f"{reader.end - reader.pos} trailing bytes after the update at byte {reader.pos}")
     return UpdateShape(runs, references, deletes, structs, reader.end)
+
+
+def read_trusted_update(data: bytes) -> UpdateShape:
+    """:func:`read_update` with :data:`TRUSTED_LIMITS`."""
+    return read_update(data, limits=TRUSTED_LIMITS)
 
 
 _GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKIP = range(11)

@@ -1,7 +1,9 @@
 """Tenant tokens: HS256 JWTs that grant one tenant's documents by pattern.
 
 A token carries the claims ``iss`` ("syncline"), ``tenant``, ``docs`` (a list of
-patterns), ``ro`` (read-only), ``iat`` and, when it has a lifetime, ``exp``.
+patterns), ``ro`` (read-only), ``iat``, when it has a lifetime ``exp``, and when it
+names a device or user ``sub``: the writer identity that Yjs client IDs are bound to
+(:attr:`Grant.writer`).
 :func:`verify_token` turns a token into a :class:`Grant`, and
 :meth:`Grant.allows` answers whether a document may be opened with it.
 
@@ -23,6 +25,7 @@ Nothing here logs, and no error message quotes a token or a secret.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -30,7 +33,7 @@ import secrets
 import stat
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,8 @@ MAX_TOKEN_CHARS = 8_192
 """Longest token looked at; anything longer is refused before decoding."""
 MAX_PATTERNS = 256
 """Most patterns one token may carry."""
+MAX_SUBJECT_CHARS = 256
+"""Longest ``sub`` claim accepted."""
 SECRET_FILE_NAME = "secret"
 """Name of the generated secret inside DATA_DIR."""
 MAX_SECRET_FILE_BYTES = 4_096
@@ -66,14 +71,28 @@ class Grant:
     """What a verified token allows: some documents of one tenant, maybe read-only.
 
     ``expires_at`` is the token's ``exp`` (seconds since the epoch), or None when
-    the token does not expire. A Grant is always valid: the constructor checks the
-    tenant and every pattern and raises :class:`InvalidToken` otherwise.
+    the token does not expire. ``subject`` is the token's ``sub`` claim and
+    ``token_id`` a digest of the token itself (both None for a grant made in-process).
+    A Grant is always valid: the constructor checks the tenant and every pattern and
+    raises :class:`InvalidToken` otherwise.
     """
 
     tenant: str
     patterns: tuple[str, ...]
     read_only: bool = False
     expires_at: int | None = None
+    subject: str | None = None
+    token_id: str | None = field(default=None, compare=False)
+
+    @property
+    def writer(self) -> str:
+        """Who the relay binds the Yjs client IDs this grant writes to: the token's subject
+        when it has one, else the token itself (every holder of one token is one writer)."""
+        if self.subject is not None:
+            return f"sub:{self.subject}"
+        if self.token_id is not None:
+            return f"token:{self.token_id}"
+        return f"tenant:{self.tenant}"
 
     def __post_init__(self) -> None:
         try:
@@ -147,6 +166,14 @@ def _matches(segments: Sequence[str], parts: Sequence[str]) -> bool:
     return len(segments) == len(parts)
 
 
+def _check_subject(subject: object) -> str:
+    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_CHARS:
+        raise InvalidToken(f"sub must be a string of 1 to {MAX_SUBJECT_CHARS} characters")
+    if not subject.isprintable():
+        raise InvalidToken("sub must hold printable characters only")
+    return subject
+
+
 def _check_secret(secret: str) -> None:
     if not isinstance(secret, str):
         raise TypeError("the token secret must be a str")
@@ -171,8 +198,13 @@ def issue_token(
     read_only: bool = False,
     ttl_seconds: int | None = None,
     now: float | None = None,
+    subject: str | None = None,
 ) -> str:
     """Sign a token granting ``patterns`` of ``tenant``; it expires ``ttl_seconds`` after ``now`` if given.
+
+    ``subject`` (the ``sub`` claim) names the device or user holding the token: the relay
+    binds the Yjs client IDs a writer creates to it, so tokens re-issued with the same
+    subject keep writing them.
 
     Raises :class:`InvalidToken` when the grant is invalid (bad tenant or pattern,
     bad ``ttl_seconds``), :class:`WeakSecret` when the secret is too short.
@@ -187,6 +219,8 @@ def issue_token(
         "ro": grant.read_only,
         "iat": issued_at,
     }
+    if subject is not None:
+        claims["sub"] = _check_subject(subject)
     if ttl_seconds is not None:
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds <= 0:
             raise InvalidToken("ttl_seconds must be a positive integer")
@@ -235,6 +269,8 @@ def verify_token(secret: str, token: str, *, now: float | None = None, leeway: f
         raise InvalidToken(f"issuer is not {ISSUER}") from exc
     except jwt.InvalidAudienceError as exc:
         raise InvalidToken("audience is not accepted") from exc
+    except jwt.exceptions.InvalidSubjectError as exc:
+        raise InvalidToken(f"sub must be a string of 1 to {MAX_SUBJECT_CHARS} characters") from exc
     except jwt.InvalidTokenError as exc:
         raise InvalidToken("malformed token") from exc
 
@@ -246,7 +282,10 @@ def verify_token(secret: str, token: str, *, now: float | None = None, leeway: f
     if not isinstance(read_only, bool):
         raise InvalidToken("ro must be true or false")
     expires_at, issued_at, not_before = _number(claims, "exp"), _number(claims, "iat"), _number(claims, "nbf")
-    grant = Grant(tenant, tuple(docs), read_only, None if expires_at is None else math.floor(expires_at))
+    subject = claims.get("sub")
+    grant = Grant(tenant, tuple(docs), read_only, None if expires_at is None else math.floor(expires_at),
+                  subject=None if subject is None else _check_subject(subject),
+                  token_id=hashlib.sha256(token.encode("ascii")).hexdigest()[:32])
 
     current = time.time() if now is None else now
     if issued_at is not None and issued_at > current + leeway:

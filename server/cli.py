@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="document pattern, e.g. acme/* or acme/cart/* or acme/cart/c-1 (repeatable)")
     token.add_argument("--read-only", action="store_true", help="the peer may read and receive, never write")
     token.add_argument("--ttl", type=int, default=None, metavar="SECONDS", help="expire after this many seconds")
+    token.add_argument("--subject", default=None, metavar="NAME",
+                       help="the device or user holding the token (the sub claim): the Yjs client IDs it "
+                            "writes are bound to it, so re-issued tokens with the same subject keep them")
 
     catalog = commands.add_parser(
         "catalog", help="load or show a tenant's price catalog (the REST adapter prices carts from it)",
@@ -113,7 +116,8 @@ def _token(args: argparse.Namespace) -> int:
 
     settings = Settings.from_sources({"data_dir": args.data_dir, "secret": args.secret})
     secret = settings.secret or load_or_create_secret(settings.data_dir)
-    print(issue_token(secret, args.tenant, args.docs, read_only=args.read_only, ttl_seconds=args.ttl))
+    print(issue_token(secret, args.tenant, args.docs, read_only=args.read_only, ttl_seconds=args.ttl,
+                       subject=args.subject))
     return 0
 
 

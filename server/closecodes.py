@@ -31,10 +31,15 @@ SLOW_CONSUMER = 4408
 """The client read too slowly and its send queue filled up."""
 TOO_LARGE = 4413
 """A message was larger than the configured maximum size."""
+CLIENT_ID_TAKEN = 4409
+"""An update carried structs of a Yjs client ID bound to another writer (a collision or a forgery):
+pick a new client ID (a new ``Y.Doc``) before writing again."""
 TOKEN_EXPIRED = 4419
 """The token has expired (at connect time or during the session)."""
 INVALID_UPDATE = 4422
 """An update could not be decoded as a Yjs update; nothing was applied."""
+OUT_OF_ORDER = 4425
+"""The client kept more updates waiting for clocks it never sent than the relay holds for it."""
 RATE_LIMITED = 4429
 """The client sent messages faster than its rate limit allows."""
 TOO_MANY_CONNECTIONS = 4430
@@ -57,8 +62,10 @@ CLOSE_REASONS: dict[int, str] = {
     READ_ONLY: "read-only",
     SLOW_CONSUMER: "slow consumer",
     TOO_LARGE: "too large",
+    CLIENT_ID_TAKEN: "client id taken",
     TOKEN_EXPIRED: "token expired",
     INVALID_UPDATE: "invalid update",
+    OUT_OF_ORDER: "out of order",
     RATE_LIMITED: "rate limited",
     TOO_MANY_CONNECTIONS: "too many connections",
     ROOM_LIMIT: "room limit",

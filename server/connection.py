@@ -11,6 +11,13 @@ A sync step 1 is answered only when the answer can be queued. While this connect
 answer is still queued, a new step 1 is not answered at once: its state vector waits (only the
 latest one) and is answered when the previous answer has been handed over. The waiting answer
 counts as the size of the previous one: if both do not fit the budget, the peer is dropped (4408).
+
+Writes are handled in the order they arrive. One that depends on clocks the room has
+not received (:class:`UpdateOutOfOrder`) is held, and the relay sends the peer its
+sync step 1 so that the peer's step 2 brings what is missing; held writes are retried
+whenever the room integrates something new, from any peer or node. Acknowledgements
+count a prefix, so a held write holds back the acknowledgement of every write after it
+until it lands.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from syncline.engine import InvalidStateVector, InvalidUpdate, encode_diff
 
 from . import closecodes, protocol
 from .auth import Grant
-from .errors import AwarenessOverShare
+from .errors import AwarenessOverShare, ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
+from .held import HeldWrites
 from .fanout import FanoutUnavailable
 from .metrics import Metrics
 from .protocol import Kind, ProtocolError
@@ -85,6 +93,15 @@ class Connection:
         self.close_code: int | None = None
         self.acks = False
         self.writes = 0
+        """Writes (sync step 2 and update messages) received on this connection."""
+        self._acked = 0
+        self._processed = 0
+        """The number of the last write handled (landed or held)."""
+        self._held = HeldWrites(settings.held_updates_max, settings.held_updates_bytes)
+        self._asked = False
+        """A sync step 1 was sent for the held writes and no write has landed since."""
+        self._write_lock = anyio.Lock()
+        self._room_advanced = asyncio.Event()
 
     # -- Peer ------------------------------------------------------------------------
 
@@ -125,6 +142,7 @@ class Connection:
             with self._scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._sender)
+                    tg.start_soon(self._retrier)
                     if self._grant.expires_at is not None:
                         tg.start_soon(self._expire, self._grant.expires_at)
                     await self._receiver()
@@ -253,35 +271,124 @@ class Connection:
                 self.abort(closecodes.INVALID_MESSAGE, "invalid_message")
 
     async def _write(self, update: bytes) -> None:
-        if update == EMPTY_UPDATE:
-            self._acknowledge()  # nothing to store; y-websocket sends this on every sync
-            return
-        if self._grant.read_only:
+        self.writes += 1
+        number = self.writes
+        if update != EMPTY_UPDATE and self._grant.read_only:
             self.abort(closecodes.READ_ONLY, "read_only")
             return
-        self._writing = True  # abort() waits for this write instead of cancelling it halfway
+        async with self._write_lock:  # writes are processed, and acknowledged, in arrival order
+            if update != EMPTY_UPDATE:  # nothing to store; y-websocket sends this on every sync
+                self._writing = True  # abort() waits for this write instead of cancelling it halfway
+                try:
+                    landed = await self._submit(number, update)
+                    if landed and self._held:
+                        await self._retry_held()
+                    elif not landed and len(self._held) > 1:
+                        await self._land_held_together()
+                finally:
+                    self._writing = False
+            self._processed = number
+            if self.close_code is None:
+                self._acknowledge()
+
+    def room_advanced(self) -> None:
+        self._room_advanced.set()
+
+    async def _retrier(self) -> None:
+        """Retry the held writes each time the room integrates something another peer sent."""
+        while True:
+            await self._room_advanced.wait()
+            self._room_advanced.clear()
+            if not self._held:
+                continue
+            async with self._write_lock:
+                self._writing = True
+                try:
+                    await self._retry_held()
+                finally:
+                    self._writing = False
+                if self.close_code is None:
+                    self._acknowledge()
+                else:
+                    self._scope.cancel()
+
+    async def _submit(self, number: int, update: bytes, *, retry: bool = False) -> bool:
+        """Write ``update`` through the room: True once stored and integrated, False if not.
+
+        An update that depends on clocks the room lacks is held, unless it is a ``retry`` of
+        what is held already (one held write, or all of them merged into one): that stays
+        held. Any other refusal closes this connection with the code of its cause."""
         try:
-            await self._room.write(self, update)
+            await self._room.write(self, update, writer=self._grant.writer)
+        except UpdateOutOfOrder as exc:
+            if not retry:
+                self._hold(number, update, exc)
+            return False
         except InvalidUpdate as exc:
+            if retry:
+                return False  # a merge can pass a bound that none of its parts did: keep them held
             log.info("closing peer after an invalid update", extra={"doc": self._room.name, "reason": exc.reason})
             self.abort(closecodes.INVALID_UPDATE, "invalid_update")
-            return
+        except ClientIdTaken as exc:
+            log.warning("closing peer writing a client ID bound to another writer",
+                        extra={"doc": self._room.name, "reason": f"client {exc.client}"})
+            self.abort(closecodes.CLIENT_ID_TAKEN, "client_id_taken")
+        except UpdateNotIntegrated:
+            self.abort(closecodes.INTERNAL_ERROR, "not_integrated")  # the room logged it
         except StoreUnavailable:
             log.error("store unavailable; refusing the write", extra={"doc": self._room.name})
             self.abort(closecodes.STORE_UNAVAILABLE, "store_unavailable")
-            return
         except FanoutUnavailable as exc:
             log.error("fan-out unavailable; refusing the write", extra={"doc": self._room.name, "reason": exc.reason})
             self.abort(closecodes.FANOUT_UNAVAILABLE, "fanout_unavailable")
+        else:
+            self._asked = False
+            return True
+        return False
+
+    def _hold(self, number: int, update: bytes, exc: UpdateOutOfOrder) -> None:
+        if not self._held.fits(update):
+            log.info("closing peer holding too many out-of-order updates", extra={"doc": self._room.name})
+            self.abort(closecodes.OUT_OF_ORDER, "out_of_order")
             return
-        finally:
-            self._writing = False
-        self._acknowledge()
+        self._held.add(number, update)
+        self._room.wait_for_clocks(self, True)
+        log.info("holding an update that arrived ahead of clocks it depends on",
+                 extra={"doc": self._room.name, "reason": str(exc)})
+        if not self._asked:
+            self._asked = True  # the peer's step 2 answers with everything the room lacks
+            self.send(protocol.sync_step1(self._room.state_vector()))
+
+    async def _retry_held(self) -> None:
+        """Write the held updates that the room can now integrate, until none can; then try
+        what is still held as one update."""
+        progress = True
+        while progress and self._held and self.close_code is None:
+            progress = False
+            for number, update in self._held.writes():
+                if self.close_code is not None:
+                    return
+                if await self._submit(number, update, retry=True):
+                    self._held.remove(number)
+                    progress = True
+        if len(self._held) > 1 and self.close_code is None:
+            await self._land_held_together()
+        if not self._held:
+            self._room.wait_for_clocks(self, False)
+
+    async def _land_held_together(self) -> None:
+        merged = self._held.merged()
+        if merged is not None and await self._submit(self._held.first or 0, merged, retry=True):
+            self._held.clear()
+            self._room.wait_for_clocks(self, False)
 
     def _acknowledge(self) -> None:
-        self.writes += 1
-        if self.acks:
-            self.send(protocol.extension({"op": "ack", "n": self.writes}))
+        """Acknowledge the writes that landed, up to the first one still held."""
+        first = self._held.first
+        durable = first - 1 if first is not None else self._processed
+        if self.acks and durable > self._acked:
+            self.send(protocol.extension({"op": "ack", "n": durable}))
+        self._acked = max(self._acked, durable)
 
     def _extension(self, body: dict[str, object]) -> None:
         if body["op"] == "hello":

@@ -138,3 +138,43 @@ class AwarenessOverShare(ServerError):
         self.size = size
         self.max_states = max_states
         self.max_bytes = max_bytes
+
+class WriteRefused(ServerError):
+    """Base class of the reasons a room refuses a well-formed update; nothing of it was stored."""
+
+
+class UpdateOutOfOrder(WriteRefused):
+    """Raised when an update depends on clocks the room has not received yet.
+
+    ``missing`` maps each client ID to the clock the room would need first. Yrs would
+    integrate such an update only in part (and say nothing), so it is held or refused.
+    """
+
+    def __init__(self, missing: dict[int, int]) -> None:
+        shown = ", ".join(f"{client}@{clock}" for client, clock in sorted(missing.items())[:4])
+        super().__init__(f"update depends on clocks the room lacks: {shown}")
+        self.missing = missing
+
+
+class ClientIdTaken(WriteRefused):
+    """Raised when an update carries structs of a Yjs client ID bound to another writer.
+
+    ``client`` is the client ID; the other writer's identity is not disclosed.
+    """
+
+    def __init__(self, client: int) -> None:
+        super().__init__(f"client ID {client} belongs to another writer of this document")
+        self.client = client
+
+
+class UpdateNotIntegrated(ServerError):
+    """Raised when a stored update did not integrate fully into the room's document.
+
+    ``seq`` is its log row, kept out of every compaction; ``short`` maps each client ID
+    to the clock the update reaches and the document does not. Never acknowledged.
+    """
+
+    def __init__(self, seq: int, short: dict[int, int]) -> None:
+        super().__init__(f"stored update {seq} did not integrate fully ({len(short)} clients short)")
+        self.seq = seq
+        self.short = short

@@ -1,9 +1,13 @@
 """A room: one in-memory document shared by the peers of one document name.
 
-The write path is: validate the update, append it to the store (group commit,
-durable), integrate it into the document, broadcast it to the other peers
-(encoded once), acknowledge it to its sender. A peer therefore never sees an
-edit that is not on disk, and a late joiner is served only what was stored.
+The write path is: read the update strictly (:func:`~syncline.engine.read_update`),
+refuse it if it depends on clocks the document lacks (:class:`UpdateOutOfOrder`: Yrs
+would integrate it only in part, silently) or writes structs of a client ID bound to
+another writer (:class:`ClientIdTaken`), append it to the store (group commit,
+durable), integrate it into the document and check that every clock it carries is
+now in the document, broadcast it to the other peers (encoded once), acknowledge it
+to its sender. A peer therefore never sees an edit that is not on disk, a late joiner
+is served only what was stored, and nothing is acknowledged that the document lacks.
 
 In a cluster (``--fanout``), the node that accepted a write also publishes it after
 broadcasting it, before the acknowledgement; the other nodes apply it with
@@ -22,10 +26,12 @@ from typing import Protocol
 from pycrdt import Doc, TransactionEvent, merge_updates
 
 from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, encode_diff, validate_update
-from syncline.engine.sync import merge, update_diff, update_state_vector
+from syncline.engine.structs import UpdateShape, read_trusted_update
+from syncline.engine.sync import decode_state_vector, merge, update_diff, update_state_vector
 
 from . import protocol
 from .awareness import AwarenessLimits, RoomAwareness, awareness_frames
+from .errors import ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .fanout import Fanout, FanoutUnavailable
 from .metrics import Metrics
 from .store import Store, StoredDoc, StoredResponse, StoreUnavailable
@@ -38,6 +44,10 @@ COLD_MERGE_MAX = 600
 """Most loaded updates (a snapshot and its tail) merged as bytes to greet a peer before the
 room's document is built: Yrs merges in time that grows with the square of the count (2,000
 small updates: 17 ms), so a longer uncompacted log is integrated instead."""
+INTERNAL_WRITER = "relay"
+"""The writer identity of in-process edits (the REST adapter): client IDs it writes are bound to it."""
+REMOTE_PENDING_MAX = 10_000
+"""Most updates from other nodes held while they wait for updates they depend on."""
 
 
 class Peer(Protocol):
@@ -45,6 +55,14 @@ class Peer(Protocol):
 
     def send(self, frame: bytes) -> None:
         """Queue ``frame``; a peer that cannot keep up drops itself, never the room."""
+        ...
+
+
+class Waiter(Protocol):
+    """A peer holding updates that wait for clocks the room lacks."""
+
+    def room_advanced(self) -> None:
+        """The room integrated something new: retry what waits (soon, not in this call)."""
         ...
 
 
@@ -66,6 +84,20 @@ class Room:
     ) -> None:
         self.name = name
         self._doc = Doc()
+        self._capture: list[bytes] | None = None
+        """While set, the updates Yrs reports it integrated (its own encoding of each transaction)."""
+        self._doc.observe(self._on_transaction)
+        self._clock: dict[int, int] = {}
+        """Per client ID, the clock up to which the document holds its structs (kept as Yrs integrates)."""
+        self._owners: dict[int, str | None] = {}
+        """Writer bound to each client ID seen (None: known to have none), as the store records it."""
+        self._uncovered: set[int] = set()
+        """Seqs of stored rows that the document does not fully hold: never folded by compaction."""
+        self._compacted_through = 0
+        self._waiting: set[Waiter] = set()
+        """Peers holding updates that wait for clocks the room lacks; told when it gains any."""
+        self._remote_pending: list[tuple[int, bytes]] = []
+        """Updates of other nodes that arrived ahead of an update they depend on (cluster only)."""
         self._loaded: list[tuple[int, bytes]] | None = None
         """Stored updates read by :meth:`load` and not yet integrated into the document."""
         self._cold: tuple[bytes, bytes] | None = None
@@ -110,14 +142,81 @@ class Room:
         return self._doc
 
     def _integrate_loaded(self) -> None:
-        """Integrate what :meth:`load` read; skip (and log) what cannot be integrated."""
-        loaded, self._loaded, self._cold = self._loaded or [], None, None
-        for seq, update in loaded:
+        """Integrate what :meth:`load` read; skip (and log) what cannot be integrated.
+
+        Rows are applied in seq order, which is an order Yrs integrates fully for every row
+        this relay accepted. A log written before the relay checked that (a writer's updates
+        stored out of clock order) can lose content in Yrs; such a log is healed by applying
+        its rows again, which Yrs then integrates, and if the document still falls short of
+        the rows' merged state vector, no loaded row is ever folded by compaction.
+        """
+        loaded, self._loaded, cold = self._loaded or [], None, self._cold
+        self._cold = None
+        self._apply_rows(loaded)
+        self._clock = decode_state_vector(self._doc.get_state())
+        if not loaded:
+            return
+        expected: dict[int, int] | None = None
+        if cold is not None:
+            expected = decode_state_vector(cold[1])
+        elif len(loaded) <= COLD_MERGE_MAX:
+            try:
+                expected = decode_state_vector(update_state_vector(merge([update for _, update in loaded])))
+            except InvalidUpdate:
+                expected = None
+        if expected is not None and not self._short_of(expected):
+            return
+        self._apply_rows(loaded)  # the heal: Yrs integrates on a second pass what it dropped on the first
+        self._clock = decode_state_vector(self._doc.get_state())
+        short = self._short_of(expected) if expected is not None else {}
+        if short:
+            log.error("the document lacks clocks its stored rows hold; compaction is off for this room",
+                      extra={"doc": self.name, "reason": f"{len(short)} clients short"})
+            self._uncovered.add(loaded[0][0])
+
+    def _apply_rows(self, rows: list[tuple[int, bytes]]) -> None:
+        for seq, update in rows:
             try:
                 apply_update(self._doc, update)
             except InvalidUpdate as exc:
+                self._uncovered.add(seq)
                 log.error("skipping stored update that cannot be integrated",
                           extra={"doc": self.name, "seq": seq, "reason": exc.reason})
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        if self._capture is not None:
+            self._capture.append(event.update)
+
+    def _short_of(self, expected: dict[int, int]) -> dict[int, int]:
+        """The clients whose clock in ``expected`` the document has not reached."""
+        clock = self._clock
+        return {client: end for client, end in expected.items() if clock.get(client, 0) < end}
+
+    def _apply_checked(self, update: bytes, shape: UpdateShape) -> dict[int, int]:
+        """Integrate ``update`` and return what it carries that the document still lacks
+        (empty when all of it is in). Raises :class:`InvalidUpdate` if Yrs refuses it."""
+        for attempt in range(2):  # Yrs integrates on a second application what it dropped on the first
+            self._capture = captured = []
+            try:
+                apply_update(self._doc, update)
+            finally:
+                self._capture = None
+            for integrated in captured:
+                for client, end in read_trusted_update(integrated).clocks().items():
+                    if self._clock.get(client, 0) < end:
+                        self._clock[client] = end
+            short = self._short_of(shape.clocks())
+            if not short:
+                return short
+            if attempt == 0:
+                log.warning("update integrated only in part; applying it again",
+                            extra={"doc": self.name, "reason": f"{len(short)} clients short"})
+        return short
+
+    def state_vector(self) -> bytes:
+        """The room's state vector (from the stored bytes while the document is not built yet)."""
+        cold = self._cold_state()
+        return cold[1] if cold is not None else self.doc.get_state()
 
     def _cold_state(self) -> tuple[bytes, bytes] | None:
         """The loaded updates merged and their state vector, while not yet integrated
@@ -153,13 +252,24 @@ class Room:
         """Add ``peer`` and greet it: our state vector, then everyone's awareness."""
         self.peers.add(peer)
         self.idle_since = None
-        cold = self._cold_state()
-        peer.send(protocol.sync_step1(cold[1] if cold is not None else self.doc.get_state()))
+        peer.send(protocol.sync_step1(self.state_vector()))
         for frame in self.awareness_frames():
             peer.send(frame)
 
+    def wait_for_clocks(self, waiter: Waiter, waiting: bool) -> None:
+        """Start (or stop) telling ``waiter`` each time the room integrates something new."""
+        if waiting:
+            self._waiting.add(waiter)
+        else:
+            self._waiting.discard(waiter)
+
+    def _advanced(self) -> None:
+        for waiter in tuple(self._waiting):
+            waiter.room_advanced()
+
     def leave(self, peer: Peer) -> None:
         self.peers.discard(peer)
+        self._waiting.discard(peer)  # type: ignore[arg-type]
         removals = self._awareness.drop_owner(peer)
         if removals:
             for frame in awareness_frames(removals, self._awareness.limits.frame_bytes):
@@ -188,37 +298,54 @@ class Room:
         sender: Peer | None,
         update: bytes,
         *,
+        writer: str = INTERNAL_WRITER,
         action: str | None = None,
         response: StoredResponse | None = None,
     ) -> int:
-        """Store, integrate and broadcast ``update``; return its sequence number.
+        """Store, integrate and broadcast ``update`` written by ``writer``; return its sequence number.
 
+        ``writer`` is the identity client IDs are bound to (:attr:`Grant.writer`).
         ``action`` and ``response`` go to the store with the update (see
-        :meth:`Store.append`). Raises :class:`InvalidUpdate` (nothing stored),
-        :class:`StoreUnavailable` (nothing stored, nothing broadcast) or, in a cluster,
-        :class:`FanoutUnavailable`: refused up front while the fan-out is down (nothing
-        stored), or the publish failed (stored and broadcast here, not yet sent to the
-        other nodes, which re-read the room once this node can publish again).
+        :meth:`Store.append`). Raises, with nothing stored: :class:`InvalidUpdate`,
+        :class:`UpdateOutOfOrder` (it depends on clocks the room lacks: send them first),
+        :class:`ClientIdTaken`, :class:`StoreUnavailable` (nothing broadcast either) or, in
+        a cluster, :class:`FanoutUnavailable` (refused up front while the fan-out is down).
+        Raises after storing: :class:`UpdateNotIntegrated` (kept out of compaction, not
+        broadcast) or :class:`FanoutUnavailable` when the publish failed (stored and
+        broadcast here, not yet sent to the other nodes, which re-read the room once this
+        node can publish again).
         """
-        validate_update(update)
+        shape = validate_update(update)
         fanout = self._fanout
         if fanout is not None and not fanout.available:
             raise FanoutUnavailable(fanout.reason)
+        self.doc  # noqa: B018 - builds the document (and its clocks) from a cold load
         self._inflight += 1
         try:
+            await self._check_writer(shape, writer)
+            missing = shape.missing(self._clock)
+            if missing:
+                raise UpdateOutOfOrder(missing)
             seq = await self._store.append(self.name, update, action=action, response=response)
         finally:
             self._inflight -= 1
         try:
-            apply_update(self.doc, update)
+            short = self._apply_checked(update, shape)
         except InvalidUpdate as exc:
             # Decodable but not integrable (Yrs panicked): its sender is closed, nothing is
             # broadcast, and loading skips the stored row the same way.
+            self._uncovered.add(seq)
             log.error("stored update could not be integrated", extra={"doc": self.name, "seq": seq, "reason": exc.reason})
             raise
+        if short:
+            self._uncovered.add(seq)
+            log.error("stored update did not integrate fully; not acknowledged, kept out of compaction",
+                      extra={"doc": self.name, "seq": seq, "reason": f"{len(short)} clients short"})
+            raise UpdateNotIntegrated(seq, short)
         self._tail += 1
         self._applied_seq = max(self._applied_seq, seq)
         self._broadcast(protocol.sync_update(update), sender)
+        self._advanced()
         if self._on_change is not None:
             self._on_change(self.name, seq)
         if fanout is not None:
@@ -226,6 +353,27 @@ class Room:
         if self._tail >= self._compaction_updates and not self.busy:
             await self.compact()
         return seq
+
+    async def _check_writer(self, shape: UpdateShape, writer: str) -> None:
+        """Refuse structs of a client ID bound to another writer; bind the new ones to ``writer``.
+
+        A client ID is bound, durably and for every node, to the first writer that writes a
+        clock range of it the room did not have. Structs of a bound client ID from another
+        writer are refused even when the room already holds their range: that is how a
+        client whose ID collides with another's learns of it, instead of being ignored.
+        """
+        owners = self._owners
+        beyond = shape.writes_beyond(self._clock)
+        claim = [client for client in beyond if owners.get(client) is None]
+        check = [client for client in shape.runs if client not in owners and client not in beyond]
+        if claim or check:
+            bound = await self._store.bind_clients(self.name, writer, claim=claim, check=check)
+            for client in (*claim, *check):
+                owners[client] = bound.get(client)
+        for client in shape.runs:
+            owner = owners.get(client)
+            if owner is not None and owner != writer:
+                raise ClientIdTaken(client)
 
     def awareness(self, sender: Peer, payload: bytes) -> None:
         """Remember each client's latest state and relay the update to the others.
@@ -248,17 +396,50 @@ class Room:
     # -- other nodes (cluster only) ------------------------------------------------
 
     def apply_remote(self, seq: int, update: bytes) -> None:
-        """Another node stored ``update`` as ``seq``: integrate and forward it (never store it)."""
+        """Another node stored ``update`` as ``seq``: integrate and forward it (never store it).
+
+        One that arrives ahead of an update it depends on waits for it here, so Yrs is never
+        handed an update it would integrate only in part."""
         if seq <= self._synced_through:
             return  # already read from the store (a resync overtook the message)
+        self.doc  # noqa: B018 - builds the document (and its clocks) from a cold load
+        self._remote_pending.append((seq, update))
+        if len(self._remote_pending) > REMOTE_PENDING_MAX:
+            dropped = self._remote_pending.pop(0)
+            log.error("too many updates from other nodes waiting; dropping the oldest until the next catch-up",
+                      extra={"doc": self.name, "seq": dropped[0]})
+        progress = True
+        while progress and self._remote_pending:
+            progress = False
+            for index, (pending_seq, pending) in enumerate(self._remote_pending):
+                try:
+                    shape = read_trusted_update(pending)
+                except InvalidUpdate as exc:
+                    del self._remote_pending[index]
+                    log.error("published update could not be read", extra={"doc": self.name, "seq": pending_seq,
+                                                                            "reason": exc.reason})
+                    progress = True
+                    break
+                if shape.missing(self._clock):
+                    continue
+                del self._remote_pending[index]
+                self._apply_remote_now(pending_seq, pending, shape)
+                progress = True
+                break
+
+    def _apply_remote_now(self, seq: int, update: bytes, shape: UpdateShape) -> None:
         try:
-            apply_update(self.doc, update)
+            short = self._apply_checked(update, shape)
         except InvalidUpdate as exc:
             log.error("published update could not be integrated", extra={"doc": self.name, "seq": seq,
                                                                           "reason": exc.reason})
             return
+        if short:
+            self._uncovered.add(seq)
+            log.error("published update did not integrate fully", extra={"doc": self.name, "seq": seq})
         self._applied_seq = max(self._applied_seq, seq)
         self._broadcast(protocol.sync_update(update), None)
+        self._advanced()
         if self._on_change is not None:
             self._on_change(self.name, seq)
 
@@ -280,10 +461,16 @@ class Room:
                 if seq <= self._synced_through:
                     continue
                 try:
-                    apply_update(self.doc, update)
+                    short = self._apply_checked(update, read_trusted_update(update))
                 except InvalidUpdate as exc:
+                    self._uncovered.add(seq)
                     log.error("skipping stored update that cannot be integrated",
                               extra={"doc": self.name, "seq": seq, "reason": exc.reason})
+                    continue
+                if short:
+                    self._uncovered.add(seq)
+                    log.error("stored update did not integrate fully", extra={"doc": self.name, "seq": seq})
+            self._remote_pending = [(seq, update) for seq, update in self._remote_pending if seq > stored.last_seq]
         finally:
             self.doc.unobserve(subscription)
         self._synced_through = max(self._synced_through, stored.last_seq)
@@ -337,16 +524,26 @@ class Room:
             if folded == 0:
                 return
             if self._fanout is None:
-                snapshot, through = self.doc.get_update(), self._applied_seq
+                through = self._applied_seq
             else:
                 stored = await self._store.load(self.name)
                 self._integrate(stored)
-                snapshot, through = self.doc.get_update(), stored.last_seq
+                through = stored.last_seq
                 if through <= stored.snapshot_seq:
                     self._tail -= folded  # nothing after the snapshot: another node compacted it
                     return
+            if self._uncovered:
+                # Never fold a row the document does not fully hold: the snapshot would lose it.
+                through = min(through, min(self._uncovered) - 1)
+                if through < 1 or through <= self._compacted_through:
+                    return
+                log.warning("compacting only up to a stored update the document does not fully hold",
+                            extra={"doc": self.name, "seq": through + 1})
+            snapshot = self.doc.get_update()
             await self._store.compact(self.name, snapshot, through)
-            self._tail -= folded
+            self._compacted_through = through
+            if not self._uncovered:
+                self._tail -= folded
             self._metrics.compactions.inc()
         except StoreUnavailable as exc:
             log.warning("compaction failed; the log stays as it is", extra={"doc": self.name, "error": str(exc)})

@@ -86,6 +86,13 @@ class Settings:
         metadata={"help": 'Bytes queued for a client (sync step 2 answers included) before it counts as a slow '
                           'consumer and is dropped; one larger message still goes to a client whose queue is empty.'},
     )
+    held_updates_max: int = field(
+        default=64, metadata={"help": 'Updates one client may have waiting for clocks it has not sent yet '
+                                      '(out of order) before it is dropped with 4425.'}
+    )
+    held_updates_bytes: int = field(
+        default=4 * 1024 * 1024, metadata={"help": 'Bytes of such waiting updates one client may have.'}
+    )
     room_idle_seconds: float = field(
         default=30.0, metadata={"help": 'Seconds a room with no peers stays in memory before it is flushed and evicted.'}
     )
@@ -181,7 +188,8 @@ class Settings:
             raise SettingsError("port", "must be between 0 and 65535")
         positive = (
             "max_message_bytes", "max_rooms", "max_connections_per_tenant", "rate_burst",
-            "send_queue_messages", "send_queue_bytes", "compaction_updates", "group_commit_max_batch",
+            "send_queue_messages", "send_queue_bytes", "held_updates_max", "held_updates_bytes",
+            "compaction_updates", "group_commit_max_batch",
             "awareness_max_bytes", "awareness_connection_states", "awareness_connection_bytes",
             "awareness_room_states", "awareness_room_bytes",
             "rest_max_body_bytes", "rest_batch_max_operations",

@@ -12,6 +12,7 @@ reads take no lock.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ import anyio
 from pycrdt import Doc, merge_updates
 
 from syncline.engine import Cart, StockLedger, apply_update, encode_diff
-from syncline.server.errors import RoomLimitReached, RoomLoadFailed
+from syncline.server.errors import RoomLimitReached, RoomLoadFailed, UpdateNotIntegrated, WriteRefused
 from syncline.server.fanout import FanoutUnavailable
 from syncline.server.names import DocName
 from syncline.server.room import Room
@@ -29,6 +30,8 @@ from syncline.server.rooms import RoomManager
 from syncline.server.store import StoredResponse, StoreUnavailable
 
 from .problems import Problem
+
+log = logging.getLogger("syncline.rest")
 
 
 @dataclass(eq=False)
@@ -183,6 +186,12 @@ class Edit:
         except FanoutUnavailable:
             self.discard()
             raise Problem("fanout-unavailable", headers={"Retry-After": "5"}) from None
+        except (WriteRefused, UpdateNotIntegrated) as exc:
+            # The replica's client ID was taken, or Yrs did not take the edit whole: a new replica
+            # (a new client ID, built from the room) makes the retry a clean edit.
+            log.error("the room refused a REST edit", extra={"doc": self.room.name, "reason": str(exc)})
+            self.discard()
+            raise Problem("edit-refused", headers={"Retry-After": "1"}) from None
         return seq
 
     def close(self) -> None:

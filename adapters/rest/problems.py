@@ -42,6 +42,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "store-unavailable": (503, "The store cannot be written right now"),
     "fanout-unavailable": (503, "This cluster node cannot reach the other nodes (Redis); retry, or use another node"),
     "room-limit": (503, "Too many documents are open; retry later"),
+    "edit-refused": (503, "The relay refused the edit this time (its replica was reset); retry it"),
     "internal-error": (500, "An unexpected error occurred"),
 }
 

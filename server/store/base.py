@@ -221,6 +221,13 @@ class Store(Protocol):
         """Drop ``holder``'s claim on ``(tenant, key)`` (a claim taken over by another is left)."""
         ...
 
+    async def bind_clients(self, doc: str, owner: str, claim: Iterable[int], check: Iterable[int]) -> dict[int, str]:
+        """Who may write each Yjs clientID of ``doc``: bind every client of ``claim`` that has
+        no owner yet to ``owner`` (durably, before returning), then return the recorded owner
+        of every client of ``claim`` and ``check`` that has one. Of concurrent claims of one
+        client, on any node, exactly one wins and every caller sees the winner."""
+        ...
+
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
         """The catalog prices of those ``products`` that have one."""
         ...

@@ -1,6 +1,6 @@
 """The cluster store: one PostgreSQL database shared by every relay node (asyncpg).
 
-Layout (schema version 2, tracked in ``syncline_migrations``)::
+Layout (schema version 3, tracked in ``syncline_migrations``)::
 
     updates(seq bigint PRIMARY KEY, doc text, blob bytea)          -- the append log
     snapshots(doc text PRIMARY KEY, seq bigint, blob bytea)        -- one per document
@@ -10,6 +10,7 @@ Layout (schema version 2, tracked in ``syncline_migrations``)::
     prices(tenant, product, unit_price, currency)                  -- the price catalog
     claims(tenant, key, fingerprint, holder, created_at)           -- keys of running requests (v2)
     epochs(first_seq bigint PRIMARY KEY, epoch text)               -- change-feed epochs, one per opening (v2)
+    client_owners(doc, client bigint, owner)                       -- who may write each Yjs clientID (v3)
 
 Sequence numbers are one cluster-wide total order that equals commit order. Every
 append transaction starts with ``UPDATE meta SET value = value + n WHERE key =
@@ -53,7 +54,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore", "shown_dsn"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this module writes: the largest version in ``syncline_migrations``."""
 
 # What a failing database, network or driver raises: all of it is "unavailable". The
@@ -94,6 +95,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             " holder text NOT NULL, created_at double precision NOT NULL, PRIMARY KEY (tenant, key))"
         ),
         "CREATE TABLE epochs (first_seq bigint PRIMARY KEY, epoch text NOT NULL)",
+    ),
+    (
+        "CREATE TABLE client_owners (doc text NOT NULL, client bigint NOT NULL, owner text NOT NULL,"
+        " PRIMARY KEY (doc, client))",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -467,6 +472,26 @@ class PostgresStore(GroupCommitStore):
             await con.execute("DELETE FROM claims WHERE tenant = $1 AND key = $2 AND holder = $3", tenant, key, holder)
 
         await self._transact(work)
+
+    async def bind_clients(self, doc: str, owner: str, claim: Iterable[int], check: Iterable[int]) -> dict[int, str]:
+        """Bind the unbound clients of ``claim`` to ``owner``; return the owner of each client of both."""
+        claimed = sorted(set(claim))
+        asked = sorted(set(claimed) | set(check))
+        select = "SELECT client, owner FROM client_owners WHERE doc = $1 AND client = ANY($2::bigint[])"
+        if not claimed:
+            return {int(client): str(who) for client, who in await self._fetch(select, doc, asked)}
+
+        async def work(con: asyncpg.Connection) -> dict[int, str]:
+            # Waits for another node's concurrent claim of the same client; the select then sees the winner.
+            await con.execute(
+                "INSERT INTO client_owners (doc, client, owner) SELECT $1, c, $2 FROM unnest($3::bigint[]) AS c"
+                " ON CONFLICT DO NOTHING",
+                doc, owner, claimed,
+            )
+            return {int(client): str(who) for client, who in await con.fetch(select, doc, asked)}
+
+        owners: dict[int, str] = await self._transact(work)
+        return owners
 
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
         """The catalog prices of those ``products`` that have one."""

@@ -1,6 +1,6 @@
 """The default store: one SQLite file in WAL mode, written by one writer task with group commit.
 
-Layout (schema version 3, tracked in ``PRAGMA user_version``)::
+Layout (schema version 4, tracked in ``PRAGMA user_version``)::
 
     updates(seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL, blob BLOB NOT NULL)
     snapshots(doc TEXT PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL)
@@ -9,6 +9,7 @@ Layout (schema version 3, tracked in ``PRAGMA user_version``)::
     responses(tenant, key, fingerprint, record, created_at)     -- idempotent responses (v2)
     prices(tenant, product, unit_price, currency)               -- the price catalog (v2)
     epochs(first_seq INTEGER PRIMARY KEY, epoch)                -- change-feed epochs, one per opening (v3)
+    client_owners(doc, client, owner)                           -- who may write each Yjs clientID (v4)
 
 Two connections: the *writer* (a plain ``sqlite3`` connection) belongs to the single
 writer task, which takes every write (appends, compactions, probes, the adapters'
@@ -47,7 +48,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this module writes; ``PRAGMA user_version`` of a current file."""
 
 _SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
@@ -106,8 +107,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'updates'), 0),"
             " coalesce((SELECT max(seq) FROM updates), 0))"
         ),
-    ),    (
+    ),
+    (
         "CREATE TABLE epochs (first_seq INTEGER PRIMARY KEY, epoch TEXT NOT NULL)",
+    ),
+    (
+        (
+            "CREATE TABLE client_owners ("
+            " doc TEXT NOT NULL,"
+            " client INTEGER NOT NULL,"
+            " owner TEXT NOT NULL,"
+            " PRIMARY KEY (doc, client)) WITHOUT ROWID"
+        ),
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -479,6 +490,33 @@ class SQLiteStore(GroupCommitStore):
         if held is not None and held[1] == holder:
             del self._claims[(tenant, key)]
 
+    async def bind_clients(self, doc: str, owner: str, claim: Iterable[int], check: Iterable[int]) -> dict[int, str]:
+        """Bind the unbound clients of ``claim`` to ``owner``; return the owner of each client of both."""
+        claimed = sorted(set(claim))
+        asked = sorted(set(claimed) | set(check))
+
+        def work(db: sqlite3.Connection) -> dict[int, str]:
+            db.executemany(
+                "INSERT INTO client_owners (doc, client, owner) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                [(doc, client, owner) for client in claimed],
+            )
+            return _owners(db, doc, asked)
+
+        if not claimed:
+            return {int(client): str(who) for client, who in await self._read_owners(doc, asked)}
+        owners: dict[int, str] = await self._transact(work)
+        return owners
+
+    async def _read_owners(self, doc: str, clients: list[int]) -> list[sqlite3.Row]:
+        rows: list[sqlite3.Row] = []
+        for start in range(0, len(clients), 500):
+            chunk = clients[start : start + 500]
+            rows += await self._read(
+                f"SELECT client, owner FROM client_owners WHERE doc = ? AND client IN ({','.join('?' * len(chunk))})",
+                (doc, *chunk),
+            )
+        return rows
+
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
         """The catalog prices of those ``products`` that have one."""
         wanted = sorted(set(products))
@@ -624,6 +662,18 @@ class SQLiteStore(GroupCommitStore):
         except sqlite3.Error as exc:
             logger.error("rollback on %s failed; refusing further writes: %s", self.path, exc)
             self._broken = exc
+
+
+def _owners(db: sqlite3.Connection, doc: str, clients: list[int]) -> dict[int, str]:
+    owners: dict[int, str] = {}
+    for start in range(0, len(clients), 500):
+        chunk = clients[start : start + 500]
+        rows = db.execute(
+            f"SELECT client, owner FROM client_owners WHERE doc = ? AND client IN ({','.join('?' * len(chunk))})",
+            (doc, *chunk),
+        )
+        owners.update((int(client), str(who)) for client, who in rows)
+    return owners
 
 
 def _last_seq(db: sqlite3.Connection) -> int:

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
 from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, encode_diff, validate_update
+from syncline.engine.sync import decode_state_vector, merge
 from syncline.server import closecodes, protocol
 from syncline.server.protocol import Kind, ProtocolError, varbytes, write_varuint
 from tests.server.hostile import gauge, wait_for
@@ -31,6 +32,7 @@ from tests.server.relay_process import RelayProcess
 
 from .probes import MIB, StoreDelta, rss_bytes
 
+HELD_UPDATES_MAX = 64  # the relay's default --held-updates-max
 WS_LAYER_SLACK = 65_536  # serve.py: uvicorn refuses frames over max_message_bytes + 64 KiB itself
 ABNORMAL = 1006
 MESSAGE_TOO_BIG = 1009
@@ -74,10 +76,50 @@ class Expectation:
 # -- the oracle ---------------------------------------------------------------------------
 
 
-def expected_outcome(frames: list[bytes | str], limits: Limits) -> Expectation:
-    """What the relay must do with ``frames``, in order (docs/protocol.md)."""
+def expected_outcome(frames: list[bytes | str], limits: Limits, room: Doc | None = None) -> Expectation:
+    """What the relay must do with ``frames``, in order (docs/protocol.md), in a room holding ``room``.
+
+    A write that depends on clocks the room lacks is held, not stored: it is stored once a
+    later write of the case fills the gap (alone, or with the other held writes merged into
+    one), and dropped with the connection otherwise.
+    """
     stored: list[bytes] = []
+    model = Doc()
+    if room is not None:
+        model.apply_update(room.get_update())
+    held: list[bytes] = []
     scratch = Doc()
+
+    def land(update: bytes) -> None:
+        apply_update(model, update)
+        stored.append(update)
+
+    def clocks() -> dict[int, int]:
+        return decode_state_vector(model.get_state())
+
+    def together() -> None:
+        if len(held) < 2:
+            return
+        try:
+            merged = merge(held)
+            shape = validate_update(merged)
+        except InvalidUpdate:
+            return
+        if not shape.missing(clocks()):
+            land(merged)
+            held.clear()
+
+    def retry() -> None:
+        progress = True
+        while progress and held:
+            progress = False
+            for update in list(held):
+                if not validate_update(update).missing(clocks()):
+                    land(update)
+                    held.remove(update)
+                    progress = True
+        together()
+
     for frame in frames:
         if isinstance(frame, str):
             return Expectation(closecodes.INVALID_MESSAGE, stored)
@@ -99,11 +141,18 @@ def expected_outcome(frames: list[bytes | str], limits: Limits) -> Expectation:
             if message.payload == b"\x00\x00":
                 continue
             try:
-                validate_update(message.payload)
+                shape = validate_update(message.payload)
                 apply_update(Doc(), message.payload)
             except InvalidUpdate:
                 return Expectation(closecodes.INVALID_UPDATE, stored)
-            stored.append(message.payload)
+            if shape.missing(clocks()):
+                if len(held) >= HELD_UPDATES_MAX:
+                    return Expectation(closecodes.OUT_OF_ORDER, stored)
+                held.append(message.payload)
+                together()
+            else:
+                land(message.payload)
+                retry()
         elif kind is Kind.AWARENESS:
             if len(message.payload) > limits.awareness_max_bytes:
                 return Expectation(closecodes.TOO_LARGE, stored)
@@ -302,10 +351,62 @@ def oversized_frame(rnd: random.Random, limits: Limits) -> Case:
     return Case("frame beyond the WebSocket layer's limit", [b"\x00\x02" + b"\x00" * (size - 2)], MESSAGE_TOO_BIG)
 
 
+def out_of_order_writer(rnd: random.Random) -> Case:
+    """One writer's cart transactions (``lines`` and ``ops`` together) sent shuffled, some twice, some
+    merged into one chunk, some never: held until what they depend on arrives, never half-integrated."""
+    doc = Doc(client_id=rnd.randrange(1, 2**32))
+    lines, ops = doc.get("lines", type=Map), doc.get("ops", type=Array)
+    updates: list[bytes] = []
+    subscription = doc.observe(lambda event: updates.append(event.update))
+    for index in range(rnd.randint(2, 6)):
+        with doc.transaction():
+            lines[f"p{index}"] = {"q": index}
+            ops.append({"p": index})
+    doc.unobserve(subscription)
+    chunks = []
+    for _ in range(rnd.randint(1, len(updates) + 2)):
+        picked = rnd.sample(updates, rnd.randint(1, min(3, len(updates))))
+        chunks.append(picked[0] if len(picked) == 1 else merge(picked))
+    return Case("out-of-order writer", [rnd.choice([protocol.sync_update, protocol.sync_step2])(c) for c in chunks])
+
+
+def trailing_bytes(rnd: random.Random) -> Case:
+    """A valid update with bytes after it: refused whole (4422), never stored with its tail."""
+    tail = rnd.choice([b"\x00", rnd.randbytes(rnd.randint(1, 64)), b"\x00" * rnd.randint(100, 4000)])
+    return Case("update with trailing bytes", [protocol.sync_update(_update(rnd) + tail)], closecodes.INVALID_UPDATE)
+
+
+# Yjs's own limits tests (commit d88422fc), the seven-byte memory bomb, and absurd GC and skip lengths.
+YJS_LIMITS_INPUTS = [
+    bytes([0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 1, 2, 0, 0, 22, 2, 0, 0, 1, 253, 255, 255, 255, 255, 127, 0, 0]),
+    bytes([228, 156, 16, 0, 5, 255, 255, 5, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 237, 0, 0, 0, 1, 1, 0, 254, 184, 194,
+           233, 173, 135, 217, 18, 0, 0, 1, 1, 255, 237, 246]),
+    bytes([228, 149, 0, 0, 1, 24, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 237, 1, 190, 130, 227, 195, 28, 1, 2, 228, 149, 0,
+           0, 1, 24, 0, 0, 1, 24, 0, 0, 1, 0, 1, 237, 0]),
+    bytes([143, 1, 128, 0, 0, 0, 1, 170, 1, 0, 1, 2, 0, 0, 22, 2, 0, 229, 196, 67, 20, 231, 166, 139, 147, 174, 181,
+           253, 93, 232, 38, 154, 138, 89, 0, 49, 213, 15, 18, 1, 48, 0, 0, 0]),
+    bytes([0, 1, 35, 0, 0, 0, 1, 2, 129, 0, 0, 16, 0, 199, 220, 0, 196, 122, 128, 0, 65, 171, 234, 214, 0, 1, 0, 0,
+           1, 0, 0, 132, 0, 0, 16, 255, 199, 220, 255, 0, 0, 0]),
+    bytes.fromhex("ffffff7a"),
+]
+
+
+def limits_input(rnd: random.Random) -> Case:
+    client = v(rnd.randrange(1, 2**32))
+    payload = rnd.choice([
+        *YJS_LIMITS_INPUTS,
+        v(1) + v(1) + client + v(0) + b"\x00" + v(rnd.randint(100_001, 2**40)) + v(0),  # a GC past 100,000
+        v(1) + v(2) + client + v(0) + b"\x0a" + v(rnd.randint(100_001, 2**40)) + b"\x00" + v(1) + v(0),  # a skip
+    ])
+    frame = rnd.choice([protocol.sync_update, protocol.sync_step2])(payload)
+    return Case("limits input", [frame], closecodes.INVALID_UPDATE)
+
+
 GENERATORS = [
     (truncated_varint, 6), (huge_length_prefix, 6), (unknown_type, 4), (unknown_sync_subtype, 4),
     (garbage_update, 8), (huge_claim_update, 10), (awareness_state, 8), (text_frame, 3), (zero_length_frame, 1),
-    (bad_extension, 8), (mutated, 30), (random_bytes, 6),
+    (bad_extension, 8), (mutated, 30), (random_bytes, 6), (out_of_order_writer, 8), (trailing_bytes, 4),
+    (limits_input, 4),
 ]
 
 
@@ -378,9 +479,11 @@ class Audit:
         self.baseline_rss = rss_bytes(relay)
         self.peak_rss = self.baseline_rss
         self.bystanders = 0
+        self.model = Doc()
+        """What the fuzzed room holds: every update the relay stored in it."""
 
     def run(self, case: Case) -> None:
-        expected = expected_outcome(case.frames, self.limits)
+        expected = expected_outcome(case.frames, self.limits, self.model)
         if case.expected is not None:
             assert expected.outcome == case.expected, f"oracle drift on {case.describe()}"
         delta = StoreDelta(self.relay, (self.bystander_room,))
@@ -403,6 +506,9 @@ class Audit:
             gained = delta.gained()
             assert gained == wanted, f"the store gained {gained}, expected {wanted}: {case.describe()}"
         assert delta.intact(), f"rows older than the case changed: {case.describe()}"
+        for table, _, blob in gained.elements():
+            if table == "updates":
+                self.model.apply_update(blob)
         self.peak_rss = max(self.peak_rss, rss_bytes(self.relay))
         assert self.peak_rss - self.baseline_rss < self.rss_growth_bound, (
             f"relay RSS grew by {(self.peak_rss - self.baseline_rss) / MIB:.1f} MiB")

@@ -84,8 +84,18 @@ class RelayProcess:
             self.terminate()
         return self.start()
 
+    def peak_rss(self) -> int:
+        """The relay process's peak resident set size so far (VmHWM), in bytes."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(status.split("VmHWM:", 1)[1].split()[0]) * 1024
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            report = os.environ.get("SYNCLINE_PEAK_RSS_LOG")
+            if report:  # a run that measures the relays' memory (docs/hardening.md)
+                with open(report, "a") as out:
+                    out.write(f"{self.data_dir.parent.name} {self.peak_rss()}\n")
             self.process.kill()
             self.process.wait(timeout=10)
         self._close_pipe()

@@ -336,7 +336,7 @@ def test_huge_but_well_formed_token_is_refused_before_decoding() -> None:
         (claims(iat="now"), "iat must be a number"),
         (claims(nbf={}), "nbf must be a number"),
         (claims(aud="another-service"), "audience"),
-        (claims(sub=42), "malformed"),
+        (claims(sub=42), "sub must be a string"),
     ],
 )
 def test_correctly_signed_token_with_bad_claims_is_refused(payload: dict[str, Any], reason: str) -> None:
@@ -690,3 +690,31 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def test_a_subject_is_carried_by_the_token_and_names_the_writer() -> None:
+    token = issue_token(SECRET, "acme", ["acme/*"], subject="till-7", now=NOW)
+    assert jwt.decode(token, options={"verify_signature": False})["sub"] == "till-7"
+    grant = verify_token(SECRET, token, now=NOW)
+    assert grant.subject == "till-7"
+    assert grant.writer == "sub:till-7"
+    later = verify_token(SECRET, issue_token(SECRET, "acme", ["acme/*"], subject="till-7", now=NOW + 60), now=NOW + 60)
+    assert later.writer == grant.writer
+
+
+def test_without_a_subject_each_token_is_its_own_writer() -> None:
+    first = verify_token(SECRET, issue_token(SECRET, "acme", ["acme/*"], now=NOW), now=NOW)
+    again = verify_token(SECRET, issue_token(SECRET, "acme", ["acme/*"], now=NOW), now=NOW)
+    other = verify_token(SECRET, issue_token(SECRET, "acme", ["acme/*"], now=NOW + 1), now=NOW + 1)
+    assert first.subject is None and first.writer.startswith("token:")
+    assert first.writer == again.writer  # the same token string
+    assert other.writer != first.writer
+
+
+@pytest.mark.parametrize("subject", ["", "x" * 257, "a\nb", "\x00", 7, ["a"]])
+def test_a_bad_subject_is_refused_when_issued_and_when_verified(subject: object) -> None:
+    with pytest.raises(InvalidToken, match="sub"):
+        issue_token(SECRET, "acme", ["acme/*"], subject=subject, now=NOW)  # type: ignore[arg-type]
+    claims = {"iss": "syncline", "tenant": "acme", "docs": ["acme/*"], "iat": NOW, "sub": subject}
+    with pytest.raises(InvalidToken, match="sub"):
+        verify_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"), now=NOW)

@@ -206,7 +206,7 @@ async def test_opening_creates_the_schema_tables_and_durable_sessions(dsn: str, 
     tables = await sql(dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema)
     assert {row[0] for row in tables} == {
         "updates", "snapshots", "meta", "changes", "responses", "prices", "syncline_migrations", "claims",
-        "epochs",
+        "epochs", "client_owners",
     }
     assert (await sql(dsn, f'SELECT count(*) FROM "{schema}".updates'))[0][0] == 1
 
@@ -232,16 +232,17 @@ async def test_a_schema_from_a_newer_syncline_is_refused(dsn: str, schema: str) 
 async def test_a_version_1_schema_is_migrated_in_place_and_keeps_its_data(dsn: str, schema: str) -> None:
     async with PostgresStore(dsn, schema=schema) as store:
         await store.append("acme/cart/1", b"x", action="cart.add_item")
-    # Back to what the first release left: its tables and rows, without version 2's.
-    await sql(dsn, f'DROP TABLE "{schema}".claims, "{schema}".epochs')
+    # Back to what the first release left: its tables and rows, without those of versions 2 and 3.
+    await sql(dsn, f'DROP TABLE "{schema}".claims, "{schema}".epochs, "{schema}".client_owners')
     await sql(dsn, f'DELETE FROM "{schema}".syncline_migrations WHERE version > 1')
     async with PostgresStore(dsn, schema=schema) as store:
         assert (await store.load("acme/cart/1")).updates == [(1, b"x")]
         assert [c.seq for c in await store.changes_since("acme", 0, 10)] == [1]
         assert [first for first, _ in await store.epochs()] == [2]
         assert await store.claim("acme", "k", "fp", "h", expire_after=60) is None
+        assert await store.bind_clients("acme/cart/1", "sub:a", claim=[5], check=[]) == {5: "sub:a"}
     rows = await sql(dsn, f'SELECT version FROM "{schema}".syncline_migrations ORDER BY version')
-    assert [row[0] for row in rows] == [1, 2] == list(range(1, SCHEMA_VERSION + 1))
+    assert [row[0] for row in rows] == [1, 2, 3] == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_bad_arguments_are_refused_before_connecting() -> None:

@@ -446,3 +446,29 @@ async def test_prices_are_per_tenant_replaced_or_merged(store_factory: StoreFact
         many = [f"p{i}" for i in range(1200)]  # more than one query's worth of parameters
         await store.put_prices("acme", {p: Price(i, "EUR") for i, p in enumerate(many)}, replace=True)
         assert len(await store.prices("acme", many)) == 1200
+
+
+async def test_a_client_is_bound_to_its_first_claimant_for_good(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        assert await store.bind_clients("t/cart/1", "sub:ann", claim=[7, 8], check=[]) == {7: "sub:ann", 8: "sub:ann"}
+        assert await store.bind_clients("t/cart/1", "sub:bob", claim=[8, 9], check=[7, 10]) == {
+            7: "sub:ann", 8: "sub:ann", 9: "sub:bob"}
+        assert await store.bind_clients("t/cart/2", "sub:bob", claim=[7], check=[]) == {7: "sub:bob"}
+        assert await store.bind_clients("t/cart/1", "sub:eve", claim=[], check=[7, 9, 11]) == {
+            7: "sub:ann", 9: "sub:bob"}
+    async with store_factory() as store:
+        assert await store.bind_clients("t/cart/1", "sub:eve", claim=[7], check=[9]) == {7: "sub:ann", 9: "sub:bob"}
+
+
+async def test_of_concurrent_claims_of_one_client_exactly_one_wins(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        seen: list[dict[int, str]] = []
+
+        async def claim(owner: str) -> None:
+            seen.append(await store.bind_clients("t/cart/1", owner, claim=[42], check=[]))
+
+        async with anyio.create_task_group() as tg:
+            for index in range(8):
+                tg.start_soon(claim, f"sub:{index}")
+        winners = {result[42] for result in seen}
+        assert len(seen) == 8 and len(winners) == 1
