@@ -65,10 +65,12 @@ def apply_update(doc: Doc, update: bytes, *, max_bytes: int | None = None) -> No
     Applying an update twice is safe. Applying one whose dependencies have not
     arrived is not: pycrdt 0.14.13 holds back some such updates, but when one
     writer's updates arrive out of clock order and a transaction touched two root
-    types, it integrates part of the update and drops the rest for good. Callers
-    check :meth:`UpdateShape.missing` against the document's state vector first
-    (hold the update until it is empty) and that the state vector reached
-    :meth:`UpdateShape.state_vector` after.
+    types, it integrates part of the held-back update once the gap is filled and
+    drops the rest without an error (the document's state vector stops short;
+    applying the same update again integrates what was dropped). Callers check
+    :meth:`UpdateShape.missing` against the document's clocks first (hold the
+    update until it is empty) and that the document reached
+    :meth:`UpdateShape.clocks` after.
     """
     data = _check_bytes(update, max_bytes)
     try:  # Yrs decodes the whole update before it integrates anything
