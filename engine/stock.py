@@ -14,9 +14,12 @@ replica holding the same updates reports the same conflicts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from pycrdt import Array, Doc
@@ -99,6 +102,16 @@ class LedgerView:
     """Open conflicts: derived and not yet resolved."""
     resolved: tuple[Conflict, ...]
     issues: tuple[SchemaIssue, ...]
+
+    @cached_property
+    def digest(self) -> str:
+        """A digest of the ledger's content (its counted adjustments and its decisions), equal
+        on every replica with equal content; computed once per view."""
+        digest = hashlib.sha256()
+        for entry in (*self.adjustments, *self.resolutions):
+            digest.update(json.dumps(entry.to_json(), sort_keys=True, separators=(",", ":")).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()[:32]
 
 
 @dataclass

@@ -6,8 +6,6 @@ client: adding a product the catalog does not price is refused.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -23,7 +21,8 @@ from syncline.server.store import Price
 from . import bodies
 from .bodies import Fields
 from .context import Idempotency, Reply, RestContext
-from .documents import Edit, if_match_allows
+from .documents import Edit
+from .etags import body_etag, if_match_allows, not_modified
 from .problems import Problem, validation_problem
 
 
@@ -65,24 +64,8 @@ def _unit(price: Price | None) -> int | None:
     return None if price is None else price.unit_price
 
 
-def body_etag(body: dict[str, Any]) -> str:
-    """A strong ETag of a representation: equal bodies, equal tags, on any node, after restarts."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
-
-
 def cart_reply(body: dict[str, Any], status: int = 200) -> Reply:
     return Reply(status, body, {"ETag": body_etag(body)})
-
-
-def not_modified(request: Request, tag: str) -> Response | None:
-    header = request.headers.get("if-none-match")
-    # RFC 9110 13.1.2: If-None-Match compares weakly, so W/"x" matches "x".
-    if header is not None and (
-        header.strip() == "*" or tag in [t.strip().removeprefix("W/") for t in header.split(",")]
-    ):
-        return Response(status_code=304, headers={"ETag": tag})
-    return None
 
 
 async def get_cart(request: Request) -> Response:

@@ -46,19 +46,6 @@ class _RoomState:
     replica_ledger: StockLedger | None = None
 
 
-def etag(version: int, extra: str = "") -> str:
-    """A strong ETag from a room's version (and, for priced carts, a digest of the prices)."""
-    return f'"{version}{"-" + extra if extra else ""}"'
-
-
-def if_match_allows(header: str | None, current: str) -> bool:
-    """RFC 9110 If-Match with strong comparison; no header means no precondition."""
-    if header is None:
-        return True
-    tags = [tag.strip() for tag in header.split(",")]
-    return "*" in tags or current in tags
-
-
 class Documents:
     def __init__(self, rooms: RoomManager) -> None:
         self._rooms = rooms

@@ -9,9 +9,7 @@ operation, and stores everything it applied as one update.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import weakref
 from typing import Any
 
 from starlette.requests import Request
@@ -25,39 +23,12 @@ from syncline.server.names import DocName
 
 from . import bodies
 from .bodies import Fields
-from .carts import not_modified
 from .context import Idempotency, Reply, RestContext
-from .documents import if_match_allows
+from .etags import if_match_allows, ledger_etag, not_modified
 from .problems import Problem, engine_problem, validation_problem
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
-
-
-_ETAGS: dict[int, str] = {}
-"""Digests of the ledger views alive right now, by identity; an entry leaves with its view."""
-
-
-def ledger_etag(view: LedgerView) -> str:
-    """A strong ETag of a ledger's content: its counted adjustments and its decisions.
-
-    Views are immutable and the engine hands out the same view until the document
-    changes, so the digest is computed once per view. The cache holds no view: each
-    entry is dropped when its view is collected, so it never keeps old ledgers alive."""
-    key = id(view)
-    tag = _ETAGS.get(key)
-    if tag is None:
-        tag = _ETAGS[key] = _digest(view)
-        weakref.finalize(view, _ETAGS.pop, key, None)
-    return tag
-
-
-def _digest(view: LedgerView) -> str:
-    digest = hashlib.sha256()
-    for entry in (*view.adjustments, *view.resolutions):
-        digest.update(json.dumps(entry.to_json(), sort_keys=True, separators=(",", ":")).encode())
-        digest.update(b"\n")
-    return '"' + digest.hexdigest()[:32] + '"'
 
 
 def conflict_json(conflict: Conflict) -> dict[str, Any]:
