@@ -70,7 +70,6 @@ class SyncClient:
         self._store: LocalStore | None = None
         self._tg: TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
-        self._opening: dict[str, anyio.Event] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 

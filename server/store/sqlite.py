@@ -372,21 +372,6 @@ class SQLiteStore(GroupCommitStore):
         rows = await self._read("SELECT doc FROM snapshots UNION SELECT doc FROM updates ORDER BY 1", {})
         return [str(row[0]) for row in rows]
 
-    async def updates_since(self, seq: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """Up to ``limit`` log rows with a seq above ``seq``, across documents, in seq order.
-
-        Rows folded into a snapshot by :meth:`compact` are gone: a reader that falls
-        behind compaction must reload the affected documents instead.
-        """
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
-        rows = await self._read(
-            "SELECT seq, doc, blob FROM updates WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
-        )
-        return [(int(s), str(d), bytes(b)) for s, d, b in rows]
-
-    # -- the change feed, idempotent responses and prices ------------------------------
-
     async def changes_since(self, tenant: str, after_seq: int, limit: int) -> list[Change]:
         """Up to ``limit`` changes of ``tenant``'s documents after ``after_seq``, in seq order."""
         if limit < 1:

@@ -161,8 +161,6 @@ async def test_compaction_replaces_folded_rows_by_the_snapshot_and_keeps_the_tai
         assert stored.updates == [(seqs[4], b"u4"), (seqs[5], b"u5")]
         assert stored.last_seq == seqs[5]
         assert await store.load("t/cart/2") == StoredDoc(updates=[(other, b"untouched")])
-        folded = [seq for seq, _, _ in await store.updates_since(0, 100) if seq <= seqs[3]]
-        assert folded == []
 
 
 async def test_compaction_is_idempotent_and_ignores_an_older_snapshot(store_factory: StoreFactory) -> None:
@@ -211,26 +209,8 @@ async def test_seqs_are_never_reused_after_compaction_removes_the_newest_rows(
         seqs = [await store.append("t/cart/1", b"u") for _ in range(3)]
         await store.compact("t/cart/1", b"snap", seqs[-1])  # deletes the newest rows of the store
     async with store_factory() as store:
-        assert await store.updates_since(0, 10) == []
+        assert await store.load("t/cart/1") == StoredDoc(snapshot=b"snap", snapshot_seq=seqs[-1])
         assert await store.append("t/cart/2", b"next") > seqs[-1]
-
-
-async def test_updates_since_pages_through_every_document_in_seq_order(store_factory: StoreFactory) -> None:
-    async with store_factory() as store:
-        appended = []
-        for i in range(25):
-            doc = f"t/cart/{i % 4}"
-            appended.append((await store.append(doc, bytes([i])), doc, bytes([i])))
-        assert await store.updates_since(0, 1000) == appended
-        paged: list[tuple[int, str, bytes]] = []
-        cursor = 0
-        while page := await store.updates_since(cursor, 7):
-            assert len(page) <= 7
-            paged += page
-            cursor = page[-1][0]
-        assert paged == appended
-        assert await store.updates_since(appended[10][0], 3) == appended[11:14]
-        assert await store.updates_since(appended[-1][0], 10) == []
 
 
 async def test_documents_lists_every_document_sorted(store_factory: StoreFactory) -> None:
@@ -262,8 +242,6 @@ async def test_every_call_after_close_raises_store_unavailable(store_factory: St
         await store.compact("t/cart/1", b"snap", seq)
     with pytest.raises(StoreUnavailable):
         await store.documents()
-    with pytest.raises(StoreUnavailable):
-        await store.updates_since(0, 10)
 
 
 async def _append_recording(store: Any, i: int, acked: dict[int, int], refused: list[int]) -> None:
