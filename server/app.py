@@ -27,12 +27,12 @@ from syncline.adapters.rest.feed import FeedHub
 from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
 
 from . import closecodes
-from .auth import Grant, load_or_create_secret, token_from_request, verify_token
+from .admission import Admission, Admitted
+from .auth import load_or_create_secret
 from .connection import Connection
-from .errors import ExpiredToken, InvalidDocumentName, InvalidToken, RoomLimitReached, RoomLoadFailed
+from .errors import Refused, RoomLimitReached, RoomLoadFailed
 from .fanout import Fanout, LocalFanout, create_fanout, describe_fanout
 from .metrics import CONTENT_TYPE_LATEST, Metrics
-from .names import DocName, check_raw_path
 from .rooms import RoomManager
 from .settings import Settings
 from .store import Store, StoreUnavailable
@@ -57,6 +57,10 @@ class Relay:
     per_tenant: Counter[str] = field(default_factory=Counter)
     closing: bool = False
     fanout: Fanout = field(default_factory=LocalFanout)
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.secret)
 
     def shut_down_peers(self) -> None:
         """Tell every peer the relay is going away (close code 1001); end every change feed."""
@@ -86,7 +90,7 @@ def create_app(settings: Settings) -> Starlette:
             rooms = RoomManager(store, settings, metrics, on_change=feed.notify, fanout=fanout)
             app.state.relay = Relay(settings, secret, store, rooms, metrics, feed, fanout=fanout)
             await tg.start(fanout.run)
-            app.state.rest = RestContext(settings, secret, store, Documents(rooms))
+            app.state.rest = RestContext(settings, app.state.relay.admission, store, Documents(rooms))
             app.state.feed = feed
             await tg.start(rooms.run_evictions)
             await tg.start(_prune_periodically, store, settings)
@@ -168,11 +172,12 @@ async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
     """Authenticate, route to the room, run the connection; refusals are close codes."""
     await websocket.accept()
     admitted = _admit(relay, websocket)
-    if isinstance(admitted, Refusal):
+    if isinstance(admitted, Refused):
         relay.metrics.rejected.labels(admitted.reason).inc()
-        await websocket.close(admitted.code, closecodes.CLOSE_REASONS.get(admitted.code, ""))
+        code = REFUSALS[admitted.reason]
+        await websocket.close(code, closecodes.CLOSE_REASONS.get(code, ""))
         return
-    name, grant = admitted
+    name, grant = admitted.name, admitted.grant
     if relay.closing:
         await websocket.close(closecodes.GOING_AWAY, closecodes.CLOSE_REASONS[closecodes.GOING_AWAY])
         return
@@ -212,30 +217,24 @@ async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
             del relay.per_tenant[grant.tenant]
 
 
-@dataclass(frozen=True)
-class Refusal:
-    code: int
-    reason: str
-    """Label of the ``syncline_rejected`` metric."""
+REFUSALS: dict[str, int] = {
+    "invalid_document_name": closecodes.INVALID_DOCUMENT_NAME,
+    "missing_token": closecodes.UNAUTHORIZED,
+    "invalid_token": closecodes.UNAUTHORIZED,
+    "token_expired": closecodes.TOKEN_EXPIRED,
+    "forbidden": closecodes.FORBIDDEN,
+}
+"""The close code of each admission refusal (a peer is admitted for reading; writes are checked per message)."""
 
 
-def _admit(relay: Relay, websocket: WebSocket) -> Refusal | tuple[DocName, Grant]:
-    """The (document, grant) to serve, or why the peer is refused."""
+def _admit(relay: Relay, websocket: WebSocket) -> Refused | Admitted:
+    """The document to serve and its grant, or why the peer is refused."""
     params = websocket.path_params
     try:
-        check_raw_path(websocket.scope.get("raw_path") or websocket.scope["path"].encode(), SYNC_PREFIX)
-        name = DocName.parse(params["tenant"], params["kind"], params["doc_id"])
-    except InvalidDocumentName:
-        return Refusal(closecodes.INVALID_DOCUMENT_NAME, "invalid_document_name")
-    token = token_from_request(websocket.headers, websocket.query_params)
-    if token is None:
-        return Refusal(closecodes.UNAUTHORIZED, "missing_token")
-    try:
-        grant = verify_token(relay.secret, token)
-    except ExpiredToken:
-        return Refusal(closecodes.TOKEN_EXPIRED, "token_expired")
-    except InvalidToken:
-        return Refusal(closecodes.UNAUTHORIZED, "invalid_token")
-    if not grant.allows(name):
-        return Refusal(closecodes.FORBIDDEN, "forbidden")
-    return name, grant
+        return relay.admission.document(
+            websocket.scope.get("raw_path") or websocket.scope["path"].encode(), SYNC_PREFIX,
+            (params["tenant"], params["kind"], params["doc_id"]), websocket.headers, websocket.query_params,
+            write=False,
+        )
+    except Refused as refusal:
+        return refusal

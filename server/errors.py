@@ -178,3 +178,17 @@ class UpdateNotIntegrated(ServerError):
         super().__init__(f"stored update {seq} did not integrate fully ({len(short)} clients short)")
         self.seq = seq
         self.short = short
+
+
+class Refused(ServerError):
+    """Raised by the admission when a request may not open a document.
+
+    ``reason`` is a fixed label (``invalid_document_name``, ``missing_token``,
+    ``invalid_token``, ``token_expired``, ``forbidden``, ``read_only``): each edge maps it
+    to a close code or a problem type. ``detail`` is for the client; it never quotes a token.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"refused ({reason}): {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from .errors import InvalidDocumentName
 
@@ -99,25 +100,41 @@ class DocName:
         return f"{self.tenant}/{self.kind}/{self.doc_id}"
 
 
-def check_raw_path(raw_path: bytes, prefix: bytes) -> None:
+def check_raw_path(raw_path: bytes, prefix: bytes, *, encoded: bool = False) -> None:
     """Refuse a raw request path (ASGI ``scope["raw_path"]``) that decoding could change.
 
-    The path must start with ``prefix`` and hold no percent-encoded byte (so no
-    encoded ``/``, ``.``, NUL, or double encoding such as ``%252F``), no non-ASCII
-    byte, and, after the prefix, only the characters of a document name and ``/``,
-    with no ``.`` or ``..`` segment. Raises :class:`InvalidDocumentName`; returns
-    None when the path is safe to route on.
+    The path must start with ``prefix`` and hold no non-ASCII or control byte and no
+    ``.`` or ``..`` segment. Without ``encoded`` it holds no percent-encoded byte at all
+    and, after the prefix, only the characters of a document name and ``/`` (a sync
+    path). With ``encoded``, percent-encoding is allowed except for what could move the
+    path or change a name (``/``, ``\\``, ``.``, ``%``, NUL) and must decode to UTF-8 (a
+    REST path, whose skus and ids are checked again after decoding). Raises
+    :class:`InvalidDocumentName`; returns None when the path is safe to route on.
     """
     raw = bytes(raw_path)
     shown = raw.decode("ascii", "backslashreplace")
-    if b"%" in raw:
+    if not encoded and b"%" in raw:
         raise InvalidDocumentName(shown, "percent-encoded characters are not allowed in the path")
     if any(byte >= 0x80 for byte in raw):
         raise InvalidDocumentName(shown, "non-ASCII bytes are not allowed in the path")
+    if encoded and any(byte < 0x21 for byte in raw):
+        raise InvalidDocumentName(shown, "control bytes or spaces are not allowed in the path")
     if not raw.startswith(prefix):
         raise InvalidDocumentName(shown, f"path must start with {prefix.decode('ascii', 'backslashreplace')}")
     rest = raw[len(prefix) :]
-    if not _PATH_BYTES.issuperset(rest):
-        raise InvalidDocumentName(shown, "path may hold only A-Z a-z 0-9 . _ ~ - and /")
     if any(segment in (b".", b"..") for segment in rest.split(b"/")):
         raise InvalidDocumentName(shown, "dot segments are not allowed in the path")
+    if not encoded:
+        if not _PATH_BYTES.issuperset(rest):
+            raise InvalidDocumentName(shown, "path may hold only A-Z a-z 0-9 . _ ~ - and /")
+        return
+    lowered = raw.lower()
+    if any(smuggler in lowered for smuggler in _SMUGGLERS):
+        raise InvalidDocumentName(shown, "encoded / \\ . % or NUL in the path")
+    try:  # routing decodes %FF as U+FFFD: a sku or id would silently become another one
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidDocumentName(shown, "percent-encoding that is not UTF-8") from None
+
+
+_SMUGGLERS = (b"%2f", b"%5c", b"%2e", b"%25", b"%00")

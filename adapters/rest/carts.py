@@ -155,13 +155,13 @@ async def clear_cart(request: Request) -> Response:
 async def merge_cart(request: Request) -> Response:
     """Merge the guest cart of the path into the body's ``into`` cart; replaying changes nothing."""
     ctx: RestContext = request.app.state.rest
-    guest = ctx.document(request, "cart", "cart_id", write=True)
+    admitted = ctx.admit(request, "cart", "cart_id", write=True)
+    guest, grant = admitted.name, admitted.grant
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
     fields = Fields(body)
     into = fields.required("into", _cart_id)
     fields.done()
     target = DocName(guest.tenant, "cart", into)
-    grant = ctx.grant(request)
     if not grant.allows(target):
         raise Problem("forbidden", f"the token does not cover cart/{into}")
     if target == guest:

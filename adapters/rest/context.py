@@ -10,15 +10,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from syncline.server.auth import Grant, token_from_request, verify_token
-from syncline.server.errors import ExpiredToken, InvalidDocumentName, InvalidToken
-from syncline.server.names import DocName, check_part
+from syncline.server.admission import Admission, Admitted
+from syncline.server.auth import Grant
+from syncline.server.errors import Refused
+from syncline.server.names import DocName
 from syncline.server.settings import Settings
 from syncline.server.store import Claim, Store, StoredResponse, StoreUnavailable
 
@@ -69,7 +69,7 @@ class Idempotency:
 @dataclass
 class RestContext:
     settings: Settings
-    secret: str
+    admission: Admission
     store: Store
     documents: Documents
 
@@ -77,37 +77,24 @@ class RestContext:
 
     def grant(self, request: Request) -> Grant:
         """The verified grant of the request's token, for the tenant of its path."""
-        raw = request.scope.get("raw_path") or request.scope["path"].encode()
         try:
-            check_rest_path(raw)
-            tenant = check_part("tenant", request.path_params["tenant"])
-        except InvalidDocumentName as exc:
-            raise Problem("invalid-document-name", exc.reason) from None
-        token = token_from_request(request.headers, request.query_params)
-        if token is None:
-            raise Problem("unauthorized", "send Authorization: Bearer TOKEN", headers=_challenge())
+            return self.admission.tenant(_raw_path(request), b"/", request.path_params["tenant"], request.headers,
+                                         request.query_params, encoded=True)
+        except Refused as refusal:
+            raise _problem(refusal) from None
+
+    def admit(self, request: Request, kind: str, id_param: str, *, write: bool) -> Admitted:
+        """The document ``tenant/kind/{id_param}`` and the token's grant; 4xx if it may not (write)."""
+        parts = (request.path_params["tenant"], kind, request.path_params[id_param])
         try:
-            grant = verify_token(self.secret, token)
-        except ExpiredToken:
-            raise Problem("unauthorized", "the token has expired", headers=_challenge("invalid_token")) from None
-        except InvalidToken:
-            raise Problem("unauthorized", "the token is not valid", headers=_challenge("invalid_token")) from None
-        if grant.tenant != tenant:
-            raise Problem("forbidden", "the token belongs to another tenant")
-        return grant
+            return self.admission.document(_raw_path(request), b"/", parts, request.headers, request.query_params,
+                                           write=write, encoded=True)
+        except Refused as refusal:
+            raise _problem(refusal) from None
 
     def document(self, request: Request, kind: str, id_param: str, *, write: bool) -> DocName:
-        """Check the token against ``tenant/kind/{id_param}``; 403 if it may not (write)."""
-        grant = self.grant(request)
-        try:
-            name = DocName(grant.tenant, kind, check_part("doc_id", request.path_params[id_param]))
-        except InvalidDocumentName as exc:
-            raise Problem("invalid-document-name", exc.reason) from None
-        if not grant.allows(name):
-            raise Problem("forbidden", f"the token does not cover {kind}/{name.doc_id}")
-        if write and grant.read_only:
-            raise Problem("read-only", "this token may read but not write")
-        return name
+        """The document ``tenant/kind/{id_param}``; 4xx if the token may not open it (write)."""
+        return self.admit(request, kind, id_param, write=write).name
 
     # -- writes ------------------------------------------------------------------
 
@@ -162,26 +149,24 @@ class RestContext:
                 logger.warning("could not release the claim on idempotency key %r of %s: %s", key, tenant, exc)
 
 
-_SMUGGLERS = (b"%2f", b"%5c", b"%2e", b"%25", b"%00")
+PROBLEMS: dict[str, tuple[str, dict[str, str]]] = {
+    "invalid_document_name": ("invalid-document-name", {}),
+    "missing_token": ("unauthorized", {"WWW-Authenticate": 'Bearer realm="syncline"'}),
+    "invalid_token": ("unauthorized", {"WWW-Authenticate": 'Bearer realm="syncline", error="invalid_token"'}),
+    "token_expired": ("unauthorized", {"WWW-Authenticate": 'Bearer realm="syncline", error="invalid_token"'}),
+    "forbidden": ("forbidden", {}),
+    "read_only": ("read-only", {}),
+}
+"""The problem type (and headers) of each admission refusal."""
 
 
-def check_rest_path(raw_path: bytes) -> None:
-    """Refuse a raw path whose decoding could move it: encoded ``/``, ``\\``, ``.``, ``%``
-    or NUL, non-ASCII bytes, and dot segments. Other percent-encoding (a ``%3A`` for
-    ``:``) is fine: ids are checked again after decoding."""
-    raw = bytes(raw_path)
-    lowered = raw.lower()
-    if any(smuggler in lowered for smuggler in _SMUGGLERS):
-        raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "encoded / \\ . % or NUL in the path")
-    if any(byte >= 0x80 or byte < 0x21 for byte in raw):
-        raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "non-ASCII or control bytes in the path")
-    if any(segment in (b".", b"..") for segment in raw.split(b"/")):
-        raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "dot segments are not allowed")
-    try:  # routing decodes %FF as U+FFFD: a sku or id would silently become another one
-        unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidDocumentName(raw.decode("ascii", "backslashreplace"), "percent-encoding that is not UTF-8")\
-            from None
+def _problem(refusal: Refused) -> Problem:
+    kind, headers = PROBLEMS[refusal.reason]
+    return Problem(kind, refusal.detail, headers=headers)
+
+
+def _raw_path(request: Request) -> bytes:
+    return bytes(request.scope.get("raw_path") or request.scope["path"].encode())
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -201,8 +186,3 @@ def request_fingerprint(method: str, path: str, body: dict[str, Any] | None) -> 
 
 def _fingerprint(request: Request, body: dict[str, Any] | None) -> str:
     return request_fingerprint(request.method, request.url.path, body)
-
-
-def _challenge(error: str | None = None) -> dict[str, str]:
-    value = 'Bearer realm="syncline"' + (f', error="{error}"' if error else "")
-    return {"WWW-Authenticate": value}

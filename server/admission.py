@@ -1,0 +1,80 @@
+"""Who may open which document: one admission for WebSocket peers and REST requests.
+
+Both edges hand :class:`Admission` the raw request path, the path's parts, the headers
+and the query parameters; it checks the path for smuggling, the name's rules, the
+token (``Authorization: Bearer`` or ``?token=``), the grant's tenant and patterns, and
+write access, in that order, and returns the document and its grant or raises
+:class:`Refused` naming why. Each edge maps a refusal to its wire form in one table: a
+close code for a WebSocket peer, a problem type for a REST request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .auth import Grant, token_from_request, verify_token
+from .errors import ExpiredToken, InvalidDocumentName, InvalidToken, Refused
+from .names import DocName, check_part, check_raw_path
+
+
+@dataclass(frozen=True)
+class Admitted:
+    name: DocName
+    grant: Grant
+
+
+class Admission:
+    """Checks requests against one relay's token secret."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def tenant(
+        self, raw_path: bytes, prefix: bytes, tenant: str, headers: Mapping[str, str], query: Mapping[str, str],
+        *, encoded: bool = False,
+    ) -> Grant:
+        """The grant of the request's token, which must belong to ``tenant``.
+
+        ``encoded``: the path may hold percent-encoding that cannot move it (REST paths
+        carry skus and ids that may need it); a sync path may hold none at all."""
+        try:
+            check_raw_path(raw_path, prefix, encoded=encoded)
+            tenant = check_part("tenant", tenant)
+        except InvalidDocumentName as exc:
+            raise Refused("invalid_document_name", exc.reason) from None
+        grant = self._grant(headers, query)
+        if grant.tenant != tenant:
+            raise Refused("forbidden", "the token belongs to another tenant")
+        return grant
+
+    def document(
+        self, raw_path: bytes, prefix: bytes, parts: tuple[str, str, str], headers: Mapping[str, str],
+        query: Mapping[str, str], *, write: bool, encoded: bool = False,
+    ) -> Admitted:
+        """The document ``tenant/kind/doc_id`` and the grant that may open it (for writing, if ``write``)."""
+        tenant, kind, doc_id = parts
+        try:
+            check_raw_path(raw_path, prefix, encoded=encoded)
+            name = DocName.parse(tenant, kind, doc_id)
+        except InvalidDocumentName as exc:
+            raise Refused("invalid_document_name", exc.reason) from None
+        grant = self._grant(headers, query)
+        if grant.tenant != name.tenant:
+            raise Refused("forbidden", "the token belongs to another tenant")
+        if not grant.allows(name):
+            raise Refused("forbidden", f"the token does not cover {kind}/{name.doc_id}")
+        if write and grant.read_only:
+            raise Refused("read_only", "this token may read but not write")
+        return Admitted(name, grant)
+
+    def _grant(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Grant:
+        token = token_from_request(headers, query)
+        if token is None:
+            raise Refused("missing_token", "send Authorization: Bearer TOKEN")
+        try:
+            return verify_token(self._secret, token)
+        except ExpiredToken:
+            raise Refused("token_expired", "the token has expired") from None
+        except InvalidToken:
+            raise Refused("invalid_token", "the token is not valid") from None
