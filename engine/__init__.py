@@ -1,4 +1,9 @@
-"""Syncline's sans-IO core: document models, merge semantics and the sync core."""
+"""Syncline's sans-IO core: document models, merge semantics, the sync core, and the protocol.
+
+The protocol has modules of its own, which any peer imports without the relay:
+:mod:`.names` (document names), :mod:`.protocol` (the y-websocket and extension message
+codec), :mod:`.closecodes` (WebSocket close codes) and :mod:`.tokens` (pure token checks).
+"""
 
 from .cart import Cart as Cart
 from .cart import CartLine as CartLine

@@ -25,14 +25,16 @@ from syncline.adapters.rest.context import RestContext
 from syncline.adapters.rest.documents import Documents
 from syncline.adapters.rest.feed import FeedHub
 from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
+from syncline.engine import closecodes
+from syncline.engine.errors import ExpiredToken, InvalidDocumentName, InvalidToken
+from syncline.engine.names import DocName, check_raw_path
+from syncline.engine.tokens import Grant, verify_token
 
-from . import closecodes
-from .auth import Grant, load_or_create_secret, token_from_request, verify_token
+from .auth import load_or_create_secret, token_from_request
 from .connection import Connection
-from .errors import ExpiredToken, InvalidDocumentName, InvalidToken, RoomLimitReached, RoomLoadFailed
+from .errors import RoomLimitReached, RoomLoadFailed
 from .fanout import Fanout, LocalFanout, create_fanout, describe_fanout
 from .metrics import CONTENT_TYPE_LATEST, Metrics
-from .names import DocName, check_raw_path
 from .rooms import RoomManager
 from .settings import Settings
 from .store import Store, StoreUnavailable

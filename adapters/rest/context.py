@@ -16,9 +16,10 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from syncline.server.auth import Grant, token_from_request, verify_token
-from syncline.server.errors import ExpiredToken, InvalidDocumentName, InvalidToken
-from syncline.server.names import DocName, check_part
+from syncline.engine.errors import ExpiredToken, InvalidDocumentName, InvalidToken
+from syncline.engine.tokens import Grant, verify_token
+from syncline.server.auth import token_from_request
+from syncline.engine.names import DocName, check_part
 from syncline.server.settings import Settings
 from syncline.server.store import Claim, Store, StoredResponse, StoreUnavailable
 
