@@ -33,7 +33,7 @@ from .sync import encode_diff as encode_diff
 from .sync import state_vector as state_vector
 from .sync import validate_update as validate_update
 from .conflicts import Conflict as Conflict
-from .stock import Adjustment as Adjustment
+from .entries import Adjustment as Adjustment
+from .entries import Resolution as Resolution
 from .stock import LedgerView as LedgerView
-from .stock import Resolution as Resolution
 from .stock import StockLedger as StockLedger
