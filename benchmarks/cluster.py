@@ -51,8 +51,8 @@ from pycrdt import Doc, Map
 from websockets.asyncio.client import ClientConnection, connect
 
 from syncline.engine import encode_diff
-from syncline.server import protocol
-from syncline.server.protocol import Kind
+from syncline.engine import protocol
+from syncline.engine.protocol import Kind
 from tests.server.relay_process import RelayProcess
 from tests.services import (
     create_schema, drop_schema, fresh_channel_prefix, fresh_schema_name, postgres_dsn, redis_url,

@@ -27,8 +27,8 @@ from websockets.exceptions import ConnectionClosed
 
 from benchmarks.relay import ReferenceServer
 from benchmarks.servers.pycrdt_ws import PycrdtServer as _PycrdtProcess
-from syncline.server import protocol
-from syncline.server.protocol import Kind
+from syncline.engine import protocol
+from syncline.engine.protocol import Kind
 from tests.server.relay_process import RelayProcess
 
 TENANT = "bench"

@@ -76,8 +76,8 @@ from pycrdt import Array, Doc, Map
 from websockets.asyncio.client import ClientConnection, connect
 
 from syncline.engine import apply_update
-from syncline.server import protocol
-from syncline.server.protocol import Kind
+from syncline.engine import protocol
+from syncline.engine.protocol import Kind
 from syncline.server.store.sqlite import SQLiteStore
 from tests.server.relay_process import RelayProcess
 

@@ -1,4 +1,9 @@
-"""Syncline's sans-IO core: document models, merge semantics and the sync core."""
+"""Syncline's sans-IO core: document models, merge semantics, the sync core, and the protocol.
+
+The protocol has modules of its own, which any peer imports without the relay:
+:mod:`.names` (document names), :mod:`.protocol` (the y-websocket and extension message
+codec), :mod:`.closecodes` (WebSocket close codes) and :mod:`.tokens` (pure token checks).
+"""
 
 from .cart import Cart as Cart
 from .cart import CartLine as CartLine
@@ -28,7 +33,7 @@ from .sync import encode_diff as encode_diff
 from .sync import state_vector as state_vector
 from .sync import validate_update as validate_update
 from .conflicts import Conflict as Conflict
-from .stock import Adjustment as Adjustment
+from .entries import Adjustment as Adjustment
+from .entries import Resolution as Resolution
 from .stock import LedgerView as LedgerView
-from .stock import Resolution as Resolution
 from .stock import StockLedger as StockLedger

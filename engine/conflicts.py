@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from .entries import Adjustment
 from .validation import canonical_json
-
-if TYPE_CHECKING:
-    from .stock import Adjustment
 
 NEGATIVE_LEVEL: Literal["negative_level"] = "negative_level"
 

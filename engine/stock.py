@@ -9,7 +9,8 @@ Layout of a stock document (see docs/semantics.md for the full contract):
 
 A sku's level is the sum of the deltas of its adjustments, each id counted
 once. Conflicts are derived from that state (see :mod:`.conflicts`), so every
-replica holding the same updates reports the same conflicts.
+replica holding the same updates reports the same conflicts. The entries themselves,
+as immutable values, are in :mod:`.entries`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 from pycrdt import Array, Doc
 
 from .conflicts import Conflict, derive_conflicts
+from .entries import STRATEGIES, Adjustment, Resolution, Strategy
 from .errors import DuplicateAdjustment, DuplicateResolution, UnknownConflict, ValidationError
 from .schema import ChangeCounter, Clock, SchemaIssue, array_entries, misplaced_entries, wall_clock
 from .sync import own_clock
@@ -43,53 +45,6 @@ from .validation import (
 
 ADJUSTMENTS = "adjustments"
 RESOLUTIONS = "resolutions"
-
-Strategy = Literal["accept", "compensate", "merge"]
-STRATEGIES: tuple[Strategy, ...] = ("accept", "compensate", "merge")
-
-
-@dataclass(frozen=True)
-class Adjustment:
-    id: str
-    sku: str
-    delta: int
-    reason: str
-    actor: str
-    at: int
-    ref: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id, "sku": self.sku, "delta": self.delta,
-            "reason": self.reason, "actor": self.actor, "at": self.at,
-        }
-        if self.ref is not None:
-            body["ref"] = self.ref
-        return body
-
-
-@dataclass(frozen=True)
-class Resolution:
-    id: str
-    conflict: str
-    sku: str
-    strategy: Strategy
-    actor: str
-    at: int
-    note: str | None = None
-    level: int | None = None
-    adjustment: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id, "conflict": self.conflict, "sku": self.sku,
-            "strategy": self.strategy, "actor": self.actor, "at": self.at,
-        }
-        for name in ("note", "level", "adjustment"):
-            if getattr(self, name) is not None:
-                body[name] = getattr(self, name)
-        return body
-
 
 @dataclass(frozen=True)
 class LedgerView:

@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .auth import Grant, token_from_request, verify_token
-from .errors import ExpiredToken, InvalidDocumentName, InvalidToken, Refused
-from .names import DocName, check_part, check_raw_path
+from syncline.engine.errors import ExpiredToken, InvalidDocumentName, InvalidToken
+from syncline.engine.names import DocName, check_part, check_raw_path
+from syncline.engine.tokens import Grant, verify_token
+
+from .auth import token_from_request
+from .errors import Refused
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,11 @@ from syncline.adapters.rest.context import RestContext
 from syncline.adapters.rest.documents import Documents
 from syncline.adapters.rest.feed import FeedHub
 from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
+from syncline.engine import closecodes
+from syncline.engine.errors import ExpiredToken, InvalidDocumentName, InvalidToken
+from syncline.engine.names import DocName, check_raw_path
+from syncline.engine.tokens import Grant, verify_token
 
-from . import closecodes
 from .admission import Admission, Admitted
 from .auth import load_or_create_secret
 from .connection import Connection

@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
-from . import protocol
+from syncline.engine import protocol
+from syncline.engine.protocol import AwarenessEntry
+
 from .errors import AwarenessOverShare
-from .protocol import AwarenessEntry
 
 FRAME_OVERHEAD = 1 + 8 + 8
 """An awareness frame's bytes around its entries: the message type, the payload's length, the entry count."""

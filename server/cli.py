@@ -17,6 +17,8 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from syncline.engine.errors import EngineError
+
 from .errors import DataDirInUse, ServerError
 from .settings import ENV_PREFIX, Settings, SettingsError
 
@@ -106,13 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataDirInUse as exc:
         print(f"syncline {args.command}: {exc}", file=sys.stderr)
         return EXIT_DATA_DIR_IN_USE
-    except (SettingsError, ServerError) as exc:
+    except (SettingsError, ServerError, EngineError) as exc:
         print(f"syncline {args.command}: {exc}", file=sys.stderr)
         return 2
 
 
 def _token(args: argparse.Namespace) -> int:
-    from .auth import issue_token, load_or_create_secret
+    from syncline.engine.tokens import issue_token
+
+    from .auth import load_or_create_secret
 
     settings = Settings.from_sources({"data_dir": args.data_dir, "secret": args.secret})
     secret = settings.secret or load_or_create_secret(settings.data_dir)
@@ -125,8 +129,8 @@ def _catalog(args: argparse.Namespace) -> int:
     import anyio
 
     from syncline.adapters.rest.catalog import CatalogError, read_catalog
+    from syncline.engine.names import check_part
 
-    from .names import check_part
     from .store import StoreUnavailable
     from .store.factory import create_store
     from .store.sqlite import SQLiteStore

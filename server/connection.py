@@ -32,14 +32,15 @@ from pycrdt import Doc
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from syncline.engine import InvalidStateVector, InvalidUpdate, encode_diff
+from syncline.engine import closecodes, protocol
+from syncline.engine.errors import ProtocolError
+from syncline.engine.protocol import Kind
+from syncline.engine.tokens import Grant
 
-from . import closecodes, protocol
-from .auth import Grant
 from .errors import AwarenessOverShare, ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .held import HeldWrites
 from .fanout import FanoutUnavailable
 from .metrics import Metrics
-from .protocol import Kind, ProtocolError
 from .room import EMPTY_UPDATE, Room
 from .settings import Settings
 from .store import StoreUnavailable

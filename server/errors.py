@@ -1,75 +1,20 @@
 """Typed errors raised by the relay server.
 
 Every error carries its data as attributes so that the edges (WebSocket close
-codes in :mod:`.closecodes`, REST problem bodies, the CLI) map it without
-parsing messages. No error message ever contains a token or a secret.
-Store failures live with the store interface (:mod:`.store.base`).
+codes in :mod:`syncline.engine.closecodes`, REST problem bodies, the CLI) map it
+without parsing messages. No error message ever contains a token or a secret.
+Store failures live with the store interface (:mod:`.store.base`); the protocol's
+errors (bad frames, document names and tokens) live with the engine
+(:mod:`syncline.engine.errors`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-_SHOWN = 80
-"""Longest piece of client input quoted in an error message."""
-
-
-def _quote(value: object) -> str:
-    """``repr`` of client input, cut short so a huge name cannot flood a log line."""
-    text = repr(value)
-    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
-
 
 class ServerError(Exception):
     """Base class of every error the server raises on purpose."""
-
-
-class InvalidDocumentName(ServerError, ValueError):
-    """Raised when a document name or request path breaks the ``{tenant}/{kind}/{id}`` rules.
-
-    ``name`` is the offending input as received (the whole name, or one part of
-    it); ``reason`` says which rule it broke.
-    """
-
-    def __init__(self, name: object, reason: str) -> None:
-        super().__init__(f"invalid document name {_quote(name)}: {reason}")
-        self.name = name
-        self.reason = reason
-
-
-class AuthError(ServerError):
-    """Base class of the reasons a client's token is refused."""
-
-
-class InvalidToken(AuthError):
-    """Raised when a token is missing, malformed, forged, or grants something impossible.
-
-    ``reason`` is a short fixed text; it never quotes the token.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"invalid token: {reason}")
-        self.reason = reason
-
-
-class ExpiredToken(AuthError):
-    """Raised when a correctly signed token is past its ``exp`` time.
-
-    ``expired_at`` is the token's ``exp`` claim (seconds since the epoch).
-    """
-
-    def __init__(self, expired_at: int) -> None:
-        super().__init__(f"token expired at {expired_at}")
-        self.expired_at = expired_at
-
-
-class WeakSecret(ServerError, ValueError):
-    """Raised when a token secret is shorter than ``minimum`` characters (its value is never shown)."""
-
-    def __init__(self, length: int, minimum: int) -> None:
-        super().__init__(f"token secret has {length} characters; at least {minimum} are required")
-        self.length = length
-        self.minimum = minimum
 
 
 class SecretFileError(ServerError):

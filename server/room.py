@@ -26,10 +26,10 @@ from typing import Protocol
 from pycrdt import Doc, TransactionEvent, merge_updates
 
 from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, encode_diff, validate_update
+from syncline.engine import protocol
 from syncline.engine.structs import UpdateShape, read_trusted_update
 from syncline.engine.sync import decode_state_vector, merge, update_diff, update_state_vector
 
-from . import protocol
 from .awareness import AwarenessLimits, RoomAwareness, awareness_frames
 from .errors import ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .fanout import Fanout, FanoutUnavailable

@@ -14,8 +14,10 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
+from syncline.engine.tokens import issue_token
+
 from .app import STORE_FILE, Relay, create_app
-from .auth import issue_token, load_or_create_secret
+from .auth import load_or_create_secret
 from .deadlines import GuardedWebSocketProtocol, guarded_http_protocol
 from .errors import DataDirError, DataDirInUse
 from .lockfile import LockFile, acquire, holder_pid

@@ -26,8 +26,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from syncline.engine import Cart, StockLedger
-from syncline.server.errors import InvalidDocumentName as ServerNameError
-from syncline.server.names import DocName
+from syncline.engine.errors import InvalidDocumentName as EngineNameError
+from syncline.engine.names import DocName
 
 from .connection import sync_forever
 from .errors import ClientClosed, DocumentKindMismatch, InvalidDocumentName
@@ -43,7 +43,7 @@ _STATUS_ORDER = (Status.DISCONNECTED, Status.RECONNECTING, Status.CONNECTING, St
 def parse_name(name: str) -> DocName:
     try:
         return DocName.from_string(name)
-    except ServerNameError as exc:
+    except EngineNameError as exc:
         raise InvalidDocumentName(str(name), exc.reason) from exc
 
 

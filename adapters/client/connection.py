@@ -32,10 +32,10 @@ from pycrdt import get_state, merge_updates
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from syncline.engine import InvalidStateVector, InvalidUpdate, encode_diff, state_vector
+from syncline.engine import InvalidStateVector, InvalidUpdate, closecodes, encode_diff, protocol, state_vector
+from syncline.engine.errors import ProtocolError
+from syncline.engine.protocol import Kind
 from syncline.engine.sync import decode_state_vector
-from syncline.server import closecodes, protocol
-from syncline.server.protocol import Kind, ProtocolError
 
 from .backoff import Backoff
 from .errors import (

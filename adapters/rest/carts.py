@@ -13,8 +13,8 @@ from starlette.responses import Response
 
 from syncline.engine import CartView, ValidationError, price_lines
 from syncline.engine.validation import check_attributes, check_id, check_quantity
-from syncline.server.errors import InvalidDocumentName
-from syncline.server.names import DocName, check_part
+from syncline.engine.errors import InvalidDocumentName
+from syncline.engine.names import DocName, check_part
 from syncline.server.room import Room
 from syncline.server.store import Price
 

@@ -15,10 +15,10 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from syncline.engine.names import DocName
+from syncline.engine.tokens import Grant
 from syncline.server.admission import Admission, Admitted
-from syncline.server.auth import Grant
 from syncline.server.errors import Refused
-from syncline.server.names import DocName
 from syncline.server.settings import Settings
 from syncline.server.store import Claim, Store, StoredResponse, StoreUnavailable
 

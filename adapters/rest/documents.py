@@ -24,7 +24,7 @@ from pycrdt import Doc, merge_updates
 from syncline.engine import Cart, StockLedger, apply_update, encode_diff
 from syncline.server.errors import RoomLimitReached, RoomLoadFailed, UpdateNotIntegrated, WriteRefused
 from syncline.server.fanout import FanoutUnavailable
-from syncline.server.names import DocName
+from syncline.engine.names import DocName
 from syncline.server.room import Room
 from syncline.server.rooms import RoomManager
 from syncline.server.store import StoredResponse, StoreUnavailable

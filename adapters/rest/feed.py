@@ -33,9 +33,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
-from syncline.server.auth import Grant
-from syncline.server.errors import InvalidDocumentName
-from syncline.server.names import KINDS, DocName, check_kind, check_part
+from syncline.engine.tokens import Grant
+from syncline.engine.errors import InvalidDocumentName
+from syncline.engine.names import KINDS, DocName, check_kind, check_part
 from syncline.server.store import Change, StoreUnavailable
 
 from .context import RestContext

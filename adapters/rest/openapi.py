@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from syncline.server.names import PART_PATTERN
+from syncline.engine.names import PART_PATTERN
 
 from .problems import PROBLEM_BASE, TITLES
 

@@ -17,9 +17,9 @@ from starlette.responses import Response
 
 from syncline.engine import Adjustment, Conflict, LedgerView, Resolution, StockLedger
 from syncline.engine.errors import EngineError
-from syncline.engine.stock import STRATEGIES
+from syncline.engine.entries import STRATEGIES
 from syncline.engine.validation import MAX_DELTA, check_delta, check_id, check_int, check_note, check_timestamp
-from syncline.server.names import DocName
+from syncline.engine.names import DocName
 
 from . import bodies
 from .bodies import Fields

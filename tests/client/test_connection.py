@@ -22,7 +22,7 @@ from syncline.adapters.client import (
     Unauthorized,
     UpdateRefused,
 )
-from syncline.server import closecodes, protocol
+from syncline.engine import closecodes, protocol
 from tests.server.relay_process import RelayProcess
 from tests.server.ypeer import ypeer
 

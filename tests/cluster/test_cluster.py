@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosed
 
 from syncline.adapters.client import SyncClient
 from syncline.engine import Cart, StockLedger
-from syncline.server import closecodes, protocol
-from syncline.server.protocol import Kind
+from syncline.engine import closecodes, protocol
+from syncline.engine.protocol import Kind
 from tests.server.relay_process import RelayProcess
 from tests.server.ypeer import YPeer, ypeer
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from syncline.server import closecodes, protocol
-from syncline.server.auth import issue_token
+from syncline.engine import closecodes, protocol
+from syncline.engine.tokens import issue_token
 from tests.hardening.writers import cart_writes, lines_of, raw_writer
 from tests.server.hostile import closed_with
 from tests.server.relay_process import SECRET, RelayProcess

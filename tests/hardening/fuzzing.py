@@ -23,10 +23,11 @@ from pycrdt import Array, Doc, Map
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
+from syncline.engine import closecodes, protocol
 from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, encode_diff, validate_update
+from syncline.engine.errors import ProtocolError
+from syncline.engine.protocol import Kind, varbytes, write_varuint
 from syncline.engine.sync import decode_state_vector, merge
-from syncline.server import closecodes, protocol
-from syncline.server.protocol import Kind, ProtocolError, varbytes, write_varuint
 from tests.server.hostile import gauge, wait_for
 from tests.server.relay_process import RelayProcess
 

@@ -25,7 +25,7 @@ import httpx
 import jwt
 import pytest
 
-from syncline.server import closecodes, protocol
+from syncline.engine import closecodes, protocol
 from tests.rest.conftest import CATALOG, load_catalog
 from tests.rest.helpers import assert_problem, store_state
 from tests.server.hostile import closed_with, open_rooms, rejected

@@ -26,7 +26,7 @@ from pycrdt import Array
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from syncline.server import closecodes
+from syncline.engine import closecodes
 from tests.server.hostile import assert_alive, closed_with, gauge, open_rooms, rejected, wait_for
 from tests.server.relay_process import RelayProcess
 from tests.server.ypeer import ypeer

@@ -16,9 +16,9 @@ import anyio
 import pytest
 from pycrdt import Doc
 
-from syncline.server import closecodes, protocol
-from syncline.server.auth import issue_token
-from syncline.server.protocol import write_varuint
+from syncline.engine import closecodes, protocol
+from syncline.engine.tokens import issue_token
+from syncline.engine.protocol import write_varuint
 from tests.server.hostile import assert_alive, bystanders, closed_with
 from tests.server.relay_process import SECRET, RelayProcess
 from tests.server.ypeer import ypeer

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from pycrdt import Doc, merge_updates
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from syncline.server.auth import issue_token
+from syncline.engine.tokens import issue_token
 from tests.server.relay_process import SECRET, RelayProcess
 from tests.server.ypeer import ypeer
 

@@ -23,9 +23,9 @@ from pycrdt import Array
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from syncline.server import closecodes, protocol
+from syncline.engine import closecodes, protocol
 from syncline.server.awareness import entry_bytes
-from syncline.server.protocol import AwarenessEntry, Kind
+from syncline.engine.protocol import AwarenessEntry, Kind
 from tests.server.hostile import append_op, assert_alive, bystanders, gauge, rejected, wait_for
 from tests.server.relay_process import RelayProcess
 from tests.server.ypeer import YPeer, ypeer

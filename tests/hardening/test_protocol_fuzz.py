@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncline.server import closecodes
+from syncline.engine import closecodes
 
 from .fuzzing import CATEGORIES, Audit, Limits, fuzz_relay_flags, make_case, run_case
 from .probes import MIB, Bystander

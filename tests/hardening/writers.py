@@ -25,8 +25,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from syncline.engine import encode_diff
-from syncline.server import protocol
-from syncline.server.protocol import Kind
+from syncline.engine import protocol
+from syncline.engine.protocol import Kind
 
 
 def cart_writes(client_id: int, products: list[str], *, base: Doc | None = None) -> tuple[Doc, list[bytes]]:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from syncline.engine import Cart
-from syncline.server.auth import issue_token
+from syncline.engine.tokens import issue_token
 
 from ..server.relay_process import SECRET, RelayProcess
 from ..server.ypeer import ypeer

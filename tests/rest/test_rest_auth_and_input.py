@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from syncline.engine import line_key
-from syncline.server.auth import issue_token
+from syncline.engine.tokens import issue_token
 from tests.rest.conftest import CATALOG, load_catalog
 from tests.rest.helpers import assert_problem, client, new_id, store_state
 from tests.server.relay_process import SECRET, RelayProcess

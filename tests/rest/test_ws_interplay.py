@@ -21,7 +21,7 @@ from pycrdt import Doc
 from syncline.adapters.rest.documents import Documents
 from syncline.engine import Cart, StockLedger, line_key
 from syncline.server.metrics import Metrics
-from syncline.server.names import DocName
+from syncline.engine.names import DocName
 from syncline.server.rooms import RoomManager
 from syncline.server.settings import Settings
 from syncline.server.store.sqlite import SQLiteStore

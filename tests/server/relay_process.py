@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from syncline.server.auth import issue_token
+from syncline.engine.tokens import issue_token
 
 SECRET = "test-secret-" + "x" * 40
 STARTUP_SECONDS = 20.0

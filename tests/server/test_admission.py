@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from syncline.server.admission import Admission
-from syncline.server.auth import issue_token
+from syncline.engine.tokens import issue_token
 from syncline.server.errors import Refused
 
 SECRET = "admission-secret-" + "z" * 40

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from syncline.server import protocol
+from syncline.engine import protocol
 from syncline.server.awareness import AwarenessLimits, RoomAwareness, awareness_frames, entry_bytes
 from syncline.server.errors import AwarenessOverShare
 from syncline.server.metrics import Metrics
-from syncline.server.protocol import AwarenessEntry, Kind
+from syncline.engine.protocol import AwarenessEntry, Kind
 from syncline.server.room import Room
 from syncline.server.store.sqlite import SQLiteStore
 

@@ -26,9 +26,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as sync_connect
 
-from syncline.server import closecodes, protocol
-from syncline.server.auth import ALGORITHM, ISSUER, issue_token
-from syncline.server.protocol import AwarenessEntry, Kind, varbytes, write_varuint
+from syncline.engine import closecodes, protocol
+from syncline.engine.tokens import ALGORITHM, ISSUER, issue_token
+from syncline.engine.protocol import AwarenessEntry, Kind, varbytes, write_varuint
 
 from .hostile import assert_alive, bystanders, closed_with, gauge, rejected, wait_for
 from .relay_process import SECRET, RelayProcess

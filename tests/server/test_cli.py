@@ -15,8 +15,8 @@ from pycrdt import Array
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from syncline.server import closecodes
-from syncline.server.auth import verify_token
+from syncline.engine import closecodes
+from syncline.engine.tokens import verify_token
 from syncline.server.settings import Settings
 
 from .relay_process import RelayProcess

@@ -19,7 +19,7 @@ from pycrdt import Array, Doc
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from syncline.server import closecodes, protocol
+from syncline.engine import closecodes, protocol
 
 from .hostile import append_op, assert_alive, bystanders, closed_with, gauge, open_rooms, rejected, wait_for
 from .relay_process import RelayProcess

@@ -13,7 +13,7 @@ from pycrdt import Array, Doc
 from websockets.asyncio.client import connect
 
 from syncline.engine import Cart, StockLedger, encode_diff
-from syncline.server import closecodes, protocol
+from syncline.engine import closecodes, protocol
 
 from .relay_process import RelayProcess
 from .ypeer import ypeer

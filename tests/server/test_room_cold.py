@@ -10,9 +10,9 @@ from pycrdt import Doc, Map
 
 from syncline.engine import apply_update, encode_diff
 from syncline.engine.sync import decode_state_vector
-from syncline.server import protocol
+from syncline.engine import protocol
 from syncline.server.metrics import Metrics
-from syncline.server.protocol import Kind
+from syncline.engine.protocol import Kind
 from syncline.server.room import COLD_MERGE_MAX, Room
 from syncline.server.store.sqlite import SQLiteStore
 

@@ -11,10 +11,10 @@ import pytest
 from pycrdt import Doc, Map
 
 from syncline.engine import encode_diff
-from syncline.server import closecodes, protocol
+from syncline.engine import closecodes, protocol
 from syncline.server.fanout import FanoutListener, FanoutUnavailable
 from syncline.server.metrics import Metrics
-from syncline.server.protocol import AwarenessEntry, Kind
+from syncline.engine.protocol import AwarenessEntry, Kind
 from syncline.server.room import Room
 from syncline.server.settings import Settings, SettingsError
 from syncline.server.store.sqlite import SQLiteStore

@@ -13,8 +13,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from syncline.engine import encode_diff
-from syncline.server import protocol
-from syncline.server.protocol import Kind
+from syncline.engine import protocol
+from syncline.engine.protocol import Kind
 
 
 @dataclass

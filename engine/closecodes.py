@@ -1,4 +1,4 @@
-"""WebSocket close codes the relay sends, in one place.
+"""WebSocket close codes of the Syncline protocol, in one place: the relay sends them, peers read them.
 
 1000-1011 are the standard codes of RFC 6455; 4000-4999 are private to Syncline.
 The 44xx codes mirror the HTTP status a REST client would get for the same

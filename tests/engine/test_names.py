@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncline.server.errors import InvalidDocumentName, ServerError
-from syncline.server.names import KINDS, PART_PATTERN, DocName, check_raw_path
+from syncline.engine.errors import EngineError, InvalidDocumentName
+from syncline.engine.names import KINDS, PART_PATTERN, DocName, check_raw_path
 
 PREFIX = b"/sync/"
 
@@ -176,7 +176,7 @@ def test_error_is_a_typed_value_error_with_attributes() -> None:
     with pytest.raises(InvalidDocumentName) as info:
         DocName.from_string("acme/cart")
     error = info.value
-    assert isinstance(error, ServerError) and isinstance(error, ValueError)
+    assert isinstance(error, EngineError) and isinstance(error, ValueError)
     assert error.name == "acme/cart"
     assert error.reason == "must have exactly three parts: tenant/kind/id"
 

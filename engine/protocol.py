@@ -8,7 +8,7 @@ A frame is ``varuint type`` then a body:
 * ``100`` Syncline extension: ``varbytes msgpack map`` (see docs/protocol.md)
 
 Standard Yjs clients never send or receive type 100. Every malformed frame raises
-:class:`ProtocolError`, which the relay answers with close code 4400.
+:class:`~syncline.engine.errors.ProtocolError`, which the relay answers with close code 4400.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from enum import Enum
 from typing import Any
 
 import msgpack
+
+from .errors import ProtocolError
 
 MESSAGE_SYNC = 0
 MESSAGE_AWARENESS = 1
@@ -31,14 +33,6 @@ SYNC_STEP2 = 1
 SYNC_UPDATE = 2
 
 MAX_EXTENSION_BYTES = 4096
-
-
-class ProtocolError(ValueError):
-    """Raised when a frame does not follow the y-websocket format; ``reason`` says how."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class Kind(Enum):
