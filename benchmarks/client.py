@@ -58,7 +58,7 @@ from pycrdt import Doc
 from syncline.adapters.client import Change, Status, SyncClient
 from syncline.adapters.client.local_store import FILENAME
 from syncline.engine import Cart
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 DEFAULT_OUT = Path("benchmarks/results/client.json")
 LINES = 50

@@ -53,8 +53,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from syncline.engine import encode_diff
 from syncline.server import protocol
 from syncline.server.protocol import Kind
-from tests.server.relay_process import RelayProcess
-from tests.services import (
+from harness.relay_process import RelayProcess
+from harness.services import (
     create_schema, drop_schema, fresh_channel_prefix, fresh_schema_name, postgres_dsn, redis_url,
 )
 

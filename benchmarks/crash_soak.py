@@ -24,8 +24,8 @@ import anyio
 from pycrdt import Array
 from websockets.exceptions import ConnectionClosed
 
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 
 async def _writer(relay: RelayProcess, name: str, tag: int, acked: list[tuple[int, int]]) -> None:

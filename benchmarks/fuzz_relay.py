@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.hardening.fuzzing import CATEGORIES, Audit, Limits, fuzz_relay_flags, make_case
-from tests.hardening.probes import MIB, Bystander
-from tests.server.hostile import assert_alive
-from tests.server.relay_process import RelayProcess
+from harness.fuzzing import CATEGORIES, Audit, Limits, fuzz_relay_flags, make_case
+from harness.probes import MIB, Bystander
+from harness.hostile import assert_alive
+from harness.relay_process import RelayProcess
 
 ROOM = "acme/cart/fuzz"
 BYSTANDER_ROOM = "acme/stock/fuzz-bystander"

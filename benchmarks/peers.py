@@ -29,7 +29,7 @@ from benchmarks.relay import ReferenceServer
 from benchmarks.servers.pycrdt_ws import PycrdtServer as _PycrdtProcess
 from syncline.server import protocol
 from syncline.server.protocol import Kind
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 TENANT = "bench"
 

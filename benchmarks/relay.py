@@ -79,7 +79,7 @@ from syncline.engine import apply_update
 from syncline.server import protocol
 from syncline.server.protocol import Kind
 from syncline.server.store.sqlite import SQLiteStore
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 FANOUT_JS = ROOT / "benchmarks" / "js" / "fanout.mjs"

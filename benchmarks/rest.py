@@ -62,9 +62,9 @@ import httpx
 
 from benchmarks.relay import cpu_seconds, machine_info, percentiles, table, wait_for_quiet
 from syncline.engine import Cart, line_key
-from tests.rest.conftest import load_catalog
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import YPeer, ypeer
+from harness.catalog import load_catalog
+from harness.relay_process import RelayProcess
+from harness.ypeer import YPeer, ypeer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "rest.json"

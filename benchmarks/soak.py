@@ -42,10 +42,10 @@ from pycrdt import Doc
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from syncline.engine import Cart, StockLedger
-from tests.hardening.probes import MIB, rss_bytes
-from tests.rest.conftest import CATALOG, load_catalog
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import ypeer
+from harness.probes import MIB, rss_bytes
+from harness.catalog import CATALOG, load_catalog
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 TENANT = "soak"
 WS_CARTS = 4

@@ -19,8 +19,8 @@ from syncline.server import closecodes
 from syncline.server.auth import verify_token
 from syncline.server.settings import Settings
 
-from .relay_process import RelayProcess
-from .ypeer import ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 
 def _syncline(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

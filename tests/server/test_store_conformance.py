@@ -23,7 +23,7 @@ import pytest
 
 from syncline.server.store import StoredDoc, StoreUnavailable
 from syncline.server.store.sqlite import SQLiteStore
-from tests.services import drop_schema, fresh_schema_name, postgres_dsn
+from harness.services import drop_schema, fresh_schema_name, postgres_dsn
 
 pytestmark = pytest.mark.anyio
 

@@ -27,10 +27,10 @@ from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, enc
 from syncline.engine.sync import decode_state_vector, merge
 from syncline.server import closecodes, protocol
 from syncline.server.protocol import Kind, ProtocolError, varbytes, write_varuint
-from tests.server.hostile import gauge, wait_for
-from tests.server.relay_process import RelayProcess
+from harness.hostile import gauge, wait_for
+from harness.relay_process import RelayProcess
 
-from .probes import MIB, StoreDelta, rss_bytes
+from harness.probes import MIB, StoreDelta, rss_bytes
 
 HELD_UPDATES_MAX = 64  # the relay's default --held-updates-max
 WS_LAYER_SLACK = 65_536  # serve.py: uvicorn refuses frames over max_message_bytes + 64 KiB itself
