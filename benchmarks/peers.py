@@ -25,7 +25,7 @@ from pycrdt import Doc, Map
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from benchmarks.relay import ReferenceServer
+from benchmarks.procs import ReferenceServer
 from benchmarks.servers.pycrdt_ws import PycrdtServer as _PycrdtProcess
 from syncline.server import protocol
 from syncline.server.protocol import Kind

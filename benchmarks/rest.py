@@ -60,7 +60,8 @@ from typing import Any
 
 import httpx
 
-from benchmarks.relay import cpu_seconds, machine_info, percentiles, table, wait_for_quiet
+from benchmarks.common import machine_info, percentiles, table
+from benchmarks.procs import cpu_seconds, wait_for_quiet
 from syncline.engine import Cart, line_key
 from harness.catalog import load_catalog
 from harness.relay_process import RelayProcess
