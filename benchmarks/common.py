@@ -31,10 +31,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "benchmarks" / "runs"
 
 RAW_KEYS = frozenset({"latency_cdf", "samples"})
-"""Keys that hold raw samples: left out of summaries (the raw run under runs/ keeps them)."""
+"""Keys whose lists hold raw samples: left out of summaries (the raw run under runs/ keeps them)."""
 TOP_ROWS = 20
 """Profile tables (lists under these keys) keep this many rows in a summary."""
 RANKED_KEYS = frozenset({"self", "inclusive", "syncline_inclusive"})
+COLUMN_KEYS = frozenset({"timeline"})
+"""Lists of small rows (one per second of a run) that a summary keeps as one list per column."""
 
 PACKAGES = ("syncline", "pycrdt", "websockets", "uvicorn", "aiosqlite")
 NPM_PACKAGES = ("yjs", "y-websocket", "@y/websocket-server", "ws")
@@ -137,7 +139,8 @@ def _memory_mib() -> int | None:
 
 def _node_version() -> str | None:
     try:
-        return subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+        done = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -192,17 +195,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def text_table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool] | None = None) -> str:
-    """A plain aligned table for a terminal (numeric columns right-aligned)."""
-    rows = list(rows)
-    numeric = list(numeric) if numeric is not None else [True] * len(headers)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric))
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
-
 
 def log(section: str, text: str) -> None:
     """A progress line on stderr."""
@@ -230,13 +222,24 @@ def summarize(raw: Any) -> Any:
     if is_dataclass(raw) and not isinstance(raw, type):
         return summarize(asdict(raw))
     if isinstance(raw, dict):
-        return {k: summarize(v[:TOP_ROWS] if k in RANKED_KEYS and isinstance(v, list) else v)
-                for k, v in raw.items() if k not in RAW_KEYS}
+        return {k: summarize(_shorten(k, v)) for k, v in raw.items()
+                if not (k in RAW_KEYS and isinstance(v, list))}
     if isinstance(raw, (list, tuple)):
         return [summarize(v) for v in raw]
     if isinstance(raw, float) and math.isfinite(raw):
         return round(raw, 4 if abs(raw) < 10 else 2)
     return raw
+
+
+def _shorten(key: str, value: Any) -> Any:
+    """A profile table cut to TOP_ROWS rows; a timeline as one list per column; anything else as is."""
+    if not isinstance(value, list):
+        return value
+    if key in RANKED_KEYS:
+        return value[:TOP_ROWS]
+    if key in COLUMN_KEYS and value and all(isinstance(row, dict) for row in value):
+        return {column: [row.get(column) for row in value] for column in value[0]}
+    return value
 
 
 def dumps(value: Any, width: int = 110) -> str:

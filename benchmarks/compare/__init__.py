@@ -36,7 +36,7 @@ Workloads, every loop bounded in count and in time:
    counts what survived.
 
 Prints live progress lines to stderr, one markdown table per workload with Syncline / reference
-ratios to stdout, and saves JSON (default ``benchmarks/results/compare.json``) and PNG plots
-next to it (with matplotlib: ``pip install -e '.[bench]'``; without it the plots are skipped).
+ratios to stdout, and saves the whole run as JSON (default ``benchmarks/runs/compare.json``), its
+summary (``benchmarks/results/compare.json``) and PNG plots next to the summary (with matplotlib: ``pip install -e '.[bench]'``; without it the plots are skipped).
 """
 

@@ -1,7 +1,7 @@
 """What only the PostgreSQL store promises: several nodes on one database, its schema, and how it fails.
 
 Behaviour every store shares is in ``test_store_conformance.py``. Each test works in
-its own schema of the test server (``tests/services.py``), which it drops afterwards.
+its own schema of the test server (``harness/services.py``), which it drops afterwards.
 """
 
 from __future__ import annotations
