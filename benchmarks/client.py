@@ -29,38 +29,31 @@ Sections (every relay is a real ``syncline serve`` subprocess on a loopback port
    store-then-forward path.
 
 Prints one table per section and saves everything, with machine info, as JSON
-(default ``benchmarks/results/client.json``).
+(default ``benchmarks/runs/client.json``; summary in ``benchmarks/results/client.json``).
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import os
-import platform
 import random
 import sqlite3
-import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 from pycrdt import Doc
-
 from syncline.adapters.client import Change, Status, SyncClient
 from syncline.adapters.client.local_store import FILENAME
 from syncline.engine import Cart
-from tests.server.relay_process import RelayProcess
 
-DEFAULT_OUT = Path("benchmarks/results/client.json")
+from benchmarks import common
+from benchmarks.common import percentiles
+from harness.relay_process import RelayProcess
+
 LINES = 50
 
 
@@ -85,15 +78,6 @@ class CatchUp:
     live_synced_ms: float
     """The other shape: the client stays open, the relay restarts; relay ready -> fully synced."""
 
-
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-
-    def pick(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {"n": len(ordered), "p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
-            "max_ms": ordered[-1], "mean_ms": statistics.fmean(ordered)}
 
 
 async def catch_up_once(relay: RelayProcess, work: Path, size: int, run: int) -> CatchUp:
@@ -243,7 +227,7 @@ async def same_device(work: Path, samples: int, cap: float) -> dict[str, float]:
             with anyio.fail_after(5):
                 await arrived.wait()
             latencies.append((received_at - sent_at) * 1000)
-    return _percentiles(latencies)
+    return percentiles(latencies, suffix="_ms")
 
 
 async def via_relay(relay: RelayProcess, work: Path, samples: int, cap: float) -> dict[str, float]:
@@ -276,7 +260,7 @@ async def via_relay(relay: RelayProcess, work: Path, samples: int, cap: float) -
             with anyio.fail_after(5):
                 await arrived.wait()
             latencies.append((received_at - sent_at) * 1000)
-    return _percentiles(latencies)
+    return percentiles(latencies, suffix="_ms")
 
 
 async def run(cfg: Config) -> dict[str, Any]:
@@ -296,7 +280,7 @@ async def run(cfg: Config) -> dict[str, Any]:
             relay.stop()
         return {
             "config": asdict(cfg),
-            "machine": machine_info(work),
+            "machine": common.machine_info(directory=str(work.parent)),
             "catch_up": catch_up,
             "same_device": device,
             "via_relay": relayed,
@@ -304,18 +288,6 @@ async def run(cfg: Config) -> dict[str, Any]:
         }
 
 
-def machine_info(directory: Path) -> dict[str, Any]:
-    return {
-        "python": sys.version.split()[0],
-        "sqlite": sqlite3.sqlite_version,
-        "pycrdt": metadata.version("pycrdt"),
-        "websockets": metadata.version("websockets"),
-        "syncline": metadata.version("syncline"),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "directory": str(directory.parent),
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
@@ -343,25 +315,15 @@ def report(results: dict[str, Any]) -> None:
                "live_synced_ms"]
     _table(headers, [[fmt(entry["median"][h]) for h in headers] for entry in results["catch_up"].values()])
     print("\nedit-to-other-client latency")
-    headers = ["path", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
+    headers = ["path", "count", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
     _table(headers, [[path, *(fmt(results[path][h]) for h in headers[1:])] for path in ("same_device", "via_relay")])
     print(f"\ntotal {results['elapsed_s']:.1f} s")
 
 
-def to_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, float):
-        return round(value, 4)
-    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path]:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.client", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: one repeat, fewer samples")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    parser = common.parser("client", __doc__, quick="smoke run: one repeat, fewer samples")
     args = parser.parse_args(argv)
     if args.quick:
         cfg = Config(quick=True, sizes=(1, 100, 10_000), repeats=1, latency_samples=100, time_cap_s=10.0)
@@ -374,9 +336,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg, out = parse_args(argv)
     results = anyio.run(run, cfg, backend="asyncio")
     report(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(to_json(results), indent=2) + "\n")
-    print(f"saved {out}")
+    common.save("client", results, out)
 
 
 if __name__ == "__main__":

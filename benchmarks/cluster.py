@@ -26,40 +26,42 @@ Everything (relays, PostgreSQL, Redis and this load generator) shares the machin
 the figures are for comparing setups with each other, not for capacity planning. The
 store-level PostgreSQL vs SQLite commit rates come from ``benchmarks/store_pg.py``
 (its saved results are copied into the output when present). Printed, and saved as
-JSON (default ``benchmarks/results/cluster.json``).
+JSON (default ``benchmarks/runs/cluster.json``, summary in ``benchmarks/results/cluster.json``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
-import datetime as dt
 import json
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import anyio
 from pycrdt import Doc, Map
-from websockets.asyncio.client import ClientConnection, connect
-
 from syncline.engine import encode_diff
 from syncline.engine import protocol
 from syncline.engine.protocol import Kind
-from tests.server.relay_process import RelayProcess
-from tests.services import (
-    create_schema, drop_schema, fresh_channel_prefix, fresh_schema_name, postgres_dsn, redis_url,
+from websockets.asyncio.client import ClientConnection, connect
+
+from benchmarks import common
+from benchmarks.common import percentile
+from harness.relay_process import RelayProcess
+from harness.services import (
+    create_schema,
+    drop_schema,
+    fresh_channel_prefix,
+    fresh_schema_name,
+    postgres_dsn,
+    redis_url,
 )
 
-DEFAULT_OUT = Path("benchmarks/results/cluster.json")
-STORE_PG_RESULTS = Path("benchmarks/results/store_pg.json")
+STORE_PG_RESULTS = common.RESULTS / "store_pg.json"
 ROOM = "bench/cart/shared"
 
 
@@ -99,10 +101,6 @@ def updates_for(writer: int, count: int) -> list[bytes]:
         out.append(encode_diff(doc, before))
     return out
 
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 class Peer:
@@ -241,11 +239,12 @@ def run(config: Config, dsn: str, redis: str) -> list[Row]:
                     drop_schema(dsn, schema)
             row = Row(
                 setup=setup if setup != "pg+redis" else f"{setup} x{count}", nodes=count,
-                same_p50_ms=round(percentile(same, 0.50), 3), same_p95_ms=round(percentile(same, 0.95), 3),
-                same_p99_ms=round(percentile(same, 0.99), 3),
-                cross_p50_ms=round(percentile(cross, 0.50), 3) if cross else None,
-                cross_p95_ms=round(percentile(cross, 0.95), 3) if cross else None,
-                cross_p99_ms=round(percentile(cross, 0.99), 3) if cross else None,
+                same_p50_ms=round(1000 * percentile(same, 0.50), 3),
+                same_p95_ms=round(1000 * percentile(same, 0.95), 3),
+                same_p99_ms=round(1000 * percentile(same, 0.99), 3),
+                cross_p50_ms=round(1000 * percentile(cross, 0.50), 3) if cross else None,
+                cross_p95_ms=round(1000 * percentile(cross, 0.95), 3) if cross else None,
+                cross_p99_ms=round(1000 * percentile(cross, 0.99), 3) if cross else None,
                 writers=config.writers, acked_per_s=round(acked, 1), delivered_per_s=round(delivered, 1),
             )
             rows.append(row)
@@ -265,11 +264,9 @@ def format_row(row: Row) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter runs")
+    parser = common.parser("cluster", __doc__, quick="fewer samples, shorter runs")
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: the test server)")
     parser.add_argument("--redis", default=None, help="Redis URL (default: the test server)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     import os
 
@@ -286,25 +283,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = run(config, dsn, redis)
     store_pg = json.loads(STORE_PG_RESULTS.read_text()) if STORE_PG_RESULTS.exists() else None
     result = {
-        "machine": {
-            "python": platform.python_version(),
-            "syncline": metadata.version("syncline"),
-            "redis-py": metadata.version("redis"),
-            "platform": platform.platform(),
-            "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
+        "machine": common.machine_info(**{"redis-py": common.version("redis")}),
         "config": asdict(config),
         "elapsed_s": round(time.perf_counter() - started, 1),
         "rows": [asdict(row) for row in rows],
-        "store_commit_rates": None if store_pg is None else {"source": str(STORE_PG_RESULTS), "rows": store_pg["rows"]},
+        "store_commit_rates": None if store_pg is None
+        else {"source": "benchmarks/results/store_pg.json", "rows": store_pg["rows"]},
     }
     if store_pg is not None:
         print("\nstore commit rates (benchmarks/store_pg.py, appends/s):")
         for entry in store_pg["rows"]:
             print(f"  {entry['backend']:<20} writers={entry['writers']:<3} {entry['appends_per_s']:>9.0f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nsaved {args.out} ({result['elapsed_s']} s)")
+    common.save("cluster", result, args.out)
+    print(f"\n{result['elapsed_s']} s")
     return 0
 
 

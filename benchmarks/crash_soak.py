@@ -10,9 +10,7 @@ missing is a failure (exit status 1). Prints a summary and saves JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import random
 import sqlite3
 import tempfile
@@ -24,8 +22,9 @@ import anyio
 from pycrdt import Array
 from websockets.exceptions import ConnectionClosed
 
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import ypeer
+from benchmarks import common
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 
 async def _writer(relay: RelayProcess, name: str, tag: int, acked: list[tuple[int, int]]) -> None:
@@ -66,11 +65,10 @@ async def _iteration(relay: RelayProcess, rng: random.Random, writers: int, ever
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser("crash_soak", __doc__)
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/crash_soak.json"))
     args = parser.parse_args()
     rng = random.Random(args.seed)
     everything: dict[str, set[Any]] = {}
@@ -96,11 +94,10 @@ def main() -> int:
         "iterations_with_missing_updates": failures,
         "integrity_check": integrity,
         "seconds": round(time.perf_counter() - started, 1),
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "machine": common.machine_info(),
     }
     print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    common.save("crash_soak", result, args.out)
     return 1 if failures or integrity != "ok" else 0
 
 

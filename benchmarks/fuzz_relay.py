@@ -8,38 +8,36 @@ prints the seed that replays it (``--seed S --cases 1``). Every case must get th
 exact close code the codec promises, the store must gain exactly the case's valid
 writes, a bystander room must keep syncing, and the relay's RSS must stay within a
 bound of its starting value. Prints a progress line every 1,000 cases and saves
-JSON to benchmarks/results/fuzz_relay.json; exit status 1 on the first failure.
+the run to benchmarks/runs/fuzz_relay.json and its summary to
+benchmarks/results/fuzz_relay.json; exit status 1 on the first failure.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import platform
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.hardening.fuzzing import CATEGORIES, Audit, Limits, fuzz_relay_flags, make_case
-from tests.hardening.probes import MIB, Bystander
-from tests.server.hostile import assert_alive
-from tests.server.relay_process import RelayProcess
+from benchmarks import common
+from harness.fuzzing import CATEGORIES, Audit, Limits, fuzz_relay_flags, make_case
+from harness.hostile import assert_alive
+from harness.probes import MIB, Bystander
+from harness.relay_process import RelayProcess
 
 ROOM = "acme/cart/fuzz"
 BYSTANDER_ROOM = "acme/stock/fuzz-bystander"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser("fuzz_relay", __doc__)
     parser.add_argument("--cases", type=int, default=20_000)
     parser.add_argument("--minutes", type=float, default=None, help="stop after this long even if cases remain")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--category", choices=CATEGORIES, default=None, help="only cases of this category")
     parser.add_argument("--rss-bound-mib", type=float, default=64.0, help="allowed RSS growth over the run")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fuzz_relay.json"))
     args = parser.parse_args()
     # The websockets client logs a traceback when a relay's RST overtakes its close frame (the 1009 cases).
     logging.getLogger("websockets").setLevel(logging.CRITICAL)
@@ -81,15 +79,14 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     result = {
         "benchmark": "fuzz_relay",
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "machine": common.machine_info(),
         "seed": args.seed, "cases": done, "seconds": round(elapsed, 1),
         "cases_per_second": round(done / elapsed, 1) if elapsed else None,
         "rss_start_mib": round(audit.baseline_rss / MIB, 1), "rss_peak_mib": round(audit.peak_rss / MIB, 1),
         "bystander": bystander.summary(), "outcomes": dict(sorted(audit.outcomes.items())),
         "failure": failure,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    common.save("fuzz_relay", result, args.out)
     print(f"\n{'category -> outcome':<60} {'cases':>7}")
     for key, count in sorted(audit.outcomes.items()):
         print(f"{key:<60} {count:>7}")

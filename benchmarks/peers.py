@@ -5,7 +5,7 @@ Every server is a real subprocess on a loopback port with the same handle: ``sta
 ``ws_base`` + ``token`` for the Node clients (``benchmarks/js``), and ``url(room)`` for
 Python peers:
 
-- ``SynclineServer``: ``syncline serve`` through ``tests/server/relay_process.RelayProcess``
+- ``SynclineServer``: ``syncline serve`` through ``harness.relay_process.RelayProcess``
   (SQLite store, ``synchronous=FULL``, durable acks for clients that ask).
 - ``NodeServer``: ``@y/websocket-server`` (``benchmarks.relay.ReferenceServer``): rooms in memory.
 - ``PycrdtServer``: ``benchmarks/servers/pycrdt_ws.py``: pycrdt-websocket on uvicorn with
@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pycrdt import Doc, Map
+from syncline.engine import protocol
+from syncline.engine.protocol import Kind
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from benchmarks.relay import ReferenceServer
+from benchmarks.procs import ReferenceServer
 from benchmarks.servers.pycrdt_ws import PycrdtServer as _PycrdtProcess
-from syncline.engine import protocol
-from syncline.engine.protocol import Kind
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 TENANT = "bench"
 

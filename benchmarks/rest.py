@@ -7,8 +7,9 @@ Run from the repository root (the project's virtualenv with the dev extras)::
     python -m benchmarks.rest --workers 32 --duration 10 --out /tmp/rest.json
 
 It prints one markdown table per section and saves everything, with machine info, as JSON
-(default ``benchmarks/results/rest.json``). The relay is a real ``syncline serve`` subprocess
-on a loopback port (``tests/server/relay_process.py``) with a price catalog loaded by the real
+(default ``benchmarks/runs/rest.json``; summary in ``benchmarks/results/rest.json``).
+The relay is a real ``syncline serve`` subprocess
+on a loopback port (``harness/relay_process.py``) with a price catalog loaded by the real
 ``syncline catalog load`` command; the store is SQLite with ``synchronous=FULL`` (the default:
 every write is fsynced, with group commit, before it is answered). Every workload is bounded in
 count and in time. Sections:
@@ -32,7 +33,7 @@ count and in time. Sections:
    section the benchmark waits (at most ``quiet_wait`` s) until other processes use under 0.3
    cores, and records how busy the machine was.
 2. ``rest_to_ws``: one WebSocket peer (a pycrdt ``Doc`` kept in sync over the y-websocket
-   protocol, as ``tests/server/ypeer.py``) on a cart; a REST client adds to that cart, one add at
+   protocol, as ``harness/ypeer.py``) on a cart; a REST client adds to that cart, one add at
    a time; the latency is from just before the POST is sent to the moment the peer's document
    shows the new quantity. The relay broadcasts the update before it writes the HTTP answer,
    but the peer still has to decode the frame, integrate it and derive the cart in Python, so
@@ -43,10 +44,8 @@ count and in time. Sections:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
-import json
 import resource
 import shutil
 import sys
@@ -59,15 +58,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from benchmarks.relay import cpu_seconds, machine_info, percentiles, table, wait_for_quiet
 from syncline.engine import Cart, line_key
-from tests.rest.conftest import load_catalog
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import YPeer, ypeer
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "rest.json"
+from benchmarks import common
+from benchmarks.common import percentiles, table
+from benchmarks.procs import cpu_seconds, wait_for_quiet
+from harness.catalog import load_catalog
+from harness.relay_process import RelayProcess
+from harness.ypeer import YPeer, ypeer
+
 TENANT = "bench"
 CATALOG = {"currency": "EUR", "prices": {f"p{i}": 100 + i for i in range(20)}}
 SECTIONS = ("http", "rest_to_ws")
@@ -296,10 +295,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.rest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run, under 20 seconds")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"JSON results (default {DEFAULT_OUT.relative_to(ROOT)})")
+    parser = common.parser("rest", __doc__, quick="smoke run, under 20 seconds")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections (repeatable)")
     parser.add_argument("--workers", type=int, help="concurrent HTTP workers")
     parser.add_argument("--duration", type=float, help="seconds per HTTP workload")
@@ -308,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = QUICK if args.quick else Config()
     cfg = replace(cfg, **{k: getattr(args, k) for k in ("workers", "duration") if getattr(args, k) is not None})
     sections = args.only or list(SECTIONS)
-    results: dict[str, Any] = {"machine": machine_info(), "config": asdict(cfg), "sections": sections}
+    results: dict[str, Any] = {"machine": common.machine_info(), "config": asdict(cfg), "sections": sections}
     work = Path(tempfile.mkdtemp(prefix="syncline-rest-bench-"))
     started = time.perf_counter()
     relay = None
@@ -335,9 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = round(time.perf_counter() - started, 1)
     print(render(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nsaved {args.out} ({results['seconds']:.0f} s)")
+    common.save("rest", results, args.out)
+    print(f"\n{results['seconds']:.0f} s")
     return 0
 
 

@@ -18,15 +18,13 @@ The audit, on a clean restart after the last kill:
   the first cycle's;
 - the relay never logged a traceback and never answered 5xx.
 
-Prints a line per cycle, a table at the end, saves benchmarks/results/soak.json;
+Prints a line per cycle, a table at the end, saves the run to benchmarks/runs/soak.json
+and its summary to benchmarks/results/soak.json;
 exit status 1 if the audit fails. Not part of the test suite (see docs/hardening.md).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import random
 import statistics
 import sys
@@ -39,13 +37,14 @@ from typing import Any
 import anyio
 import httpx
 from pycrdt import Doc
+from syncline.engine import Cart, StockLedger
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from syncline.engine import Cart, StockLedger
-from tests.hardening.probes import MIB, rss_bytes
-from tests.rest.conftest import CATALOG, load_catalog
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import ypeer
+from benchmarks import common
+from harness.catalog import CATALOG, load_catalog
+from harness.probes import MIB, rss_bytes
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 TENANT = "soak"
 WS_CARTS = 4
@@ -292,12 +291,10 @@ async def _audit(relay: RelayProcess, ledger: Ledger) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser("soak", __doc__, quick="one minute, 15-second cycles")
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--quick", action="store_true", help="one minute, 15-second cycles")
     parser.add_argument("--cycle-seconds", type=float, default=None, help="load between kills (default 30; 15 quick)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/soak.json"))
     args = parser.parse_args()
     minutes = 1.0 if args.quick else args.minutes
     cycle_seconds = args.cycle_seconds or (15.0 if args.quick else 30.0)
@@ -347,14 +344,13 @@ def main() -> int:
           f"max {worst:.1f} MiB (bound {bound:.1f})")
     result = {
         "benchmark": "soak",
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "machine": common.machine_info(),
         "command": " ".join(["python -m benchmarks.soak", *sys.argv[1:]]),
         "seconds": round(elapsed, 1), "cycle_seconds": cycle_seconds, "seed": args.seed,
         "cycles": [c.__dict__ for c in results], "totals": totals, "audit": audit,
         "rss_bound_mib": round(bound, 1), "passed": not audit["problems"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    common.save("soak", result, args.out)
     if audit["problems"]:
         print("AUDIT FAILED:\n  " + "\n  ".join(audit["problems"]), file=sys.stderr)
         return 1

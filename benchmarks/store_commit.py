@@ -21,33 +21,27 @@ its append count or its time cap, whichever comes first. The file lives in a
 temporary directory under ``--dir`` (default: the system temp dir); its filesystem
 is recorded, since fsync cost is the whole story (tmpfs makes FULL free).
 
-Results are printed and saved as JSON (default ``benchmarks/results/store_commit.json``).
+Results are printed and saved as JSON (default ``benchmarks/runs/store_commit.json``; summary in
+``benchmarks/results/store_commit.json``).
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import os
-import platform
 import random
-import sqlite3
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import anyio
-
 from syncline.server.store.sqlite import SQLiteStore
 
-DEFAULT_OUT = Path("benchmarks/results/store_commit.json")
+from benchmarks import common
+from benchmarks.common import percentile
+
 UPDATE_BYTES = 120
 DOCUMENTS = 16
 
@@ -116,8 +110,8 @@ async def measure(path: Path, synchronous: str, appenders: int, total: int, cap:
         commits=commits,
         commits_per_s=commits / seconds,
         mean_batch=appends / commits if commits else 0.0,
-        p50_ms=1000 * statistics.median(latencies),
-        p99_ms=1000 * latencies[min(appends - 1, int(0.99 * appends))],
+        p50_ms=1000 * percentile(latencies, 0.50),
+        p99_ms=1000 * percentile(latencies, 0.99),
         max_ms=1000 * latencies[-1],
     )
 
@@ -125,7 +119,7 @@ async def measure(path: Path, synchronous: str, appenders: int, total: int, cap:
 async def run(cfg: Config, directory: Path | None) -> dict[str, Any]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="syncline-bench-", dir=directory) as tmp:
-        results: dict[str, Any] = {"machine": machine_info(Path(tmp)), "config": asdict(cfg)}
+        results: dict[str, Any] = {"machine": common.machine_info(directory=tmp, filesystem=filesystem_of(Path(tmp))), "config": asdict(cfg)}
         started = time.perf_counter()
         for mode in cfg.modes:
             scenarios = [(1, cfg.sequential_appends)] + [(n, cfg.group_appends) for n in cfg.concurrency]
@@ -166,18 +160,6 @@ def filesystem_of(path: Path) -> str | None:
     return kind
 
 
-def machine_info(directory: Path) -> dict[str, Any]:
-    return {
-        "python": sys.version.split()[0],
-        "sqlite": sqlite3.sqlite_version,
-        "aiosqlite": metadata.version("aiosqlite"),
-        "syncline": metadata.version("syncline"),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "directory": str(directory.parent),
-        "filesystem": filesystem_of(directory),
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
 
 
 def report(results: dict[str, Any]) -> None:
@@ -207,23 +189,11 @@ def fmt(value: object) -> str:
     return str(value)
 
 
-def to_json(value: Any) -> Any:
-    if hasattr(value, "__dataclass_fields__"):
-        return to_json(asdict(value))
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, float):
-        return round(value, 4)
-    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path, Path | None]:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.store_commit", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: fewer appends, shorter caps")
+    parser = common.parser("store_commit", __doc__, quick="smoke run: fewer appends, shorter caps")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the store files (default: temp dir)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     if args.quick:
         cfg = Config(quick=True, sequential_appends=300, group_appends=3_000, concurrency=(8, 64), time_cap_s=3.0)
@@ -238,9 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg, out, directory = parse_args(argv)
     results = anyio.run(run, cfg, directory, backend="asyncio")
     report(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(to_json(results), indent=2) + "\n")
-    print(f"saved {out}")
+    common.save("store_commit", results, out)
 
 
 if __name__ == "__main__":

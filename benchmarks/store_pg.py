@@ -18,35 +18,30 @@ N writers each append 120-byte updates one after the other (as N peers writing a
 once) over 16 documents, until the append count or the time cap. Each row gives
 appends and transactions per second, the mean updates per transaction and append
 latency percentiles. Printed, and saved as JSON (default
-``benchmarks/results/store_pg.json``).
+``benchmarks/runs/store_pg.json``, summary in ``benchmarks/results/store_pg.json``).
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import platform
 import random
 import secrets
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import anyio
 import asyncpg
-
 from syncline.server.store.postgres import PostgresStore
 from syncline.server.store.sqlite import SQLiteStore
 
-DEFAULT_OUT = Path("benchmarks/results/store_pg.json")
+from benchmarks import common
+from benchmarks.common import percentile
+
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 UPDATE_BYTES = 120
 DOCUMENTS = 16
@@ -106,8 +101,8 @@ async def measure(stores: Sequence[Any], backend: str, writers: int, total: int,
         backend=backend, writers=writers, appends=appends, seconds=round(seconds, 4),
         appends_per_s=round(appends / seconds, 1), commits=commits, commits_per_s=round(commits / seconds, 1),
         mean_batch=round(appends / commits, 2) if commits else 0.0,
-        p50_ms=round(1000 * statistics.median(latencies), 3),
-        p99_ms=round(1000 * latencies[min(appends - 1, int(0.99 * appends))], 3),
+        p50_ms=round(1000 * percentile(latencies, 0.50), 3),
+        p99_ms=round(1000 * percentile(latencies, 0.99), 3),
     )
 
 
@@ -140,10 +135,8 @@ async def server_version(dsn: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke run: few appends, short caps")
+    parser = common.parser("store_pg", __doc__, quick="smoke run: few appends, short caps")
     parser.add_argument("--dsn", default=DEFAULT_DSN, help=f"PostgreSQL to use (default {DEFAULT_DSN})")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     config = Config(
         quick=args.quick, appends=2_000 if args.quick else 20_000, writers=(1, 16, 64),
@@ -159,21 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{row.backend:<20} {row.writers:>7} {row.appends_per_s:>10.0f} {row.commits_per_s:>10.0f}"
                   f" {row.mean_batch:>7.1f} {row.p50_ms:>8.2f} {row.p99_ms:>8.2f}", flush=True)
     result = {
-        "machine": {
-            "python": platform.python_version(),
-            "postgresql": anyio.run(server_version, args.dsn),
-            "asyncpg": metadata.version("asyncpg"),
-            "syncline": metadata.version("syncline"),
-            "platform": platform.platform(),
-            "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
+        "machine": common.machine_info(postgresql=anyio.run(server_version, args.dsn),
+                                       asyncpg=common.version("asyncpg")),
         "config": asdict(config),
         "elapsed_s": round(time.perf_counter() - started, 4),
         "rows": [asdict(row) for row in rows],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {args.out}")
+    common.save("store_pg", result, args.out)
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 settings.register_profile(
     "ci",

@@ -26,10 +26,11 @@ FOLDERS = {
     "server": "syncline.server",
     "adapters": "syncline.adapters",
     "benchmarks": "benchmarks",
+    "harness": "harness",
     "tests": "tests",
 }
 """Source folder -> the module name it imports as (pyproject.toml's ``package-dir`` for the first three)."""
-PROJECT = ("syncline", "benchmarks", "tests")
+PROJECT = ("syncline", "benchmarks", "harness", "tests")
 """Top-level names of the project's own modules; every other import is a third party's."""
 
 
@@ -254,11 +255,6 @@ def test_the_relay_imports_nothing_of_the_adapters(project: Tree) -> None:
     assert not (found := relay_reaching_adapters(project)), _show(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="benchmarks/ still import tests/ (relay process, Yjs peers, probes): "
-    "the shared harness is not in yet",
-)
 def test_benchmarks_import_nothing_of_the_tests(project: Tree) -> None:
     assert not (found := benchmarks_reaching_tests(project)), _show(found)
 

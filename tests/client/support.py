@@ -17,7 +17,7 @@ from pycrdt import Doc
 
 from syncline.adapters.client import SyncClient
 from syncline.engine import Cart, StockLedger
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

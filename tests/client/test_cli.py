@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 from .support import REPO, Child, base_url, client, stored_cart, stored_ledger
 

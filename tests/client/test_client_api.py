@@ -18,7 +18,7 @@ from syncline.adapters.client import (
     SyncClient,
 )
 from syncline.engine import Conflict
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 from .support import base_url, client, redundant_rows, stored_cart, stored_ledger
 

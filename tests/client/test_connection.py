@@ -23,8 +23,8 @@ from syncline.adapters.client import (
     UpdateRefused,
 )
 from syncline.engine import closecodes, protocol
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 from .support import base_url, client, closed_port, redundant_rows, stored_cart
 

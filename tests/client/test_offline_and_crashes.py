@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from syncline.adapters.client import Status
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 from .support import Child, base_url, client, redundant_rows, stored_cart
 

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from syncline.adapters.client import Change, Status
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 from .support import Child, base_url, client, closed_port, redundant_rows, stored_cart
 
@@ -80,7 +80,7 @@ async def test_a_follower_takes_over_when_the_leader_process_is_killed(relay: Re
 
 async def test_redundant_rows_counts_an_update_stored_twice(relay: RelayProcess, tmp_path: Path) -> None:
     """The duplicate check the tests above rely on can fail."""
-    from tests.server.ypeer import ypeer
+    from harness.ypeer import ypeer
 
     async with client(tmp_path, [], None) as c:
         (await c.cart(CART)).add_item("sku-1", 1)

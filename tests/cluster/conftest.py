@@ -19,10 +19,10 @@ import asyncpg
 import pytest
 from pycrdt import Doc
 
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 from .gate import Gate
-from tests.services import (
+from harness.services import (
     create_schema, drop_schema, fresh_channel_prefix, fresh_schema_name, postgres_dsn, redis_url, run_async,
 )
 

@@ -23,8 +23,8 @@ from syncline.adapters.client import SyncClient
 from syncline.engine import Cart, StockLedger
 from syncline.engine import closecodes, protocol
 from syncline.engine.protocol import Kind
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import YPeer, ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import YPeer, ypeer
 
 from tests.rest.test_feed import client_for, open_feed
 

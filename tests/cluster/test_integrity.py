@@ -8,10 +8,10 @@ import pytest
 
 from syncline.engine import closecodes, protocol
 from syncline.engine.tokens import issue_token
-from tests.hardening.writers import cart_writes, lines_of, raw_writer
-from tests.server.hostile import closed_with
-from tests.server.relay_process import SECRET, RelayProcess
-from tests.server.ypeer import ypeer
+from harness.writers import cart_writes, lines_of, raw_writer
+from harness.hostile import closed_with
+from harness.relay_process import SECRET, RelayProcess
+from harness.ypeer import ypeer
 
 from .conftest import Cluster
 

@@ -26,13 +26,13 @@ import jwt
 import pytest
 
 from syncline.engine import closecodes, protocol
-from tests.rest.conftest import CATALOG, load_catalog
+from harness.catalog import CATALOG, load_catalog
 from tests.rest.helpers import assert_problem, store_state
-from tests.server.hostile import closed_with, open_rooms, rejected
-from tests.server.relay_process import SECRET, RelayProcess
-from tests.server.ypeer import ypeer
+from harness.hostile import closed_with, open_rooms, rejected
+from harness.relay_process import SECRET, RelayProcess
+from harness.ypeer import ypeer
 
-from .probes import change_rows
+from harness.probes import change_rows
 
 pytestmark = pytest.mark.anyio
 

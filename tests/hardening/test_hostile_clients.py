@@ -27,11 +27,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from syncline.engine import closecodes
-from tests.server.hostile import assert_alive, closed_with, gauge, open_rooms, rejected, wait_for
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import ypeer
+from harness.hostile import assert_alive, closed_with, gauge, open_rooms, rejected, wait_for
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
-from .probes import MIB, Bystander, rss_bytes
+from harness.probes import MIB, Bystander, rss_bytes
 
 pytestmark = pytest.mark.anyio
 

@@ -19,13 +19,13 @@ from pycrdt import Doc
 from syncline.engine import closecodes, protocol
 from syncline.engine.tokens import issue_token
 from syncline.engine.protocol import write_varuint
-from tests.server.hostile import assert_alive, bystanders, closed_with
-from tests.server.relay_process import SECRET, RelayProcess
-from tests.server.ypeer import ypeer
+from harness.hostile import assert_alive, bystanders, closed_with
+from harness.relay_process import SECRET, RelayProcess
+from harness.ypeer import ypeer
 
-from .fuzzing import YJS_LIMITS_INPUTS
-from .probes import Bystander
-from .writers import cart_writes, lines_of, ops_of, raw_writer
+from harness.fuzzing import YJS_LIMITS_INPUTS
+from harness.probes import Bystander
+from harness.writers import cart_writes, lines_of, ops_of, raw_writer
 
 pytestmark = pytest.mark.anyio
 

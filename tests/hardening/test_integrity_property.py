@@ -28,10 +28,10 @@ from pycrdt import Doc, merge_updates
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from syncline.engine.tokens import issue_token
-from tests.server.relay_process import SECRET, RelayProcess
-from tests.server.ypeer import ypeer
+from harness.relay_process import SECRET, RelayProcess
+from harness.ypeer import ypeer
 
-from .writers import cart_writes, ops_of, raw_writer
+from harness.writers import cart_writes, ops_of, raw_writer
 
 
 ROOMS = itertools.count()

@@ -26,11 +26,11 @@ from websockets.exceptions import ConnectionClosed
 from syncline.engine import closecodes, protocol
 from syncline.server.awareness import entry_bytes
 from syncline.engine.protocol import AwarenessEntry, Kind
-from tests.server.hostile import append_op, assert_alive, bystanders, gauge, rejected, wait_for
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import YPeer, ypeer
+from harness.hostile import append_op, assert_alive, bystanders, gauge, rejected, wait_for
+from harness.relay_process import RelayProcess
+from harness.ypeer import YPeer, ypeer
 
-from .probes import MIB, rss_bytes
+from harness.probes import MIB, rss_bytes
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """Protocol fuzz against one live relay: every hostile frame gets exactly the answer the codec promises.
 
-Hypothesis drives :func:`tests.hardening.fuzzing.make_case` (truncated varints, huge
+Hypothesis drives :func:`harness.fuzzing.make_case` (truncated varints, huge
 length prefixes, unknown types and subtypes, garbage and billion-claiming updates,
 oversized and non-JSON awareness, text and empty frames, bad msgpack extensions,
 mutated valid frames). For every case: the offender gets the exact close code
@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 
 from syncline.engine import closecodes
 
-from .fuzzing import CATEGORIES, Audit, Limits, fuzz_relay_flags, make_case, run_case
-from .probes import MIB, Bystander
-from tests.server.hostile import assert_alive, gauge, wait_for
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import ypeer
+from harness.fuzzing import CATEGORIES, Audit, Limits, fuzz_relay_flags, make_case, run_case
+from harness.probes import MIB, Bystander
+from harness.hostile import assert_alive, gauge, wait_for
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 LIMITS = Limits()
 FUZZ_ROOM = "acme/cart/fuzz"

@@ -21,7 +21,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEER_JS = Path(__file__).resolve().parent / "js" / "peer.mjs"

@@ -15,8 +15,8 @@ from pycrdt import Array, Doc, Map
 
 from syncline.engine import Cart, encode_diff, line_key
 
-from ..server.relay_process import RelayProcess
-from ..server.ypeer import YPeer, ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import YPeer, ypeer
 from .conftest import JsPeer, JsPeerFactory, relay_errors
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]

@@ -12,7 +12,7 @@ import anyio
 import httpx
 
 from syncline.adapters.rest.problems import TITLES
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 PROBLEM_BASE = "https://syncline.dev/problems/"
 

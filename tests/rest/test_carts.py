@@ -10,7 +10,7 @@ import pytest
 
 from syncline.engine import line_key
 from tests.rest.helpers import assert_problem, new_id, store_state
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,8 +24,8 @@ import pytest
 from syncline.engine import Cart
 from syncline.engine.tokens import issue_token
 
-from ..server.relay_process import SECRET, RelayProcess
-from ..server.ypeer import ypeer
+from harness.relay_process import SECRET, RelayProcess
+from harness.ypeer import ypeer
 from .conftest import CATALOG, load_catalog
 
 pytestmark = pytest.mark.anyio

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from syncline.engine import line_key
-from tests.rest.conftest import CATALOG, load_catalog
+from harness.catalog import CATALOG, load_catalog
 from tests.rest.helpers import assert_problem, client, fire_at_once, is_in_use, new_id, store_state
-from tests.server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -24,7 +24,7 @@ from syncline.adapters.rest.openapi import openapi_document
 from syncline.adapters.rest.problems import PROBLEM_BASE, TITLES
 from syncline.adapters.rest.routes import rest_routes
 
-from ..server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -14,9 +14,9 @@ import pytest
 
 from syncline.engine import line_key
 from syncline.engine.tokens import issue_token
-from tests.rest.conftest import CATALOG, load_catalog
+from harness.catalog import CATALOG, load_catalog
 from tests.rest.helpers import assert_problem, client, new_id, store_state
-from tests.server.relay_process import SECRET, RelayProcess
+from harness.relay_process import SECRET, RelayProcess
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -22,7 +22,7 @@ import pytest
 from syncline.adapters.rest.openapi import openapi_document
 from syncline.adapters.rest.routes import rest_routes
 
-from ..server.relay_process import RelayProcess
+from harness.relay_process import RelayProcess
 from .conftest import CATALOG
 
 CHECKS = ",".join([

@@ -26,8 +26,8 @@ from syncline.server.rooms import RoomManager
 from syncline.server.settings import Settings
 from syncline.server.store.sqlite import SQLiteStore
 
-from ..server.relay_process import RelayProcess
-from ..server.ypeer import YPeer, ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import YPeer, ypeer
 from .conftest import CATALOG, load_catalog
 
 pytestmark = pytest.mark.anyio

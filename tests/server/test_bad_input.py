@@ -30,9 +30,9 @@ from syncline.engine import closecodes, protocol
 from syncline.engine.tokens import ALGORITHM, ISSUER, issue_token
 from syncline.engine.protocol import AwarenessEntry, Kind, varbytes, write_varuint
 
-from .hostile import assert_alive, bystanders, closed_with, gauge, rejected, wait_for
-from .relay_process import SECRET, RelayProcess
-from .ypeer import ypeer
+from harness.hostile import assert_alive, bystanders, closed_with, gauge, rejected, wait_for
+from harness.relay_process import SECRET, RelayProcess
+from harness.ypeer import ypeer
 
 pytestmark = pytest.mark.anyio
 

@@ -19,8 +19,8 @@ from syncline.engine import closecodes
 from syncline.engine.tokens import verify_token
 from syncline.server.settings import Settings
 
-from .relay_process import RelayProcess
-from .ypeer import ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 
 def _syncline(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

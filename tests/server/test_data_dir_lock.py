@@ -25,8 +25,8 @@ from syncline.server.store import StoreLocked, StoreUnavailable
 from syncline.server.store.base import Price
 from syncline.server.store.sqlite import SQLiteStore
 
-from .relay_process import RelayProcess
-from .ypeer import ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 pytestmark = pytest.mark.anyio
 

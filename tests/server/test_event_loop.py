@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from pycrdt import Array
 
-from .relay_process import RelayProcess
-from .ypeer import ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 pytestmark = pytest.mark.anyio
 

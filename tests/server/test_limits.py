@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed
 
 from syncline.engine import closecodes, protocol
 
-from .hostile import append_op, assert_alive, bystanders, closed_with, gauge, open_rooms, rejected, wait_for
-from .relay_process import RelayProcess
-from .ypeer import ypeer
+from harness.hostile import append_op, assert_alive, bystanders, closed_with, gauge, open_rooms, rejected, wait_for
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 pytestmark = pytest.mark.anyio
 

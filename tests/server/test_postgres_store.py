@@ -1,7 +1,7 @@
 """What only the PostgreSQL store promises: several nodes on one database, its schema, and how it fails.
 
 Behaviour every store shares is in ``test_store_conformance.py``. Each test works in
-its own schema of the test server (``tests/services.py``), which it drops afterwards.
+its own schema of the test server (``harness/services.py``), which it drops afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from syncline.server.store import StoredResponse, StoreUnavailable
 from syncline.server.store.postgres import SCHEMA_VERSION, PostgresStore
-from tests.services import drop_schema, fresh_schema_name, postgres_dsn
+from harness.services import drop_schema, fresh_schema_name, postgres_dsn
 
 from .test_store_conformance import map_update, rebuild
 
@@ -392,8 +392,8 @@ async def test_relays_started_with_a_postgresql_store_share_documents_and_no_sql
 ) -> None:
     from syncline.engine import StockLedger, encode_diff
 
-    from .relay_process import RelayProcess
-    from .ypeer import ypeer
+    from harness.relay_process import RelayProcess
+    from harness.ypeer import ypeer
 
     await sql(dsn, f'CREATE SCHEMA "{schema}"')
     store_url = f"{dsn}?search_path={schema}"  # asyncpg passes it to the server as a session setting
@@ -429,7 +429,7 @@ def test_catalog_command_loads_prices_into_a_postgresql_store(dsn: str, schema: 
 
     prices = tmp_path / "prices.json"
     prices.write_text('{"currency": "EUR", "prices": {"tee": 1299, "mug": 450}}')
-    from tests.services import run_async
+    from harness.services import run_async
 
     run_async(lambda: sql(dsn, f'CREATE SCHEMA "{schema}"'))
     store_url = f"{dsn}?search_path={schema}"

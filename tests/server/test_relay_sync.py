@@ -15,8 +15,8 @@ from websockets.asyncio.client import connect
 from syncline.engine import Cart, StockLedger, encode_diff
 from syncline.engine import closecodes, protocol
 
-from .relay_process import RelayProcess
-from .ypeer import ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 pytestmark = pytest.mark.anyio
 

@@ -3,7 +3,7 @@
 Each backend is one param of the ``store_factory`` fixture: a callable that returns
 a new, not yet opened store over the test's own storage (calling it again gives a
 store over the same data, as a restarted relay would). The PostgreSQL param runs
-each test in a fresh schema of the test server (``tests/services.py``: skipped when
+each test in a fresh schema of the test server (``harness/services.py``: skipped when
 it is absent, failed when ``SYNCLINE_REQUIRE_SERVICES=1``); nothing below names a backend.
 """
 
@@ -23,7 +23,7 @@ import pytest
 
 from syncline.server.store import StoredDoc, StoreUnavailable
 from syncline.server.store.sqlite import SQLiteStore
-from tests.services import drop_schema, fresh_schema_name, postgres_dsn
+from harness.services import drop_schema, fresh_schema_name, postgres_dsn
 
 pytestmark = pytest.mark.anyio
 

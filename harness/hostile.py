@@ -24,8 +24,8 @@ from pycrdt import Array, Doc
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from .relay_process import RelayProcess
-from .ypeer import YPeer, ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import YPeer, ypeer
 
 CLOSE_TIMEOUT = 5.0
 

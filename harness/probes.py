@@ -1,4 +1,4 @@
-"""Probes for the hardening suite: relay memory, the store outside given rooms, a bystander thread.
+"""Probes for hardening tests and benchmarks: relay memory, the store outside given rooms, a bystander.
 
 ``Bystander`` keeps two peers of one room editing and observing each other in a
 thread of its own (its own event loop, so a test hammering the relay from its loop
@@ -22,8 +22,8 @@ from typing import Any
 import anyio
 from pycrdt import Array
 
-from tests.server.relay_process import RelayProcess
-from tests.server.ypeer import ypeer
+from harness.relay_process import RelayProcess
+from harness.ypeer import ypeer
 
 MIB = 1024 * 1024
 

@@ -16,8 +16,6 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
-import pytest
-
 REQUIRE_ENV = "SYNCLINE_REQUIRE_SERVICES"
 POSTGRES_DSN_ENV = "SYNCLINE_TEST_POSTGRES_DSN"
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -33,6 +31,8 @@ def services_required() -> bool:
 
 def missing(service: str, reason: str) -> NoReturn:
     """Skip the calling test (or fail it when services are required) because ``service`` is absent."""
+    import pytest  # only a test run can skip; a benchmark gets pytest's Skipped exception
+
     message = f"{service} is not reachable ({reason})"
     if services_required():
         pytest.fail(f"{message}; {REQUIRE_ENV}=1 makes this a failure", pytrace=False)
@@ -52,7 +52,7 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         except BaseException as exc:  # handed to the calling thread, re-raised there
             outcome["error"] = exc
 
-    thread = threading.Thread(target=target, name="tests.services.run_async")
+    thread = threading.Thread(target=target, name="harness.services.run_async")
     thread.start()
     thread.join()
     if "error" in outcome:

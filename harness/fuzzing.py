@@ -28,10 +28,12 @@ from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, enc
 from syncline.engine.errors import ProtocolError
 from syncline.engine.protocol import Kind, varbytes, write_varuint
 from syncline.engine.sync import decode_state_vector, merge
-from tests.server.hostile import gauge, wait_for
-from tests.server.relay_process import RelayProcess
+from syncline.engine import closecodes, protocol
+from syncline.engine.protocol import Kind, ProtocolError, varbytes, write_varuint
+from harness.hostile import gauge, wait_for
+from harness.relay_process import RelayProcess
 
-from .probes import MIB, StoreDelta, rss_bytes
+from harness.probes import MIB, StoreDelta, rss_bytes
 
 HELD_UPDATES_MAX = 64  # the relay's default --held-updates-max
 WS_LAYER_SLACK = 65_536  # serve.py: uvicorn refuses frames over max_message_bytes + 64 KiB itself

@@ -1,0 +1,103 @@
+"""``python -m benchmarks.compare``: run the chosen workloads, print tables, save run, summary, plots."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+from benchmarks.common import log, machine_info
+from benchmarks.compare import __doc__ as compare_doc
+from benchmarks.compare.capacity import bench_capacity, bench_memory
+from benchmarks.compare.cold_start import bench_cold_start
+from benchmarks.compare.config import (
+    ALL_SERVERS,
+    QUICK,
+    WORKLOADS,
+    Config,
+    raise_nofile_limit,
+)
+from benchmarks.compare.durability import bench_durability
+from benchmarks.compare.fanout import bench_fanout
+from benchmarks.compare.plots import plot
+from benchmarks.compare.report import render
+from benchmarks.peers import LABELS
+from benchmarks.profiling import py_spy_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = common.parser("compare", compare_doc, quick="smoke run, about 2-3 minutes")
+    parser.add_argument("--only", action="append", choices=WORKLOADS, help="run only these workloads (repeatable)")
+    parser.add_argument("--servers", help=f"comma-separated subset of {','.join(ALL_SERVERS)}")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiled Syncline runs")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data directories")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else Config()
+    if args.servers:
+        chosen = tuple(s.strip() for s in args.servers.split(",") if s.strip())
+        unknown = set(chosen) - set(ALL_SERVERS)
+        if unknown:
+            parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+        cfg = replace(cfg, servers=chosen)
+    if args.no_profile or py_spy_path() is None:
+        cfg = replace(cfg, profile=False)
+    workloads = args.only or list(WORKLOADS)
+    nofile = raise_nofile_limit()
+    results: dict[str, Any] = {"machine": machine_info(node=True), "config": asdict(cfg), "workloads": workloads,
+                               "nofile": nofile, "command": " ".join(["python -m benchmarks.compare", *(argv or sys.argv[1:])])}
+    results["machine"]["pycrdt-websocket"] = common.version("pycrdt-websocket")
+    results["machine"]["pycrdt-store"] = common.version("pycrdt-store")
+    work = Path(tempfile.mkdtemp(prefix="syncline-compare-"))
+    out_path = args.out.resolve()
+    raw_dir = out_path.parent  # py-spy stacks go next to the raw run; plots next to the summary
+    plot_dir = common.RESULTS if out_path == common.raw_path("compare").resolve() else raw_dir
+    log("compare", f"servers: {', '.join(LABELS[s] for s in cfg.servers)}; workloads: {', '.join(workloads)}; "
+        f"open files limit {nofile['soft']:,} (hard {nofile['hard']:,}); data in {work}")
+    started = time.perf_counter()
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "fanout": lambda: bench_fanout(cfg, work, raw_dir),
+        "capacity": lambda: bench_capacity(cfg, work),
+        "cold_start": lambda: bench_cold_start(cfg, work, raw_dir),
+        "memory": lambda: bench_memory(cfg, work),
+        "durability": lambda: bench_durability(cfg, work),
+    }
+    results["workload_seconds"] = {}
+    try:
+        for workload in WORKLOADS:
+            if workload not in workloads:
+                continue
+            t0 = time.perf_counter()
+            log(workload, "...")
+            try:
+                results[workload] = runners[workload]()
+            except Exception:  # keep the other workloads' numbers
+                results.setdefault("errors", {})[workload] = traceback.format_exc()
+                print(results["errors"][workload], file=sys.stderr, flush=True)
+            results["workload_seconds"][workload] = round(time.perf_counter() - t0, 1)
+            log(workload, f"done in {results['workload_seconds'][workload]:.0f} s")
+    finally:
+        if args.keep:
+            log("compare", f"data kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    results["seconds"] = time.perf_counter() - started
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    results["plots"] = plot(results, plot_dir, out_path.stem)
+    print(render(results))
+    common.save("compare", results, args.out)
+    print(f"\n{results['seconds']:.0f} s")
+    if results.get("errors"):
+        print(f"workloads that failed: {', '.join(results['errors'])}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
