@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import replace
@@ -52,7 +53,7 @@ def load_catalog(data_dir: Path, tenant: str, catalog: Mapping[str, Any]) -> Non
     """Give ``tenant`` the prices of ``catalog`` ({"currency": ..., "prices": {product: cents}}).
 
     Written as ``syncline catalog load`` writes them, through a store of its own on the file
-    (beside a running relay, which holds the file's lock), in a short event loop of its own.
+    (beside a running relay, which holds the file's lock), in an event loop on a thread of its own.
     """
     currency = str(catalog["currency"])
     prices = {str(product): Price(int(cents), currency) for product, cents in catalog["prices"].items()}
@@ -64,7 +65,8 @@ def load_catalog(data_dir: Path, tenant: str, catalog: Mapping[str, Any]) -> Non
         async with store:
             await store.put_prices(tenant, prices, replace=True)
 
-    anyio.run(write)  # synchronous callers only, as the CLI's own process would be
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own, even when called from a test's loop
+        thread.submit(anyio.run, write).result()
 
 
 class _LogTail(logging.Handler):
