@@ -657,6 +657,7 @@ async def test_the_feed_needs_a_valid_token_of_its_tenant(rest_relay: InProcessR
             assert as_rows([await feed.next()]) == stored_changes(rest_relay)
 
 
+@pytest.mark.slow
 async def test_the_stream_ends_when_its_token_expires(rest_relay: InProcessRelay) -> None:
     """As a WebSocket peer's connection is closed at its token's expiry, so is a stream."""
     token = rest_relay.token("acme", ttl=2)

@@ -274,6 +274,7 @@ async def test_a_room_is_not_evicted_while_a_rest_edit_waits_for_it_or_holds_it(
         assert await rooms.evict_idle(time.monotonic() + 60) == 1
 
 
+@pytest.mark.slow
 async def test_bursts_of_rest_adds_are_all_read_back_while_idle_rooms_are_evicted_quickly(
     tmp_path: Path,
 ) -> None:
