@@ -223,7 +223,8 @@ class InProcessRelay:
         return base if token is None else f"{base}?token={token}"
 
     def token(self, tenant: str, *patterns: str, read_only: bool = False, ttl: int | None = None) -> str:
-        return issue_token(SECRET, tenant, list(patterns) or [f"{tenant}/*"], read_only=read_only, ttl_seconds=ttl)
+        docs = list(patterns) or [f"{tenant}/*"]
+        return issue_token(SECRET, tenant, docs, read_only=read_only, ttl_seconds=ttl)
 
     def url_for(self, name: str, *, read_only: bool = False) -> str:
         """A URL with a token for exactly this document."""

@@ -411,7 +411,9 @@ async def test_reconnecting_while_writes_continue_neither_loses_nor_repeats_an_e
 
 
 @pytest.mark.parametrize("stop", ["terminate", "kill"])
-async def test_resume_across_a_relay_restart_misses_nothing(rest_relay_process: RelayProcess, stop: str) -> None:
+async def test_resume_across_a_relay_restart_misses_nothing(
+    rest_relay_process: RelayProcess, stop: str,
+) -> None:
     rest_relay = rest_relay_process  # SIGTERM and SIGKILL: a real process
     start = head(rest_relay)
     async with client_for(rest_relay, rest_relay.token("acme")) as client:
@@ -582,7 +584,9 @@ async def test_an_idle_stream_gets_heartbeat_comments(relay_with: Callable[..., 
         assert as_rows([await feed.next()]) == stored_changes(relay)
 
 
-async def test_the_stream_ends_and_the_relay_exits_0_promptly_on_sigterm(rest_relay_process: RelayProcess) -> None:
+async def test_the_stream_ends_and_the_relay_exits_0_promptly_on_sigterm(
+    rest_relay_process: RelayProcess,
+) -> None:
     rest_relay = rest_relay_process
     async with client_for(rest_relay, rest_relay.token("acme")) as client:
         async with open_feed(client) as feed, open_feed(client, params={"doc": "cart/x"}) as other:
