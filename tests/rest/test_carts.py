@@ -303,7 +303,9 @@ def run_together(count: int, relay: InProcessRelay, request: Any) -> list[httpx.
     return responses
 
 
-def test_concurrent_adds_to_one_line_all_count(module_relay: InProcessRelay, module_api: httpx.Client) -> None:
+def test_concurrent_adds_to_one_line_all_count(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     cart_id = new_id("together")
     responses = run_together(12, module_relay, lambda http: add(http, cart_id, "sock", 2))
     assert sorted(r.status_code for r in responses) == [200] * 12
@@ -311,7 +313,9 @@ def test_concurrent_adds_to_one_line_all_count(module_relay: InProcessRelay, mod
     assert module_api.get(cart_path(cart_id)).json() == cart(cart_id, line("sock", 24))
 
 
-def test_concurrent_merges_of_one_guest_count_it_once(module_relay: InProcessRelay, module_api: httpx.Client) -> None:
+def test_concurrent_merges_of_one_guest_count_it_once(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     guest, user = new_id("guest"), new_id("user")
     add(module_api, guest, "mug", 2)
     add(module_api, user, "mug", 1)

@@ -286,7 +286,9 @@ async def test_rest_and_websocket_writes_arrive_as_events_with_store_seqs_and_ac
         assert received == stored_changes(rest_relay, start)
 
 
-async def test_filters_by_document_and_by_type_deliver_exactly_the_matching_events(rest_relay: InProcessRelay) -> None:
+async def test_filters_by_document_and_by_type_deliver_exactly_the_matching_events(
+    rest_relay: InProcessRelay,
+) -> None:
     start = head(rest_relay)
     async with (client_for(rest_relay, rest_relay.token("acme")) as client,
                 open_feed(client, params={"doc": "cart/a"}) as only_a,
@@ -357,7 +359,9 @@ async def test_another_tenants_events_never_appear(rest_relay: InProcessRelay) -
 # -- resuming ------------------------------------------------------------------------------------
 
 
-async def test_resume_after_a_dropped_connection_delivers_exactly_the_missed_events(rest_relay: InProcessRelay) -> None:
+async def test_resume_after_a_dropped_connection_delivers_exactly_the_missed_events(
+    rest_relay: InProcessRelay,
+) -> None:
     async with client_for(rest_relay, rest_relay.token("acme")) as client:
         async with open_feed(client) as feed:
             await add_item(client, "c1")

@@ -65,8 +65,9 @@ def test_a_retried_post_returns_the_first_response_and_applies_once(module_relay
 
 
 @pytest.mark.parametrize("write", ["set", "delete", "clear", "merge", "adjust", "batch", "resolve"])
-def test_every_kind_of_write_replays_its_first_response(module_relay: InProcessRelay, module_api: httpx.Client,
-                                                        write: str) -> None:
+def test_every_kind_of_write_replays_its_first_response(
+    module_relay: InProcessRelay, module_api: httpx.Client, write: str,
+) -> None:
     cart_id, location = new_id("w"), new_id("loc")
     module_api.post(cart_path(cart_id, "/items"), json={"product": "tee", "quantity": 3})
     module_api.post(stock_path(location, "/adjustments"),
@@ -96,7 +97,9 @@ def test_every_kind_of_write_replays_its_first_response(module_relay: InProcessR
         assert first.status_code == 201  # the replay is the first answer, not "200 created: false"
 
 
-def test_the_same_key_with_another_request_is_refused(module_relay: InProcessRelay, module_api: httpx.Client) -> None:
+def test_the_same_key_with_another_request_is_refused(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     cart_id = new_id("reuse")
     key = {"Idempotency-Key": new_id("key")}
     first = module_api.post(cart_path(cart_id, "/items"), json={"product": "tee", "quantity": 1}, headers=key)
@@ -151,7 +154,9 @@ def test_a_key_is_scoped_to_its_tenant(module_relay: InProcessRelay, module_api:
     assert module_api.get(cart_path(cart_id)).json()["total_quantity"] == 1
 
 
-def test_concurrent_requests_with_one_key_apply_once(module_relay: InProcessRelay, module_api: httpx.Client) -> None:
+def test_concurrent_requests_with_one_key_apply_once(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     cart_id = new_id("race")
     key = {"Idempotency-Key": new_id("key")}
     responses: list[httpx.Response] = []

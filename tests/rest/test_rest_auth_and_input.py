@@ -139,7 +139,9 @@ def test_other_authorization_schemes_are_a_401(module_relay: InProcessRelay, ano
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
-def test_another_tenants_token_is_a_403(module_relay: InProcessRelay, method: str, path: str, body: Any) -> None:
+def test_another_tenants_token_is_a_403(
+    module_relay: InProcessRelay, method: str, path: str, body: Any,
+) -> None:
     before = store_state(module_relay)
     with client(module_relay, module_relay.token("globex")) as http:
         problem = assert_problem(send(http, method, path, body), 403, "forbidden")
@@ -486,7 +488,8 @@ PATHS: list[tuple[str, str, str, int, str]] = [
 @pytest.mark.parametrize(("method", "raw_path", "status", "slug"), [case[1:] for case in PATHS],
                          ids=[case[0] for case in PATHS])
 def test_a_path_trick_is_refused_with_its_problem_and_stores_nothing(
-    module_relay: InProcessRelay, module_api: httpx.Client, method: str, raw_path: str, status: int, slug: str,
+    module_relay: InProcessRelay, module_api: httpx.Client,
+    method: str, raw_path: str, status: int, slug: str,
 ) -> None:
     before = store_state(module_relay)
     url = module_api.base_url.copy_with(raw_path=raw_path.encode("ascii"))

@@ -2,8 +2,9 @@
 
 Runs the ``st run`` command of schemathesis 4 in a subprocess (its own Hypothesis
 settings and warnings, none of pytest's) against the relay app served over a loopback
-socket by this process (uvicorn, as ``syncline serve`` serves it) with a price catalog, with an acme token and the ``tenant`` path parameter fixed to
-``acme`` so that requests get past authentication, product names drawn from the
+socket by this process (uvicorn, as ``syncline serve`` serves it) with a price catalog,
+with an acme token and the ``tenant`` path parameter fixed to ``acme`` so that requests
+get past authentication, product names drawn from the
 catalog part of the time so that adds succeed, a fixed seed and a bounded number
 of examples per operation. The change feed streams forever and is left out here
 (``test_feed.py`` covers it).

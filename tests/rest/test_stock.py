@@ -280,7 +280,9 @@ def test_overselling_opens_a_conflict_and_accepting_it_keeps_the_level(module_ap
                            {"strategy": "accept", "actor": "other", "id": "r-1"}), 409, "duplicate-resolution")
 
 
-def test_compensating_a_conflict_records_the_adjustment_that_brings_it_to_zero(module_api: httpx.Client) -> None:
+def test_compensating_a_conflict_records_the_adjustment_that_brings_it_to_zero(
+    module_api: httpx.Client,
+) -> None:
     location = new_id("loc")
     conflict = oversell(module_api, location, "mug")
     response = resolve(module_api, location, conflict["id"], {"strategy": "compensate", "actor": "mgr",
@@ -338,7 +340,9 @@ def test_a_further_sale_after_a_resolution_opens_a_new_conflict(module_api: http
                           "adjustments": ["sock-s1", "sock-s2", "sock-s3"]}]
 
 
-def test_resolving_an_unknown_conflict_is_a_404(module_relay: InProcessRelay, module_api: httpx.Client) -> None:
+def test_resolving_an_unknown_conflict_is_a_404(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     location = new_id("loc")
     oversell(module_api, location, "tee")
     before = store_state(module_relay)

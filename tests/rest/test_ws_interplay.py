@@ -164,7 +164,9 @@ async def test_concurrent_rest_and_websocket_edits_of_one_cart_converge(rest_rel
         assert peer_lines(late.doc, "shared") == rest_lines(final)
 
 
-async def test_concurrent_rest_sets_and_removes_and_websocket_edits_converge(rest_relay: InProcessRelay) -> None:
+async def test_concurrent_rest_sets_and_removes_and_websocket_edits_converge(
+    rest_relay: InProcessRelay,
+) -> None:
     """With sets and removes on both sides the outcome depends on timing (an add wins over a
     remove that had not seen it), but every side must end with the same cart."""
     tee, mug = line_key("tee", {}), line_key("mug", {})
@@ -210,7 +212,9 @@ async def test_concurrent_rest_sets_and_removes_and_websocket_edits_converge(res
         assert peer_lines(late.doc, "mixed") == rest_lines(final)
 
 
-async def test_websocket_stock_adjustments_show_in_rest_levels_and_history(rest_relay: InProcessRelay) -> None:
+async def test_websocket_stock_adjustments_show_in_rest_levels_and_history(
+    rest_relay: InProcessRelay,
+) -> None:
     async with rest(rest_relay) as client, ypeer(rest_relay.url_for("acme/stock/north"), acks=True) as peer:
         await peer_edit(peer, lambda doc: StockLedger(doc, "north").record("ws-1", "tee", 10, reason="restock",
                                                                            actor="till-1", at=1_700_000_000_000))
