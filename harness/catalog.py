@@ -1,22 +1,36 @@
-"""A price catalog for tests and benchmarks, loaded the way an operator loads one."""
+"""A price catalog for tests and benchmarks, written into a relay's store file as the CLI does."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+import anyio
+
+from syncline.server.app import STORE_FILE
+from syncline.server.store import Price
+from syncline.server.store.sqlite import SQLiteStore
 
 CATALOG = {"currency": "EUR", "prices": {"tee": 1299, "mug": 450, "cap": 999, "sock": 300}}
 
 
-def load_catalog(data_dir: Path, tenant: str, catalog: dict[str, object]) -> None:
-    """Load ``catalog`` for ``tenant`` with the real ``syncline catalog load`` command."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / f"catalog-{tenant}.json"
-    path.write_text(json.dumps(catalog))
-    subprocess.run(
-        [sys.executable, "-m", "syncline.server.cli", "catalog", "load", str(path),
-         "--data-dir", str(data_dir), "--tenant", tenant],
-        check=True, capture_output=True, timeout=60,
-    )
+def load_catalog(data_dir: Path, tenant: str, catalog: Mapping[str, Any]) -> None:
+    """Give ``tenant`` the prices of ``catalog`` ({"currency": ..., "prices": {product: cents}}).
+
+    Written as ``syncline catalog load`` writes them, through a store of its own on the file
+    (beside a running relay, which holds the file's lock), in an event loop on a thread of its own.
+    """
+    currency = str(catalog["currency"])
+    prices = {str(product): Price(int(cents), currency) for product, cents in catalog["prices"].items()}
+
+    async def write() -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = SQLiteStore(data_dir / STORE_FILE)
+        store.exclusive = False
+        async with store:
+            await store.put_prices(tenant, prices, replace=True)
+
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own, even when called from a test's loop
+        thread.submit(anyio.run, write).result()

@@ -23,17 +23,14 @@ from pycrdt import Array, Doc, Map
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
-from syncline.engine import closecodes, protocol
-from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, encode_diff, validate_update
+from harness.hostile import gauge, wait_for
+from harness.probes import MIB, StoreDelta, rss_bytes
+from harness.relay_process import RelayProcess
+from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, closecodes, encode_diff, protocol
+from syncline.engine import validate_update
 from syncline.engine.errors import ProtocolError
 from syncline.engine.protocol import Kind, varbytes, write_varuint
 from syncline.engine.sync import decode_state_vector, merge
-from syncline.engine import closecodes, protocol
-from syncline.engine.protocol import Kind, ProtocolError, varbytes, write_varuint
-from harness.hostile import gauge, wait_for
-from harness.relay_process import RelayProcess
-
-from harness.probes import MIB, StoreDelta, rss_bytes
 
 HELD_UPDATES_MAX = 64  # the relay's default --held-updates-max
 WS_LAYER_SLACK = 65_536  # serve.py: uvicorn refuses frames over max_message_bytes + 64 KiB itself

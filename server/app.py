@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -26,9 +26,6 @@ from syncline.adapters.rest.documents import Documents
 from syncline.adapters.rest.feed import FeedHub
 from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
 from syncline.engine import closecodes
-from syncline.engine.errors import ExpiredToken, InvalidDocumentName, InvalidToken
-from syncline.engine.names import DocName, check_raw_path
-from syncline.engine.tokens import Grant, verify_token
 
 from .admission import Admission, Admitted
 from .auth import load_or_create_secret
@@ -73,7 +70,12 @@ class Relay:
             connection.abort(closecodes.GOING_AWAY, "going_away")
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
+    """The relay application; its lifespan opens the store and runs the relay's tasks.
+
+    ``clock`` (seconds since the epoch) is the time retention is measured against when the
+    change feed and idempotency records are pruned: tests pass one that runs ahead.
+    """
     metrics = Metrics()
 
     @asynccontextmanager
@@ -96,7 +98,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.rest = RestContext(settings, app.state.relay.admission, store, Documents(rooms))
             app.state.feed = feed
             await tg.start(rooms.run_evictions)
-            await tg.start(_prune_periodically, store, settings)
+            await tg.start(_prune_periodically, store, settings, clock)
             try:
                 yield
             finally:
@@ -152,12 +154,13 @@ PRUNE_PERIOD_SECONDS = 3600.0
 
 
 async def _prune_periodically(
-    store: Store, settings: Settings, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    store: Store, settings: Settings, clock: Callable[[], float],
+    *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Drop change-feed events and idempotency records past their retention, at start and hourly."""
     task_status.started()
     while True:
-        now = time.time()
+        now = clock()
         try:
             changes, responses = await store.prune(
                 changes_before=now - settings.feed_retention_seconds,

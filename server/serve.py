@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -102,6 +103,27 @@ def lock_data_dir(data_dir: Path) -> LockFile:
     return lock
 
 
+def server_config(app: Starlette, settings: Settings, **options: Any) -> uvicorn.Config:
+    """Uvicorn's configuration for the relay ``app``: its guarded protocols, message limits and
+    keepalive from ``settings``, and ``options`` (lifespan, loop, shutdown timeout) as given.
+
+    :func:`run_server` serves with it; tests use it to serve an app in their own process.
+    """
+    return uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        ws=GuardedWebSocketProtocol,  # uvicorn's "websockets-sansio", aborting a peer that never reads
+        ws_max_size=settings.max_message_bytes + 65_536,
+        # Compressing each frame per recipient would undo "encode each broadcast once".
+        ws_per_message_deflate=False,
+        ws_ping_interval=settings.ws_ping_seconds,
+        ws_ping_timeout=settings.ws_ping_seconds,
+        http=guarded_http_protocol(settings.request_timeout_seconds),  # uvicorn has no request deadline
+        **options,
+    )
+
+
 def run_server(settings: Settings) -> int:
     """Run the relay until it is stopped; return the exit status.
 
@@ -122,21 +144,8 @@ def _run_locked(settings: Settings) -> int:
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        loop=settings.event_loop,
-        ws=GuardedWebSocketProtocol,  # uvicorn's "websockets-sansio", aborting a peer that never reads
-        ws_max_size=settings.max_message_bytes + 65_536,
-        # Compressing each frame per recipient would undo "encode each broadcast once".
-        ws_per_message_deflate=False,
-        ws_ping_interval=settings.ws_ping_seconds,
-        ws_ping_timeout=settings.ws_ping_seconds,
-        http=guarded_http_protocol(settings.request_timeout_seconds),  # uvicorn has no request deadline
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    config = server_config(app, settings, lifespan="on", loop=settings.event_loop,
+                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     server = _RelayServer(config)
     store = describe_store(settings, settings.data_dir / STORE_FILE)
     print(f"Syncline relay listening on http://{shown_host}:{port} (store: {store})", flush=True)

@@ -27,6 +27,7 @@ def _client_cli(relay: RelayProcess, data: Path, *args: str, token: str | None =
     )
 
 
+@pytest.mark.slow
 def test_the_cli_works_offline_and_catches_up_when_the_relay_returns(relay: RelayProcess, tmp_path: Path) -> None:
     data = tmp_path / "cli"
     relay.kill()

@@ -171,6 +171,7 @@ async def test_a_rest_write_on_node_one_reaches_a_websocket_peer_and_change_feed
     assert cluster.stored_changes(STOCK) == 1
 
 
+@pytest.mark.slow
 async def test_a_node_killed_with_sigkill_loses_nothing_acknowledged_and_its_clients_move_on(
     cluster: Cluster, tmp_path: Path,
 ) -> None:
@@ -328,6 +329,7 @@ async def test_a_node_cut_off_from_postgresql_refuses_writes_with_4504_still_rel
     assert cluster.stored_changes(CART) == 2, "the refused write was not stored"
 
 
+@pytest.mark.slow
 async def test_a_node_whose_redis_link_goes_silent_notices_by_its_own_heartbeats_and_recovers(
     cluster: Cluster,
 ) -> None:

@@ -42,6 +42,7 @@ def add(n: int) -> dict[str, Any]:
     return {"product": "tee", "quantity": QUANTITY, "attributes": {"n": n}}
 
 
+@pytest.mark.slow
 async def test_one_key_sent_to_two_nodes_at_once_applies_exactly_once(cluster: Cluster) -> None:
     load_catalog(cluster)
     nodes = cluster.start(2)
@@ -81,6 +82,7 @@ async def test_one_key_sent_to_two_nodes_at_once_applies_exactly_once(cluster: C
     assert cluster.sql("SELECT * FROM claims") == []
 
 
+@pytest.mark.slow
 async def test_a_key_left_claimed_by_a_dead_node_is_refused_until_its_claim_expires(cluster: Cluster) -> None:
     """A node killed mid-write leaves its claim row behind; nothing was applied under it, so once
     ``--idempotency-claim-seconds`` have passed the next request with the key runs (once)."""

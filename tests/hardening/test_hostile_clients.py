@@ -188,6 +188,7 @@ async def test_requests_that_never_arrive_are_dropped_after_the_request_timeout(
 # -- clients that stall mid-frame or never read -----------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_client_stuck_mid_frame_is_dropped_by_the_keepalive(relay_factory: RelayFactory) -> None:
     relay = relay_factory("--ws-ping-seconds", "1")
 
@@ -209,6 +210,7 @@ async def test_a_client_stuck_mid_frame_is_dropped_by_the_keepalive(relay_factor
     assert_alive(relay)
 
 
+@pytest.mark.slow
 async def test_a_client_that_never_reads_is_dropped_and_all_it_held_is_freed(relay_factory: RelayFactory) -> None:
     relay = relay_factory("--send-queue-messages", "16", "--ws-ping-seconds", "1")
     room = "acme/cart/flooded"
@@ -347,6 +349,7 @@ FLOOD_ROOMS = 1500
 MAX_ROOMS = 40
 
 
+@pytest.mark.slow
 async def test_a_flood_of_room_names_respects_the_room_cap_and_is_evicted(relay_factory: RelayFactory) -> None:
     relay = relay_factory("--max-rooms", str(MAX_ROOMS), "--room-idle-seconds", "0.5",
                           "--max-connections-per-tenant", "100")

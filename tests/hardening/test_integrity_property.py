@@ -118,6 +118,7 @@ def test_any_delivery_order_ends_with_every_write_acknowledged_and_the_room_hold
     anyio.run(check)
 
 
+@pytest.mark.slow
 def test_reordering_writers_keep_every_acknowledged_edit_through_sigkills(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

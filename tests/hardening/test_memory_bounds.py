@@ -127,6 +127,7 @@ async def test_a_peer_flooding_step_1_and_never_reading_is_closed_with_4408_and_
     assert_alive(relay)
 
 
+@pytest.mark.slow
 async def test_a_step_1_flood_within_the_budget_holds_two_answers_and_the_keepalive_releases_it(
     relay_factory: RelayFactory,
 ) -> None:

@@ -44,6 +44,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
         process.stop()
 
 
+@pytest.mark.slow
 def test_hostile_frames_get_their_exact_close_code_and_leave_no_trace(relay: RelayProcess) -> None:
     # Warm up (first connections, first room) before taking the memory baseline.
     for seed in range(20):

@@ -13,6 +13,9 @@ import httpx
 
 from syncline.adapters.rest.problems import TITLES
 from harness.relay_process import RelayProcess
+from tests.rest.inprocess import InProcessRelay
+
+AnyRelay = InProcessRelay | RelayProcess
 
 PROBLEM_BASE = "https://syncline.dev/problems/"
 
@@ -30,7 +33,7 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     return body
 
 
-def store_state(relay: RelayProcess) -> dict[str, list[tuple[Any, ...]]]:
+def store_state(relay: AnyRelay) -> dict[str, list[tuple[Any, ...]]]:
     """Everything a write can leave in the store: log rows, snapshots, feed rows, kept responses."""
     path = relay.data_dir / "syncline.sqlite3"
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
@@ -47,7 +50,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def client(relay: RelayProcess, token: str | None) -> httpx.Client:
+def client(relay: AnyRelay, token: str | None) -> httpx.Client:
+    """A client of ``relay`` with ``token``: through the app itself for one in this process."""
+    if isinstance(relay, InProcessRelay):
+        return relay.client(token)
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     return httpx.Client(base_url=relay.http_url, headers=headers, timeout=10.0)
 
@@ -62,7 +68,7 @@ def is_in_use(response: httpx.Response) -> bool:
     return True
 
 
-async def fire_at_once(nodes: list[RelayProcess], token: str, path: str,
+async def fire_at_once(nodes: list[AnyRelay] | list[RelayProcess], token: str, path: str,
                        requests: list[tuple[int, str, dict[str, Any]]]) -> list[httpx.Response]:
     """POST every ``(node index, Idempotency-Key, body)`` request to ``path`` at once, over
     connections opened beforehand so that they leave together; the responses in that order."""

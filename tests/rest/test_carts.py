@@ -10,7 +10,7 @@ import pytest
 
 from syncline.engine import line_key
 from tests.rest.helpers import assert_problem, new_id, store_state
-from harness.relay_process import RelayProcess
+from tests.rest.inprocess import InProcessRelay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,7 +62,7 @@ def add(api: httpx.Client, cart_id: str, product: str, quantity: int | None = No
 
 
 def test_a_cart_never_written_reads_as_empty_and_the_read_stores_nothing(
-    module_relay: RelayProcess, module_api: httpx.Client,
+    module_relay: InProcessRelay, module_api: httpx.Client,
 ) -> None:
     cart_id = new_id("empty")
     before = store_state(module_relay)
@@ -89,7 +89,7 @@ def test_an_added_item_is_priced_from_the_catalog(module_api: httpx.Client) -> N
     assert module_api.get(cart_path(cart_id)).json()["total"] == 2598 + 450
 
 
-def test_a_price_sent_by_the_client_is_refused_not_trusted(module_relay: RelayProcess,
+def test_a_price_sent_by_the_client_is_refused_not_trusted(module_relay: InProcessRelay,
                                                            module_api: httpx.Client) -> None:
     cart_id = new_id("trust")
     before = store_state(module_relay)
@@ -151,7 +151,7 @@ def test_removing_a_line_and_clearing_the_cart(module_api: httpx.Client) -> None
     assert add(module_api, cart_id, "mug", 1).json() == cart(cart_id, line("mug", 1))
 
 
-def test_an_unknown_line_is_a_404_problem_and_changes_nothing(module_relay: RelayProcess,
+def test_an_unknown_line_is_a_404_problem_and_changes_nothing(module_relay: InProcessRelay,
                                                               module_api: httpx.Client) -> None:
     cart_id = new_id("noline")
     add(module_api, cart_id, "tee", 1)
@@ -167,7 +167,7 @@ def test_an_unknown_line_is_a_404_problem_and_changes_nothing(module_relay: Rela
     assert module_api.get(cart_path(cart_id)).json() == cart(cart_id, line("tee", 1))
 
 
-def test_an_unknown_product_is_refused_and_nothing_is_stored(module_relay: RelayProcess,
+def test_an_unknown_product_is_refused_and_nothing_is_stored(module_relay: InProcessRelay,
                                                               module_api: httpx.Client) -> None:
     cart_id = new_id("unknown")
     add(module_api, cart_id, "tee", 1)
@@ -211,7 +211,7 @@ def test_a_guest_merge_sums_matching_lines_and_marks_the_guest_merged(module_api
                               status="merged", merged_into=user, merged_at=guest_body["merged_at"])
 
 
-def test_replaying_a_merge_changes_nothing(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+def test_replaying_a_merge_changes_nothing(module_relay: InProcessRelay, module_api: httpx.Client) -> None:
     guest, user = new_id("guest"), new_id("user")
     add(module_api, guest, "tee", 2)
     add(module_api, user, "tee", 1)
@@ -235,7 +235,7 @@ def test_replaying_a_merge_changes_nothing(module_relay: RelayProcess, module_ap
     assert merge(module_api, guest, user).json()["cart"] == cart(user, line("tee", 4))
 
 
-def test_a_merge_into_itself_or_a_bad_cart_id_is_refused(module_relay: RelayProcess,
+def test_a_merge_into_itself_or_a_bad_cart_id_is_refused(module_relay: InProcessRelay,
                                                          module_api: httpx.Client) -> None:
     guest = new_id("self")
     add(module_api, guest, "tee", 1)
@@ -251,7 +251,7 @@ def test_a_merge_into_itself_or_a_bad_cart_id_is_refused(module_relay: RelayProc
     assert module_api.get(cart_path(guest)).json() == cart(guest, line("tee", 1))
 
 
-def test_a_merged_cart_takes_no_more_edits(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+def test_a_merged_cart_takes_no_more_edits(module_relay: InProcessRelay, module_api: httpx.Client) -> None:
     guest, user, other = new_id("guest"), new_id("user"), new_id("other")
     add(module_api, guest, "tee", 1)
     assert merge(module_api, guest, user).status_code == 200
@@ -280,7 +280,7 @@ def test_a_merged_cart_takes_no_more_edits(module_relay: RelayProcess, module_ap
     assert module_api.get(cart_path(second_guest)).json() == cart(second_guest, line("mug", 1))
 
 
-def run_together(count: int, relay: RelayProcess, request: Any) -> list[httpx.Response]:
+def run_together(count: int, relay: InProcessRelay, request: Any) -> list[httpx.Response]:
     """Send ``request(http)`` from ``count`` threads at once, each with its own connection."""
     responses: list[httpx.Response] = []
     lock = threading.Lock()
@@ -303,7 +303,9 @@ def run_together(count: int, relay: RelayProcess, request: Any) -> list[httpx.Re
     return responses
 
 
-def test_concurrent_adds_to_one_line_all_count(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+def test_concurrent_adds_to_one_line_all_count(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     cart_id = new_id("together")
     responses = run_together(12, module_relay, lambda http: add(http, cart_id, "sock", 2))
     assert sorted(r.status_code for r in responses) == [200] * 12
@@ -311,7 +313,9 @@ def test_concurrent_adds_to_one_line_all_count(module_relay: RelayProcess, modul
     assert module_api.get(cart_path(cart_id)).json() == cart(cart_id, line("sock", 24))
 
 
-def test_concurrent_merges_of_one_guest_count_it_once(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+def test_concurrent_merges_of_one_guest_count_it_once(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     guest, user = new_id("guest"), new_id("user")
     add(module_api, guest, "mug", 2)
     add(module_api, user, "mug", 1)
@@ -323,7 +327,7 @@ def test_concurrent_merges_of_one_guest_count_it_once(module_relay: RelayProcess
 
 
 def test_two_carts_merged_into_each_other_at_once_neither_deadlocks_nor_loops(
-    module_relay: RelayProcess, module_api: httpx.Client,
+    module_relay: InProcessRelay, module_api: httpx.Client,
 ) -> None:
     first, second = new_id("a"), new_id("b")
     add(module_api, first, "tee", 1)

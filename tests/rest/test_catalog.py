@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
 from syncline.adapters.rest.catalog import CatalogError, parse_csv, parse_json
+from syncline.server.cli import main
 from syncline.server.store import Price
 
-
 def catalog(*args: str) -> subprocess.CompletedProcess[str]:
+    """``syncline catalog ARGS`` run by the command line's ``main`` in this process: its exit
+    status and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(["catalog", *args])
+        except SystemExit as exc:  # argparse refusing the arguments
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["catalog", *args], code, out.getvalue(), err.getvalue())
+
+
+def catalog_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m syncline.server.cli catalog ARGS`` as a real process."""
     return subprocess.run([sys.executable, "-m", "syncline.server.cli", "catalog", *args],
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_load_replaces_merge_keeps_and_show_lists(tmp_path: Path) -> None:
+    catalog = catalog_process  # the command itself, end to end, once
     data = tmp_path / "data"
     first = tmp_path / "first.json"
     first.write_text(json.dumps({"currency": "EUR", "prices": {"tee": 1299, "mug": {"unit_price": 450}}}))

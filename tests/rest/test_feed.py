@@ -1,4 +1,5 @@
-"""The change feed end to end: a real relay subprocess, a real SSE client over HTTP.
+"""The change feed end to end: the relay app served in this process (a real relay subprocess
+where signals, kills or restarts of the process matter), a real SSE client over HTTP.
 
 Every expectation is exact: the events a stream must deliver are compared with the
 store's own ``changes`` rows (read with a separate SQLite connection), and "nothing
@@ -26,7 +27,10 @@ from syncline.engine.tokens import issue_token
 
 from harness.relay_process import SECRET, RelayProcess
 from harness.ypeer import ypeer
-from .conftest import CATALOG, load_catalog
+
+from .conftest import CATALOG, catalogued, load_catalog
+from .helpers import AnyRelay
+from .inprocess import InProcessRelay
 
 pytestmark = pytest.mark.anyio
 
@@ -96,7 +100,7 @@ class Feed:
 
 
 @asynccontextmanager
-async def client_for(relay: RelayProcess, token: str | None) -> AsyncIterator[httpx.AsyncClient]:
+async def client_for(relay: AnyRelay, token: str | None) -> AsyncIterator[httpx.AsyncClient]:
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=relay.http_url, headers=headers, timeout=10.0) as client:
         yield client
@@ -146,7 +150,7 @@ class Row:
     action: str
 
 
-def stored_changes(relay: RelayProcess, after: int = 0, tenant: str = "acme") -> list[Row]:
+def stored_changes(relay: AnyRelay, after: int = 0, tenant: str = "acme") -> list[Row]:
     path = relay.data_dir / "syncline.sqlite3"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         rows = db.execute("SELECT seq, doc, action FROM changes WHERE tenant = ? AND seq > ? ORDER BY seq",
@@ -154,27 +158,27 @@ def stored_changes(relay: RelayProcess, after: int = 0, tenant: str = "acme") ->
     return [Row(int(seq), str(doc), "sync" if action is None else str(action)) for seq, doc, action in rows]
 
 
-def stored_floor(relay: RelayProcess) -> int:
+def stored_floor(relay: AnyRelay) -> int:
     path = relay.data_dir / "syncline.sqlite3"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         row = db.execute("SELECT value FROM meta WHERE key = 'feed_floor'").fetchone()
     return 0 if row is None or row[0] is None else int(row[0])
 
 
-def head(relay: RelayProcess) -> int:
+def head(relay: AnyRelay) -> int:
     path = relay.data_dir / "syncline.sqlite3"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         return int(db.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0])
 
 
-def stored_epochs(relay: RelayProcess) -> list[tuple[int, str]]:
+def stored_epochs(relay: AnyRelay) -> list[tuple[int, str]]:
     path = relay.data_dir / "syncline.sqlite3"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         return [(int(first), str(epoch)) for first, epoch in
                 db.execute("SELECT first_seq, epoch FROM epochs ORDER BY first_seq").fetchall()]
 
 
-def event_id(relay: RelayProcess, seq: int) -> str:
+def event_id(relay: AnyRelay, seq: int) -> str:
     """The id the feed gives the event of ``seq`` (docs/rest.md): the epoch the store
     started last at or below ``seq`` (the first epoch for older seqs), a dash, the seq."""
     epochs = stored_epochs(relay)
@@ -185,7 +189,7 @@ def event_id(relay: RelayProcess, seq: int) -> str:
     return f"{epoch}-{seq}"
 
 
-def as_rows(events: list[Event], relay: RelayProcess | None = None) -> list[Row]:
+def as_rows(events: list[Event], relay: AnyRelay | None = None) -> list[Row]:
     """Check each event's own consistency (its id too, given the relay), then reduce it to what
     the store holds."""
     rows = []
@@ -207,43 +211,37 @@ def as_rows(events: list[Event], relay: RelayProcess | None = None) -> list[Row]
 
 
 @pytest.fixture
-def relay_with(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
-    """Start a relay with extra flags and the test catalog for acme and globex."""
-    started: list[RelayProcess] = []
+def relay_with(tmp_path: Path) -> Iterator[Callable[..., InProcessRelay]]:
+    """Start a relay app with these settings and the test catalog for acme and globex."""
+    started: list[InProcessRelay] = []
 
-    def start(*flags: str) -> RelayProcess:
-        data_dir = tmp_path / f"relay-{len(started)}"
-        for tenant in ("acme", "globex"):
-            load_catalog(data_dir, tenant, CATALOG)
-        process = RelayProcess(data_dir, list(flags)).start()
-        started.append(process)
-        return process
+    def start(**settings: Any) -> InProcessRelay:
+        relay = InProcessRelay(catalogued(tmp_path / f"relay-{len(started)}"), **settings).start()
+        started.append(relay)
+        return relay
 
     try:
         yield start
     finally:
-        for process in started:
-            process.stop()
+        for relay in started:
+            relay.stop()
 
 
 @pytest.fixture(scope="module")
-def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
+def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRelay]:
     """One relay for the tests that only read refusals (no state of their own)."""
-    data_dir = tmp_path_factory.mktemp("feed-refusals")
-    for tenant in ("acme", "globex"):
-        load_catalog(data_dir, tenant, CATALOG)
-    process = RelayProcess(data_dir).start()
+    relay = InProcessRelay(catalogued(tmp_path_factory.mktemp("feed-refusals"))).start()
     try:
-        yield process
+        yield relay
     finally:
-        process.stop()
+        relay.stop()
 
 
 # -- events and their names ----------------------------------------------------------------------
 
 
 async def test_rest_and_websocket_writes_arrive_as_events_with_store_seqs_and_action_names(
-    rest_relay: RelayProcess,
+    rest_relay: InProcessRelay,
 ) -> None:
     start = head(rest_relay)
     async with client_for(rest_relay, rest_relay.token("acme")) as client, open_feed(client) as feed:
@@ -289,7 +287,9 @@ async def test_rest_and_websocket_writes_arrive_as_events_with_store_seqs_and_ac
         assert received == stored_changes(rest_relay, start)
 
 
-async def test_filters_by_document_and_by_type_deliver_exactly_the_matching_events(rest_relay: RelayProcess) -> None:
+async def test_filters_by_document_and_by_type_deliver_exactly_the_matching_events(
+    rest_relay: InProcessRelay,
+) -> None:
     start = head(rest_relay)
     async with (client_for(rest_relay, rest_relay.token("acme")) as client,
                 open_feed(client, params={"doc": "cart/a"}) as only_a,
@@ -317,7 +317,7 @@ async def test_filters_by_document_and_by_type_deliver_exactly_the_matching_even
         await check(two_docs, lambda doc: doc in ("acme/cart/b", "acme/stock/s1"), lambda: adjust(client, "s1"))
 
 
-async def test_a_token_for_carts_only_never_sees_stock_events(rest_relay: RelayProcess) -> None:
+async def test_a_token_for_carts_only_never_sees_stock_events(rest_relay: InProcessRelay) -> None:
     start = head(rest_relay)
     async with (client_for(rest_relay, rest_relay.token("acme")) as writer,
                 client_for(rest_relay, rest_relay.token("acme", "acme/cart/*", read_only=True)) as reader,
@@ -337,7 +337,7 @@ async def test_a_token_for_carts_only_never_sees_stock_events(rest_relay: RelayP
         assert quiet.cancelled_caught, f"a cart-only token got {leaked}"
 
 
-async def test_another_tenants_events_never_appear(rest_relay: RelayProcess) -> None:
+async def test_another_tenants_events_never_appear(rest_relay: InProcessRelay) -> None:
     start = head(rest_relay)
     async with (client_for(rest_relay, rest_relay.token("acme")) as acme,
                 client_for(rest_relay, rest_relay.token("globex")) as globex,
@@ -360,7 +360,9 @@ async def test_another_tenants_events_never_appear(rest_relay: RelayProcess) -> 
 # -- resuming ------------------------------------------------------------------------------------
 
 
-async def test_resume_after_a_dropped_connection_delivers_exactly_the_missed_events(rest_relay: RelayProcess) -> None:
+async def test_resume_after_a_dropped_connection_delivers_exactly_the_missed_events(
+    rest_relay: InProcessRelay,
+) -> None:
     async with client_for(rest_relay, rest_relay.token("acme")) as client:
         async with open_feed(client) as feed:
             await add_item(client, "c1")
@@ -385,7 +387,7 @@ async def test_resume_after_a_dropped_connection_delivers_exactly_the_missed_eve
 
 
 async def test_reconnecting_while_writes_continue_neither_loses_nor_repeats_an_event(
-    rest_relay: RelayProcess,
+    rest_relay: InProcessRelay,
 ) -> None:
     start = head(rest_relay)
     total = 40
@@ -414,7 +416,10 @@ async def test_reconnecting_while_writes_continue_neither_loses_nor_repeats_an_e
 
 
 @pytest.mark.parametrize("stop", ["terminate", "kill"])
-async def test_resume_across_a_relay_restart_misses_nothing(rest_relay: RelayProcess, stop: str) -> None:
+async def test_resume_across_a_relay_restart_misses_nothing(
+    rest_relay_process: RelayProcess, stop: str,
+) -> None:
+    rest_relay = rest_relay_process  # SIGTERM and SIGKILL: a real process
     start = head(rest_relay)
     async with client_for(rest_relay, rest_relay.token("acme")) as client:
         async with open_feed(client) as feed:
@@ -449,9 +454,9 @@ async def test_resume_across_a_relay_restart_misses_nothing(rest_relay: RelayPro
 
 
 async def test_resuming_below_the_pruned_floor_gets_a_reset_then_only_later_events(
-    relay_with: Callable[..., RelayProcess],
+    relay_with: Callable[..., InProcessRelay],
 ) -> None:
-    relay = relay_with("--feed-retention-seconds", "0.001")
+    relay = relay_with(feed_retention_seconds=0.001)
     async with client_for(relay, relay.token("acme")) as client:
         for cart in ("c1", "c2", "c3"):
             await add_item(client, cart)
@@ -484,9 +489,9 @@ async def test_resuming_below_the_pruned_floor_gets_a_reset_then_only_later_even
 
 
 async def test_a_new_stream_gets_no_reset_when_every_event_was_pruned(
-    relay_with: Callable[..., RelayProcess],
+    relay_with: Callable[..., InProcessRelay],
 ) -> None:
-    relay = relay_with("--feed-retention-seconds", "0.001")
+    relay = relay_with(feed_retention_seconds=0.001)
     async with client_for(relay, relay.token("acme")) as client:
         await add_item(client, "c1")
     floor = stored_changes(relay)[-1].seq
@@ -505,7 +510,7 @@ async def test_a_new_stream_gets_no_reset_when_every_event_was_pruned(
 
 @pytest.mark.parametrize("resume", ["ahead", "other epoch", "bare seq"])
 async def test_resuming_from_an_id_this_feed_never_gave_out_gets_a_reset_then_every_kept_event(
-    rest_relay: RelayProcess, resume: str,
+    rest_relay: InProcessRelay, resume: str,
 ) -> None:
     """A seq past the newest, an epoch this store never had, or a bare seq without an epoch:
     the client may have missed anything, so it must re-read rather than wait silently."""
@@ -530,7 +535,7 @@ async def test_resuming_from_an_id_this_feed_never_gave_out_gets_a_reset_then_ev
 
 @pytest.mark.parametrize("store", ["wiped", "restored from a backup"])
 async def test_a_reader_resuming_after_the_store_was_replaced_gets_a_reset_then_every_kept_event(
-    relay_with: Callable[..., RelayProcess], store: str,
+    relay_with: Callable[..., InProcessRelay], store: str,
 ) -> None:
     """The relay's next seqs run past the reader's old id in a history the reader never saw:
     the epoch of the id tells that apart from a plain resume, which would skip events silently.
@@ -574,8 +579,8 @@ async def test_a_reader_resuming_after_the_store_was_replaced_gets_a_reset_then_
 # -- heartbeats and shutdown -------------------------------------------------------------------
 
 
-async def test_an_idle_stream_gets_heartbeat_comments(relay_with: Callable[..., RelayProcess]) -> None:
-    relay = relay_with("--sse-heartbeat-seconds", "0.2")
+async def test_an_idle_stream_gets_heartbeat_comments(relay_with: Callable[..., InProcessRelay]) -> None:
+    relay = relay_with(sse_heartbeat_seconds=0.2)
     async with client_for(relay, relay.token("acme")) as client, open_feed(client) as feed:
         started = time.monotonic()
         await feed.wait_comments(3, timeout=5)
@@ -584,7 +589,10 @@ async def test_an_idle_stream_gets_heartbeat_comments(relay_with: Callable[..., 
         assert as_rows([await feed.next()]) == stored_changes(relay)
 
 
-async def test_the_stream_ends_and_the_relay_exits_0_promptly_on_sigterm(rest_relay: RelayProcess) -> None:
+async def test_the_stream_ends_and_the_relay_exits_0_promptly_on_sigterm(
+    rest_relay_process: RelayProcess,
+) -> None:
+    rest_relay = rest_relay_process
     async with client_for(rest_relay, rest_relay.token("acme")) as client:
         async with open_feed(client) as feed, open_feed(client, params={"doc": "cart/x"}) as other:
             await add_item(client, "c1")
@@ -626,7 +634,7 @@ async def test_the_stream_ends_and_the_relay_exits_0_promptly_on_sigterm(rest_re
     ([("doc", f"cart/c{i}") for i in range(101)], None, "invalid-parameter"),
 ])
 async def test_bad_resume_points_and_filters_are_400_problems(
-    shared_relay: RelayProcess, params: Any, last_event_id: str | None, slug: str,
+    shared_relay: InProcessRelay, params: Any, last_event_id: str | None, slug: str,
 ) -> None:
     headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
     async with client_for(shared_relay, shared_relay.token("acme")) as client:
@@ -636,7 +644,7 @@ async def test_bad_resume_points_and_filters_are_400_problems(
     assert response.json()["type"] == f"https://syncline.dev/problems/{slug}"
 
 
-async def test_the_feed_needs_a_valid_token_of_its_tenant(rest_relay: RelayProcess) -> None:
+async def test_the_feed_needs_a_valid_token_of_its_tenant(rest_relay: InProcessRelay) -> None:
     path = EVENTS.format(tenant="acme")
     for token, status, slug in [
         (None, 401, "unauthorized"),
@@ -658,7 +666,8 @@ async def test_the_feed_needs_a_valid_token_of_its_tenant(rest_relay: RelayProce
             assert as_rows([await feed.next()]) == stored_changes(rest_relay)
 
 
-async def test_the_stream_ends_when_its_token_expires(rest_relay: RelayProcess) -> None:
+@pytest.mark.slow
+async def test_the_stream_ends_when_its_token_expires(rest_relay: InProcessRelay) -> None:
     """As a WebSocket peer's connection is closed at its token's expiry, so is a stream."""
     token = rest_relay.token("acme", ttl=2)
     expires_at = int(time.time()) + 2  # issue_token floors the issue time
@@ -676,11 +685,12 @@ async def test_the_stream_ends_when_its_token_expires(rest_relay: RelayProcess) 
 
 
 async def test_a_reader_resuming_across_a_kill_under_load_gets_every_acknowledged_write(
-    rest_relay: RelayProcess,
+    rest_relay_process: RelayProcess,
 ) -> None:
     """Writers keep posting while the relay is SIGKILLed and restarted; the reader resumes with
     its last id. Its events are exactly the store's rows, and each cart has an event for every
     write that was answered 200 (one more at most: stored, but its answer lost in the kill)."""
+    rest_relay = rest_relay_process
     start = head(rest_relay)
     token = rest_relay.token("acme")
     acked = dict.fromkeys(range(4), 0)

@@ -13,6 +13,7 @@ from syncline.engine import line_key
 from harness.catalog import CATALOG, load_catalog
 from tests.rest.helpers import assert_problem, client, fire_at_once, is_in_use, new_id, store_state
 from harness.relay_process import RelayProcess
+from tests.rest.inprocess import InProcessRelay
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,7 +41,7 @@ def same_response(replay: httpx.Response, first: httpx.Response) -> None:
 # -- idempotency keys --------------------------------------------------------------------------------
 
 
-def test_a_retried_post_returns_the_first_response_and_applies_once(module_relay: RelayProcess,
+def test_a_retried_post_returns_the_first_response_and_applies_once(module_relay: InProcessRelay,
                                                                    module_api: httpx.Client) -> None:
     cart_id = new_id("idem")
     key = {"Idempotency-Key": new_id("key")}
@@ -64,8 +65,9 @@ def test_a_retried_post_returns_the_first_response_and_applies_once(module_relay
 
 
 @pytest.mark.parametrize("write", ["set", "delete", "clear", "merge", "adjust", "batch", "resolve"])
-def test_every_kind_of_write_replays_its_first_response(module_relay: RelayProcess, module_api: httpx.Client,
-                                                        write: str) -> None:
+def test_every_kind_of_write_replays_its_first_response(
+    module_relay: InProcessRelay, module_api: httpx.Client, write: str,
+) -> None:
     cart_id, location = new_id("w"), new_id("loc")
     module_api.post(cart_path(cart_id, "/items"), json={"product": "tee", "quantity": 3})
     module_api.post(stock_path(location, "/adjustments"),
@@ -95,7 +97,9 @@ def test_every_kind_of_write_replays_its_first_response(module_relay: RelayProce
         assert first.status_code == 201  # the replay is the first answer, not "200 created: false"
 
 
-def test_the_same_key_with_another_request_is_refused(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+def test_the_same_key_with_another_request_is_refused(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     cart_id = new_id("reuse")
     key = {"Idempotency-Key": new_id("key")}
     first = module_api.post(cart_path(cart_id, "/items"), json={"product": "tee", "quantity": 1}, headers=key)
@@ -129,7 +133,7 @@ def test_an_error_is_not_remembered_so_a_corrected_retry_applies(module_api: htt
     assert response.json()["total_quantity"] == 1
 
 
-def test_a_key_is_scoped_to_its_tenant(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+def test_a_key_is_scoped_to_its_tenant(module_relay: InProcessRelay, module_api: httpx.Client) -> None:
     cart_id = new_id("tenant")
     key = {"Idempotency-Key": new_id("shared-key")}
     acme = module_api.post(cart_path(cart_id, "/items"), json={"product": "tee", "quantity": 1}, headers=key)
@@ -150,7 +154,9 @@ def test_a_key_is_scoped_to_its_tenant(module_relay: RelayProcess, module_api: h
     assert module_api.get(cart_path(cart_id)).json()["total_quantity"] == 1
 
 
-def test_concurrent_requests_with_one_key_apply_once(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+def test_concurrent_requests_with_one_key_apply_once(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     cart_id = new_id("race")
     key = {"Idempotency-Key": new_id("key")}
     responses: list[httpx.Response] = []
@@ -184,7 +190,7 @@ def test_concurrent_requests_with_one_key_apply_once(module_relay: RelayProcess,
 
 
 @pytest.mark.anyio
-async def test_many_keys_each_sent_twice_at_once_apply_exactly_once(module_relay: RelayProcess) -> None:
+async def test_many_keys_each_sent_twice_at_once_apply_exactly_once(module_relay: InProcessRelay) -> None:
     """The single-node case of tests/cluster/test_idempotency.py: the same claim, on one relay."""
     cart_id = new_id("pairs")
     path = cart_path(cart_id, "/items")
@@ -206,7 +212,7 @@ async def test_many_keys_each_sent_twice_at_once_apply_exactly_once(module_relay
 
 @pytest.mark.anyio
 async def test_one_key_sent_at_once_with_two_bodies_applies_one_and_refuses_the_other(
-    module_relay: RelayProcess,
+    module_relay: InProcessRelay,
 ) -> None:
     """Whether the other request comes while the first runs or after it, it is a 422, never a 409
     (retrying it could never succeed)."""
@@ -224,7 +230,9 @@ async def test_one_key_sent_at_once_with_two_bodies_applies_one_and_refuses_the_
 
 
 @pytest.mark.parametrize("stop", ["terminate", "kill"])
-def test_a_retry_after_a_relay_restart_returns_the_first_response(rest_relay: RelayProcess, stop: str) -> None:
+def test_a_retry_after_a_relay_restart_returns_the_first_response(rest_relay_process: RelayProcess,
+                                                                   stop: str) -> None:
+    rest_relay = rest_relay_process  # SIGTERM and SIGKILL: a real process
     cart_id, location = new_id("restart"), new_id("loc")
     token = rest_relay.token("acme")
     with client(rest_relay, token) as http:
@@ -293,7 +301,7 @@ def test_every_read_has_an_etag_that_if_none_match_answers_with_304(module_api: 
         assert fresh.status_code == 200 and fresh.content == response.content
 
 
-def test_the_etag_changes_exactly_when_the_content_does(module_relay: RelayProcess,
+def test_the_etag_changes_exactly_when_the_content_does(module_relay: InProcessRelay,
                                                         module_api: httpx.Client) -> None:
     cart_id = new_id("etag")
     tags = [module_api.get(cart_path(cart_id)).headers["etag"]]
@@ -321,7 +329,7 @@ def test_the_etag_changes_exactly_when_the_content_does(module_relay: RelayProce
 
 
 @pytest.mark.parametrize("write", ["add", "set", "delete", "clear", "merge", "adjust", "batch", "resolve"])
-def test_a_stale_if_match_is_a_412_and_stores_nothing(module_relay: RelayProcess, module_api: httpx.Client,
+def test_a_stale_if_match_is_a_412_and_stores_nothing(module_relay: InProcessRelay, module_api: httpx.Client,
                                                       write: str) -> None:
     cart_id, location, user = new_id("ifm"), new_id("loc"), new_id("user")
     module_api.post(cart_path(cart_id, "/items"), json={"product": "tee", "quantity": 3})
@@ -366,7 +374,7 @@ def test_if_match_star_always_passes(module_api: httpx.Client) -> None:
     assert response.status_code == 200 and response.json()["total"] == 300
 
 
-def test_a_price_change_changes_the_etag_at_once(rest_relay: RelayProcess) -> None:
+def test_a_price_change_changes_the_etag_at_once(rest_relay: InProcessRelay) -> None:
     cart_id = new_id("price")
     with client(rest_relay, rest_relay.token("acme")) as http:
         first = http.post(cart_path(cart_id, "/items"), json={"product": "sock", "quantity": 2})
@@ -381,16 +389,19 @@ def test_a_price_change_changes_the_etag_at_once(rest_relay: RelayProcess) -> No
                                  headers={"If-Match": first.headers["etag"]}), 412, "precondition-failed")
 
 
-def test_a_key_is_kept_across_restarts_until_its_ttl_then_forgotten(rest_relay: RelayProcess) -> None:
+def test_a_key_is_kept_across_restarts_until_its_ttl_then_forgotten(rest_relay: InProcessRelay) -> None:
     cart_id = new_id("ttl")
     key = {"Idempotency-Key": "ttl-1"}
     token = rest_relay.token("acme")
     with client(rest_relay, token) as http:
         first = http.post(cart_path(cart_id, "/items"), json={"product": "mug"}, headers=key)
-    rest_relay.flags = ["--idempotency-ttl-seconds", "1"]
     assert rest_relay.terminate() == 0
-    time.sleep(1.2)
-    rest_relay.start()  # prunes at start: the key is older than its TTL
+    # Back with a one-second TTL and a clock 1.2 s ahead (rather than sleeping the TTL out).
+    rest_relay.start(idempotency_ttl_seconds=1, clock=lambda: time.time() + 1.2)
+    deadline = time.monotonic() + 10  # it prunes at start: the key is older than its TTL
+    while any(kept == "ttl-1" for _, kept, _ in store_state(rest_relay)["responses"]):
+        assert time.monotonic() < deadline, "the key outlived its TTL"
+        time.sleep(0.01)
     with client(rest_relay, token) as http:
         again = http.post(cart_path(cart_id, "/items"), json={"product": "mug"}, headers=key)
         assert again.status_code == 200 and "idempotent-replayed" not in again.headers

@@ -24,7 +24,7 @@ from syncline.adapters.rest.openapi import openapi_document
 from syncline.adapters.rest.problems import PROBLEM_BASE, TITLES
 from syncline.adapters.rest.routes import rest_routes
 
-from harness.relay_process import RelayProcess
+from .inprocess import InProcessRelay
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -78,9 +78,10 @@ def embedded_schemas(document: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Response]:
-    relay = RelayProcess(tmp_path_factory.mktemp("openapi")).start()
+    relay = InProcessRelay(tmp_path_factory.mktemp("openapi")).start()
     try:
-        yield httpx.get(f"{relay.http_url}/v1/openapi.json", timeout=10.0)
+        with relay.client() as anonymous:
+            yield anonymous.get("/v1/openapi.json")
     finally:
         relay.stop()
 

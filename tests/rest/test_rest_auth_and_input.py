@@ -16,7 +16,8 @@ from syncline.engine import line_key
 from syncline.engine.tokens import issue_token
 from harness.catalog import CATALOG, load_catalog
 from tests.rest.helpers import assert_problem, client, new_id, store_state
-from harness.relay_process import SECRET, RelayProcess
+from harness.relay_process import SECRET
+from tests.rest.inprocess import InProcessRelay
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,7 +55,7 @@ def send(http: httpx.Client, method: str, path: str, body: Any, tenant: str = "a
 
 
 @pytest.fixture(scope="module")
-def anonymous(module_relay: RelayProcess) -> Iterator[httpx.Client]:
+def anonymous(module_relay: InProcessRelay) -> Iterator[httpx.Client]:
     with client(module_relay, None) as http:
         yield http
 
@@ -79,7 +80,7 @@ def test_the_endpoint_lists_cover_every_tenant_route() -> None:
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
-def test_no_token_is_a_401_with_a_bearer_challenge(module_relay: RelayProcess, anonymous: httpx.Client,
+def test_no_token_is_a_401_with_a_bearer_challenge(module_relay: InProcessRelay, anonymous: httpx.Client,
                                                    method: str, path: str, body: Any) -> None:
     before = store_state(module_relay)
     response = send(anonymous, method, path, body)
@@ -110,7 +111,7 @@ def _tampered() -> str:
 
 
 @pytest.mark.parametrize("kind", ["garbage", "other-secret", "alg-none", "tampered", "expired"])
-def test_a_bad_forged_or_expired_token_is_a_401(module_relay: RelayProcess, kind: str) -> None:
+def test_a_bad_forged_or_expired_token_is_a_401(module_relay: InProcessRelay, kind: str) -> None:
     token = forged_tokens()[kind]
     before = store_state(module_relay)
     with client(module_relay, token) as http:
@@ -126,7 +127,7 @@ def test_a_bad_forged_or_expired_token_is_a_401(module_relay: RelayProcess, kind
     assert store_state(module_relay) == before
 
 
-def test_other_authorization_schemes_are_a_401(module_relay: RelayProcess, anonymous: httpx.Client) -> None:
+def test_other_authorization_schemes_are_a_401(module_relay: InProcessRelay, anonymous: httpx.Client) -> None:
     token = module_relay.token("acme")
     for value in (f"Basic {token}", "Bearer", token, f"Token {token}", f"Bearer {token}x"):
         response = anonymous.get("/v1/tenants/acme/carts/c-auth", headers={"Authorization": value})
@@ -138,7 +139,9 @@ def test_other_authorization_schemes_are_a_401(module_relay: RelayProcess, anony
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
-def test_another_tenants_token_is_a_403(module_relay: RelayProcess, method: str, path: str, body: Any) -> None:
+def test_another_tenants_token_is_a_403(
+    module_relay: InProcessRelay, method: str, path: str, body: Any,
+) -> None:
     before = store_state(module_relay)
     with client(module_relay, module_relay.token("globex")) as http:
         problem = assert_problem(send(http, method, path, body), 403, "forbidden")
@@ -146,7 +149,7 @@ def test_another_tenants_token_is_a_403(module_relay: RelayProcess, method: str,
     assert store_state(module_relay) == before
 
 
-def test_a_token_for_carts_cannot_touch_stock(module_relay: RelayProcess) -> None:
+def test_a_token_for_carts_cannot_touch_stock(module_relay: InProcessRelay) -> None:
     location = new_id("s")
     with client(module_relay, module_relay.token("acme", "acme/cart/*")) as http:
         before = store_state(module_relay)
@@ -161,7 +164,7 @@ def test_a_token_for_carts_cannot_touch_stock(module_relay: RelayProcess) -> Non
         assert send(http, "GET", f"/carts/{cart_id}", None).json()["total_quantity"] == 1
 
 
-def test_a_token_for_one_cart_cannot_merge_it_into_another(module_relay: RelayProcess,
+def test_a_token_for_one_cart_cannot_merge_it_into_another(module_relay: InProcessRelay,
                                                            module_api: httpx.Client) -> None:
     guest, user = new_id("guest"), new_id("user")
     module_api.post(f"/v1/tenants/acme/carts/{guest}/items", json={"product": "tee"})
@@ -174,7 +177,7 @@ def test_a_token_for_one_cart_cannot_merge_it_into_another(module_relay: RelayPr
     assert module_api.get(f"/v1/tenants/acme/carts/{guest}").json()["status"] == "open"
 
 
-def test_a_read_only_token_reads_but_every_write_is_a_403(module_relay: RelayProcess,
+def test_a_read_only_token_reads_but_every_write_is_a_403(module_relay: InProcessRelay,
                                                           module_api: httpx.Client) -> None:
     # Give the documents some content first, so that the refused writes would change something.
     module_api.post("/v1/tenants/acme/carts/c-auth/items", json={"product": "tee", "quantity": 2})
@@ -196,7 +199,7 @@ def test_a_read_only_token_reads_but_every_write_is_a_403(module_relay: RelayPro
 
 
 @pytest.mark.parametrize(("method", "path", "body"), WRITES)
-def test_the_token_is_checked_before_the_body(module_relay: RelayProcess, anonymous: httpx.Client,
+def test_the_token_is_checked_before_the_body(module_relay: InProcessRelay, anonymous: httpx.Client,
                                               method: str, path: str, body: Any) -> None:
     """An unauthenticated client learns nothing from validation: 401 whatever it sends."""
     for content, content_type in ((b"{nope", "application/json"), (b"x" * 10, "text/plain"),
@@ -365,7 +368,7 @@ BAD_BODIES: list[tuple[str, str, str, bytes, str, int, str]] = [
 @pytest.mark.parametrize(("method", "path", "content", "content_type", "status", "slug"),
                          [case[1:] for case in BAD_BODIES], ids=[case[0] for case in BAD_BODIES])
 def test_a_bad_body_is_refused_with_its_problem_and_stores_nothing(
-    module_relay: RelayProcess, module_api: httpx.Client,
+    module_relay: InProcessRelay, module_api: httpx.Client,
     method: str, path: str, content: bytes, content_type: str, status: int, slug: str,
 ) -> None:
     before = store_state(module_relay)
@@ -379,7 +382,7 @@ def test_a_bad_body_is_refused_with_its_problem_and_stores_nothing(
 
 
 def test_a_null_quantity_is_a_422_not_a_default_and_leaves_every_room_as_it_was(
-    module_relay: RelayProcess, module_api: httpx.Client,
+    module_relay: InProcessRelay, module_api: httpx.Client,
 ) -> None:
     """Left out, ``quantity`` defaults to 1; sent as ``null`` it is invalid like any other bad value."""
     cart, bystander, location = new_id("null"), new_id("bystander"), new_id("null-loc")
@@ -425,7 +428,7 @@ def test_a_null_quantity_is_a_422_not_a_default_and_leaves_every_room_as_it_was(
     assert added.json()["lines"][0]["quantity"] == 3
 
 
-def test_a_request_without_content_type_or_with_chunks_is_read_as_strictly(module_relay: RelayProcess,
+def test_a_request_without_content_type_or_with_chunks_is_read_as_strictly(module_relay: InProcessRelay,
                                                                           module_api: httpx.Client) -> None:
     before = store_state(module_relay)
 
@@ -485,10 +488,11 @@ PATHS: list[tuple[str, str, str, int, str]] = [
 @pytest.mark.parametrize(("method", "raw_path", "status", "slug"), [case[1:] for case in PATHS],
                          ids=[case[0] for case in PATHS])
 def test_a_path_trick_is_refused_with_its_problem_and_stores_nothing(
-    module_relay: RelayProcess, module_api: httpx.Client, method: str, raw_path: str, status: int, slug: str,
+    module_relay: InProcessRelay, module_api: httpx.Client,
+    method: str, raw_path: str, status: int, slug: str,
 ) -> None:
     before = store_state(module_relay)
-    url = httpx.URL(module_relay.http_url).copy_with(raw_path=raw_path.encode("ascii"))
+    url = module_api.base_url.copy_with(raw_path=raw_path.encode("ascii"))
     body = {"product": "tee"} if "/items" in raw_path else (ADJUSTMENT if "adjust" in raw_path else None)
     if "/resolve" in raw_path:
         body = {"strategy": "accept", "actor": "a"}
@@ -503,7 +507,7 @@ def test_a_path_trick_is_refused_with_its_problem_and_stores_nothing(
 
 @pytest.mark.parametrize("key", [b"", b"k" * 256, "clé".encode(), "キー".encode(), b"a\tb"],
                          ids=["empty", "256 chars", "latin-1", "utf-8", "tab"])
-def test_an_invalid_idempotency_key_is_a_400_and_stores_nothing(module_relay: RelayProcess,
+def test_an_invalid_idempotency_key_is_a_400_and_stores_nothing(module_relay: InProcessRelay,
                                                                 module_api: httpx.Client, key: bytes) -> None:
     before = store_state(module_relay)
     for method, path, body in [("POST", ITEMS, {"product": "tee"}), ("DELETE", f"{CART}/lines/{TEE}", None),
@@ -517,9 +521,9 @@ def test_an_invalid_idempotency_key_is_a_400_and_stores_nothing(module_relay: Re
     assert response.status_code == 200
 
 
-def test_the_server_is_up_and_serves_normally_after_all_of_that(module_relay: RelayProcess,
+def test_the_server_is_up_and_serves_normally_after_all_of_that(module_relay: InProcessRelay,
                                                                 module_api: httpx.Client) -> None:
-    assert module_relay.process is not None and module_relay.process.poll() is None
+    assert module_relay.running
     assert module_api.get("/v1/health").json() == {"status": "ok"}
     cart_id = new_id("after")
     response = module_api.post(f"/v1/tenants/acme/carts/{cart_id}/items", json={"product": "cap", "quantity": 2})
@@ -532,17 +536,17 @@ def test_the_server_is_up_and_serves_normally_after_all_of_that(module_relay: Re
 
 
 @pytest.fixture(scope="module")
-def small_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
+def small_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessRelay]:
     data_dir: Path = tmp_path_factory.mktemp("small") / "relay"
     load_catalog(data_dir, "acme", CATALOG)
-    process = RelayProcess(data_dir, ["--rest-max-body-bytes", "1024"]).start()
+    relay = InProcessRelay(data_dir, rest_max_body_bytes=1024).start()
     try:
-        yield process
+        yield relay
     finally:
-        process.stop()
+        relay.stop()
 
 
-def test_a_body_over_the_limit_is_a_413_declared_or_streamed(small_relay: RelayProcess) -> None:
+def test_a_body_over_the_limit_is_a_413_declared_or_streamed(small_relay: InProcessRelay) -> None:
     with client(small_relay, small_relay.token("acme")) as http:
         before = store_state(small_relay)
         padding = {"product": "tee", "attributes": {"note": "x" * 1100}}

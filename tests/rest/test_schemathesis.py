@@ -1,9 +1,10 @@
 """Schemathesis against the live relay: no 5xx, no response the OpenAPI document does not allow.
 
 Runs the ``st run`` command of schemathesis 4 in a subprocess (its own Hypothesis
-settings and warnings, none of pytest's) against a real ``syncline serve`` with a
-price catalog, with an acme token and the ``tenant`` path parameter fixed to
-``acme`` so that requests get past authentication, product names drawn from the
+settings and warnings, none of pytest's) against the relay app served over a loopback
+socket by this process (uvicorn, as ``syncline serve`` serves it) with a price catalog,
+with an acme token and the ``tenant`` path parameter fixed to ``acme`` so that requests
+get past authentication, product names drawn from the
 catalog part of the time so that adds succeed, a fixed seed and a bounded number
 of examples per operation. The change feed streams forever and is left out here
 (``test_feed.py`` covers it).
@@ -22,8 +23,8 @@ import pytest
 from syncline.adapters.rest.openapi import openapi_document
 from syncline.adapters.rest.routes import rest_routes
 
-from harness.relay_process import RelayProcess
 from .conftest import CATALOG
+from .inprocess import InProcessRelay
 
 CHECKS = ",".join([
     "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
@@ -58,8 +59,9 @@ def run_schemathesis(tmp_path: Path, location: str, *extra: str, timeout: float 
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document(
-    rest_relay: RelayProcess, tmp_path: Path,
+    rest_relay: InProcessRelay, tmp_path: Path,
 ) -> None:
     token = rest_relay.token("acme")
     code, output = run_schemathesis(tmp_path, f"{rest_relay.http_url}/v1/openapi.json",
@@ -78,8 +80,9 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_the_same_run_fails_when_the_document_and_the_server_disagree(
-    rest_relay: RelayProcess, tmp_path: Path,
+    rest_relay: InProcessRelay, tmp_path: Path,
 ) -> None:
     """The harness can fail: a document claiming a cart's total is a string is caught."""
     document = json.loads(json.dumps(openapi_document()))

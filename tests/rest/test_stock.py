@@ -10,7 +10,7 @@ import pytest
 
 from syncline.engine.conflicts import negative_level_id
 from tests.rest.helpers import assert_problem, new_id, store_state
-from harness.relay_process import RelayProcess
+from tests.rest.inprocess import InProcessRelay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +35,7 @@ def post(api: httpx.Client, location: str, body: dict[str, Any]) -> httpx.Respon
 
 
 def test_an_adjustment_is_created_once_and_a_changed_body_under_its_id_is_refused(
-    module_relay: RelayProcess, module_api: httpx.Client,
+    module_relay: InProcessRelay, module_api: httpx.Client,
 ) -> None:
     location = new_id("loc")
     body = adjustment("a-1", "tee", 5, T0, reason="restock", ref="po-7")
@@ -156,7 +156,7 @@ def batch(api: httpx.Client, location: str, operations: list[Any], **headers: st
     return api.post(stock_path(location, "/batch"), json={"operations": operations}, headers=headers)
 
 
-def test_an_offline_batch_answers_one_result_per_operation_in_order(module_relay: RelayProcess,
+def test_an_offline_batch_answers_one_result_per_operation_in_order(module_relay: InProcessRelay,
                                                                     module_api: httpx.Client) -> None:
     location = new_id("loc")
     post(module_api, location, adjustment("before", "cap", 3, T0))
@@ -203,7 +203,7 @@ def test_an_offline_batch_answers_one_result_per_operation_in_order(module_relay
     assert store_state(module_relay) == before
 
 
-def test_replaying_a_clean_batch_gives_all_duplicates_and_keeps_the_levels(module_relay: RelayProcess,
+def test_replaying_a_clean_batch_gives_all_duplicates_and_keeps_the_levels(module_relay: InProcessRelay,
                                                                            module_api: httpx.Client) -> None:
     location = new_id("loc")
     operations = [{"type": "adjust", "id": f"o-{n}", "sku": "sock", "delta": n, "reason": "offline", "actor": "pos"}
@@ -223,7 +223,7 @@ def test_replaying_a_clean_batch_gives_all_duplicates_and_keeps_the_levels(modul
     assert after.json() == levels.json() and after.headers["etag"] == levels.headers["etag"]
 
 
-def test_a_batch_with_no_or_too_many_operations_is_refused(module_relay: RelayProcess,
+def test_a_batch_with_no_or_too_many_operations_is_refused(module_relay: InProcessRelay,
                                                           module_api: httpx.Client) -> None:
     location = new_id("loc")
     before = store_state(module_relay)
@@ -280,7 +280,9 @@ def test_overselling_opens_a_conflict_and_accepting_it_keeps_the_level(module_ap
                            {"strategy": "accept", "actor": "other", "id": "r-1"}), 409, "duplicate-resolution")
 
 
-def test_compensating_a_conflict_records_the_adjustment_that_brings_it_to_zero(module_api: httpx.Client) -> None:
+def test_compensating_a_conflict_records_the_adjustment_that_brings_it_to_zero(
+    module_api: httpx.Client,
+) -> None:
     location = new_id("loc")
     conflict = oversell(module_api, location, "mug")
     response = resolve(module_api, location, conflict["id"], {"strategy": "compensate", "actor": "mgr",
@@ -301,7 +303,7 @@ def test_compensating_a_conflict_records_the_adjustment_that_brings_it_to_zero(m
     ]
 
 
-def test_merging_a_conflict_adopts_the_given_level_and_needs_one(module_relay: RelayProcess,
+def test_merging_a_conflict_adopts_the_given_level_and_needs_one(module_relay: InProcessRelay,
                                                                   module_api: httpx.Client) -> None:
     location = new_id("loc")
     conflict = oversell(module_api, location, "cap")
@@ -338,7 +340,9 @@ def test_a_further_sale_after_a_resolution_opens_a_new_conflict(module_api: http
                           "adjustments": ["sock-s1", "sock-s2", "sock-s3"]}]
 
 
-def test_resolving_an_unknown_conflict_is_a_404(module_relay: RelayProcess, module_api: httpx.Client) -> None:
+def test_resolving_an_unknown_conflict_is_a_404(
+    module_relay: InProcessRelay, module_api: httpx.Client,
+) -> None:
     location = new_id("loc")
     oversell(module_api, location, "tee")
     before = store_state(module_relay)
@@ -349,7 +353,7 @@ def test_resolving_an_unknown_conflict_is_a_404(module_relay: RelayProcess, modu
     assert len(module_api.get(stock_path(location, "/conflicts")).json()["conflicts"]) == 1
 
 
-def test_a_batch_can_resolve_a_conflict_and_replays_as_duplicates(module_relay: RelayProcess,
+def test_a_batch_can_resolve_a_conflict_and_replays_as_duplicates(module_relay: InProcessRelay,
                                                                    module_api: httpx.Client) -> None:
     location = new_id("loc")
     sales = [{"type": "adjust", **adjustment("in", "tee", 1, T0)},

@@ -1,4 +1,4 @@
-"""REST and WebSocket peers on the same documents, through one real relay subprocess.
+"""REST and WebSocket peers on the same documents, through one relay served in this process.
 
 A REST write is an edit in the same room as the WebSocket peers': a peer sees it
 (in its own pycrdt document, through the engine's models) without asking, and a
@@ -26,9 +26,10 @@ from syncline.server.rooms import RoomManager
 from syncline.server.settings import Settings
 from syncline.server.store.sqlite import SQLiteStore
 
-from harness.relay_process import RelayProcess
 from harness.ypeer import YPeer, ypeer
-from .conftest import CATALOG, load_catalog
+
+from .conftest import catalogued
+from .inprocess import InProcessRelay
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +38,7 @@ STOCK = "/v1/tenants/acme/stock/{location}"
 
 
 @asynccontextmanager
-async def rest(relay: RelayProcess) -> AsyncIterator[httpx.AsyncClient]:
+async def rest(relay: InProcessRelay) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {relay.token('acme')}"}
     async with httpx.AsyncClient(base_url=relay.http_url, headers=headers, timeout=10.0) as client:
         yield client
@@ -73,7 +74,7 @@ async def peer_edit(peer: YPeer, edit: Any) -> None:
     await peer.wait_acked(writes + 1)
 
 
-async def test_a_websocket_peer_sees_rest_writes_in_its_own_document(rest_relay: RelayProcess) -> None:
+async def test_a_websocket_peer_sees_rest_writes_in_its_own_document(rest_relay: InProcessRelay) -> None:
     async with rest(rest_relay) as client, ypeer(rest_relay.url_for("acme/cart/c1")) as peer:
         cart = await post_ok(client, CART.format(cart="c1") + "/items",
                              {"product": "tee", "quantity": 2, "attributes": {"size": "M", "fit": {"cut": "slim"}}})
@@ -100,7 +101,7 @@ async def test_a_websocket_peer_sees_rest_writes_in_its_own_document(rest_relay:
         assert cart["lines"] == []
 
 
-async def test_a_rest_read_sees_a_websocket_peers_acknowledged_edit(rest_relay: RelayProcess) -> None:
+async def test_a_rest_read_sees_a_websocket_peers_acknowledged_edit(rest_relay: InProcessRelay) -> None:
     async with rest(rest_relay) as client, ypeer(rest_relay.url_for("acme/cart/c2"), acks=True) as peer:
         before = await client.get(CART.format(cart="c2"))
         assert before.status_code == 200 and before.json()["lines"] == []
@@ -122,7 +123,7 @@ async def test_a_rest_read_sees_a_websocket_peers_acknowledged_edit(rest_relay: 
         assert (await client.get(CART.format(cart="c2"))).json()["lines"] == []
 
 
-async def test_concurrent_rest_and_websocket_edits_of_one_cart_converge(rest_relay: RelayProcess) -> None:
+async def test_concurrent_rest_and_websocket_edits_of_one_cart_converge(rest_relay: InProcessRelay) -> None:
     rounds = 25
     async with (rest(rest_relay) as client,
                 ypeer(rest_relay.url_for("acme/cart/shared"), acks=True) as peer,
@@ -164,7 +165,9 @@ async def test_concurrent_rest_and_websocket_edits_of_one_cart_converge(rest_rel
         assert peer_lines(late.doc, "shared") == rest_lines(final)
 
 
-async def test_concurrent_rest_sets_and_removes_and_websocket_edits_converge(rest_relay: RelayProcess) -> None:
+async def test_concurrent_rest_sets_and_removes_and_websocket_edits_converge(
+    rest_relay: InProcessRelay,
+) -> None:
     """With sets and removes on both sides the outcome depends on timing (an add wins over a
     remove that had not seen it), but every side must end with the same cart."""
     tee, mug = line_key("tee", {}), line_key("mug", {})
@@ -210,7 +213,9 @@ async def test_concurrent_rest_sets_and_removes_and_websocket_edits_converge(res
         assert peer_lines(late.doc, "mixed") == rest_lines(final)
 
 
-async def test_websocket_stock_adjustments_show_in_rest_levels_and_history(rest_relay: RelayProcess) -> None:
+async def test_websocket_stock_adjustments_show_in_rest_levels_and_history(
+    rest_relay: InProcessRelay,
+) -> None:
     async with rest(rest_relay) as client, ypeer(rest_relay.url_for("acme/stock/north"), acks=True) as peer:
         await peer_edit(peer, lambda doc: StockLedger(doc, "north").record("ws-1", "tee", 10, reason="restock",
                                                                            actor="till-1", at=1_700_000_000_000))
@@ -274,12 +279,11 @@ async def test_a_room_is_not_evicted_while_a_rest_edit_waits_for_it_or_holds_it(
         assert await rooms.evict_idle(time.monotonic() + 60) == 1
 
 
+@pytest.mark.slow
 async def test_bursts_of_rest_adds_are_all_read_back_while_idle_rooms_are_evicted_quickly(
     tmp_path: Path,
 ) -> None:
-    data_dir = tmp_path / "relay"
-    load_catalog(data_dir, "acme", CATALOG)
-    relay = RelayProcess(data_dir, ["--room-idle-seconds", "0.05"]).start()
+    relay = InProcessRelay(catalogued(tmp_path / "relay"), room_idle_seconds=0.05).start()
     try:
         async with rest(relay) as client:
             for burst in range(8):
