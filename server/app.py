@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 
 from syncline.adapters.rest.context import RestContext
 from syncline.adapters.rest.documents import Documents
+from syncline.server.door import Door
 from syncline.adapters.rest.feed import FeedHub
 from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
 from syncline.engine import closecodes
@@ -95,7 +96,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             rooms = RoomManager(store, settings, metrics, on_change=feed.notify, fanout=fanout)
             app.state.relay = Relay(settings, secret, store, rooms, metrics, feed, fanout=fanout)
             await tg.start(fanout.run)
-            app.state.rest = RestContext(settings, app.state.relay.admission, store, Documents(rooms))
+            app.state.rest = RestContext(settings, app.state.relay.admission, store, Documents(Door(rooms)))
             app.state.feed = feed
             await tg.start(rooms.run_evictions)
             await tg.start(_prune_periodically, store, settings, clock)

@@ -19,6 +19,7 @@ import pytest
 from pycrdt import Doc
 
 from syncline.adapters.rest.documents import Documents
+from syncline.server.door import Door
 from syncline.engine import Cart, StockLedger, line_key
 from syncline.server.metrics import Metrics
 from syncline.engine.names import DocName
@@ -249,7 +250,7 @@ async def test_a_room_is_not_evicted_while_a_rest_edit_waits_for_it_or_holds_it(
     never show it to its readers and peers: eviction must wait for the edit."""
     async with SQLiteStore(tmp_path / "store.sqlite3") as store:
         rooms = RoomManager(store, Settings(data_dir=tmp_path), Metrics())
-        documents = Documents(rooms)
+        documents = Documents(Door(rooms))
         name = DocName("acme", "cart", "c1")
         room = await documents.open(name)
         entered, release = anyio.Event(), anyio.Event()
