@@ -25,25 +25,20 @@ from typing import Protocol
 
 from pycrdt import Doc, TransactionEvent, merge_updates
 
-from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, encode_diff, validate_update
+from syncline.engine import InvalidUpdate, validate_update
 from syncline.engine import protocol
 from syncline.engine.structs import UpdateShape, read_trusted_update
-from syncline.engine.sync import decode_state_vector, merge, update_diff, update_state_vector
 
 from .awareness import AwarenessLimits, RoomAwareness, awareness_frames
 from .errors import ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .fanout import Fanout, FanoutUnavailable
 from .metrics import Metrics
+from .roomdoc import RoomDocument
 from .store import Store, StoredDoc, StoredResponse, StoreUnavailable
 
 log = logging.getLogger("syncline.room")
 
 EMPTY_UPDATE = b"\x00\x00"
-EMPTY_STATE_VECTOR = b"\x00"
-COLD_MERGE_MAX = 600
-"""Most loaded updates (a snapshot and its tail) merged as bytes to greet a peer before the
-room's document is built: Yrs merges in time that grows with the square of the count (2,000
-small updates: 17 ms), so a longer uncompacted log is integrated instead."""
 INTERNAL_WRITER = "relay"
 """The writer identity of in-process edits (the REST adapter): client IDs it writes are bound to it."""
 REMOTE_PENDING_MAX = 10_000
@@ -83,25 +78,14 @@ class Room:
         awareness_limits: AwarenessLimits | None = None,
     ) -> None:
         self.name = name
-        self._doc = Doc()
-        self._capture: list[bytes] | None = None
-        """While set, the updates Yrs reports it integrated (its own encoding of each transaction)."""
-        self._doc.observe(self._on_transaction)
-        self._clock: dict[int, int] = {}
-        """Per client ID, the clock up to which the document holds its structs (kept as Yrs integrates)."""
+        self._document = RoomDocument(name)
         self._owners: dict[int, str | None] = {}
         """Writer bound to each client ID seen (None: known to have none), as the store records it."""
-        self._uncovered: set[int] = set()
-        """Seqs of stored rows that the document does not fully hold: never folded by compaction."""
         self._compacted_through = 0
         self._waiting: set[Waiter] = set()
         """Peers holding updates that wait for clocks the room lacks; told when it gains any."""
         self._remote_pending: list[tuple[int, bytes]] = []
         """Updates of other nodes that arrived ahead of an update they depend on (cluster only)."""
-        self._loaded: list[tuple[int, bytes]] | None = None
-        """Stored updates read by :meth:`load` and not yet integrated into the document."""
-        self._cold: tuple[bytes, bytes] | None = None
-        """(the loaded updates merged, its state vector), to greet peers before integrating."""
         self.peers: set[Peer] = set()
         self.idle_since: float | None = time.monotonic()
         self._store = store
@@ -130,111 +114,18 @@ class Room:
         """
         stored = await self._store.load(self.name)
         loaded = ([(stored.snapshot_seq, stored.snapshot)] if stored.snapshot else []) + stored.updates
-        self._loaded = loaded or None
+        self._document.set_loaded(loaded)
         self._tail = len(stored.updates)
         self._applied_seq = self._synced_through = stored.last_seq
 
     @property
     def doc(self) -> Doc:
         """The room's document, with every loaded update integrated."""
-        if self._loaded is not None:
-            self._integrate_loaded()
-        return self._doc
-
-    def _integrate_loaded(self) -> None:
-        """Integrate what :meth:`load` read; skip (and log) what cannot be integrated.
-
-        Rows are applied in seq order, which is an order Yrs integrates fully for every row
-        this relay accepted. A log written before the relay checked that (a writer's updates
-        stored out of clock order) can lose content in Yrs; such a log is healed by applying
-        its rows again, which Yrs then integrates, and if the document still falls short of
-        the rows' merged state vector, no loaded row is ever folded by compaction.
-        """
-        loaded, self._loaded, cold = self._loaded or [], None, self._cold
-        self._cold = None
-        self._apply_rows(loaded)
-        self._clock = decode_state_vector(self._doc.get_state())
-        if not loaded:
-            return
-        expected: dict[int, int] | None = None
-        if cold is not None:
-            expected = decode_state_vector(cold[1])
-        elif len(loaded) <= COLD_MERGE_MAX:
-            try:
-                expected = decode_state_vector(update_state_vector(merge([update for _, update in loaded])))
-            except InvalidUpdate:
-                expected = None
-        if expected is not None and not self._short_of(expected):
-            return
-        self._apply_rows(loaded)  # the heal: Yrs integrates on a second pass what it dropped on the first
-        self._clock = decode_state_vector(self._doc.get_state())
-        short = self._short_of(expected) if expected is not None else {}
-        if short:
-            log.error("the document lacks clocks its stored rows hold; compaction is off for this room",
-                      extra={"doc": self.name, "reason": f"{len(short)} clients short"})
-            self._uncovered.add(loaded[0][0])
-
-    def _apply_rows(self, rows: list[tuple[int, bytes]]) -> None:
-        for seq, update in rows:
-            try:
-                apply_update(self._doc, update)
-            except InvalidUpdate as exc:
-                self._uncovered.add(seq)
-                log.error("skipping stored update that cannot be integrated",
-                          extra={"doc": self.name, "seq": seq, "reason": exc.reason})
-
-    def _on_transaction(self, event: TransactionEvent) -> None:
-        if self._capture is not None:
-            self._capture.append(event.update)
-
-    def _short_of(self, expected: dict[int, int]) -> dict[int, int]:
-        """The clients whose clock in ``expected`` the document has not reached."""
-        clock = self._clock
-        return {client: end for client, end in expected.items() if clock.get(client, 0) < end}
-
-    def _apply_checked(self, update: bytes, shape: UpdateShape) -> dict[int, int]:
-        """Integrate ``update`` and return what it carries that the document still lacks
-        (empty when all of it is in). Raises :class:`InvalidUpdate` if Yrs refuses it."""
-        for attempt in range(2):  # Yrs integrates on a second application what it dropped on the first
-            self._capture = captured = []
-            try:
-                apply_update(self._doc, update)
-            finally:
-                self._capture = None
-            for integrated in captured:
-                for client, end in read_trusted_update(integrated).clocks().items():
-                    if self._clock.get(client, 0) < end:
-                        self._clock[client] = end
-            short = self._short_of(shape.clocks())
-            if not short:
-                return short
-            if attempt == 0:
-                log.warning("update integrated only in part; applying it again",
-                            extra={"doc": self.name, "reason": f"{len(short)} clients short"})
-        return short
+        return self._document.doc
 
     def state_vector(self) -> bytes:
         """The room's state vector (from the stored bytes while the document is not built yet)."""
-        cold = self._cold_state()
-        return cold[1] if cold is not None else self.doc.get_state()
-
-    def _cold_state(self) -> tuple[bytes, bytes] | None:
-        """The loaded updates merged and their state vector, while not yet integrated
-        (None once integrated, or if a stored update does not decode: then the document
-        path, which skips such rows, answers)."""
-        if self._loaded is None:
-            return None
-        if len(self._loaded) > COLD_MERGE_MAX:
-            self._integrate_loaded()  # merging many updates costs more than integrating them
-            return None
-        if self._cold is None:
-            try:
-                merged = merge([update for _, update in self._loaded])
-                self._cold = (merged, update_state_vector(merged))
-            except InvalidUpdate:
-                self._integrate_loaded()
-                return None
-        return self._cold
+        return self._document.state_vector()
 
     @property
     def busy(self) -> bool:
@@ -283,15 +174,7 @@ class Room:
 
     def answer_step1(self, state_vector: bytes) -> bytes:
         """Sync step 2 for a peer at ``state_vector``: only what it lacks."""
-        try:
-            cold = self._cold_state()
-            if cold is not None:
-                if state_vector == EMPTY_STATE_VECTOR:
-                    return protocol.sync_step2(cold[0])
-                return protocol.sync_step2(update_diff(cold[0], state_vector))
-            return protocol.sync_step2(encode_diff(self.doc, state_vector))
-        except InvalidStateVector as exc:
-            raise protocol.ProtocolError(exc.reason) from exc
+        return self._document.answer_step1(state_vector)
 
     async def write(
         self,
@@ -319,26 +202,25 @@ class Room:
         fanout = self._fanout
         if fanout is not None and not fanout.available:
             raise FanoutUnavailable(fanout.reason)
-        self.doc  # noqa: B018 - builds the document (and its clocks) from a cold load
         self._inflight += 1
         try:
             await self._check_writer(shape, writer)
-            missing = shape.missing(self._clock)
+            missing = shape.missing(self._document.clock)
             if missing:
                 raise UpdateOutOfOrder(missing)
             seq = await self._store.append(self.name, update, action=action, response=response)
         finally:
             self._inflight -= 1
         try:
-            short = self._apply_checked(update, shape)
+            short = self._document.apply(update, shape)
         except InvalidUpdate as exc:
             # Decodable but not integrable (Yrs panicked): its sender is closed, nothing is
             # broadcast, and loading skips the stored row the same way.
-            self._uncovered.add(seq)
+            self._document.uncovered.add(seq)
             log.error("stored update could not be integrated", extra={"doc": self.name, "seq": seq, "reason": exc.reason})
             raise
         if short:
-            self._uncovered.add(seq)
+            self._document.uncovered.add(seq)
             log.error("stored update did not integrate fully; not acknowledged, kept out of compaction",
                       extra={"doc": self.name, "seq": seq, "reason": f"{len(short)} clients short"})
             raise UpdateNotIntegrated(seq, short)
@@ -363,7 +245,7 @@ class Room:
         client whose ID collides with another's learns of it, instead of being ignored.
         """
         owners = self._owners
-        beyond = shape.writes_beyond(self._clock)
+        beyond = shape.writes_beyond(self._document.clock)
         claim = [client for client in beyond if owners.get(client) is None]
         check = [client for client in shape.runs if client not in owners and client not in beyond]
         if claim or check:
@@ -402,7 +284,6 @@ class Room:
         handed an update it would integrate only in part."""
         if seq <= self._synced_through:
             return  # already read from the store (a resync overtook the message)
-        self.doc  # noqa: B018 - builds the document (and its clocks) from a cold load
         self._remote_pending.append((seq, update))
         if len(self._remote_pending) > REMOTE_PENDING_MAX:
             dropped = self._remote_pending.pop(0)
@@ -420,7 +301,7 @@ class Room:
                                                                             "reason": exc.reason})
                     progress = True
                     break
-                if shape.missing(self._clock):
+                if shape.missing(self._document.clock):
                     continue
                 del self._remote_pending[index]
                 self._apply_remote_now(pending_seq, pending, shape)
@@ -429,13 +310,13 @@ class Room:
 
     def _apply_remote_now(self, seq: int, update: bytes, shape: UpdateShape) -> None:
         try:
-            short = self._apply_checked(update, shape)
+            short = self._document.apply(update, shape)
         except InvalidUpdate as exc:
             log.error("published update could not be integrated", extra={"doc": self.name, "seq": seq,
                                                                           "reason": exc.reason})
             return
         if short:
-            self._uncovered.add(seq)
+            self._document.uncovered.add(seq)
             log.error("published update did not integrate fully", extra={"doc": self.name, "seq": seq})
         self._applied_seq = max(self._applied_seq, seq)
         self._broadcast(protocol.sync_update(update), None)
@@ -461,14 +342,14 @@ class Room:
                 if seq <= self._synced_through:
                     continue
                 try:
-                    short = self._apply_checked(update, read_trusted_update(update))
+                    short = self._document.apply(update, read_trusted_update(update))
                 except InvalidUpdate as exc:
-                    self._uncovered.add(seq)
+                    self._document.uncovered.add(seq)
                     log.error("skipping stored update that cannot be integrated",
                               extra={"doc": self.name, "seq": seq, "reason": exc.reason})
                     continue
                 if short:
-                    self._uncovered.add(seq)
+                    self._document.uncovered.add(seq)
                     log.error("stored update did not integrate fully", extra={"doc": self.name, "seq": seq})
             self._remote_pending = [(seq, update) for seq, update in self._remote_pending if seq > stored.last_seq]
         finally:
@@ -532,9 +413,9 @@ class Room:
                 if through <= stored.snapshot_seq:
                     self._tail -= folded  # nothing after the snapshot: another node compacted it
                     return
-            if self._uncovered:
+            if self._document.uncovered:
                 # Never fold a row the document does not fully hold: the snapshot would lose it.
-                through = min(through, min(self._uncovered) - 1)
+                through = min(through, min(self._document.uncovered) - 1)
                 if through < 1 or through <= self._compacted_through:
                     return
                 log.warning("compacting only up to a stored update the document does not fully hold",
@@ -542,7 +423,7 @@ class Room:
             snapshot = self.doc.get_update()
             await self._store.compact(self.name, snapshot, through)
             self._compacted_through = through
-            if not self._uncovered:
+            if not self._document.uncovered:
                 self._tail -= folded
             self._metrics.compactions.inc()
         except StoreUnavailable as exc:

@@ -13,7 +13,8 @@ from syncline.engine.sync import decode_state_vector
 from syncline.engine import protocol
 from syncline.server.metrics import Metrics
 from syncline.engine.protocol import Kind
-from syncline.server.room import COLD_MERGE_MAX, Room
+from syncline.server.room import Room
+from syncline.server.roomdoc import COLD_MERGE_MAX
 from syncline.server.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -79,12 +80,12 @@ async def test_a_cold_room_greets_from_bytes_and_builds_the_same_document(
         apply_update(halfway, rest.payload)
         assert halfway.get("m", type=Map).to_py() == origin.get("m", type=Map).to_py()
         # Long uncompacted logs are integrated rather than merged (merging is quadratic).
-        assert (room._loaded is None) is (count - (snapshot_after or 0) + (1 if snapshot_after else 0) > COLD_MERGE_MAX)
+        assert (room._document._loaded is None) is (count - (snapshot_after or 0) + (1 if snapshot_after else 0) > COLD_MERGE_MAX)
         # The first write builds the document from what was loaded, then applies the write.
         before = origin.get_state()
         origin.get("m", type=Map)["after"] = "write"
         await room.write(None, encode_diff(origin, before))
-        assert room._loaded is None
+        assert room._document._loaded is None
         assert room.doc.get("m", type=Map).to_py() == origin.get("m", type=Map).to_py()
         assert room.doc.get_state() == origin.get_state()
     finally:
@@ -96,5 +97,5 @@ async def test_an_empty_room_has_nothing_to_load_and_greets_from_its_empty_docum
     async with store:
         room = Room(NAME, store, Metrics(), compaction_updates=10)
         await room.load()
-        assert room._loaded is None
+        assert room._document._loaded is None
         assert protocol.decode(room.answer_step1(Doc().get_state())).payload == Doc().get_update()
