@@ -153,7 +153,8 @@ async def clear_cart(request: Request) -> Response:
 
 
 async def merge_cart(request: Request) -> Response:
-    """Merge the guest cart of the path into the body's ``into`` cart; replaying changes nothing."""
+    """Merge the guest cart of the path into the body's ``into`` cart; a replay brings over only what the
+    guest cart gained since (docs/semantics.md)."""
     ctx: RestContext = request.app.state.rest
     admitted = ctx.admit(request, "cart", "cart_id", write=True)
     guest, grant = admitted.name, admitted.grant
