@@ -6,6 +6,7 @@ client: adding a product the catalog does not price is refused.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -30,7 +31,11 @@ MERGE_OPEN_ATTEMPTS = 3
 
 
 async def cart_body(ctx: RestContext, name: DocName, view: CartView) -> dict[str, Any]:
-    prices = await ctx.store.prices(name.tenant, {line.product_id for line in view.lines})
+    return priced_body(name, view, await ctx.store.prices(name.tenant, {line.product_id for line in view.lines}))
+
+
+def priced_body(name: DocName, view: CartView, prices: Mapping[str, Price]) -> dict[str, Any]:
+    """The cart's representation, priced from ``prices`` (which holds every line's product that has a price)."""
     priced, total = price_lines(view, lambda product, _attrs: _unit(prices.get(product)))
     currencies = {prices[line.product_id].currency for line in view.lines if line.product_id in prices}
     currency = currencies.pop() if len(currencies) == 1 else None
@@ -76,18 +81,29 @@ async def get_cart(request: Request) -> Response:
     return not_modified(request, reply.headers["ETag"]) or reply.response()
 
 
-async def _cart_write(request: Request, action: str, body: dict[str, Any] | None, edit_cart: Any) -> Response:
-    """The common shape of a single-cart write: If-Match, edit on the replica, commit with the reply."""
+async def _cart_write(
+    request: Request, name: DocName, action: str, body: dict[str, Any] | None, edit_cart: Any,
+    products: Iterable[str] = (),
+) -> Response:
+    """The common shape of a single-cart write: If-Match, edit on the replica, commit with the reply.
+
+    The catalog is read once per write, for the cart's products and ``products`` (those the
+    edit brings): ``edit_cart(cart, prices)`` checks against it and the reply is priced from it."""
     ctx: RestContext = request.app.state.rest
-    name = ctx.document(request, "cart", "cart_id", write=True)
 
     async def perform(idem: Idempotency) -> Reply:
         room = await ctx.documents.open(name)
         async with ctx.documents.editing(room) as (edit,):
             await _check_if_match(request, ctx, name, room)
             cart = edit.cart(name.doc_id)
-            await edit_cart(ctx, name, cart)
-            reply = cart_reply(await cart_body(ctx, name, cart.view()))
+            wanted = {line.product_id for line in cart.view().lines} | set(products)
+            prices = await ctx.store.prices(name.tenant, wanted)
+            edit_cart(cart, prices)
+            view = cart.view()
+            unread = {line.product_id for line in view.lines} - wanted  # a line the edit brought back
+            if unread:
+                prices = {**prices, **await ctx.store.prices(name.tenant, unread)}
+            reply = cart_reply(priced_body(name, view, prices))
             seq = await edit.commit(action=action, response=idem.record(reply))
             idem.kept = seq is not None and idem.key is not None
             return reply
@@ -97,7 +113,7 @@ async def _cart_write(request: Request, action: str, body: dict[str, Any] | None
 
 async def add_item(request: Request) -> Response:
     ctx: RestContext = request.app.state.rest
-    ctx.document(request, "cart", "cart_id", write=True)  # 401/403 before anything about the body
+    name = ctx.document(request, "cart", "cart_id", write=True)  # 401/403 before anything about the body
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
     fields = Fields(body)
     product = fields.required("product", check_id)
@@ -105,51 +121,51 @@ async def add_item(request: Request) -> Response:
     attributes = fields.optional("attributes", lambda v, f: check_attributes(bodies.obj(v, f), f), {})
     fields.done()
 
-    async def edit_cart(ctx: RestContext, name: DocName, cart: Any) -> None:
-        if product not in await ctx.store.prices(name.tenant, [product]):
+    def edit_cart(cart: Any, prices: Mapping[str, Price]) -> None:
+        if product not in prices:
             raise Problem("unknown-product", f"{product!r} has no price in the catalog", product=product)
         cart.add_item(product, quantity, attributes)
 
-    return await _cart_write(request, "cart.add_item", body, edit_cart)
+    return await _cart_write(request, name, "cart.add_item", body, edit_cart, products=[product])
 
 
 async def set_line(request: Request) -> Response:
     ctx: RestContext = request.app.state.rest
-    ctx.document(request, "cart", "cart_id", write=True)
+    name = ctx.document(request, "cart", "cart_id", write=True)
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
     fields = Fields(body)
     quantity = fields.required("quantity", lambda v, f: check_quantity(bodies.integer(v, f), f, allow_zero=True))
     fields.done()
     line = _line_param(request)
 
-    async def edit_cart(ctx: RestContext, name: DocName, cart: Any) -> None:
+    def edit_cart(cart: Any, prices: Mapping[str, Price]) -> None:
         cart.set_quantity(line, quantity)
 
-    return await _cart_write(request, "cart.set_quantity", body, edit_cart)
+    return await _cart_write(request, name, "cart.set_quantity", body, edit_cart)
 
 
 async def remove_line(request: Request) -> Response:
     ctx: RestContext = request.app.state.rest
-    ctx.document(request, "cart", "cart_id", write=True)
+    name = ctx.document(request, "cart", "cart_id", write=True)
     line = _line_param(request)
 
-    async def edit_cart(ctx: RestContext, name: DocName, cart: Any) -> None:
+    def edit_cart(cart: Any, prices: Mapping[str, Price]) -> None:
         cart.remove_line(line)
 
-    return await _cart_write(request, "cart.remove_line", None, edit_cart)
+    return await _cart_write(request, name, "cart.remove_line", None, edit_cart)
 
 
 async def clear_cart(request: Request) -> Response:
     ctx: RestContext = request.app.state.rest
-    ctx.document(request, "cart", "cart_id", write=True)
+    name = ctx.document(request, "cart", "cart_id", write=True)
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes) \
         if _has_body(request) else {}
     Fields(body).done()
 
-    async def edit_cart(ctx: RestContext, name: DocName, cart: Any) -> None:
+    def edit_cart(cart: Any, prices: Mapping[str, Price]) -> None:
         cart.clear()
 
-    return await _cart_write(request, "cart.clear", body, edit_cart)
+    return await _cart_write(request, name, "cart.clear", body, edit_cart)
 
 
 async def merge_cart(request: Request) -> Response:
