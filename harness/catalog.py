@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from syncline.server.app import STORE_FILE
+from syncline.server.relay import STORE_FILE
 from syncline.server.store import Price
 from syncline.server.store.sqlite import SQLiteStore
 

@@ -1,5 +1,10 @@
 """Run the relay under uvicorn: lock the data directory, bind, print how to connect, stop
-cleanly on SIGTERM/SIGINT."""
+cleanly on SIGTERM/SIGINT.
+
+The application comes from the caller (the composition root's ``create_app``): this module
+serves any Starlette app whose lifespan keeps a :class:`~syncline.server.relay.Relay` in
+``app.state.relay``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -17,12 +23,12 @@ from starlette.applications import Starlette
 
 from syncline.engine.tokens import issue_token
 
-from .app import STORE_FILE, Relay, create_app
 from .auth import load_or_create_secret
 from .deadlines import GuardedWebSocketProtocol, guarded_http_protocol
 from .errors import DataDirError, DataDirInUse
 from .lockfile import LockFile, acquire, holder_pid
 from .logs import configure_logging
+from .relay import STORE_FILE, Relay
 from .settings import Settings
 from .store.factory import describe_store
 
@@ -32,6 +38,7 @@ DEV_TENANT = "demo"
 DEV_TOKEN_TTL_SECONDS = 7 * 24 * 3600
 GRACEFUL_SHUTDOWN_SECONDS = 10
 DRAIN_SECONDS = 3.0
+AppFactory = Callable[[Settings], Starlette]
 LOCK_FILE = "syncline.lock"
 """The data directory's lock file: its holder is the one relay running on that directory."""
 
@@ -124,8 +131,8 @@ def server_config(app: Starlette, settings: Settings, **options: Any) -> uvicorn
     )
 
 
-def run_server(settings: Settings) -> int:
-    """Run the relay until it is stopped; return the exit status.
+def run_server(settings: Settings, create_app: AppFactory) -> int:
+    """Run the relay application ``create_app(settings)`` until it is stopped; return the exit status.
 
     The data directory's lock is taken first, before the secret, the store and the port,
     and held until the relay has stopped: a second relay on the directory is refused
@@ -133,10 +140,10 @@ def run_server(settings: Settings) -> int:
     """
     configure_logging(settings.log_json, settings.log_level)
     with lock_data_dir(settings.data_dir):
-        return _run_locked(settings)
+        return _run_locked(settings, create_app)
 
 
-def _run_locked(settings: Settings) -> int:
+def _run_locked(settings: Settings, create_app: AppFactory) -> int:
     generated = settings.secret is None
     settings = replace(settings, secret=settings.secret or load_or_create_secret(settings.data_dir))
     assert settings.secret is not None

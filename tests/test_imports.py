@@ -1,11 +1,15 @@
 """The import rules of the floors, checked from the source text (parsed with ``ast``, never imported).
 
-Imports point down: engine <- server <- adapters. The engine imports nothing of the project
-outside itself, the Python client nothing of the relay, the store and the fan-out nothing of
-the adapters, benchmarks nothing of the tests, and no modules import each other in a cycle at
-module level. A layer rule counts every import, wherever it is written (inside a function or
-under ``if TYPE_CHECKING:`` too: the dependency is there all the same); the cycle rule counts
-only the imports that run when a module is first imported.
+Imports point down: engine <- server <- adapters <- app. The engine imports nothing of the
+project outside itself, the Python client nothing of the relay, the relay (store and fan-out
+included) nothing of the adapters, benchmarks nothing of the tests, and no modules import each
+other in a cycle at module level. The composition root (``app/``, ``syncline.app``) is the one
+package that may import from every floor, and no floor below it imports it: only the tests,
+the harness and the benchmarks do.
+
+A layer rule counts every import, wherever it is written (inside a function or under
+``if TYPE_CHECKING:`` too: the dependency is there all the same); the cycle rule counts only
+the imports that run when a module is first imported.
 
 Each rule is also run against a small planted tree, so every test here can fail.
 """
@@ -25,11 +29,12 @@ FOLDERS = {
     "engine": "syncline.engine",
     "server": "syncline.server",
     "adapters": "syncline.adapters",
+    "app": "syncline.app",
     "benchmarks": "benchmarks",
     "harness": "harness",
     "tests": "tests",
 }
-"""Source folder -> the module name it imports as (pyproject.toml's ``package-dir`` for the first three)."""
+"""Source folder -> the module name it imports as (pyproject.toml's ``package-dir`` for the first four)."""
 PROJECT = ("syncline", "benchmarks", "harness", "tests")
 """Top-level names of the project's own modules; every other import is a third party's."""
 
@@ -171,6 +176,18 @@ def relay_reaching_adapters(tree: Tree) -> list[Import]:
     ]
 
 
+ABOVE_THE_ROOT = ("syncline.app", "tests", "harness", "benchmarks")
+"""What may import the composition root: itself, and what tests, probes or measures the whole."""
+
+
+def root_imported_from_below(tree: Tree) -> list[Import]:
+    """Imports of ``syncline.app`` by the engine, the relay or the adapters."""
+    return [
+        i for i in tree.imports
+        if _within(i.target, "syncline.app") and not any(_within(i.source, top) for top in ABOVE_THE_ROOT)
+    ]
+
+
 def benchmarks_reaching_tests(tree: Tree) -> list[Import]:
     return [i for i in tree.imports if _within(i.source, "benchmarks") and _within(i.target, "tests")]
 
@@ -228,10 +245,16 @@ def project() -> Tree:
 
 def test_the_scan_sees_every_floor_of_the_project(project: Tree) -> None:
     for module in ("syncline.engine.protocol", "syncline.server.room", "syncline.adapters.client.client",
-                   "benchmarks.relay", "tests.conftest"):
+                   "syncline.app.cli", "benchmarks.relay", "tests.conftest"):
         assert module in project.modules
     edges = {(i.source, i.target) for i in project.imports}
     assert ("syncline.server.room", "syncline.engine.protocol") in edges
+
+
+def test_the_composition_root_wires_the_relay_and_the_adapters(project: Tree) -> None:
+    reached = {floor for i in project.imports if _within(i.source, "syncline.app")
+               for floor in ("syncline.server", "syncline.adapters") if _within(i.target, floor)}
+    assert reached == {"syncline.server", "syncline.adapters"}
 
 
 def test_the_engine_imports_nothing_of_the_project_outside_the_engine(project: Tree) -> None:
@@ -246,13 +269,12 @@ def test_the_store_and_the_fanout_import_nothing_of_the_adapters(project: Tree) 
     assert not (found := store_or_fanout_reaching_adapters(project)), _show(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/app.py and server/cli.py still import adapters/ (REST routes, feed hub, catalog, "
-    "client CLI): the composition root is not split out of the relay yet",
-)
 def test_the_relay_imports_nothing_of_the_adapters(project: Tree) -> None:
     assert not (found := relay_reaching_adapters(project)), _show(found)
+
+
+def test_only_the_tests_harness_and_benchmarks_import_the_composition_root(project: Tree) -> None:
+    assert not (found := root_imported_from_below(project)), _show(found)
 
 
 def test_benchmarks_import_nothing_of_the_tests(project: Tree) -> None:
@@ -282,7 +304,14 @@ PLANTED: dict[str, tuple[Callable[[Tree], list[Any]], dict[str, str]]] = {
         store_or_fanout_reaching_adapters, {"server/store/sqlite.py": "from ...adapters.rest import feed\n"}
     ),
     "fanout": (store_or_fanout_reaching_adapters, {"server/fanout/redis.py": "import syncline.adapters\n"}),
-    "relay": (relay_reaching_adapters, {"server/app.py": "from syncline.adapters import rest\n"}),
+    "relay": (relay_reaching_adapters, {"server/endpoints.py": "from syncline.adapters import rest\n"}),
+    "root, from the relay": (
+        root_imported_from_below, {"server/rooms.py": "from syncline.app import asgi\n"}
+    ),
+    "root, from an adapter": (
+        root_imported_from_below, {"adapters/rest/feed.py": "def f():\n    from ...app import cli\n"}
+    ),
+    "root, from the engine": (root_imported_from_below, {"engine/cart.py": "import syncline.app\n"}),
     "benchmarks": (benchmarks_reaching_tests, {"benchmarks/relay.py": "from tests.server import ypeer\n"}),
     "cycle": (
         module_level_cycles,
@@ -300,7 +329,8 @@ CLEAN = {
     "engine/conflicts.py": "",
     "server/__init__.py": "",
     "server/room.py": "from syncline.engine import cart\n",
-    "server/app.py": "from . import room\n",
+    "server/rooms.py": "from . import room\n",
+    "server/endpoints.py": "from .rooms import RoomManager\n",
     "server/store/__init__.py": "",
     "server/store/sqlite.py": "",
     "server/fanout/__init__.py": "",
@@ -310,11 +340,14 @@ CLEAN = {
     "adapters/rest/feed.py": "",
     "adapters/client/__init__.py": "",
     "adapters/client/client.py": "from syncline.engine.cart import Cart\n",
+    "app/__init__.py": "",
+    "app/asgi.py": "from syncline.adapters.rest import feed\nfrom syncline.server import endpoints\n",
+    "app/cli.py": "from syncline.engine import cart\nfrom . import asgi\n",
     "benchmarks/__init__.py": "",
     "benchmarks/relay.py": "import syncline.server.room\n",
     "tests/__init__.py": "",
     "tests/server/__init__.py": "",
-    "tests/server/ypeer.py": "",
+    "tests/server/ypeer.py": "from syncline.app import asgi\n",
 }
 """A tree that keeps every rule."""
 

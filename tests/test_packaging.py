@@ -6,7 +6,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LEVEL = {"engine": "syncline.engine", "server": "syncline.server", "adapters": "syncline.adapters"}
+TOP_LEVEL = {"engine": "syncline.engine", "server": "syncline.server", "adapters": "syncline.adapters",
+             "app": "syncline.app"}
 
 
 def test_every_source_package_is_listed_for_installation() -> None:

@@ -21,7 +21,7 @@ STOCK = "acme/stock/loc-1"
 
 def _client_cli(relay: RelayProcess, data: Path, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "syncline.server.cli", "client", "--url", base_url(relay),
+        [sys.executable, "-m", "syncline.app.cli", "client", "--url", base_url(relay),
          "--token", token or relay.token("acme"), "--data-dir", str(data), "--connect-timeout", "2", *args],
         capture_output=True, text=True, timeout=60, cwd=REPO, env=dict(os.environ),
     )
@@ -85,7 +85,7 @@ def test_bad_input_exits_2_with_a_message(relay: RelayProcess, tmp_path: Path) -
 
 @pytest.mark.anyio
 async def test_watch_prints_remote_changes_live_and_stops_on_sigterm(relay: RelayProcess, tmp_path: Path) -> None:
-    watch = Child("-m", "syncline.server.cli", "client", "--url", base_url(relay), "--token", relay.token("acme"),
+    watch = Child("-m", "syncline.app.cli", "client", "--url", base_url(relay), "--token", relay.token("acme"),
                   "--data-dir", str(tmp_path / "watcher"), "watch", CART)
     try:
         watch.read_until(f"{CART}: connected", 30)

@@ -32,7 +32,7 @@ def load_catalog(cluster: Cluster) -> None:
     path = cluster.root / "catalog.json"
     path.write_text(json.dumps({"currency": "EUR", "prices": {"tee": 1299}}))
     subprocess.run(
-        [sys.executable, "-m", "syncline.server.cli", "catalog", "load", str(path), "--store", cluster.store_url,
+        [sys.executable, "-m", "syncline.app.cli", "catalog", "load", str(path), "--store", cluster.store_url,
          "--data-dir", str(cluster.root / "cli"), "--tenant", "acme"],
         check=True, capture_output=True, timeout=60,
     )

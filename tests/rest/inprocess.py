@@ -35,8 +35,9 @@ import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from starlette.applications import Starlette
 
-from syncline.server.app import Relay, create_app
+from syncline.app.asgi import create_app
 from syncline.engine.tokens import issue_token
+from syncline.server.endpoints import relay_of
 from syncline.server.serve import server_config
 from syncline.server.settings import Settings
 
@@ -138,8 +139,7 @@ class InProcessRelay:
             try:
                 yield app
             finally:
-                relay: Relay = app.state.relay
-                relay.shut_down_peers()
+                relay_of(app).shut_down_peers()
                 if self._server is not None:
                     self._server.should_exit = True
                     assert self._serving is not None

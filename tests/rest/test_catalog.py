@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from syncline.adapters.rest.catalog import CatalogError, parse_csv, parse_json
-from syncline.server.cli import main
+from syncline.app.cli import main
 from syncline.server.store import Price
 
 def catalog(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,8 +28,8 @@ def catalog(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def catalog_process(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m syncline.server.cli catalog ARGS`` as a real process."""
-    return subprocess.run([sys.executable, "-m", "syncline.server.cli", "catalog", *args],
+    """``python -m syncline.app.cli catalog ARGS`` as a real process."""
+    return subprocess.run([sys.executable, "-m", "syncline.app.cli", "catalog", *args],
                           capture_output=True, text=True, timeout=60)
 
 

@@ -25,7 +25,7 @@ from harness.ypeer import ypeer
 
 def _syncline(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "syncline.server.cli", *args],
+        [sys.executable, "-m", "syncline.app.cli", *args],
         capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
     )
 
@@ -78,7 +78,7 @@ def test_serve_refuses_bad_settings_with_a_message_naming_them(
 
 def test_serve_without_a_secret_generates_one_and_prints_a_working_dev_token(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "syncline.server.cli", "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "syncline.app.cli", "serve", "--port", "0", "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:

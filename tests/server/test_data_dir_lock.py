@@ -18,7 +18,7 @@ import anyio
 import httpx
 import pytest
 from pycrdt import Array, Doc
-from syncline.server.cli import EXIT_DATA_DIR_IN_USE
+from syncline.app.cli import EXIT_DATA_DIR_IN_USE
 from syncline.server.lockfile import holder_pid
 from syncline.server.serve import LOCK_FILE
 from syncline.server.store import StoreLocked, StoreUnavailable
@@ -35,7 +35,7 @@ REFUSAL_SECONDS = 20.0
 
 
 def _syncline(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "syncline.server.cli", *args],
+    return subprocess.run([sys.executable, "-m", "syncline.app.cli", *args],
                           check=False, capture_output=True, text=True, timeout=REFUSAL_SECONDS)
 
 

@@ -424,7 +424,7 @@ def test_catalog_command_loads_prices_into_a_postgresql_store(dsn: str, schema: 
     import sys
 
     def catalog(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "syncline.server.cli", "catalog", *args],
+        return subprocess.run([sys.executable, "-m", "syncline.app.cli", "catalog", *args],
                               capture_output=True, text=True, timeout=60)
 
     prices = tmp_path / "prices.json"

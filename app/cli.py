@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from syncline.engine.errors import EngineError
-
-from .errors import DataDirInUse, ServerError
-from .settings import ENV_PREFIX, Settings, SettingsError
+from syncline.server.errors import DataDirInUse, ServerError
+from syncline.server.settings import ENV_PREFIX, Settings, SettingsError
 
 EXIT_DATA_DIR_IN_USE = 4
 """Exit status of ``syncline serve`` refused because another relay holds its data directory."""
@@ -35,7 +34,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         default = None if f.default is MISSING else f.default
         help_text = f"{f.metadata.get('help', '')} [env {env}; default {default}]"
         if str(f.type) == "bool":
-            parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=help_text)
+            parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None,
+                                help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, type=casts[str(f.type)], default=None, help=help_text,
                                 metavar=f.name.upper())
@@ -56,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a signed access token on stdout")
     token.add_argument("--data-dir", type=Path, default=None, help="directory whose secret signs the token "
                        f"[env {ENV_PREFIX}DATA_DIR; default ./syncline-data]")
-    token.add_argument("--secret", default=None, help=f"sign with this secret instead [env {ENV_PREFIX}SECRET]")
+    token.add_argument("--secret", default=None,
+                       help=f"sign with this secret instead [env {ENV_PREFIX}SECRET]")
     token.add_argument("--tenant", required=True, help="tenant the token belongs to")
     token.add_argument("--doc", action="append", required=True, dest="docs", metavar="PATTERN",
                        help="document pattern, e.g. acme/* or acme/cart/* or acme/cart/c-1 (repeatable)")
     token.add_argument("--read-only", action="store_true", help="the peer may read and receive, never write")
-    token.add_argument("--ttl", type=int, default=None, metavar="SECONDS", help="expire after this many seconds")
+    token.add_argument("--ttl", type=int, default=None, metavar="SECONDS",
+                       help="expire after this many seconds")
     token.add_argument("--subject", default=None, metavar="NAME",
                        help="the device or user holding the token (the sub claim): the Yjs client IDs it "
                             "writes are bound to it, so re-issued tokens with the same subject keep them")
@@ -71,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prices live in the store file; a running relay sees a load at once.",
     )
     catalog.add_argument("action", choices=("load", "show"), help="load FILE, or show the tenant's prices")
-    catalog.add_argument("file", nargs="?", type=Path, help='JSON {"currency": "EUR", "prices": {"sku": 1299}} '
+    catalog.add_argument("file", nargs="?", type=Path,
+                         help='JSON {"currency": "EUR", "prices": {"sku": 1299}} '
                          "or CSV with columns product,unit_price[,currency]; prices in minor units")
     catalog.add_argument("--data-dir", type=Path, default=None, help="directory of the store "
                          f"[env {ENV_PREFIX}DATA_DIR; default ./syncline-data]")
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from syncline.adapters.client.cli import run_client
 
             return run_client(args)
-        from .demo import run
+        from syncline.server.demo import run
 
         run()
         return 0
@@ -115,8 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     from syncline.engine.tokens import issue_token
-
-    from .auth import load_or_create_secret
+    from syncline.server.auth import load_or_create_secret
 
     settings = Settings.from_sources({"data_dir": args.data_dir, "secret": args.secret})
     secret = settings.secret or load_or_create_secret(settings.data_dir)
@@ -130,10 +132,10 @@ def _catalog(args: argparse.Namespace) -> int:
 
     from syncline.adapters.rest.catalog import CatalogError, read_catalog
     from syncline.engine.names import check_part
-
-    from .store import StoreUnavailable
-    from .store.factory import create_store
-    from .store.sqlite import SQLiteStore
+    from syncline.server.relay import STORE_FILE
+    from syncline.server.store import StoreUnavailable
+    from syncline.server.store.factory import create_store
+    from syncline.server.store.sqlite import SQLiteStore
 
     settings = Settings.from_sources({"data_dir": args.data_dir, "store": args.store})
     tenant = check_part("tenant", args.tenant)
@@ -147,8 +149,6 @@ def _catalog(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        from .app import STORE_FILE
-
         store = create_store(settings, settings.data_dir / STORE_FILE)
         if isinstance(store, SQLiteStore):
             store.exclusive = False  # beside a running relay, which holds the file's lock: prices only
@@ -169,10 +169,12 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def _serve(flags: dict[str, Any]) -> int:
-    from .serve import run_server
+    from syncline.server.serve import run_server
+
+    from .asgi import create_app
 
     flags = {name: value for name, value in flags.items() if name != "command"}
-    return run_server(Settings.from_sources(flags))
+    return run_server(Settings.from_sources(flags), create_app)
 
 
 if __name__ == "__main__":

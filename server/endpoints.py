@@ -1,0 +1,158 @@
+"""The relay's own routes: the y-websocket sync endpoint, health, readiness and metrics.
+
+The routes serve the :class:`~syncline.server.relay.Relay` that the application's lifespan
+keeps in ``app.state.relay`` (:func:`relay_of`): the relay exists only while the
+lifespan runs, the routes from the moment the application is built.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from syncline.engine import closecodes
+
+from .admission import Admitted
+from .connection import Connection
+from .errors import Refused, RoomLimitReached, RoomLoadFailed
+from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .relay import Relay
+from .store import StoreUnavailable
+
+SYNC_PREFIX = b"/v1/sync/"
+
+
+def relay_of(app: Starlette) -> Relay:
+    """The relay ``app``'s lifespan is running."""
+    relay: Relay = app.state.relay
+    return relay
+
+
+def sync_routes() -> list[BaseRoute]:
+    """``/v1/sync/{tenant}/{kind}/{id}``: one y-websocket peer of one document each."""
+    return [
+        WebSocketRoute("/v1/sync/{tenant}/{kind}/{doc_id}", _sync_endpoint),
+        WebSocketRoute("/v1/sync/{rest:path}", _malformed_sync_path),
+    ]
+
+
+def probe_routes(metrics: Metrics) -> list[BaseRoute]:
+    """``/healthz`` (the process answers), ``/readyz`` (store and fan-out usable) and ``/metrics``."""
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", _healthz),
+        Route("/readyz", _readyz),
+        Route("/metrics", metrics_endpoint),
+    ]
+
+
+async def _sync_endpoint(websocket: WebSocket) -> None:
+    await _serve_peer(relay_of(websocket.app), websocket)
+
+
+async def _malformed_sync_path(websocket: WebSocket) -> None:
+    # A path under the sync prefix that is not tenant/kind/id (after percent-decoding, e.g.
+    # acme/cart/a%2Fb or acme/../acme/cart/x): a 4404 close like any other bad name, not
+    # Starlette's bare HTTP 403 for an unrouted WebSocket.
+    relay_of(websocket.app).metrics.rejected.labels("invalid_document_name").inc()
+    await websocket.accept()
+    await _close(websocket, closecodes.INVALID_DOCUMENT_NAME)
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _readyz(request: Request) -> Response:
+    relay = relay_of(request.app)
+    try:
+        await relay.store.check()
+    except StoreUnavailable as exc:
+        return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+    if not relay.fanout.available:
+        reason = f"fan-out unavailable: {relay.fanout.reason}"
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ready", "rooms": len(relay.rooms.rooms)})
+
+
+async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
+    """Authenticate, route to the room, run the connection; refusals are close codes."""
+    await websocket.accept()
+    admitted = _admit(relay, websocket)
+    if isinstance(admitted, Refused):
+        relay.metrics.rejected.labels(admitted.reason).inc()
+        await _close(websocket, REFUSALS[admitted.reason])
+        return
+    name, grant = admitted.name, admitted.grant
+    if relay.closing:
+        await _close(websocket, closecodes.GOING_AWAY)
+        return
+    if relay.per_tenant[grant.tenant] >= relay.settings.max_connections_per_tenant:
+        relay.metrics.rejected.labels("too_many_connections").inc()
+        await _close(websocket, closecodes.TOO_MANY_CONNECTIONS)
+        return
+    if not relay.fanout.available:
+        # A cluster node cut off from the others would serve a document that stops
+        # changing: send the peer to another node (the client's next URL, or the balancer).
+        relay.metrics.rejected.labels("fanout_unavailable").inc()
+        await _close(websocket, closecodes.FANOUT_UNAVAILABLE)
+        return
+    relay.per_tenant[grant.tenant] += 1
+    try:
+        try:
+            room = await relay.rooms.acquire(str(name))
+        except RoomLimitReached:
+            relay.metrics.rejected.labels("room_limit").inc()
+            await _close(websocket, closecodes.ROOM_LIMIT)
+            return
+        except (StoreUnavailable, RoomLoadFailed):
+            relay.metrics.rejected.labels("store_unavailable").inc()
+            await _close(websocket, closecodes.STORE_UNAVAILABLE)
+            return
+        connection = Connection(websocket, room, grant, relay.settings, relay.metrics)
+        relay.connections.add(connection)
+        relay.metrics.connections.inc()
+        try:
+            await connection.run()
+        finally:
+            relay.connections.discard(connection)
+            relay.metrics.connections.dec()
+    finally:
+        relay.per_tenant[grant.tenant] -= 1
+        if relay.per_tenant[grant.tenant] <= 0:
+            del relay.per_tenant[grant.tenant]
+
+
+REFUSALS: dict[str, int] = {
+    "invalid_document_name": closecodes.INVALID_DOCUMENT_NAME,
+    "missing_token": closecodes.UNAUTHORIZED,
+    "invalid_token": closecodes.UNAUTHORIZED,
+    "token_expired": closecodes.TOKEN_EXPIRED,
+    "forbidden": closecodes.FORBIDDEN,
+}
+"""The close code of each admission refusal (a peer is admitted for reading; writes are checked
+per message)."""
+
+
+async def _close(websocket: WebSocket, code: int) -> None:
+    """Close with ``code`` and its documented reason."""
+    await websocket.close(code, closecodes.CLOSE_REASONS.get(code, ""))
+
+
+def _admit(relay: Relay, websocket: WebSocket) -> Refused | Admitted:
+    """The document to serve and its grant, or why the peer is refused."""
+    params = websocket.path_params
+    try:
+        return relay.admission.document(
+            websocket.scope.get("raw_path") or websocket.scope["path"].encode(), SYNC_PREFIX,
+            (params["tenant"], params["kind"], params["doc_id"]), websocket.headers, websocket.query_params,
+            write=False,
+        )
+    except Refused as refusal:
+        return refusal
