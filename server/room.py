@@ -34,7 +34,7 @@ from .errors import ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .fanout import Fanout, FanoutUnavailable
 from .metrics import Metrics
 from .roomdoc import RoomDocument
-from .store import Store, StoredDoc, StoredResponse, StoreUnavailable
+from .store import DocumentLog, StoredDoc, StoredResponse, StoreUnavailable
 
 log = logging.getLogger("syncline.room")
 
@@ -69,7 +69,7 @@ class Room:
     def __init__(
         self,
         name: str,
-        store: Store,
+        store: DocumentLog,
         metrics: Metrics,
         *,
         compaction_updates: int,

@@ -21,7 +21,7 @@ from .fanout import Fanout
 from .metrics import Metrics
 from .room import ChangeListener, Room
 from .settings import Settings
-from .store import Store, StoreUnavailable
+from .store import DocumentLog, StoreUnavailable
 
 log = logging.getLogger("syncline.rooms")
 
@@ -49,7 +49,7 @@ def awareness_limits(settings: Settings) -> AwarenessLimits:
 
 class RoomManager:
     def __init__(
-        self, store: Store, settings: Settings, metrics: Metrics, *, on_change: ChangeListener | None = None,
+        self, store: DocumentLog, settings: Settings, metrics: Metrics, *, on_change: ChangeListener | None = None,
         fanout: Fanout | None = None,
     ) -> None:
         self._store = store

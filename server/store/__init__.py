@@ -1,5 +1,9 @@
-"""Durable update stores behind one narrow interface."""
+"""Durable stores: the document log, and the change feed, receipts and catalog kept beside it."""
 
+from .base import Catalog as Catalog
+from .base import ChangeFeed as ChangeFeed
+from .base import DocumentLog as DocumentLog
+from .base import Receipts as Receipts
 from .base import Store as Store
 from .base import StoredDoc as StoredDoc
 from .base import StoreError as StoreError

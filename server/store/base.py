@@ -1,11 +1,13 @@
-"""The store interface every backend implements (SQLite now, PostgreSQL later).
+"""The store's protocols, which every backend (SQLite, PostgreSQL) implements.
 
-A store keeps, per document name, an append log of Yjs updates (the exact v1
-bytes a peer sent) and at most one snapshot that folds a prefix of that log.
-Sequence numbers come from the store, increase strictly across the whole store,
-and are the only order: never wall-clock time.
+:class:`DocumentLog` is what the relay's rooms need: per document name, an append log of
+Yjs updates (the exact v1 bytes a peer sent), at most one snapshot that folds a prefix of
+that log, and the writer bound to each client ID. Sequence numbers come from the store,
+increase strictly across the whole store, and are the only order: never wall-clock time.
+Beside the log, and written in the same transaction as an append where they must commit
+with it, each backend keeps :class:`ChangeFeed`, :class:`Receipts` and :class:`Catalog`.
 
-Durability contract: :meth:`Store.append` returns only once the update is
+Durability contract: :meth:`DocumentLog.append` returns only once the update is
 committed to stable storage, so a relay may acknowledge it to its sender.
 Concurrent appends share transactions (group commit).
 """
@@ -130,9 +132,9 @@ class Price:
     currency: str
 
 
-class Store(Protocol):
-    """The document log and what the adapters keep beside it, plus the async context manager
-    that opens and closes the store."""
+class DocumentLog(Protocol):
+    """The document log: per document, an append log of Yjs updates and at most one snapshot,
+    and the writer bound to each Yjs client ID. All the relay's rooms need of a store."""
 
     async def append(
         self, doc: str, update: bytes, *, action: str | None = None, response: StoredResponse | None = None
@@ -171,6 +173,17 @@ class Store(Protocol):
         """Names of every document with a snapshot or log rows, sorted."""
         ...
 
+    async def bind_clients(self, doc: str, owner: str, claim: Iterable[int], check: Iterable[int]) -> dict[int, str]:
+        """Who may write each Yjs clientID of ``doc``: bind every client of ``claim`` that has
+        no owner yet to ``owner`` (durably, before returning), then return the recorded owner
+        of every client of ``claim`` and ``check`` that has one. Of concurrent claims of one
+        client, on any node, exactly one wins and every caller sees the winner."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """The change feed kept beside the log: one row per stored update, kept until pruned by age."""
+
     async def changes_since(self, tenant: str, after_seq: int, limit: int) -> list[Change]:
         """Up to ``limit`` changes of ``tenant``'s documents with ``seq > after_seq``, in seq order."""
         ...
@@ -195,6 +208,11 @@ class Store(Protocol):
     async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
         """Delete changes and stored responses older than these times; return how many of each."""
         ...
+
+
+class Receipts(Protocol):
+    """Idempotency receipts: the first response to a request under its key, and the claims of
+    requests still running."""
 
     async def recall(self, tenant: str, key: str) -> StoredResponse | None:
         """The response kept under ``(tenant, key)``, if any."""
@@ -221,12 +239,9 @@ class Store(Protocol):
         """Drop ``holder``'s claim on ``(tenant, key)`` (a claim taken over by another is left)."""
         ...
 
-    async def bind_clients(self, doc: str, owner: str, claim: Iterable[int], check: Iterable[int]) -> dict[int, str]:
-        """Who may write each Yjs clientID of ``doc``: bind every client of ``claim`` that has
-        no owner yet to ``owner`` (durably, before returning), then return the recorded owner
-        of every client of ``claim`` and ``check`` that has one. Of concurrent claims of one
-        client, on any node, exactly one wins and every caller sees the winner."""
-        ...
+
+class Catalog(Protocol):
+    """The price catalog the REST adapter prices carts from."""
 
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
         """The catalog prices of those ``products`` that have one."""
@@ -240,3 +255,10 @@ class Store(Protocol):
         """Set ``tenant``'s catalog prices (all of them when ``replace``) in one transaction;
         return the number of products written."""
         ...
+
+
+class Store(DocumentLog, ChangeFeed, Receipts, Catalog, Protocol):
+    """Everything a store backend implements (SQLite, PostgreSQL): the four protocols above, plus
+    the async context manager that opens and closes it. Each consumer asks only for the protocol
+    it uses: rooms a :class:`DocumentLog`, the feed a :class:`ChangeFeed`, the REST adapter
+    :class:`Receipts` and a :class:`Catalog`."""
