@@ -30,3 +30,13 @@ def copy_doc(doc: Doc, client_id: int) -> Doc:
     replica = Doc(client_id=client_id)
     apply_update(replica, doc.get_update())
     return replica
+
+
+def assert_quiet(error: BaseException, *secrets_: str) -> None:
+    """Neither the error nor any error it chains quotes a token or a secret."""
+    seen: BaseException | None = error
+    while seen is not None:
+        for text in secrets_:
+            assert text not in str(seen)
+            assert text not in repr(seen)
+        seen = seen.__cause__ or seen.__context__

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from syncline.engine.errors import AuthError, EngineError, ExpiredToken, InvalidToken, WeakSecret
 from syncline.engine.names import DocName
 from syncline.engine.tokens import MAX_TOKEN_CHARS, MIN_SECRET_CHARS, Grant, issue_token, verify_token
+from tests.engine.helpers import assert_quiet
 
 SECRET = "s" * 20 + "-test-secret-0123456789"
 OTHER_SECRET = "o" * 20 + "-other-secret-0123456789"
@@ -46,16 +47,6 @@ def signed(payload: dict[str, Any], *, header: dict[str, Any] | None = None, sec
 
 def name(text: str) -> DocName:
     return DocName.from_string(text)
-
-
-def assert_quiet(error: BaseException, *secrets_: str) -> None:
-    """Neither the error nor any error it chains quotes a token or a secret."""
-    seen: BaseException | None = error
-    while seen is not None:
-        for text in secrets_:
-            assert text not in str(seen)
-            assert text not in repr(seen)
-        seen = seen.__cause__ or seen.__context__
 
 
 # -- issue and verify ---------------------------------------------------------------

@@ -12,18 +12,9 @@ from starlette.datastructures import Headers, QueryParams
 from syncline.engine.tokens import MIN_SECRET_CHARS, issue_token, verify_token
 from syncline.server.auth import load_or_create_secret, token_from_request
 from syncline.server.errors import SecretFileError
+from tests.engine.helpers import assert_quiet
 
 NOW = 1_700_000_000
-
-
-def assert_quiet(error: BaseException, *secrets_: str) -> None:
-    """Neither the error nor any error it chains quotes a secret."""
-    seen: BaseException | None = error
-    while seen is not None:
-        for text in secrets_:
-            assert text not in str(seen)
-            assert text not in repr(seen)
-        seen = seen.__cause__ or seen.__context__
 
 
 # -- reading the token from a request ----------------------------------------------------
