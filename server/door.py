@@ -25,7 +25,7 @@ from syncline.engine import apply_update, encode_diff
 
 from .room import Room
 from .rooms import RoomManager
-from .store import StoredResponse
+from .store import Receipt
 
 
 @dataclass(eq=False)
@@ -128,9 +128,9 @@ class DirectEdit:
     def changed(self) -> bool:
         return bool(self._updates)
 
-    async def commit(self, *, tag: str | None = None, receipt: StoredResponse | None = None) -> int | None:
+    async def commit(self, *, action: str | None = None, receipt: Receipt | None = None) -> int | None:
         """Store what the edit did since it opened or last committed (nothing if it did
-        nothing); return its seq, or None. ``tag`` and ``receipt`` go to the store with it.
+        nothing); return its seq, or None. ``action`` and ``receipt`` go to the store with it.
 
         Any refusal (:class:`StoreUnavailable`, :class:`FanoutUnavailable`,
         :class:`WriteRefused`, :class:`UpdateNotIntegrated`) discards the replica first: the
@@ -140,7 +140,7 @@ class DirectEdit:
         update = self._updates[0] if len(self._updates) == 1 else merge_updates(*self._updates)
         self._updates = []
         try:
-            return await self.room.write(None, update, action=tag, response=receipt)
+            return await self.room.write(None, update, action=action, receipt=receipt)
         except BaseException:
             self.discard()
             raise

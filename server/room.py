@@ -34,7 +34,7 @@ from .errors import ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .fanout import Fanout, FanoutUnavailable
 from .metrics import Metrics
 from .roomdoc import RoomDocument
-from .store import DocumentLog, StoredDoc, StoredResponse, StoreUnavailable
+from .store import DocumentLog, Receipt, StoredDoc, StoreUnavailable
 
 log = logging.getLogger("syncline.room")
 
@@ -183,12 +183,12 @@ class Room:
         *,
         writer: str = INTERNAL_WRITER,
         action: str | None = None,
-        response: StoredResponse | None = None,
+        receipt: Receipt | None = None,
     ) -> int:
         """Store, integrate and broadcast ``update`` written by ``writer``; return its sequence number.
 
         ``writer`` is the identity client IDs are bound to (:attr:`Grant.writer`).
-        ``action`` and ``response`` go to the store with the update (see
+        ``action`` and ``receipt`` go to the store with the update (see
         :meth:`Store.append`). Raises, with nothing stored: :class:`InvalidUpdate`,
         :class:`UpdateOutOfOrder` (it depends on clocks the room lacks: send them first),
         :class:`ClientIdTaken`, :class:`StoreUnavailable` (nothing broadcast either) or, in
@@ -208,7 +208,7 @@ class Room:
             missing = shape.missing(self._document.clock)
             if missing:
                 raise UpdateOutOfOrder(missing)
-            seq = await self._store.append(self.name, update, action=action, response=response)
+            seq = await self._store.append(self.name, update, action=action, receipt=receipt)
         finally:
             self._inflight -= 1
         try:

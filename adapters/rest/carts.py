@@ -104,7 +104,7 @@ async def _cart_write(
             if unread:
                 prices = {**prices, **await ctx.store.prices(name.tenant, unread)}
             reply = cart_reply(priced_body(name, view, prices))
-            seq = await edit.commit(action=action, response=idem.record(reply))
+            seq = await edit.commit(action=action, receipt=idem.record(reply))
             idem.kept = seq is not None and idem.key is not None
             return reply
 
@@ -215,7 +215,7 @@ async def merge_cart(request: Request) -> Response:
         # The target first: if the guest's commit then fails, a retry merges again,
         # which counts the guest's lines once (merges are idempotent by source cart).
         await target_edit.commit(action="cart.merge")
-        seq = await guest_edit.commit(action="cart.merged", response=idem.record(reply))
+        seq = await guest_edit.commit(action="cart.merged", receipt=idem.record(reply))
         idem.kept = seq is not None and idem.key is not None
         return reply
 

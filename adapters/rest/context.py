@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import msgpack
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,7 +21,7 @@ from syncline.engine.tokens import Grant
 from syncline.server.admission import Admission, Admitted
 from syncline.server.errors import Refused
 from syncline.server.settings import Settings
-from syncline.server.store import Claim, Store, StoredResponse, StoreUnavailable
+from syncline.server.store import Claim, Receipt, Store, StoreUnavailable
 
 from .documents import Documents
 from .problems import Problem
@@ -58,12 +59,22 @@ class Idempotency:
     fingerprint: str
     kept: bool = False
 
-    def record(self, reply: Reply) -> StoredResponse | None:
+    def record(self, reply: Reply) -> Receipt | None:
+        """The receipt the store keeps for this request: the reply's status, body and headers,
+        encoded here (msgpack), opaque to the store."""
         if self.key is None:
             return None
-        headers = tuple(sorted(reply.headers.items()))
-        return StoredResponse(self.tenant, self.key, self.fingerprint, reply.status, reply.encoded(), headers,
-                              time.time())
+        record = msgpack.packb({"status": reply.status, "body": reply.encoded(),
+                                "headers": [list(h) for h in sorted(reply.headers.items())]})
+        return Receipt(self.tenant, self.key, self.fingerprint, record, time.time())
+
+
+def replay(receipt: Receipt) -> Response:
+    """The reply a receipt holds, sent again (marked ``Idempotent-Replayed``)."""
+    fields_ = msgpack.unpackb(receipt.record)
+    headers = {str(name): str(value) for name, value in fields_["headers"]}
+    headers["Idempotent-Replayed"] = "true"
+    return Response(bytes(fields_["body"]), status_code=int(fields_["status"]), media_type=JSON, headers=headers)
 
 
 @dataclass
@@ -135,9 +146,7 @@ class RestContext:
             raise Problem("idempotency-key-reused", "this key was first used with another request")
         if isinstance(kept, Claim):
             raise Problem("idempotency-key-in-use", headers={"Retry-After": "1"})
-        headers = dict(kept.headers)
-        headers["Idempotent-Replayed"] = "true"
-        return Response(kept.body, status_code=kept.status, media_type=JSON, headers=headers)
+        return replay(kept)
 
     async def _release(self, tenant: str, key: str, holder: str) -> None:
         """Give the key back, even for a cancelled request; if the store is unreachable, the

@@ -20,7 +20,7 @@ from syncline.server.door import DirectEdit, Door
 from syncline.server.errors import RoomLimitReached, RoomLoadFailed, UpdateNotIntegrated, WriteRefused
 from syncline.server.fanout import FanoutUnavailable
 from syncline.server.room import Room
-from syncline.server.store import StoredResponse, StoreUnavailable
+from syncline.server.store import Receipt, StoreUnavailable
 
 from .problems import Problem
 
@@ -102,14 +102,14 @@ class Edit:
             ledger = self._edit.models["ledger"] = StockLedger(self._edit.replica, location_id)
         return ledger
 
-    async def commit(self, *, action: str, response: StoredResponse | None = None) -> int | None:
+    async def commit(self, *, action: str, receipt: Receipt | None = None) -> int | None:
         """Store what the edit did (nothing if it did nothing); return its seq, or None.
 
         Raises :class:`Problem` ``store-unavailable``, ``fanout-unavailable`` or, when the
         relay refused the edit it was built from (its replica's client ID taken, or Yrs did
         not take it whole), ``edit-refused``: the retry runs on a new replica."""
         try:
-            return await self._edit.commit(tag=action, receipt=response)
+            return await self._edit.commit(action=action, receipt=receipt)
         except StoreUnavailable:
             raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
         except FanoutUnavailable:

@@ -155,7 +155,7 @@ async def _ledger_write(request: Request, name: DocName, body: dict[str, Any], a
             ledger = edit.ledger(name.doc_id)
             status, reply_body = apply(ledger)
             reply = Reply(status, reply_body, {"ETag": ledger_etag(ledger.view())})
-            seq = await edit.commit(action=action, response=idem.record(reply))
+            seq = await edit.commit(action=action, receipt=idem.record(reply))
             idem.kept = seq is not None and idem.key is not None
             return reply
 

@@ -11,5 +11,5 @@ from .base import StoreUnavailable as StoreUnavailable
 from .base import StoreLocked as StoreLocked
 from .base import Change as Change
 from .base import Price as Price
-from .base import StoredResponse as StoredResponse
+from .base import Receipt as Receipt
 from .base import Claim as Claim

@@ -94,19 +94,18 @@ class Change:
 
 
 @dataclass(frozen=True)
-class StoredResponse:
-    """The first response to an idempotent request, kept under ``(tenant, key)``.
+class Receipt:
+    """What an idempotent request left, kept under ``(tenant, key)``: the store never reads it.
 
-    ``fingerprint`` identifies the request (method, path and body) so that a reused
-    key with another request can be refused. ``body`` is the exact response body.
+    ``fingerprint`` identifies the request, so that a reused key with another request can be
+    refused; ``record`` is the writer's own bytes (the REST adapter's encoded reply);
+    ``created_at`` is when it was kept, in seconds since the epoch, for pruning.
     """
 
     tenant: str
     key: str
     fingerprint: str
-    status: int
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
+    record: bytes
     created_at: float = 0.0
 
 
@@ -114,7 +113,7 @@ class StoredResponse:
 class Claim:
     """A request holding an idempotency key while it runs (see :meth:`Store.claim`).
 
-    ``fingerprint`` identifies that request as :class:`StoredResponse`'s does;
+    ``fingerprint`` identifies that request as :class:`Receipt`'s does;
     ``created_at`` is when it claimed the key, in seconds since the epoch.
     """
 
@@ -137,13 +136,13 @@ class DocumentLog(Protocol):
     and the writer bound to each Yjs client ID. All the relay's rooms need of a store."""
 
     async def append(
-        self, doc: str, update: bytes, *, action: str | None = None, response: StoredResponse | None = None
+        self, doc: str, update: bytes, *, action: str | None = None, receipt: Receipt | None = None
     ) -> int:
         """Durably append ``update`` to ``doc``'s log; return its sequence number.
 
         The same transaction adds the update's :class:`Change` (with ``action``) and,
-        if given, ``response`` (unless a response is already kept under its key), so an
-        idempotent write and its remembered response commit together or not at all.
+        if given, ``receipt`` (unless a receipt is already kept under its key), so an
+        idempotent write and its receipt commit together or not at all.
 
         Raises :class:`StoreUnavailable` if the store is not open or the commit failed;
         then nothing of the transaction this update shared was stored.
@@ -214,17 +213,17 @@ class Receipts(Protocol):
     """Idempotency receipts: the first response to a request under its key, and the claims of
     requests still running."""
 
-    async def recall(self, tenant: str, key: str) -> StoredResponse | None:
+    async def recall(self, tenant: str, key: str) -> Receipt | None:
         """The response kept under ``(tenant, key)``, if any."""
         ...
 
-    async def remember(self, response: StoredResponse) -> StoredResponse:
-        """Keep ``response`` unless one is already kept under its key; return the kept one."""
+    async def remember(self, receipt: Receipt) -> Receipt:
+        """Keep ``receipt`` unless one is already kept under its key; return the kept one."""
         ...
 
     async def claim(
         self, tenant: str, key: str, fingerprint: str, holder: str, *, expire_after: float
-    ) -> StoredResponse | Claim | None:
+    ) -> Receipt | Claim | None:
         """Claim ``(tenant, key)`` for a request about to run; ``holder`` names this attempt.
 
         Returns the response kept under the key (the caller replays it; nothing is claimed),

@@ -46,8 +46,8 @@ from urllib.parse import urlsplit
 import anyio
 import asyncpg
 
-from .base import Change, Claim, Price, StoredDoc, StoredResponse, StoreUnavailable
-from .records import response_from_row, response_row
+from .base import Change, Claim, Price, StoredDoc, Receipt, StoreUnavailable
+from .records import receipt_from_row, receipt_row
 from .writer import Append, GroupCommitStore
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "shown_dsn"]
@@ -291,11 +291,11 @@ class PostgresStore(GroupCommitStore):
     # -- the Store interface -----------------------------------------------------------
 
     async def append(
-        self, doc: str, update: bytes, *, action: str | None = None, response: StoredResponse | None = None
+        self, doc: str, update: bytes, *, action: str | None = None, receipt: Receipt | None = None
     ) -> int:
         """Durably append ``update`` to ``doc``'s log; return its seq once PostgreSQL committed it.
 
-        Its change row (with ``action``) and ``response``, if given, commit in the same
+        Its change row (with ``action``) and ``receipt``, if given, commit in the same
         transaction. Raises :class:`StoreUnavailable` if the store is not open or the
         commit failed. If the connection broke while COMMIT was in flight, PostgreSQL
         may still have committed the transaction: the append is then not acknowledged
@@ -304,7 +304,7 @@ class PostgresStore(GroupCommitStore):
         """
         if not isinstance(doc, str):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")
-        request = Append(doc=doc, update=bytes(update), action=action, response=response)
+        request = Append(doc=doc, update=bytes(update), action=action, receipt=receipt)
         await self._submit(request)
         return int(await request.outcome())
 
@@ -397,31 +397,31 @@ class PostgresStore(GroupCommitStore):
         result: tuple[int, int] = await self._transact(work)
         return result
 
-    async def recall(self, tenant: str, key: str) -> StoredResponse | None:
+    async def recall(self, tenant: str, key: str) -> Receipt | None:
         """The response kept under ``(tenant, key)``, if any."""
         rows = await self._fetch(_SELECT_RESPONSE, tenant, key)
         if not rows:
             return None
         tenant_, key_, fingerprint, record, created_at = rows[0]
-        return response_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
+        return receipt_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
 
-    async def remember(self, response: StoredResponse) -> StoredResponse:
-        """Keep ``response`` unless one is already kept under its key; return the kept one."""
-        row = response_row(response)
+    async def remember(self, receipt: Receipt) -> Receipt:
+        """Keep ``receipt`` unless one is already kept under its key; return the kept one."""
+        row = receipt_row(receipt)
 
-        async def work(con: asyncpg.Connection) -> StoredResponse:
+        async def work(con: asyncpg.Connection) -> Receipt:
             # Waits for a concurrent insert of the same key; the next statement then sees the winner.
             await con.execute(_INSERT_RESPONSE, *row)
-            kept = await con.fetchrow(_SELECT_RESPONSE, response.tenant, response.key)
+            kept = await con.fetchrow(_SELECT_RESPONSE, receipt.tenant, receipt.key)
             assert kept is not None
-            return response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
+            return receipt_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
 
-        kept: StoredResponse = await self._transact(work)
+        kept: Receipt = await self._transact(work)
         return kept
 
     async def claim(
         self, tenant: str, key: str, fingerprint: str, holder: str, *, expire_after: float
-    ) -> StoredResponse | Claim | None:
+    ) -> Receipt | Claim | None:
         """Claim ``(tenant, key)`` for a request about to run, for every node (see the Store protocol).
 
         One transaction: insert the claim row (or take over an expired one), then look for
@@ -430,7 +430,7 @@ class PostgresStore(GroupCommitStore):
         that key's response and gives the claim back instead of running the request again.
         """
 
-        async def work(con: asyncpg.Connection) -> StoredResponse | Claim | None:
+        async def work(con: asyncpg.Connection) -> Receipt | Claim | None:
             for _ in range(3):  # a claim released between two statements: look again
                 taken = await con.fetchval(_TAKE_CLAIM, tenant, key, fingerprint, holder, expire_after)
                 kept = await con.fetchrow(_SELECT_RESPONSE, tenant, key)
@@ -438,7 +438,7 @@ class PostgresStore(GroupCommitStore):
                     if taken is not None:
                         await con.execute("DELETE FROM claims WHERE tenant = $1 AND key = $2 AND holder = $3",
                                           tenant, key, holder)
-                    return response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]),
+                    return receipt_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]),
                                              float(kept[4]))
                 if taken is not None:
                     return None
@@ -449,7 +449,7 @@ class PostgresStore(GroupCommitStore):
                     return Claim(tenant, key, str(other[0]), float(other[1]))
             return Claim(tenant, key, fingerprint, time.time())  # the key keeps changing hands: busy
 
-        outcome: StoredResponse | Claim | None = await self._transact(work)
+        outcome: Receipt | Claim | None = await self._transact(work)
         return outcome
 
     async def release(self, tenant: str, key: str, holder: str) -> None:
@@ -565,7 +565,7 @@ class PostgresStore(GroupCommitStore):
         assert pool is not None
         started = time.perf_counter()
         docs = [r.doc for r in batch]
-        responses = [response_row(r.response) for r in batch if r.response is not None]
+        responses = [receipt_row(r.receipt) for r in batch if r.receipt is not None]
         try:
             async with self._connection(pool) as con, con.transaction():
                 last = int(await con.fetchval(_TAKE_SEQS, len(batch)))

@@ -1,24 +1,15 @@
-"""The stored form of an idempotent response, the same in every backend (msgpack, per DESIGN)."""
+"""A receipt as a row, the same in every backend: the store keeps the record's bytes as they are."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
-from .base import StoredResponse
+from .base import Receipt
 
 
-def response_row(response: StoredResponse) -> tuple[Any, ...]:
-    record = msgpack.packb(
-        {"status": response.status, "body": response.body, "headers": [list(h) for h in response.headers]}
-    )
-    return (response.tenant, response.key, response.fingerprint, record, response.created_at)
+def receipt_row(receipt: Receipt) -> tuple[Any, ...]:
+    return (receipt.tenant, receipt.key, receipt.fingerprint, receipt.record, receipt.created_at)
 
 
-def response_from_row(tenant: str, key: str, fingerprint: str, record: bytes, created_at: float) -> StoredResponse:
-    fields_ = msgpack.unpackb(record)
-    return StoredResponse(
-        tenant, key, fingerprint, int(fields_["status"]), bytes(fields_["body"]),
-        tuple((str(name), str(value)) for name, value in fields_["headers"]), float(created_at),
-    )
+def receipt_from_row(tenant: str, key: str, fingerprint: str, record: bytes, created_at: float) -> Receipt:
+    return Receipt(tenant, key, fingerprint, bytes(record), float(created_at))

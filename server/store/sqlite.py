@@ -40,8 +40,8 @@ import aiosqlite
 import anyio
 
 from ..lockfile import LockFile, acquire, holder_pid
-from .base import Change, Claim, Price, StoredDoc, StoredResponse, StoreLocked, StoreUnavailable
-from .records import response_from_row, response_row
+from .base import Change, Claim, Price, StoredDoc, Receipt, StoreLocked, StoreUnavailable
+from .records import receipt_from_row, receipt_row
 from .writer import Append, GroupCommitStore, Pending
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -305,11 +305,11 @@ class SQLiteStore(GroupCommitStore):
     # -- the Store interface -----------------------------------------------------------
 
     async def append(
-        self, doc: str, update: bytes, *, action: str | None = None, response: StoredResponse | None = None
+        self, doc: str, update: bytes, *, action: str | None = None, receipt: Receipt | None = None
     ) -> int:
         """Durably append ``update`` to ``doc``'s log; return its seq once committed.
 
-        Its change row (with ``action``) and ``response``, if given, commit in the same
+        Its change row (with ``action``) and ``receipt``, if given, commit in the same
         transaction. Raises :class:`StoreUnavailable` if the store is not open or the
         commit failed; in that case nothing of the transaction this update was part of
         is stored.
@@ -318,7 +318,7 @@ class SQLiteStore(GroupCommitStore):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")
         if not self.exclusive:
             raise self._unavailable("opened with exclusive=False, which never appends")
-        request = Append(doc=doc, update=bytes(update), action=action, response=response)
+        request = Append(doc=doc, update=bytes(update), action=action, receipt=receipt)
         await self._submit(request)
         return int(await request.outcome())
 
@@ -419,7 +419,7 @@ class SQLiteStore(GroupCommitStore):
         result: tuple[int, int] = await self._transact(work)
         return result
 
-    async def recall(self, tenant: str, key: str) -> StoredResponse | None:
+    async def recall(self, tenant: str, key: str) -> Receipt | None:
         """The response kept under ``(tenant, key)``, if any."""
         rows = await self._read(
             "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = ? AND key = ?",
@@ -428,26 +428,26 @@ class SQLiteStore(GroupCommitStore):
         if not rows:
             return None
         tenant_, key_, fingerprint, record, created_at = rows[0]
-        return response_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
+        return receipt_from_row(str(tenant_), str(key_), str(fingerprint), bytes(record), float(created_at))
 
-    async def remember(self, response: StoredResponse) -> StoredResponse:
-        """Keep ``response`` unless one is already kept under its key; return the kept one."""
-        row = response_row(response)
+    async def remember(self, receipt: Receipt) -> Receipt:
+        """Keep ``receipt`` unless one is already kept under its key; return the kept one."""
+        row = receipt_row(receipt)
 
-        def work(db: sqlite3.Connection) -> StoredResponse:
+        def work(db: sqlite3.Connection) -> Receipt:
             db.execute(_INSERT_RESPONSE, row)
             kept = db.execute(
                 "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = ? AND key = ?",
-                (response.tenant, response.key),
+                (receipt.tenant, receipt.key),
             ).fetchone()
-            return response_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
+            return receipt_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
 
-        kept: StoredResponse = await self._transact(work)
+        kept: Receipt = await self._transact(work)
         return kept
 
     async def claim(
         self, tenant: str, key: str, fingerprint: str, holder: str, *, expire_after: float
-    ) -> StoredResponse | Claim | None:
+    ) -> Receipt | Claim | None:
         """Claim ``(tenant, key)`` for a request about to run (see the Store protocol).
 
         Claims live in this object, not in the file: the file has one relay, so a claim
@@ -575,7 +575,7 @@ class SQLiteStore(GroupCommitStore):
                 "INSERT INTO changes (seq, doc, tenant, at, action) VALUES (?, ?, ?, ?, ?)",
                 [(first + i, r.doc, r.doc.split("/", 1)[0], now, r.action) for i, r in enumerate(batch)],
             )
-            responses = [response_row(r.response) for r in batch if r.response is not None]
+            responses = [receipt_row(r.receipt) for r in batch if r.receipt is not None]
             if responses:
                 db.executemany(_INSERT_RESPONSE, responses)
             db.execute("COMMIT")

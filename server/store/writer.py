@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .base import StoredResponse, StoreUnavailable
+from .base import Receipt, StoreUnavailable
 
 
 @dataclass(eq=False)
@@ -59,7 +59,7 @@ class Append(Pending):
     doc: str = ""
     update: bytes = b""
     action: str | None = None
-    response: StoredResponse | None = None
+    receipt: Receipt | None = None
 
 
 class GroupCommitStore:

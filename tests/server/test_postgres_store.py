@@ -18,7 +18,7 @@ import asyncpg
 import pycrdt
 import pytest
 
-from syncline.server.store import StoredResponse, StoreUnavailable
+from syncline.server.store import Receipt, StoreUnavailable
 from syncline.server.store.postgres import SCHEMA_VERSION, PostgresStore
 from harness.services import drop_schema, fresh_schema_name, postgres_dsn
 
@@ -162,11 +162,10 @@ async def test_the_same_idempotency_key_from_two_nodes_keeps_one_response(dsn: s
     async with PostgresStore(dsn, schema=schema) as a, PostgresStore(dsn, schema=schema) as b:
         for round_ in range(10):
             key = f"key-{round_}"
-            responses = [StoredResponse("acme", key, f"fp-{n}", 201, f"{n}".encode(), (), 1000.0 + n)
-                         for n in range(8)]
-            kept: list[StoredResponse] = []
+            responses = [Receipt("acme", key, f"fp-{n}", f"{n}".encode(), 1000.0 + n) for n in range(8)]
+            kept: list[Receipt] = []
 
-            async def remember(store: PostgresStore, response: StoredResponse) -> None:
+            async def remember(store: PostgresStore, response: Receipt) -> None:
                 kept.append(await store.remember(response))
 
             async with anyio.create_task_group() as tg:

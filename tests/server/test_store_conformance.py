@@ -340,19 +340,21 @@ async def test_prune_removes_old_changes_by_seq_and_raises_the_floor(store_facto
         assert [seq for seq, _ in (await store.load("acme/cart/c1")).updates] == old + new
 
 
-async def test_a_response_commits_with_its_update_and_the_first_one_is_kept(store_factory: StoreFactory) -> None:
-    from syncline.server.store import StoredResponse
+async def test_a_receipt_commits_with_its_update_and_the_first_one_is_kept_as_its_bytes(
+    store_factory: StoreFactory,
+) -> None:
+    from syncline.server.store import Receipt
 
-    first = StoredResponse("acme", "key-1", "fp-a", 201, b'{"ok":1}', (("ETag", '"x"'),), 1000.0)
-    second = StoredResponse("acme", "key-1", "fp-b", 200, b'{"ok":2}', (), 2000.0)
+    first = Receipt("acme", "key-1", "fp-a", b"\x00opaque\xff" * 50, 1000.0)
+    second = Receipt("acme", "key-1", "fp-b", b"another", 2000.0)
     async with store_factory() as store:
         assert await store.recall("acme", "key-1") is None
-        await store.append("acme/cart/c1", b"\x01", response=first)
+        await store.append("acme/cart/c1", b"\x01", receipt=first)
         assert await store.recall("acme", "key-1") == first
-        await store.append("acme/cart/c1", b"\x02", response=second)  # same key: the first stays
+        await store.append("acme/cart/c1", b"\x02", receipt=second)  # same key: the first stays
         assert await store.remember(second) == first
         assert await store.recall("globex", "key-1") is None  # keys are per tenant
-        other = StoredResponse("globex", "key-1", "fp-c", 200, b"{}", (), 3000.0)
+        other = Receipt("globex", "key-1", "fp-c", b"{}", 3000.0)
         assert await store.remember(other) == other
     async with store_factory() as store:
         assert await store.recall("acme", "key-1") == first
@@ -364,7 +366,7 @@ async def test_a_response_commits_with_its_update_and_the_first_one_is_kept(stor
 async def test_an_idempotency_key_is_claimed_by_one_holder_until_released_answered_or_expired(
     store_factory: StoreFactory,
 ) -> None:
-    from syncline.server.store import Claim, StoredResponse
+    from syncline.server.store import Claim, Receipt
 
     async with store_factory() as store:
         assert await store.claim("acme", "k", "fp-a", "h1", expire_after=60) is None
@@ -377,8 +379,8 @@ async def test_an_idempotency_key_is_claimed_by_one_holder_until_released_answer
         await store.release("acme", "k", "h1")
         assert await store.claim("acme", "k", "fp-c", "h3", expire_after=60) is None
         # Once the holder's response is kept, a claimer gets the response and holds nothing.
-        answer = StoredResponse("acme", "k", "fp-c", 200, b"{}", (), time.time())
-        await store.append("acme/cart/c1", b"\x01", response=answer)
+        answer = Receipt("acme", "k", "fp-c", b"{}", time.time())
+        await store.append("acme/cart/c1", b"\x01", receipt=answer)
         assert await store.claim("acme", "k", "fp-c", "h4", expire_after=60) == answer
         await store.release("acme", "k", "h3")
         assert await store.claim("acme", "k", "fp-c", "h5", expire_after=60) == answer
