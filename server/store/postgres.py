@@ -35,7 +35,6 @@ after PostgreSQL has flushed it to its WAL.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -48,104 +47,13 @@ import asyncpg
 
 from .base import Change, Claim, Price, StoredDoc, Receipt, StoreUnavailable
 from .records import receipt_from_row, receipt_row
+from . import postgres_sql as pgsql
+from .postgres_sql import SCHEMA_VERSION
 from .writer import Append, GroupCommitStore
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "shown_dsn"]
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 3
-"""The schema this module writes: the largest version in ``syncline_migrations``."""
-
-# What a failing database, network or driver raises: all of it is "unavailable". The
-# driver raises InternalClientError on a session the server ended while it was idle.
-_DB_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError,
-)
-
-_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-# Index i migrates a schema from version i to i + 1, inside one transaction. Plain
-# CREATE TABLE: a schema holding foreign tables of these names is refused, not adopted.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "CREATE TABLE updates (seq bigint PRIMARY KEY, doc text NOT NULL, blob bytea NOT NULL)",
-        "CREATE INDEX updates_doc_seq ON updates (doc, seq)",
-        "CREATE TABLE snapshots (doc text PRIMARY KEY, seq bigint NOT NULL, blob bytea NOT NULL)",
-        "CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL)",
-        "INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('feed_floor', 0), ('probe', 0)",
-        (
-            "CREATE TABLE changes (seq bigint PRIMARY KEY, doc text NOT NULL, tenant text NOT NULL,"
-            " at double precision NOT NULL, action text)"
-        ),
-        "CREATE INDEX changes_tenant_seq ON changes (tenant, seq)",
-        (
-            "CREATE TABLE responses (tenant text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
-            " record bytea NOT NULL, created_at double precision NOT NULL, PRIMARY KEY (tenant, key))"
-        ),
-        (
-            "CREATE TABLE prices (tenant text NOT NULL, product text NOT NULL, unit_price bigint NOT NULL,"
-            " currency text NOT NULL, PRIMARY KEY (tenant, product))"
-        ),
-    ),
-    (
-        # Idempotency keys claimed by requests still running, on any node (see claim()).
-        (
-            "CREATE TABLE claims (tenant text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
-            " holder text NOT NULL, created_at double precision NOT NULL, PRIMARY KEY (tenant, key))"
-        ),
-        "CREATE TABLE epochs (first_seq bigint PRIMARY KEY, epoch text NOT NULL)",
-    ),
-    (
-        "CREATE TABLE client_owners (doc text NOT NULL, client bigint NOT NULL, owner text NOT NULL,"
-        " PRIMARY KEY (doc, client))",
-    ),
-)
-assert len(_MIGRATIONS) == SCHEMA_VERSION
-
-# The row lock this takes orders every append transaction of the cluster (see the module doc).
-_TAKE_SEQS = "UPDATE meta SET value = value + $1 WHERE key = 'last_seq' RETURNING value"
-# The log rows and their change rows, in one statement; ``at`` is the database's clock,
-# one clock for every node.
-_INSERT_BATCH = (
-    "WITH u AS (INSERT INTO updates (seq, doc, blob)"
-    " SELECT $1 + t.i - 1, t.doc, t.blob FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS t(doc, blob, i))"
-    " INSERT INTO changes (seq, doc, tenant, at, action)"
-    " SELECT $1 + t.i - 1, t.doc, t.tenant, extract(epoch FROM clock_timestamp())::double precision, t.action"
-    " FROM unnest($2::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(doc, tenant, action, i)"
-)
-_INSERT_RESPONSE = (
-    "INSERT INTO responses (tenant, key, fingerprint, record, created_at) VALUES ($1, $2, $3, $4, $5)"
-    " ON CONFLICT (tenant, key) DO NOTHING"
-)
-_SELECT_RESPONSE = (
-    "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = $1 AND key = $2"
-)
-# Takes the key, or takes over a claim older than $5 seconds (by the database's clock, one for
-# every node); returns a row only when this caller holds the claim now.
-_TAKE_CLAIM = (
-    "INSERT INTO claims (tenant, key, fingerprint, holder, created_at)"
-    " VALUES ($1, $2, $3, $4, extract(epoch FROM clock_timestamp()))"
-    " ON CONFLICT (tenant, key) DO UPDATE"
-    " SET fingerprint = excluded.fingerprint, holder = excluded.holder, created_at = excluded.created_at"
-    " WHERE claims.created_at < excluded.created_at - $5"
-    " RETURNING holder"
-)
-# Snapshot (kind 0) then the log rows after it (kind 1): one statement, one read snapshot.
-_LOAD = (
-    "SELECT 0 AS kind, seq, blob FROM snapshots WHERE doc = $1"
-    " UNION ALL"
-    " SELECT 1, seq, blob FROM updates WHERE doc = $1"
-    " AND seq > coalesce((SELECT seq FROM snapshots WHERE doc = $1), 0)"
-    " ORDER BY 1, 2"
-)
-# Writes the snapshot only over an older one; the row lock serializes compactions of ``doc``.
-_PUT_SNAPSHOT = (
-    "INSERT INTO snapshots (doc, seq, blob) VALUES ($1, $2, $3)"
-    " ON CONFLICT (doc) DO UPDATE SET seq = excluded.seq, blob = excluded.blob"
-    " WHERE snapshots.seq < excluded.seq RETURNING seq"
-)
-
 
 def _row_count(status: str) -> int:
     """The row count of a command tag such as ``DELETE 3``."""
@@ -198,7 +106,7 @@ class PostgresStore(GroupCommitStore):
     ) -> None:
         if pool_size < 2:
             raise ValueError(f"pool_size must be at least 2 (a writer and a reader), not {pool_size}")
-        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+        if schema is not None and not pgsql.SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"schema must be a plain identifier (letters, digits, _), not {schema!r}")
         if timeout <= 0 or connect_timeout <= 0:
             raise ValueError("timeout and connect_timeout must be greater than 0")
@@ -232,7 +140,7 @@ class PostgresStore(GroupCommitStore):
             )
             async with self._pool.acquire(timeout=self.connect_timeout) as con:
                 await self._migrate(con)
-        except _DB_ERRORS as exc:
+        except pgsql.DB_ERRORS as exc:
             raise self._unavailable(f"cannot open: {exc}") from exc
         except ValueError as exc:  # asyncpg refuses a malformed DSN with ValueError
             raise self._unavailable(f"cannot open: {exc}") from exc
@@ -259,7 +167,7 @@ class PostgresStore(GroupCommitStore):
                     f"{self!r}: schema {target_schema} has version {version}; this Syncline reads up to {SCHEMA_VERSION}"
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target - 1]:
+                for statement in pgsql.MIGRATIONS[target - 1]:
                     try:
                         await con.execute(statement)
                     except (asyncpg.DuplicateTableError, asyncpg.DuplicateObjectError) as exc:
@@ -284,7 +192,7 @@ class PostgresStore(GroupCommitStore):
         try:
             with anyio.fail_after(self.timeout):
                 await pool.close()
-        except (TimeoutError, *_DB_ERRORS) as exc:
+        except (TimeoutError, *pgsql.DB_ERRORS) as exc:
             logger.warning("closing the pool of %r failed, terminating it: %s", self, exc)
             pool.terminate()
 
@@ -310,7 +218,7 @@ class PostgresStore(GroupCommitStore):
 
     async def load(self, doc: str) -> StoredDoc:
         """The snapshot of ``doc`` (if any) and its log rows after it, in seq order."""
-        rows = await self._fetch(_LOAD, doc)
+        rows = await self._fetch(pgsql.LOAD, doc)
         return StoredDoc.from_rows((int(kind), int(seq), bytes(blob)) for kind, seq, blob in rows)
 
     async def compact(self, doc: str, snapshot: bytes, through_seq: int) -> None:
@@ -329,7 +237,7 @@ class PostgresStore(GroupCommitStore):
             last = int(await con.fetchval("SELECT value FROM meta WHERE key = 'last_seq'"))
             if through_seq > last:
                 raise ValueError(f"through_seq {through_seq} is above the last assigned seq {last}")
-            if await con.fetchval(_PUT_SNAPSHOT, doc, through_seq, blob) is None:
+            if await con.fetchval(pgsql.PUT_SNAPSHOT, doc, through_seq, blob) is None:
                 return  # an equal or newer snapshot is already there
             await con.execute("DELETE FROM updates WHERE doc = $1 AND seq <= $2", doc, through_seq)
 
@@ -399,7 +307,7 @@ class PostgresStore(GroupCommitStore):
 
     async def recall(self, tenant: str, key: str) -> Receipt | None:
         """The response kept under ``(tenant, key)``, if any."""
-        rows = await self._fetch(_SELECT_RESPONSE, tenant, key)
+        rows = await self._fetch(pgsql.SELECT_RESPONSE, tenant, key)
         if not rows:
             return None
         tenant_, key_, fingerprint, record, created_at = rows[0]
@@ -411,8 +319,8 @@ class PostgresStore(GroupCommitStore):
 
         async def work(con: asyncpg.Connection) -> Receipt:
             # Waits for a concurrent insert of the same key; the next statement then sees the winner.
-            await con.execute(_INSERT_RESPONSE, *row)
-            kept = await con.fetchrow(_SELECT_RESPONSE, receipt.tenant, receipt.key)
+            await con.execute(pgsql.INSERT_RESPONSE, *row)
+            kept = await con.fetchrow(pgsql.SELECT_RESPONSE, receipt.tenant, receipt.key)
             assert kept is not None
             return receipt_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
 
@@ -432,8 +340,8 @@ class PostgresStore(GroupCommitStore):
 
         async def work(con: asyncpg.Connection) -> Receipt | Claim | None:
             for _ in range(3):  # a claim released between two statements: look again
-                taken = await con.fetchval(_TAKE_CLAIM, tenant, key, fingerprint, holder, expire_after)
-                kept = await con.fetchrow(_SELECT_RESPONSE, tenant, key)
+                taken = await con.fetchval(pgsql.TAKE_CLAIM, tenant, key, fingerprint, holder, expire_after)
+                kept = await con.fetchrow(pgsql.SELECT_RESPONSE, tenant, key)
                 if kept is not None:
                     if taken is not None:
                         await con.execute("DELETE FROM claims WHERE tenant = $1 AND key = $2 AND holder = $3",
@@ -547,7 +455,7 @@ class PostgresStore(GroupCommitStore):
         try:
             async with self._connection(pool) as con:
                 return list(await con.fetch(sql, *args, timeout=self.timeout))
-        except _DB_ERRORS as exc:
+        except pgsql.DB_ERRORS as exc:
             raise self._unavailable(f"read failed: {exc}") from exc
 
     async def _transact(self, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
@@ -556,7 +464,7 @@ class PostgresStore(GroupCommitStore):
         try:
             async with self._connection(pool) as con, con.transaction():
                 return await work(con)
-        except _DB_ERRORS as exc:
+        except pgsql.DB_ERRORS as exc:
             raise self._unavailable(f"write failed: {exc}") from exc
 
     async def _commit_appends(self, batch: list[Append]) -> None:
@@ -568,15 +476,15 @@ class PostgresStore(GroupCommitStore):
         responses = [receipt_row(r.receipt) for r in batch if r.receipt is not None]
         try:
             async with self._connection(pool) as con, con.transaction():
-                last = int(await con.fetchval(_TAKE_SEQS, len(batch)))
+                last = int(await con.fetchval(pgsql.TAKE_SEQS, len(batch)))
                 first = last - len(batch) + 1
                 await con.execute(
-                    _INSERT_BATCH, first, docs, [r.update for r in batch],
+                    pgsql.INSERT_BATCH, first, docs, [r.update for r in batch],
                     [doc.split("/", 1)[0] for doc in docs], [r.action for r in batch],
                 )
                 if responses:
-                    await con.executemany(_INSERT_RESPONSE, responses)
-        except _DB_ERRORS as exc:
+                    await con.executemany(pgsql.INSERT_RESPONSE, responses)
+        except pgsql.DB_ERRORS as exc:
             logger.warning("commit of %d updates to %r failed: %s", len(batch), self, exc)
             for request in batch:
                 request.fail(self._unavailable(f"commit failed: {exc}"), exc)

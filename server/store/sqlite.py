@@ -42,105 +42,13 @@ import anyio
 from ..lockfile import LockFile, acquire, holder_pid
 from .base import Change, Claim, Price, StoredDoc, Receipt, StoreLocked, StoreUnavailable
 from .records import receipt_from_row, receipt_row
+from . import sqlite_sql as litesql
+from .sqlite_sql import SCHEMA_VERSION
 from .writer import Append, GroupCommitStore, Pending
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 4
-"""The schema this module writes; ``PRAGMA user_version`` of a current file."""
-
-_SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
-_WAL_SIZE_LIMIT = 64 * 1024 * 1024
-
-# Index i migrates a file from user_version i to i + 1, inside one transaction.
-# Plain CREATE TABLE (no IF NOT EXISTS): a foreign SQLite file with tables of the
-# same names is refused instead of being silently adopted.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        (
-            "CREATE TABLE updates ("
-            " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " doc TEXT NOT NULL,"
-            " blob BLOB NOT NULL)"
-        ),
-        "CREATE INDEX updates_doc_seq ON updates (doc, seq)",
-        (
-            "CREATE TABLE snapshots ("
-            " doc TEXT PRIMARY KEY,"
-            " seq INTEGER NOT NULL,"
-            " blob BLOB NOT NULL)"
-        ),
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
-    ),
-    (
-        (
-            "CREATE TABLE changes ("
-            " seq INTEGER PRIMARY KEY,"
-            " doc TEXT NOT NULL,"
-            " tenant TEXT NOT NULL,"
-            " at REAL NOT NULL,"
-            " action TEXT)"
-        ),
-        "CREATE INDEX changes_tenant_seq ON changes (tenant, seq)",
-        (
-            "CREATE TABLE responses ("
-            " tenant TEXT NOT NULL,"
-            " key TEXT NOT NULL,"
-            " fingerprint TEXT NOT NULL,"
-            " record BLOB NOT NULL,"
-            " created_at REAL NOT NULL,"
-            " PRIMARY KEY (tenant, key)) WITHOUT ROWID"
-        ),
-        (
-            "CREATE TABLE prices ("
-            " tenant TEXT NOT NULL,"
-            " product TEXT NOT NULL,"
-            " unit_price INTEGER NOT NULL,"
-            " currency TEXT NOT NULL,"
-            " PRIMARY KEY (tenant, product)) WITHOUT ROWID"
-        ),
-        # Updates stored before the feed existed have no change rows: resuming below them is a gap.
-        (
-            "INSERT INTO meta (key, value) SELECT 'feed_floor', max("
-            " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'updates'), 0),"
-            " coalesce((SELECT max(seq) FROM updates), 0))"
-        ),
-    ),
-    (
-        "CREATE TABLE epochs (first_seq INTEGER PRIMARY KEY, epoch TEXT NOT NULL)",
-    ),
-    (
-        (
-            "CREATE TABLE client_owners ("
-            " doc TEXT NOT NULL,"
-            " client INTEGER NOT NULL,"
-            " owner TEXT NOT NULL,"
-            " PRIMARY KEY (doc, client)) WITHOUT ROWID"
-        ),
-    ),
-)
-assert len(_MIGRATIONS) == SCHEMA_VERSION
-
-# The largest seq ever assigned: sqlite_sequence remembers it even after the rows are gone.
-_LAST_SEQ = (
-    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'updates'), 0),"
-    " coalesce((SELECT max(seq) FROM updates), 0))"
-)
-# Snapshot (kind 0) then the log rows after it (kind 1), in one statement: one read snapshot.
-_LOAD = (
-    "SELECT 0, seq, blob FROM snapshots WHERE doc = :doc"
-    " UNION ALL"
-    " SELECT 1, seq, blob FROM updates WHERE doc = :doc"
-    " AND seq > coalesce((SELECT seq FROM snapshots WHERE doc = :doc), 0)"
-    " ORDER BY 1, 2"
-)
-_INSERT_RESPONSE = (
-    "INSERT INTO responses (tenant, key, fingerprint, record, created_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (tenant, key) DO NOTHING"
-)
-
 
 @dataclass(eq=False)
 class _Transaction(Pending):
@@ -185,8 +93,8 @@ class SQLiteStore(GroupCommitStore):
         busy_timeout: float = 5.0,
         exclusive: bool = True,
     ) -> None:
-        if synchronous.upper() not in _SYNCHRONOUS_MODES:
-            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS_MODES)}, not {synchronous!r}")
+        if synchronous.upper() not in litesql.SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(litesql.SYNCHRONOUS_MODES)}, not {synchronous!r}")
         if busy_timeout < 0:
             raise ValueError(f"busy_timeout must not be negative, not {busy_timeout}")
         super().__init__(max_batch)
@@ -246,7 +154,7 @@ class SQLiteStore(GroupCommitStore):
                 raise StoreUnavailable(f"{self.path}: cannot switch to WAL journal mode (got {rows!r})")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             # After a burst, truncate the WAL back to this size at checkpoints instead of keeping it.
-            db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
+            db.execute(f"PRAGMA journal_size_limit={litesql.WAL_SIZE_LIMIT}")
             self._migrate(db)
         except BaseException:
             db.close()
@@ -262,7 +170,7 @@ class SQLiteStore(GroupCommitStore):
                     f"{self.path} has schema version {version}; this Syncline reads up to {SCHEMA_VERSION}"
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target - 1]:
+                for statement in litesql.MIGRATIONS[target - 1]:
                     try:
                         db.execute(statement)
                     except sqlite3.OperationalError as exc:
@@ -324,7 +232,7 @@ class SQLiteStore(GroupCommitStore):
 
     async def load(self, doc: str) -> StoredDoc:
         """The snapshot of ``doc`` (if any) and its log rows after it, in seq order."""
-        rows = await self._read(_LOAD, {"doc": doc})
+        rows = await self._read(litesql.LOAD, {"doc": doc})
         return StoredDoc.from_rows((int(kind), int(seq), bytes(blob)) for kind, seq, blob in rows)
 
     async def compact(self, doc: str, snapshot: bytes, through_seq: int) -> None:
@@ -435,7 +343,7 @@ class SQLiteStore(GroupCommitStore):
         row = receipt_row(receipt)
 
         def work(db: sqlite3.Connection) -> Receipt:
-            db.execute(_INSERT_RESPONSE, row)
+            db.execute(litesql.INSERT_RESPONSE, row)
             kept = db.execute(
                 "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = ? AND key = ?",
                 (receipt.tenant, receipt.key),
@@ -577,7 +485,7 @@ class SQLiteStore(GroupCommitStore):
             )
             responses = [receipt_row(r.receipt) for r in batch if r.receipt is not None]
             if responses:
-                db.executemany(_INSERT_RESPONSE, responses)
+                db.executemany(litesql.INSERT_RESPONSE, responses)
             db.execute("COMMIT")
         except BaseException:
             self._rollback_sync(db)
@@ -662,4 +570,4 @@ def _owners(db: sqlite3.Connection, doc: str, clients: list[int]) -> dict[int, s
 
 
 def _last_seq(db: sqlite3.Connection) -> int:
-    return int(db.execute(_LAST_SEQ).fetchone()[0])
+    return int(db.execute(litesql.LAST_SEQ).fetchone()[0])

@@ -1,0 +1,99 @@
+"""The PostgreSQL store's schema (versioned in ``syncline_migrations``) and its fixed statements."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+SCHEMA_VERSION = 3
+"""The schema this module writes: the largest version in ``syncline_migrations``."""
+
+# What a failing database, network or driver raises: all of it is "unavailable". The
+# driver raises InternalClientError on a session the server ended while it was idle.
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError,
+)
+
+SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+# Index i migrates a schema from version i to i + 1, inside one transaction. Plain
+# CREATE TABLE: a schema holding foreign tables of these names is refused, not adopted.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE updates (seq bigint PRIMARY KEY, doc text NOT NULL, blob bytea NOT NULL)",
+        "CREATE INDEX updates_doc_seq ON updates (doc, seq)",
+        "CREATE TABLE snapshots (doc text PRIMARY KEY, seq bigint NOT NULL, blob bytea NOT NULL)",
+        "CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL)",
+        "INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('feed_floor', 0), ('probe', 0)",
+        (
+            "CREATE TABLE changes (seq bigint PRIMARY KEY, doc text NOT NULL, tenant text NOT NULL,"
+            " at double precision NOT NULL, action text)"
+        ),
+        "CREATE INDEX changes_tenant_seq ON changes (tenant, seq)",
+        (
+            "CREATE TABLE responses (tenant text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
+            " record bytea NOT NULL, created_at double precision NOT NULL, PRIMARY KEY (tenant, key))"
+        ),
+        (
+            "CREATE TABLE prices (tenant text NOT NULL, product text NOT NULL, unit_price bigint NOT NULL,"
+            " currency text NOT NULL, PRIMARY KEY (tenant, product))"
+        ),
+    ),
+    (
+        # Idempotency keys claimed by requests still running, on any node (see claim()).
+        (
+            "CREATE TABLE claims (tenant text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
+            " holder text NOT NULL, created_at double precision NOT NULL, PRIMARY KEY (tenant, key))"
+        ),
+        "CREATE TABLE epochs (first_seq bigint PRIMARY KEY, epoch text NOT NULL)",
+    ),
+    (
+        "CREATE TABLE client_owners (doc text NOT NULL, client bigint NOT NULL, owner text NOT NULL,"
+        " PRIMARY KEY (doc, client))",
+    ),
+)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+# The row lock this takes orders every append transaction of the cluster (see the module doc).
+TAKE_SEQS = "UPDATE meta SET value = value + $1 WHERE key = 'last_seq' RETURNING value"
+# The log rows and their change rows, in one statement; ``at`` is the database's clock,
+# one clock for every node.
+INSERT_BATCH = (
+    "WITH u AS (INSERT INTO updates (seq, doc, blob)"
+    " SELECT $1 + t.i - 1, t.doc, t.blob FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS t(doc, blob, i))"
+    " INSERT INTO changes (seq, doc, tenant, at, action)"
+    " SELECT $1 + t.i - 1, t.doc, t.tenant, extract(epoch FROM clock_timestamp())::double precision, t.action"
+    " FROM unnest($2::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(doc, tenant, action, i)"
+)
+INSERT_RESPONSE = (
+    "INSERT INTO responses (tenant, key, fingerprint, record, created_at) VALUES ($1, $2, $3, $4, $5)"
+    " ON CONFLICT (tenant, key) DO NOTHING"
+)
+SELECT_RESPONSE = (
+    "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = $1 AND key = $2"
+)
+# Takes the key, or takes over a claim older than $5 seconds (by the database's clock, one for
+# every node); returns a row only when this caller holds the claim now.
+TAKE_CLAIM = (
+    "INSERT INTO claims (tenant, key, fingerprint, holder, created_at)"
+    " VALUES ($1, $2, $3, $4, extract(epoch FROM clock_timestamp()))"
+    " ON CONFLICT (tenant, key) DO UPDATE"
+    " SET fingerprint = excluded.fingerprint, holder = excluded.holder, created_at = excluded.created_at"
+    " WHERE claims.created_at < excluded.created_at - $5"
+    " RETURNING holder"
+)
+# Snapshot (kind 0) then the log rows after it (kind 1): one statement, one read snapshot.
+LOAD = (
+    "SELECT 0 AS kind, seq, blob FROM snapshots WHERE doc = $1"
+    " UNION ALL"
+    " SELECT 1, seq, blob FROM updates WHERE doc = $1"
+    " AND seq > coalesce((SELECT seq FROM snapshots WHERE doc = $1), 0)"
+    " ORDER BY 1, 2"
+)
+# Writes the snapshot only over an older one; the row lock serializes compactions of ``doc``.
+PUT_SNAPSHOT = (
+    "INSERT INTO snapshots (doc, seq, blob) VALUES ($1, $2, $3)"
+    " ON CONFLICT (doc) DO UPDATE SET seq = excluded.seq, blob = excluded.blob"
+    " WHERE snapshots.seq < excluded.seq RETURNING seq"
+)
