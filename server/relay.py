@@ -140,10 +140,8 @@ async def _prune_periodically(
     while True:
         now = clock()
         try:
-            changes, responses = await store.prune(
-                changes_before=now - settings.feed_retention_seconds,
-                responses_before=now - settings.idempotency_ttl_seconds,
-            )
+            changes = await store.prune_changes(now - settings.feed_retention_seconds)
+            responses = await store.prune_receipts(now - settings.idempotency_ttl_seconds)
             if changes or responses:
                 log.info("pruned the change feed and idempotency records",
                          extra={"changes": changes, "responses": responses})

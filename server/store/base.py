@@ -204,8 +204,9 @@ class ChangeFeed(Protocol):
         a backup, continues under an epoch that no earlier reader has seen."""
         ...
 
-    async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
-        """Delete changes and stored responses older than these times; return how many of each."""
+    async def prune_changes(self, before: float) -> int:
+        """Delete the change rows committed before ``before`` (seconds since the epoch), by seq so
+        the feed stays a gapless suffix, and raise the floor to the last one; return how many."""
         ...
 
 
@@ -236,6 +237,10 @@ class Receipts(Protocol):
 
     async def release(self, tenant: str, key: str, holder: str) -> None:
         """Drop ``holder``'s claim on ``(tenant, key)`` (a claim taken over by another is left)."""
+        ...
+
+    async def prune_receipts(self, before: float) -> int:
+        """Delete the receipts (and expired claims) kept before ``before``; return how many receipts."""
         ...
 
 

@@ -286,24 +286,31 @@ class PostgresStore(GroupCommitStore):
         rows = await self._fetch("SELECT first_seq, epoch FROM epochs ORDER BY first_seq")
         return [(int(first), str(epoch)) for first, epoch in rows]
 
-    async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
-        """Delete changes and stored responses older than these times; return how many of each."""
+    async def prune_changes(self, before: float) -> int:
+        """Delete the change-feed rows committed before ``before``; return how many."""
 
-        async def work(con: asyncpg.Connection) -> tuple[int, int]:
-            floor = await con.fetchval("SELECT max(seq) FROM changes WHERE at < $1", changes_before)
-            pruned_changes = 0
-            if floor is not None:
-                # By seq, not by time: the feed must stay a gapless suffix above its floor.
-                pruned_changes = _row_count(await con.execute("DELETE FROM changes WHERE seq <= $1", floor))
-                await con.execute(
-                    "UPDATE meta SET value = greatest(value, $1) WHERE key = 'feed_floor'", int(floor)
-                )
-            status = await con.execute("DELETE FROM responses WHERE created_at < $1", responses_before)
-            await con.execute("DELETE FROM claims WHERE created_at < $1", responses_before)  # a dead node's
-            return pruned_changes, _row_count(status)
+        async def work(con: asyncpg.Connection) -> int:
+            floor = await con.fetchval("SELECT max(seq) FROM changes WHERE at < $1", before)
+            if floor is None:
+                return 0
+            # By seq, not by time: the feed must stay a gapless suffix above its floor.
+            pruned = _row_count(await con.execute("DELETE FROM changes WHERE seq <= $1", floor))
+            await con.execute("UPDATE meta SET value = greatest(value, $1) WHERE key = 'feed_floor'", int(floor))
+            return pruned
 
-        result: tuple[int, int] = await self._transact(work)
-        return result
+        pruned: int = await self._transact(work)
+        return pruned
+
+    async def prune_receipts(self, before: float) -> int:
+        """Delete the receipts, and the claims of dead nodes, older than ``before``; return how many receipts."""
+
+        async def work(con: asyncpg.Connection) -> int:
+            status = await con.execute("DELETE FROM responses WHERE created_at < $1", before)
+            await con.execute("DELETE FROM claims WHERE created_at < $1", before)
+            return _row_count(status)
+
+        pruned: int = await self._transact(work)
+        return pruned
 
     async def recall(self, tenant: str, key: str) -> Receipt | None:
         """The response kept under ``(tenant, key)``, if any."""

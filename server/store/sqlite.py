@@ -306,26 +306,34 @@ class SQLiteStore(GroupCommitStore):
         rows = await self._read("SELECT first_seq, epoch FROM epochs ORDER BY first_seq", {})
         return [(int(first), str(epoch)) for first, epoch in rows]
 
-    async def prune(self, *, changes_before: float, responses_before: float) -> tuple[int, int]:
-        """Delete changes and stored responses older than these times; return how many of each."""
+    async def prune_changes(self, before: float) -> int:
+        """Delete the change-feed rows committed before ``before``; return how many."""
 
-        def work(db: sqlite3.Connection) -> tuple[int, int]:
-            row = db.execute("SELECT max(seq) FROM changes WHERE at < ?", (changes_before,)).fetchone()
-            pruned_changes = 0
-            if row is not None and row[0] is not None:
-                # By seq, not by time: the feed must stay a gapless suffix above its floor.
-                floor = int(row[0])
-                pruned_changes = db.execute("DELETE FROM changes WHERE seq <= ?", (floor,)).rowcount
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('feed_floor', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = max(coalesce(value, 0), excluded.value)",
-                    (floor,),
-                )
-            pruned_responses = db.execute("DELETE FROM responses WHERE created_at < ?", (responses_before,)).rowcount
-            return pruned_changes, pruned_responses
+        def work(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT max(seq) FROM changes WHERE at < ?", (before,)).fetchone()
+            if row is None or row[0] is None:
+                return 0
+            # By seq, not by time: the feed must stay a gapless suffix above its floor.
+            floor = int(row[0])
+            pruned = db.execute("DELETE FROM changes WHERE seq <= ?", (floor,)).rowcount
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('feed_floor', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = max(coalesce(value, 0), excluded.value)",
+                (floor,),
+            )
+            return int(pruned)
 
-        result: tuple[int, int] = await self._transact(work)
-        return result
+        pruned: int = await self._transact(work)
+        return pruned
+
+    async def prune_receipts(self, before: float) -> int:
+        """Delete the receipts kept before ``before``; return how many."""
+
+        def work(db: sqlite3.Connection) -> int:
+            return int(db.execute("DELETE FROM responses WHERE created_at < ?", (before,)).rowcount)
+
+        pruned: int = await self._transact(work)
+        return pruned
 
     async def recall(self, tenant: str, key: str) -> Receipt | None:
         """The response kept under ``(tenant, key)``, if any."""

@@ -329,12 +329,12 @@ async def test_prune_removes_old_changes_by_seq_and_raises_the_floor(store_facto
         cutoff = time.time() + 0.001
         await anyio.sleep(0.01)
         new = [await store.append("acme/cart/c1", bytes([i])) for i in range(3)]
-        pruned, _ = await store.prune(changes_before=cutoff, responses_before=0)
+        pruned = await store.prune_changes(cutoff)
         assert pruned == len(old)
         assert await store.feed_floor() == old[-1]
         assert [c.seq for c in await store.changes_since("acme", 0, 100)] == new
         # Pruning again with an older cutoff never lowers the floor.
-        assert await store.prune(changes_before=0, responses_before=0) == (0, 0)
+        assert await store.prune_changes(0) == 0 and await store.prune_receipts(0) == 0
         assert await store.feed_floor() == old[-1]
         # The log itself is untouched: pruning is about the feed only.
         assert [seq for seq, _ in (await store.load("acme/cart/c1")).updates] == old + new
@@ -358,7 +358,7 @@ async def test_a_receipt_commits_with_its_update_and_the_first_one_is_kept_as_it
         assert await store.remember(other) == other
     async with store_factory() as store:
         assert await store.recall("acme", "key-1") == first
-        assert await store.prune(changes_before=0, responses_before=2500.0) == (0, 1)
+        assert await store.prune_changes(0) == 0 and await store.prune_receipts(2500.0) == 1
         assert await store.recall("acme", "key-1") is None
         assert await store.recall("globex", "key-1") == other
 
