@@ -99,7 +99,7 @@ async def deliver(relay: RelayProcess, name: str, writers: list[WriterPlan], ord
             tg.start_soon(run, plan, order[index % len(order)] / 1000)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(writers=plans(), order=st.lists(st.integers(0, 3), min_size=1, max_size=3))
 def test_any_delivery_order_ends_with_every_write_acknowledged_and_the_room_holding_all(
     relay: RelayProcess, writers: list[WriterPlan], order: list[int],
