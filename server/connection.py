@@ -26,6 +26,8 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 from pycrdt import Doc
@@ -279,18 +281,24 @@ class Connection:
             return
         async with self._write_lock:  # writes are processed, and acknowledged, in arrival order
             if update != EMPTY_UPDATE:  # nothing to store; y-websocket sends this on every sync
-                self._writing = True  # abort() waits for this write instead of cancelling it halfway
-                try:
+                async with self._writing_one():
                     landed = await self._submit(number, update)
                     if landed and self._held:
                         await self._retry_held()
                     elif not landed and len(self._held) > 1:
                         await self._land_held_together()
-                finally:
-                    self._writing = False
             self._processed = number
             if self.close_code is None:
                 self._acknowledge()
+
+    @asynccontextmanager
+    async def _writing_one(self) -> AsyncIterator[None]:
+        """While a write runs, abort() lets it finish instead of cancelling it halfway."""
+        self._writing = True
+        try:
+            yield
+        finally:
+            self._writing = False
 
     def room_advanced(self) -> None:
         self._room_advanced.set()
@@ -299,15 +307,12 @@ class Connection:
         """Retry the held writes each time the room integrates something another peer sent."""
         while True:
             await self._room_advanced.wait()
-            self._room_advanced.clear()
             if not self._held:
+                self._room_advanced.clear()
                 continue
             async with self._write_lock:
-                self._writing = True
-                try:
+                async with self._writing_one():
                     await self._retry_held()
-                finally:
-                    self._writing = False
                 if self.close_code is None:
                     self._acknowledge()
                 else:
@@ -363,6 +368,7 @@ class Connection:
     async def _retry_held(self) -> None:
         """Write the held updates that the room can now integrate, until none can; then try
         what is still held as one update."""
+        self._room_advanced.clear()  # this pass sees the room as it is; a later gain sets it again
         progress = True
         while progress and self._held and self.close_code is None:
             progress = False

@@ -359,6 +359,7 @@ class Room:
         if missing:
             log.info("caught up from the store", extra={"doc": self.name, "seq": stored.last_seq})
             self._broadcast(protocol.sync_update(missing[0] if len(missing) == 1 else merge_updates(*missing)), None)
+            self._advanced()
             if self._on_change is not None:
                 self._on_change(self.name, stored.last_seq)
 

@@ -62,13 +62,14 @@ class RoomDocument:
         return self._doc
 
     def _integrate_loaded(self) -> None:
-        """Integrate what :meth:`load` read; skip (and log) what cannot be integrated.
+        """Integrate what the room's load read; skip (and log) what cannot be integrated.
 
         Rows are applied in seq order, which is an order Yrs integrates fully for every row
         this relay accepted. A log written before the relay checked that (a writer's updates
-        stored out of clock order) can lose content in Yrs; such a log is healed by applying
-        its rows again, which Yrs then integrates, and if the document still falls short of
-        the rows' merged state vector, no loaded row is ever folded by compaction.
+        stored out of clock order) can lose content in Yrs on the first pass; a second pass
+        integrates it. The second pass runs unless the rows' merged state vector is at hand
+        (a cold room that greeted a peer computed it) and the first pass already reached it;
+        when the document still falls short of it, no loaded row is ever folded by compaction.
         """
         loaded, self._loaded, cold = self._loaded or [], None, self._cold
         self._cold = None
@@ -76,17 +77,10 @@ class RoomDocument:
         self._clock = decode_state_vector(self._doc.get_state())
         if not loaded:
             return
-        expected: dict[int, int] | None = None
-        if cold is not None:
-            expected = decode_state_vector(cold[1])
-        elif len(loaded) <= COLD_MERGE_MAX:
-            try:
-                expected = decode_state_vector(update_state_vector(merge([update for _, update in loaded])))
-            except InvalidUpdate:
-                expected = None
+        expected = decode_state_vector(cold[1]) if cold is not None else None
         if expected is not None and not self._short_of(expected):
             return
-        self._apply_rows(loaded)  # the heal: Yrs integrates on a second pass what it dropped on the first
+        self._apply_rows(loaded)  # the heal: cheaper than merging the rows to find out whether it is needed
         self._clock = decode_state_vector(self._doc.get_state())
         short = self._short_of(expected) if expected is not None else {}
         if short:
@@ -96,6 +90,8 @@ class RoomDocument:
 
     def _apply_rows(self, rows: list[tuple[int, bytes]]) -> None:
         for seq, update in rows:
+            if seq in self.uncovered:
+                continue  # Yrs refused it already
             try:
                 apply_update(self._doc, update)
             except InvalidUpdate as exc:

@@ -54,9 +54,9 @@ def steady(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
         process.stop()
 
 
-def url_as(relay: RelayProcess, name: str, subject: str) -> str:
+def url_as(relay: RelayProcess, name: str, subject: str, *, ttl: int | None = None) -> str:
     tenant = name.split("/", 1)[0]
-    return relay.url(name, issue_token(SECRET, tenant, [name], subject=subject))
+    return relay.url(name, issue_token(SECRET, tenant, [name], subject=subject, ttl_seconds=ttl))
 
 
 async def read(relay: RelayProcess, name: str) -> Doc:
@@ -187,8 +187,10 @@ async def test_a_device_whose_client_id_collides_with_anothers_is_told_not_ignor
 async def test_the_same_subject_keeps_its_client_ids_across_tokens_and_connections(steady: RelayProcess) -> None:
     name = "acme/cart/reissued"
     _, updates = cart_writes(401, ["a", "b", "c"])
-    for update in updates:
-        async with raw_writer(url_as(steady, name, "back-office")) as writer:
+    urls = [url_as(steady, name, "back-office", ttl=3600 + index) for index in range(len(updates))]
+    assert len(set(urls)) == len(urls)  # three different tokens
+    for url, update in zip(urls, updates, strict=True):
+        async with raw_writer(url) as writer:
             await writer.send(update)
             await writer.wait_all_acked()
     assert sorted(lines_of(await read(steady, name))) == ["a", "b", "c"]
