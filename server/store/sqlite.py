@@ -31,7 +31,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,32 +404,19 @@ class SQLiteStore(GroupCommitStore):
             return _owners(db, doc, asked)
 
         if not claimed:
-            return {int(client): str(who) for client, who in await self._read_owners(doc, asked)}
-        owners: dict[int, str] = await self._transact(work)
-        return owners
-
-    async def _read_owners(self, doc: str, clients: list[int]) -> list[sqlite3.Row]:
-        rows: list[sqlite3.Row] = []
-        for start in range(0, len(clients), 500):
-            chunk = clients[start : start + 500]
-            rows += await self._read(
-                f"SELECT client, owner FROM client_owners WHERE doc = ? AND client IN ({','.join('?' * len(chunk))})",
-                (doc, *chunk),
-            )
-        return rows
+            owners: dict[int, str] = {}
+            for sql, params in _chunked_in(_SELECT_OWNERS, (doc,), asked):
+                owners.update((int(client), str(who)) for client, who in await self._read(sql, params))
+            return owners
+        bound: dict[int, str] = await self._transact(work)
+        return bound
 
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
         """The catalog prices of those ``products`` that have one."""
-        wanted = sorted(set(products))
         found: dict[str, Price] = {}
-        for start in range(0, len(wanted), 500):  # stay far below SQLite's bound-parameter limit
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = await self._read(
-                f"SELECT product, unit_price, currency FROM prices WHERE tenant = ? AND product IN ({marks})",
-                (tenant, *chunk),
-            )
-            for product, unit_price, currency in rows:
+        select = "SELECT product, unit_price, currency FROM prices WHERE tenant = ? AND product IN ({})"
+        for sql, params in _chunked_in(select, (tenant,), sorted(set(products))):
+            for product, unit_price, currency in await self._read(sql, params):
                 found[str(product)] = Price(int(unit_price), str(currency))
         return found
 
@@ -565,15 +552,20 @@ class SQLiteStore(GroupCommitStore):
             self._broken = exc
 
 
+_SELECT_OWNERS = "SELECT client, owner FROM client_owners WHERE doc = ? AND client IN ({})"
+
+
+def _chunked_in(select: str, head: tuple[object, ...], values: list[Any]) -> Iterator[tuple[str, tuple[object, ...]]]:
+    """``select`` (ending in ``IN ({})``) once per chunk of ``values``, far below SQLite's parameter limit."""
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        yield select.format(",".join("?" * len(chunk))), (*head, *chunk)
+
+
 def _owners(db: sqlite3.Connection, doc: str, clients: list[int]) -> dict[int, str]:
     owners: dict[int, str] = {}
-    for start in range(0, len(clients), 500):
-        chunk = clients[start : start + 500]
-        rows = db.execute(
-            f"SELECT client, owner FROM client_owners WHERE doc = ? AND client IN ({','.join('?' * len(chunk))})",
-            (doc, *chunk),
-        )
-        owners.update((int(client), str(who)) for client, who in rows)
+    for sql, params in _chunked_in(_SELECT_OWNERS, (doc,), clients):
+        owners.update((int(client), str(who)) for client, who in db.execute(sql, params))
     return owners
 
 

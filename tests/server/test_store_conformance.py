@@ -452,3 +452,12 @@ async def test_of_concurrent_claims_of_one_client_exactly_one_wins(store_factory
                 tg.start_soon(claim, f"sub:{index}")
         winners = {result[42] for result in seen}
         assert len(seen) == 8 and len(winners) == 1
+
+
+async def test_binding_and_checking_more_clients_than_one_statement_takes(store_factory: StoreFactory) -> None:
+    clients = list(range(1, 1_201))
+    async with store_factory() as store:
+        assert await store.bind_clients("t/cart/1", "sub:ann", claim=clients[:700], check=clients[700:]) == {
+            client: "sub:ann" for client in clients[:700]}
+        assert await store.bind_clients("t/cart/1", "sub:bob", claim=[], check=clients) == {
+            client: "sub:ann" for client in clients[:700]}
