@@ -101,12 +101,7 @@ async def relay_ack_peer(url: str, peer: int, stop_at: float, latencies: list[fl
             t = time.perf_counter()
             await ws.send(protocol.sync_update(update))
             writes += 1
-            while True:
-                message = protocol.decode(await ws.recv())
-                if message.kind is Kind.EXTENSION:
-                    body = protocol.decode_extension(message.payload)
-                    if body["op"] == "ack" and body["n"] >= writes:
-                        break
+            await acked(ws, writes)
             latencies.append(time.perf_counter() - t)
             done += 1
         return done
@@ -148,3 +143,13 @@ def bench_commits(cfg: Config, work: Path) -> dict[str, Any]:
         for n in cfg.commit_writers:
             relay_rows.append(asyncio.run(relay_commit_rate(relay, n, cfg.commit_seconds)))
     return {"synchronous": "FULL", "store": store_rows, "relay": relay_rows}
+
+
+async def acked(ws: Any, writes: int) -> None:
+    """Read frames until the relay acknowledges ``writes`` writes (durable acks on)."""
+    while True:
+        message = protocol.decode(await ws.recv())
+        if message.kind is Kind.EXTENSION:
+            body = protocol.decode_extension(message.payload)
+            if body["op"] == "ack" and body["n"] >= writes:
+                return

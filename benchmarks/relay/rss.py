@@ -9,14 +9,13 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map
 from syncline.engine import protocol
-from syncline.engine.protocol import Kind
 from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.procs import (
     memory_kib,
     relay_running,
 )
-from benchmarks.relay.commits import handshake
+from benchmarks.relay.commits import acked, handshake
 from benchmarks.relay.config import TENANT, Config
 from harness.relay_process import RelayProcess
 
@@ -31,12 +30,7 @@ async def open_room(url: str, stay: bool, deflate: bool, client_id: int, holder:
         doc.get("ops", type=Array).append(Map({"op": "add", "line": "sku-1", "qty": 2, "by": client_id}))
         await ws.send(protocol.sync_update(doc.get_update(before)))
         writes += 1
-        while True:
-            message = protocol.decode(await ws.recv())
-            if message.kind is Kind.EXTENSION:
-                body = protocol.decode_extension(message.payload)
-                if body["op"] == "ack" and body["n"] >= writes:
-                    break
+        await acked(ws, writes)
     except BaseException:
         await ws.close()
         raise
