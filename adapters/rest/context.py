@@ -124,7 +124,8 @@ class RestContext:
             return (await perform(idem)).response()
         holder = uuid.uuid4().hex
         try:
-            kept = await self.store.recall(tenant, idem.key) or await self.store.claim(
+            # The claim answers with the kept reply when there is one: no recall before it.
+            kept = await self.store.claim(
                 tenant, idem.key, idem.fingerprint, holder, expire_after=self.settings.idempotency_claim_seconds)
         except StoreUnavailable:
             raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
