@@ -189,7 +189,13 @@ def root_imported_from_below(tree: Tree) -> list[Import]:
 
 
 def benchmarks_reaching_tests(tree: Tree) -> list[Import]:
-    return [i for i in tree.imports if _within(i.source, "benchmarks") and _within(i.target, "tests")]
+    """Benchmarks and the harness they share with the tests never import the tests."""
+    return [i for i in tree.imports
+            if (_within(i.source, "benchmarks") or _within(i.source, "harness")) and _within(i.target, "tests")]
+
+
+def harness_reaching_benchmarks(tree: Tree) -> list[Import]:
+    return [i for i in tree.imports if _within(i.source, "harness") and _within(i.target, "benchmarks")]
 
 
 def module_level_cycles(tree: Tree) -> list[list[str]]:
@@ -277,8 +283,12 @@ def test_only_the_tests_harness_and_benchmarks_import_the_composition_root(proje
     assert not (found := root_imported_from_below(project)), _show(found)
 
 
-def test_benchmarks_import_nothing_of_the_tests(project: Tree) -> None:
+def test_benchmarks_and_the_harness_import_nothing_of_the_tests(project: Tree) -> None:
     assert not (found := benchmarks_reaching_tests(project)), _show(found)
+
+
+def test_the_harness_imports_nothing_of_the_benchmarks(project: Tree) -> None:
+    assert not (found := harness_reaching_benchmarks(project)), _show(found)
 
 
 def test_no_modules_import_each_other_in_a_cycle_at_module_level(project: Tree) -> None:
@@ -313,6 +323,12 @@ PLANTED: dict[str, tuple[Callable[[Tree], list[Any]], dict[str, str]]] = {
     ),
     "root, from the engine": (root_imported_from_below, {"engine/cart.py": "import syncline.app\n"}),
     "benchmarks": (benchmarks_reaching_tests, {"benchmarks/relay.py": "from tests.server import ypeer\n"}),
+    "harness, to the tests": (
+        benchmarks_reaching_tests, {"harness/ypeer.py": "from tests.rest import helpers\n"},
+    ),
+    "harness, to the benchmarks": (
+        harness_reaching_benchmarks, {"harness/probes.py": "import benchmarks.common\n"},
+    ),
     "cycle": (
         module_level_cycles,
         {"engine/stock.py": "from .conflicts import Conflict\n",
