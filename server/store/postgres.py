@@ -117,9 +117,6 @@ class PostgresStore(GroupCommitStore):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.application_name = application_name
-        self.commits = 0
-        self.committed_updates = 0
-        self.on_commit: Callable[[int, float], None] | None = None
 
         self._pool: asyncpg.Pool | None = None
 
@@ -492,17 +489,7 @@ class PostgresStore(GroupCommitStore):
                 if responses:
                     await con.executemany(pgsql.INSERT_RESPONSE, responses)
         except pgsql.DB_ERRORS as exc:
-            logger.warning("commit of %d updates to %r failed: %s", len(batch), self, exc)
-            for request in batch:
-                request.fail(self._unavailable(f"commit failed: {exc}"), exc)
+            self._commit_failed(batch, exc)
             return
         elapsed = time.perf_counter() - started
-        self.commits += 1
-        self.committed_updates += len(batch)
-        for i, request in enumerate(batch):
-            request.resolve(first + i)
-        if self.on_commit is not None:
-            try:
-                self.on_commit(len(batch), elapsed)
-            except Exception:
-                logger.exception("on_commit hook of %r failed", self)
+        self._committed(batch, first, elapsed)

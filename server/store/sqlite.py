@@ -103,9 +103,6 @@ class SQLiteStore(SQLiteTables, GroupCommitStore):
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
         self.exclusive = exclusive
-        self.commits = 0
-        self.committed_updates = 0
-        self.on_commit: Callable[[int, float], None] | None = None
         self._next_seq: int | None = None
         self._claims: dict[tuple[str, str], tuple[Claim, str]] = {}  # (tenant, key) -> (claim, holder)
 
@@ -337,21 +334,11 @@ class SQLiteStore(SQLiteTables, GroupCommitStore):
             first = await anyio.to_thread.run_sync(self._commit_sync, db, batch)
         except (sqlite3.Error, ValueError) as exc:
             self._next_seq = None
-            logger.warning("commit of %d updates to %s failed: %s", len(batch), self.path, exc)
-            for request in batch:
-                request.fail(self._unavailable(f"commit failed: {exc}"), exc)
+            self._commit_failed(batch, exc)
             return
         elapsed = time.perf_counter() - started
         self._next_seq = first + len(batch)
-        self.commits += 1
-        self.committed_updates += len(batch)
-        for i, request in enumerate(batch):
-            request.resolve(first + i)
-        if self.on_commit is not None:
-            try:
-                self.on_commit(len(batch), elapsed)
-            except Exception:
-                logger.exception("on_commit hook of %s failed", self.path)
+        self._committed(batch, first, elapsed)
 
     def _transaction_sync(self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
         db.execute("BEGIN IMMEDIATE")

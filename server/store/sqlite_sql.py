@@ -94,3 +94,5 @@ INSERT_RESPONSE = (
     "INSERT INTO responses (tenant, key, fingerprint, record, created_at) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (tenant, key) DO NOTHING"
 )
+
+SELECT_RESPONSE = "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = ? AND key = ?"

@@ -86,10 +86,7 @@ class SQLiteTables:
 
     async def recall(self, tenant: str, key: str) -> Receipt | None:
         """The response kept under ``(tenant, key)``, if any."""
-        rows = await self._read(
-            "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = ? AND key = ?",
-            (tenant, key),
-        )
+        rows = await self._read(litesql.SELECT_RESPONSE, (tenant, key))
         if not rows:
             return None
         tenant_, key_, fingerprint, record, created_at = rows[0]
@@ -101,10 +98,7 @@ class SQLiteTables:
 
         def work(db: sqlite3.Connection) -> Receipt:
             db.execute(litesql.INSERT_RESPONSE, row)
-            kept = db.execute(
-                "SELECT tenant, key, fingerprint, record, created_at FROM responses WHERE tenant = ? AND key = ?",
-                (receipt.tenant, receipt.key),
-            ).fetchone()
+            kept = db.execute(litesql.SELECT_RESPONSE, (receipt.tenant, receipt.key)).fetchone()
             return receipt_from_row(str(kept[0]), str(kept[1]), str(kept[2]), bytes(kept[3]), float(kept[4]))
 
         kept: Receipt = await self._transact(work)

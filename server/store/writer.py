@@ -11,6 +11,8 @@ committed with it, up to ``max_batch``, in arrival order.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -20,6 +22,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .base import Receipt, StoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -75,6 +79,12 @@ class GroupCommitStore:
         self._send: MemoryObjectSendStream[Pending] | None = None
         self._receive: MemoryObjectReceiveStream[Pending] | None = None
         self._task_group: TaskGroup | None = None
+        self.commits = 0
+        """Append transactions committed."""
+        self.committed_updates = 0
+        """Updates those transactions committed."""
+        self.on_commit: Callable[[int, float], None] | None = None
+        """Called with ``(batch_size, seconds)`` after each append transaction; what it raises is logged."""
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -96,6 +106,26 @@ class GroupCommitStore:
 
     def _unavailable(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(f"{self!r}: {reason}")
+
+    # -- what every implementation does after its commit ---------------------------------
+
+    def _committed(self, batch: list[Append], first: int, seconds: float) -> None:
+        """``batch`` committed as seqs ``first``…: count it, resolve every append, tell ``on_commit``."""
+        self.commits += 1
+        self.committed_updates += len(batch)
+        for i, request in enumerate(batch):
+            request.resolve(first + i)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(len(batch), seconds)
+            except Exception:
+                logger.exception("on_commit hook of %r failed", self)
+
+    def _commit_failed(self, batch: list[Append], exc: Exception) -> None:
+        """``batch`` did not commit: fail every append of it with :class:`StoreUnavailable`."""
+        logger.warning("commit of %d updates to %r failed: %s", len(batch), self, exc)
+        for request in batch:
+            request.fail(self._unavailable(f"commit failed: {exc}"), exc)
 
     # -- lifecycle -----------------------------------------------------------------------
 
