@@ -20,6 +20,8 @@ from .errors import DuplicateResolution as DuplicateResolution
 from .errors import EngineError as EngineError
 from .errors import InvalidStateVector as InvalidStateVector
 from .errors import InvalidUpdate as InvalidUpdate
+from .errors import OrderNotPlaced as OrderNotPlaced
+from .errors import TransitionRefused as TransitionRefused
 from .errors import UnknownConflict as UnknownConflict
 from .errors import UnknownLine as UnknownLine
 from .errors import ValidationError as ValidationError
@@ -37,3 +39,7 @@ from .entries import Adjustment as Adjustment
 from .entries import Resolution as Resolution
 from .stock import LedgerView as LedgerView
 from .stock import StockLedger as StockLedger
+from .order import Order as Order
+from .order import OrderLine as OrderLine
+from .order import OrderView as OrderView
+from .order import Transition as Transition

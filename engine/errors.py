@@ -98,6 +98,25 @@ class DuplicateResolution(EngineError):
         self.resolution_id = resolution_id
 
 
+class OrderNotPlaced(EngineError, LookupError):
+    """Raised when moving an order whose checkout content this replica does not hold."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id!r} has not been placed")
+        self.order_id = order_id
+
+
+class TransitionRefused(EngineError):
+    """Raised when an order's stage or payment cannot move from ``current`` to ``requested``."""
+
+    def __init__(self, kind: str, current: str, requested: str, reason: str) -> None:
+        super().__init__(f"{kind} {current} -> {requested} refused: {reason}")
+        self.kind = kind
+        self.current = current
+        self.requested = requested
+        self.reason = reason
+
+
 # -- the protocol: frames, document names, tokens -------------------------------------
 
 

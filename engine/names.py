@@ -26,7 +26,7 @@ from urllib.parse import unquote_to_bytes
 
 from .errors import InvalidDocumentName
 
-KINDS: tuple[str, ...] = ("cart", "stock")
+KINDS: tuple[str, ...] = ("cart", "stock", "order")
 """Document kinds the relay serves."""
 
 PART_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}"
