@@ -327,6 +327,7 @@ async function start() {
     if (!response.ok) throw new Error(`${spec.pathname} answered ${response.status}`);
     renderDocument(root, await response.json());
     root.dataset["state"] = "ready";
+    if (location.hash.length > 1) document.getElementById(decodeURIComponent(location.hash.slice(1)))?.scrollIntoView();
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const failure = document.createElement("p");

@@ -14,6 +14,8 @@ async function start(): Promise<void> {
     if (!response.ok) throw new Error(`${spec.pathname} answered ${response.status}`);
     renderDocument(root, (await response.json()) as OpenApiDocument);
     root.dataset["state"] = "ready";
+    // The section an address like /v1/docs/#operation-addCartItem names exists only now.
+    if (location.hash.length > 1) document.getElementById(decodeURIComponent(location.hash.slice(1)))?.scrollIntoView();
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const failure = document.createElement("p");
