@@ -25,6 +25,7 @@ from syncline.server.relay import Relay, open_relay
 from syncline.server.settings import Settings
 
 from .cors import cors_middleware
+from .demo_catalog import seed_demo_catalog
 from .pages import page_routes
 
 
@@ -49,6 +50,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             app.state.feed = feed
 
         async with open_relay(settings, metrics, clock=clock, setup=wire):
+            if settings.demo_catalog:
+                await seed_demo_catalog(app.state.relay.store)
             yield
 
     return Starlette(

@@ -174,7 +174,8 @@ def run_server(settings: Settings, create_app: AppFactory, pages: Sequence[Page]
 
 def _run_locked(settings: Settings, create_app: AppFactory, pages: Sequence[Page]) -> int:
     generated = settings.secret is None
-    settings = replace(settings, secret=settings.secret or load_or_create_secret(settings.data_dir))
+    settings = replace(settings, secret=settings.secret or load_or_create_secret(settings.data_dir),
+                       demo_catalog=settings.demo_catalog or generated)
     assert settings.secret is not None
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]

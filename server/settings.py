@@ -62,6 +62,11 @@ class Settings:
                           'and to open WebSockets; repeatable ("*" allows any). Unset: no CORS, any WebSocket '
                           'origin. The variable takes a comma- or space-separated list.'},
     )
+    demo_catalog: bool = field(
+        default=False,
+        metadata={"help": "Give tenant 'demo' a sample price catalog when it has none (the storefront demo's "
+                          "products). Always on while the token secret is generated, as in development."},
+    )
     log_json: bool = field(
         default=False, metadata={"help": 'Log one JSON object per line instead of plain text.'}
     )

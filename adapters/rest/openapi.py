@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from syncline.engine.names import PART_PATTERN
+from syncline.engine.names import KINDS, PART_PATTERN
 
 from .problems import PROBLEM_BASE, TITLES
 
@@ -139,6 +139,8 @@ SCHEMAS: dict[str, Any] = {
         "levels": {"type": "object", "additionalProperties": {"type": "integer"}},
     }),
     "Health": _obj({"status": {"const": "ok"}}),
+    "Catalog": _obj({"tenant": {"type": "string"}, "prices": {"type": "object", "additionalProperties": _obj({
+        "unit_price": {"type": "integer", "minimum": 0}, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}})}}),
 }
 
 
@@ -262,12 +264,17 @@ def openapi_document() -> dict[str, Any]:
             "resolve an open conflict (recorded in the audit trail)",
             [*location, _param("conflict_id", ID)], "NewResolution",
             {"200": _json(_ref("ResolutionResult"), "the recorded decision", ETAG_H)}))},
+        "/v1/tenants/{tenant}/catalog": {"get": _named("getCatalog", "carts", {
+            "summary": "the tenant's price catalog (any token of the tenant)",
+            "parameters": [TENANT_P],
+            "responses": {"200": _json(_ref("Catalog"), "every product's price, in minor units"), **_problems()},
+        })},
         "/v1/tenants/{tenant}/events": {"get": _named("streamEvents", "feed", {
             "summary": "the tenant's change feed (Server-Sent Events)",
             "parameters": [
                 TENANT_P,
                 _param("doc", {"type": "string"}, "query", "kind/id of a document to follow (repeatable)"),
-                _param("type", {"enum": ["cart.changed", "stock.changed"]}, "query", "event type (repeatable)"),
+                _param("type", {"enum": [f"{kind}.changed" for kind in KINDS]}, "query", "event type (repeatable)"),
                 _param("since", {"type": "string", "pattern": "^([0-9a-f]{16}-)?[0-9]{1,19}$"}, "query",
                        "resume after this event id (as Last-Event-ID)"),
                 _param("Last-Event-ID", {"type": "string"}, "header",

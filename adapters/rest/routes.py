@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from syncline.engine.errors import EngineError
 
-from . import carts, feed, stock
+from . import carts, feed, prices, stock
 from .openapi import openapi_document
 from .problems import Problem, engine_problem
 
@@ -51,6 +51,7 @@ def rest_routes() -> list[BaseRoute]:
         Route(location + "/batch", stock.post_batch, methods=["POST"]),
         Route(location + "/conflicts", stock.get_conflicts, methods=["GET"]),
         Route(location + "/conflicts/{conflict_id}/resolve", stock.resolve_conflict, methods=["POST"]),
+        Route(TENANT + "/catalog", prices.get_catalog, methods=["GET"]),
         Route(TENANT + "/events", feed.events, methods=["GET"]),
     ]
 
