@@ -110,7 +110,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 /**
  * Returns a normalised copy of a bounded JSON object: keys are strings, values null,
- * booleans, finite numbers, strings, arrays and objects, nested at most
+ * booleans, finite numbers within ±2**53-1, strings, arrays and objects, nested at most
  * {@link MAX_ATTRIBUTE_DEPTH} deep, at most {@link MAX_ATTRIBUTE_BYTES} as canonical JSON.
  */
 export function checkAttributes(value: unknown, field = "attributes"): JsonObject {
@@ -134,6 +134,7 @@ function normaliseJson(value: unknown, field: string, depth: number): JsonValue 
   if (typeof value === "string") return checkUnicode(value, field);
   if (typeof value === "number") {
     if (!Number.isFinite(value)) throw new ValidationError(field, "numbers must be finite (no NaN or infinity)");
+    if (Math.abs(value) > MAX_SAFE_INTEGER) throw new ValidationError(field, "numbers must stay within ±2**53-1");
     return value === 0 ? 0 : value;
   }
   if (Array.isArray(value)) {
