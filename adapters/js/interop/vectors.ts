@@ -78,7 +78,7 @@ export class CaseRun {
     const clock = case_.clock ?? DEFAULT_CLOCK;
     for (const [name, spec] of Object.entries<Json>(case_.replicas)) {
       const doc = new Y.Doc();
-      doc.clientID = spec.client_id;
+      if (spec.client_id !== undefined) doc.clientID = spec.client_id;
       this.models.set(name, kind === "cart" ? new Cart(doc, spec.id, { clock: () => clock }) : new StockLedger(doc, spec.id, { clock: () => clock }));
     }
   }
