@@ -12,12 +12,12 @@ Two directions, one set of rules:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .canonical import canonical_json
 from .errors import ValidationError
 
 MAX_ID_LENGTH = 128
@@ -109,8 +109,8 @@ def check_timestamp(value: object, field: str = "at") -> int:
 def check_attributes(value: object, field: str = "attributes") -> dict[str, Any]:
     """Return a normalised copy of a bounded JSON object.
 
-    Keys are strings; values are null, booleans, integers, finite floats,
-    strings, lists and objects, nested at most :data:`MAX_ATTRIBUTE_DEPTH` deep.
+    Keys are strings; values are null, booleans, integers, finite floats (all
+    numbers within ±2**53-1), strings, lists and objects, nested at most :data:`MAX_ATTRIBUTE_DEPTH` deep.
     Integral floats become integers, so ``{"w": 2.0}`` and ``{"w": 2}`` name the
     same line, as they would in JavaScript.
     """
@@ -137,9 +137,10 @@ def _normalise_json(value: object, field: str, depth: int) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValidationError(field, "numbers must be finite (no NaN or infinity)")
-        if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
-            return int(value)
-        return value
+        if abs(value) > MAX_SAFE_INTEGER:
+            # A JavaScript peer cannot tell 1e21 from an integer: bound every number alike.
+            raise ValidationError(field, "numbers must stay within ±2**53-1")
+        return int(value) if value.is_integer() else value
     if isinstance(value, Mapping):
         if len(value) > MAX_ATTRIBUTE_KEYS:
             raise ValidationError(field, f"objects must have at most {MAX_ATTRIBUTE_KEYS} keys")
@@ -159,11 +160,6 @@ def _normalise_json(value: object, field: str, depth: int) -> Any:
 
 def _key_order(key: object) -> tuple[int, str]:
     return (0, key) if isinstance(key, str) else (1, repr(key))
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no white space, UTF-8 kept: equal values give equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 # -- read side: parsing what a peer stored ------------------------------------

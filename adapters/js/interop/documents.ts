@@ -1,0 +1,171 @@
+/**
+ * The Node side of the cross-language property test (tests/interop/test_js_documents.py).
+ *
+ *   node build/interop/documents.js generate <cart|stock> <runs> <seed>
+ *       fast-check draws `runs` random scenarios: operations on several JS replicas with
+ *       syncs in between (updates delivered late, twice, out of order). Prints JSON:
+ *       {seed, scenarios: [{kind, replicas: {name: {id, update (base64 state), view}}}]}.
+ *   node build/interop/documents.js read            (JSON on stdin)
+ *       {scenarios: [{kind, replicas: {name: {id, client_id?, update}}, steps?}]}: loads each
+ *       replica's update into a fresh Y.Doc, runs the vector steps (harness/vectors.py's
+ *       format), prints {scenarios: [{outcomes, views}]}.
+ */
+import * as Y from "yjs";
+import fc from "fast-check";
+import { readFileSync } from "node:fs";
+import { Cart } from "../src/cart.js";
+import { EngineError } from "../src/errors.js";
+import { StockLedger } from "../src/stock.js";
+import type { JsonObject } from "../src/validation.js";
+import { CaseRun, render, type Json } from "./vectors.js";
+
+const PRODUCTS = ["tee", "mug", "cap"];
+/** Attributes that once split the languages' line keys, and plain ones. */
+const ATTRIBUTES: JsonObject[] = [
+  {}, { size: "M" }, { w: 1e-7 }, { f: 0.1 + 0.2 }, { z: -0 }, { "😀": 1, "\ue000": 2 },
+  { s: "a\"b\\c\n\u2028" }, { color: { name: "blue", hex: "#00f" }, dims: [1, 2.5] }, { big: 9007199254740991 },
+];
+const SKUS = ["tee-M", "mug", "sku-😀"];
+
+type Step =
+  | { op: "edit"; replica: number; action: number; a: number; b: number; c: number }
+  | { op: "deliver"; from: number; to: number; order: number[]; twice: boolean }
+  | { op: "sync"; from: number; to: number };
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ op: fc.constant("edit" as const), replica: fc.nat(3), action: fc.nat(9), a: fc.nat(8), b: fc.nat(12), c: fc.nat(3) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant("deliver" as const), from: fc.nat(3), to: fc.nat(3), order: fc.array(fc.nat(40), { maxLength: 12 }), twice: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("sync" as const), from: fc.nat(3), to: fc.nat(3) }) },
+);
+
+const base64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
+
+/**
+ * The document's integrated state as one update. `Y.encodeStateAsUpdate` also carries the
+ * structs a replica holds back (their dependencies have not arrived), which are not part of
+ * what it reads; Yrs would integrate some of them at once, so they are left out here.
+ */
+function integratedState(doc: Y.Doc): Uint8Array {
+  const { pendingStructs, pendingDs } = doc.store;
+  doc.store.pendingStructs = null;
+  doc.store.pendingDs = null;
+  try {
+    return Y.encodeStateAsUpdate(doc);
+  } finally {
+    doc.store.pendingStructs = pendingStructs;
+    doc.store.pendingDs = pendingDs;
+  }
+}
+
+/** Four replicas: for carts two of the user cart c-1 and two of the guest cart g-1; for stock four of one ledger. */
+function scenario(kind: "cart" | "stock", steps: Step[]): Json {
+  const names = ["a", "b", "c", "d"];
+  const models = names.map((_, index) => {
+    const doc = new Y.Doc();
+    doc.clientID = 1000 + index;
+    const clock = (): number => 1_700_000_000_000 + index;
+    if (kind === "stock") return new StockLedger(doc, "north", { clock });
+    return new Cart(doc, index < 2 ? "c-1" : "g-1", { clock });
+  });
+  const logs = models.map(() => [] as Uint8Array[]);
+  models.forEach((model, index) => model.doc.on("update", (update: Uint8Array, origin: unknown) => {
+    if (origin !== "delivery") logs[index]!.push(update);
+  }));
+  for (const s of steps) {
+    if (s.op === "sync" || s.op === "deliver") {
+      const from = models[s.from]!;
+      const to = models[s.to]!;
+      if (from === to || (kind === "cart" && (from as Cart).cartId !== (to as Cart).cartId)) continue;
+      if (s.op === "sync") {
+        Y.applyUpdate(to.doc, Y.encodeStateAsUpdate(from.doc, Y.encodeStateVector(to.doc)), "delivery");
+      } else {
+        const log = logs[s.from]!;
+        for (const pick of s.order) {
+          const update = log[pick % Math.max(log.length, 1)];
+          if (update === undefined) continue;
+          Y.applyUpdate(to.doc, update, "delivery");
+          if (s.twice) Y.applyUpdate(to.doc, update, "delivery");
+        }
+      }
+      continue;
+    }
+    try {
+      edit(models, s);
+    } catch (error) {
+      if (!(error instanceof EngineError)) throw error;
+    }
+  }
+  const replicas: Json = {};
+  models.forEach((model, index) => {
+    replicas[names[index]!] = { id: kind === "cart" ? (model as Cart).cartId : "north", update: base64(integratedState(model.doc)), pending: model.doc.store.pendingStructs !== null, view: render(model) };
+  });
+  return { kind, replicas };
+}
+
+function edit(models: (Cart | StockLedger)[], s: Extract<Step, { op: "edit" }>): void {
+  const model = models[s.replica]!;
+  if (model instanceof Cart) {
+    const lines = model.lines();
+    const line = lines[s.b % Math.max(lines.length, 1)];
+    switch (s.action % 6) {
+      case 0: case 1:
+        model.addItem(PRODUCTS[s.c % PRODUCTS.length]!, 1 + s.b, ATTRIBUTES[s.a % ATTRIBUTES.length]);
+        return;
+      case 2:
+        if (line) model.setQuantity(line.key, s.b % 5);
+        return;
+      case 3:
+        if (line) model.removeLine(line.key);
+        return;
+      case 4:
+        if (s.a % 3 === 0) model.clear();
+        return;
+      case 5: {
+        const target = models[s.c % 2] as Cart; // a replica of the user cart
+        if (model.cartId !== target.cartId) model.mergeInto(target);
+        return;
+      }
+    }
+  } else {
+    const conflicts = model.conflicts();
+    if (s.action % 5 === 4 && conflicts.length) {
+      const conflict = conflicts[s.b % conflicts.length]!;
+      const strategy = (["accept", "compensate", "merge"] as const)[s.c % 3]!;
+      model.resolve(conflict.id, strategy, { actor: `manager-${s.replica}`, ...(strategy === "merge" ? { level: s.a } : {}) });
+      return;
+    }
+    const delta = s.action % 2 === 0 ? -(1 + (s.b % 4)) : 1 + (s.b % 3);
+    model.record(SKUS[s.c % SKUS.length]!, delta, {
+      id: `adj-${s.a}`, reason: delta < 0 ? "sale" : "restock", actor: `till-${s.replica}`, at: 1_700_000_000_000 + s.b,
+    });
+  }
+}
+
+function generate(kind: "cart" | "stock", runs: number, seed: number): Json {
+  const samples = fc.sample(fc.array(step, { minLength: 5, maxLength: 40, size: "max" }), { numRuns: runs, seed });
+  return { seed, scenarios: samples.map((steps) => scenario(kind, steps)) };
+}
+
+function read(input: Json): Json {
+  return {
+    scenarios: input.scenarios.map((s: Json) => {
+      const run = new CaseRun(s.kind, { replicas: s.replicas });
+      for (const [name, spec] of Object.entries<Json>(s.replicas)) {
+        Y.applyUpdate(run.models.get(name)!.doc, Buffer.from(spec.update, "base64"));
+      }
+      const outcomes = (s.steps ?? []).map((st: Json) => run.step(st));
+      return { outcomes, views: run.views() };
+    }),
+  };
+}
+
+const [command, ...args] = process.argv.slice(2);
+if (command === "generate") {
+  const [kind, runs, seed] = args;
+  process.stdout.write(JSON.stringify(generate(kind as "cart" | "stock", Number(runs), Number(seed))));
+} else if (command === "read") {
+  process.stdout.write(JSON.stringify(read(JSON.parse(readFileSync(0, "utf-8")))));
+} else {
+  process.stderr.write("usage: documents.js generate <cart|stock> <runs> <seed> | documents.js read < input.json\n");
+  process.exit(2);
+}

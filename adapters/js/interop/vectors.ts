@@ -1,0 +1,163 @@
+/**
+ * The JavaScript runner of the shared conformance vectors (tests/vectors/*.json): the
+ * counterpart of the engine's `harness/vectors.py`, step for step, rendering outcomes,
+ * errors and views in the vectors' language-neutral form (the document layout's names).
+ */
+import * as Y from "yjs";
+import { canonicalJson, lineKey } from "../src/canonical.js";
+import { Cart, type CartLine, type CartView } from "../src/cart.js";
+import type { Conflict } from "../src/conflicts.js";
+import { adjustmentJson, resolutionJson } from "../src/entries.js";
+import {
+  AlreadyMerged, CartClosed, DuplicateAdjustment, DuplicateResolution, EngineError, UnknownConflict, UnknownLine,
+  ValidationError,
+} from "../src/errors.js";
+import { StockLedger, type LedgerView } from "../src/stock.js";
+import type { JsonObject } from "../src/validation.js";
+
+export const DEFAULT_CLOCK = 1_700_000_000_000;
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+export type Json = any;
+
+export function renderError(error: EngineError): Json {
+  const body: Record<string, unknown> = { type: error.constructor.name };
+  if (error instanceof ValidationError) body.field = error.field;
+  else if (error instanceof UnknownLine) body.line_key = error.lineKey;
+  else if (error instanceof CartClosed) body.merged_into = error.mergedInto;
+  else if (error instanceof AlreadyMerged) Object.assign(body, { merged_into: error.mergedInto, requested: error.requested });
+  else if (error instanceof DuplicateAdjustment) body.adjustment_id = error.adjustmentId;
+  else if (error instanceof UnknownConflict) body.conflict_id = error.conflictId;
+  else if (error instanceof DuplicateResolution) body.resolution_id = error.resolutionId;
+  return { error: body };
+}
+
+export function renderLines(lines: readonly CartLine[]): Json[] {
+  return lines.map((line) => ({ key: line.key, product: line.productId, attributes: line.attributes, quantity: line.quantity }));
+}
+
+export function renderCart(view: CartView): Json {
+  return {
+    lines: renderLines(view.lines),
+    status: { state: view.status.state, merged_into: view.status.mergedInto, merged_at: view.status.mergedAt },
+    total_quantity: view.totalQuantity,
+    issues: view.issues.map((issue) => issue.path),
+  };
+}
+
+function renderConflict(conflict: Conflict): Json {
+  return { id: conflict.id, kind: conflict.kind, sku: conflict.sku, level: conflict.level, adjustments: [...conflict.adjustments] };
+}
+
+export function renderLedger(view: LedgerView): Json {
+  return {
+    adjustments: view.adjustments.map(adjustmentJson),
+    resolutions: view.resolutions.map(resolutionJson),
+    levels: { ...view.levels },
+    conflicts: view.conflicts.map(renderConflict),
+    resolved: view.resolved.map(renderConflict),
+    issues: view.issues.map((issue) => issue.path),
+  };
+}
+
+export function render(model: Cart | StockLedger): Json {
+  return model instanceof Cart ? renderCart(model.view()) : renderLedger(model.view());
+}
+
+/** The id of the sku's open conflict, else of its resolved one, else `none:{sku}`. */
+export function conflictOf(ledger: StockLedger, sku: string): string {
+  const view = ledger.view();
+  return [...view.conflicts, ...view.resolved].find((c) => c.sku === sku)?.id ?? `none:${sku}`;
+}
+
+/** One case's replicas, and what each step returns. */
+export class CaseRun {
+  readonly models = new Map<string, Cart | StockLedger>();
+
+  constructor(kind: "cart" | "stock", case_: Json) {
+    const clock = case_.clock ?? DEFAULT_CLOCK;
+    for (const [name, spec] of Object.entries<Json>(case_.replicas)) {
+      const doc = new Y.Doc();
+      if (spec.client_id !== undefined) doc.clientID = spec.client_id;
+      this.models.set(name, kind === "cart" ? new Cart(doc, spec.id, { clock: () => clock }) : new StockLedger(doc, spec.id, { clock: () => clock }));
+    }
+  }
+
+  step(step: Json): Json {
+    if (step.op === "sync") {
+      const source = this.models.get(step.from)!.doc;
+      const target = this.models.get(step.to)!.doc;
+      Y.applyUpdate(target, Y.encodeStateAsUpdate(source, Y.encodeStateVector(target)));
+      return null;
+    }
+    const model = this.models.get(step.replica)!;
+    if (step.op === "view") return render(model);
+    if (step.op === "raw") {
+      if ("key" in step) model.doc.getMap(step.root).set(step.key, step.value);
+      else model.doc.getArray(step.root).push([step.value]);
+      return null;
+    }
+    try {
+      return this.edit(model, step);
+    } catch (error) {
+      if (error instanceof EngineError) return renderError(error);
+      throw error;
+    }
+  }
+
+  views(): Json {
+    return Object.fromEntries([...this.models].map(([name, model]) => [name, render(model)]));
+  }
+
+  private edit(model: Cart | StockLedger, step: Json): Json {
+    const line = (): string => step.key ?? lineKey(step.line.product, step.line.attributes as JsonObject | undefined);
+    if (model instanceof Cart) {
+      switch (step.op) {
+        case "add":
+          return { key: model.addItem(step.product, step.quantity, step.attributes) };
+        case "set":
+          model.setQuantity(line(), step.quantity);
+          return null;
+        case "remove":
+          model.removeLine(line());
+          return null;
+        case "clear":
+          model.clear();
+          return null;
+        case "merge": {
+          const target = this.models.get(step.into) as Cart;
+          const result = model.mergeInto(target);
+          return { source: result.source, target: result.target, replayed: result.replayed, lines: renderLines(result.lines) };
+        }
+      }
+    } else {
+      switch (step.op) {
+        case "record": {
+          const options: Json = { id: step.id, reason: step.reason, actor: step.actor };
+          if ("at" in step) options.at = step.at;
+          if ("ref" in step) options.ref = step.ref;
+          return adjustmentJson(model.record(step.sku, step.delta, options));
+        }
+        case "resolve": {
+          const conflict = "conflict_of" in step ? conflictOf(model, step.conflict_of) : step.conflict;
+          const options: Json = { actor: step.actor };
+          for (const [from, to] of [["at", "at"], ["note", "note"], ["level", "level"], ["resolution_id", "resolutionId"]]) {
+            if (from! in step) options[to!] = step[from!];
+          }
+          return resolutionJson(model.resolve(conflict, step.strategy, options));
+        }
+      }
+    }
+    throw new Error(`unknown vector op ${step.op}`);
+  }
+}
+
+export function canonicalOutcome(case_: Json): Json {
+  if ("value" in case_) return { canonical: canonicalJson(case_.value) };
+  try {
+    return { line_key: lineKey(case_.product, case_.attributes) };
+  } catch (error) {
+    if (error instanceof EngineError) return renderError(error);
+    throw error;
+  }
+}
