@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from syncline.engine import Cart, StockLedger
+from syncline.engine import Cart, Order, StockLedger
 from syncline.engine.names import DocName
 from syncline.server.door import DirectEdit, Door
 from syncline.server.errors import RoomLimitReached, RoomLoadFailed, UpdateNotIntegrated, WriteRefused
@@ -33,6 +33,7 @@ class _Models:
 
     cart: Cart | None = None
     ledger: StockLedger | None = None
+    order: Order | None = None
 
 
 class Documents:
@@ -72,6 +73,13 @@ class Documents:
             models.ledger = StockLedger(room.doc, location_id)
         return models.ledger
 
+    def order(self, room: Room, order_id: str) -> Order:
+        """The order on the room's own document: for reads only."""
+        models = self._read_models(room)
+        if models.order is None:
+            models.order = Order(room.doc, order_id)
+        return models.order
+
     @asynccontextmanager
     async def editing(self, *rooms: Room) -> AsyncIterator[Sequence[Edit]]:
         """One :class:`Edit` per room, in the order given, each room locked (see :meth:`Door.edit`)."""
@@ -101,6 +109,12 @@ class Edit:
         if not isinstance(ledger, StockLedger):
             ledger = self._edit.models["ledger"] = StockLedger(self._edit.replica, location_id)
         return ledger
+
+    def order(self, order_id: str) -> Order:
+        order = self._edit.models.get("order")
+        if not isinstance(order, Order):
+            order = self._edit.models["order"] = Order(self._edit.replica, order_id)
+        return order
 
     async def commit(self, *, action: str, receipt: Receipt | None = None) -> int | None:
         """Store what the edit did (nothing if it did nothing); return its seq, or None.

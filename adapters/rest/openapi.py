@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from syncline.engine.names import KINDS, PART_PATTERN
+from syncline.engine.order import PAYMENTS, STAGES
 
 from .problems import PROBLEM_BASE, TITLES
 
@@ -121,6 +122,35 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "kind": {"const": "negative_level"}, "sku": {"type": "string"},
         "level": INT, "adjustments": {"type": "array", "items": {"type": "string"}},
     }),
+    "OrderLine": _obj({"id": {"type": "string"}, "product": {"type": "string"}, "attributes": {"type": "object"},
+                       "quantity": {"type": "integer"}, "unit_price": {"type": "integer"},
+                       "line_total": {"type": "integer"}}),
+    "Move": _obj({"id": {"type": "string"}, "kind": {"enum": ["stage", "payment"]}, "from": {"type": "string"},
+                  "to": {"type": "string"}, "at": {"type": "integer"}, "by": {"type": "string"},
+                  "note": {"type": ["string", "null"]}, "effective": {"type": "boolean"}}),
+    "Order": _obj({
+        "tenant": {"type": "string"}, "id": {"type": "string"}, "cart": {"type": "string"},
+        "location": {"type": "string"}, "currency": {"type": "string"},
+        "lines": {"type": "array", "items": _ref("OrderLine")}, "total": {"type": "integer"},
+        "stage": {"enum": list(STAGES)}, "payment": {"enum": list(PAYMENTS)},
+        "placed_at": {"type": "integer"}, "placed_by": {"type": "string"},
+        "trail": {"type": "array", "items": _ref("Move")},
+        "issues": {"type": "array", "items": {"type": "object"}},
+    }),
+    "OrderSummary": _obj({
+        "id": {"type": "string"}, "cart": {"type": "string"}, "location": {"type": "string"},
+        "currency": {"type": "string"}, "total": {"type": "integer"}, "stage": {"enum": list(STAGES)},
+        "payment": {"enum": list(PAYMENTS)}, "placed_at": {"type": "integer"}, "lines": {"type": "integer"},
+    }),
+    "Orders": _obj({"tenant": {"type": "string"}, "orders": {"type": "array", "items": _ref("OrderSummary")},
+                    "next_cursor": {"type": ["string", "null"]}}),
+    "StageMove": _obj({"stage": {"enum": list(STAGES)}, "actor": ID, "note": {"type": "string", "maxLength": 1024},
+                       "at": {"type": "integer", "minimum": 0}}, ["stage", "actor"]),
+    "PaymentMove": _obj({"status": {"enum": list(PAYMENTS)}, "actor": ID,
+                         "note": {"type": "string", "maxLength": 1024}, "at": {"type": "integer", "minimum": 0}},
+                        ["status", "actor"]),
+    "Cancel": _obj({"actor": ID, "note": {"type": "string", "maxLength": 1024},
+                    "at": {"type": "integer", "minimum": 0}}, ["actor"]),
     "Conflicts": _obj({"location": {"type": "string"}, "conflicts": {"type": "array", "items": _ref("Conflict")}}),
     # Items are not constrained here: an invalid one (even a non-object) gets a "rejected" result
     # at its index and the others are still applied, as an offline queue needs.
@@ -154,6 +184,7 @@ def _param(name: str, schema: dict[str, Any], where: str = "path", description: 
 TENANT_P = _param("tenant", PART)
 CART_P = _param("cart_id", PART)
 LOCATION_P = _param("location_id", PART)
+ORDER_P = _param("order_id", PART)
 LINE_P = _param("line_id", {"type": "string", "pattern": "^[0-9a-f]{32}$"})
 IDEMPOTENCY_P = _param("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255}, "header",
                        "a retry with the same key returns the first response; another body is refused (422)")
@@ -210,6 +241,8 @@ TAGS = [
                                      "tenant's catalog, merged from a guest cart into a user's."},
     {"name": "stock", "description": "Stock ledgers of one location: adjustments, levels, the audit trail, "
                                      "conflicts (a level below zero) and their resolution, offline batches."},
+    {"name": "orders", "description": "Orders placed by a cart's checkout: their stage and payment, moved "
+                                      "forward by any device; the furthest move wins."},
     {"name": "feed", "description": "The change feed: Server-Sent Events of the tenant's document changes, resumable."},
     {"name": "service", "description": "Liveness and this description."},
 ]
@@ -219,6 +252,8 @@ TAGS = [
 def openapi_document() -> dict[str, Any]:
     cart = [TENANT_P, CART_P]
     location = [TENANT_P, LOCATION_P]
+    order = [TENANT_P, ORDER_P]
+    order_ok = {"200": _json(_ref("Order"), "the order after the move", ETAG_H)}
     cart_ok = {"200": _json(_ref("Cart"), "the cart after the write", ETAG_H)}
     paths = {
         "/v1/health": {"get": _named("getHealth", "service", {
@@ -269,6 +304,25 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [TENANT_P],
             "responses": {"200": _json(_ref("Catalog"), "every product's price, in minor units"), **_problems()},
         })},
+        "/v1/tenants/{tenant}/orders": {"get": _named("listOrders", "orders", {
+            "summary": "the tenant's orders the token may read, a page at a time, in id order",
+            "parameters": [
+                TENANT_P,
+                _param("stage", {"enum": list(STAGES)}, "query"),
+                _param("payment", {"enum": list(PAYMENTS)}, "query"),
+                _param("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 25}, "query"),
+                _param("cursor", {"type": "string", "maxLength": 1024}, "query", "next_cursor of the previous page"),
+            ],
+            "responses": {"200": _json(_ref("Orders"), "a page of orders"), **_problems()},
+        })},
+        "/v1/tenants/{tenant}/orders/{order_id}": {"get": _named("getOrder", "orders", _read_op(
+            "read an order: its lines, total, stage, payment and trail", "Order", order))},
+        "/v1/tenants/{tenant}/orders/{order_id}/stage": {"post": _named("advanceOrderStage", "orders", _write_op(
+            "move the order forward to a stage", order, "StageMove", order_ok, 409))},
+        "/v1/tenants/{tenant}/orders/{order_id}/payment": {"post": _named("recordOrderPayment", "orders", _write_op(
+            "record the payment's new status", order, "PaymentMove", order_ok, 409))},
+        "/v1/tenants/{tenant}/orders/{order_id}/cancel": {"post": _named("cancelOrder", "orders", _write_op(
+            "cancel the order (refused once it completed)", order, "Cancel", order_ok, 409))},
         "/v1/tenants/{tenant}/events": {"get": _named("streamEvents", "feed", {
             "summary": "the tenant's change feed (Server-Sent Events)",
             "parameters": [

@@ -26,6 +26,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "not-found": (404, "No such resource"),
     "unknown-line": (404, "The cart has no such line"),
     "unknown-conflict": (404, "No open conflict has this id"),
+    "unknown-order": (404, "No order with this id was placed"),
     "method-not-allowed": (405, "The method is not allowed on this resource"),
     "not-acceptable": (406, "The resource cannot be served in an acceptable media type"),
     "idempotency-key-in-use": (409, "A request with this Idempotency-Key is still being processed"),
@@ -33,6 +34,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "already-merged": (409, "The cart was already merged into another cart"),
     "duplicate-adjustment": (409, "An adjustment with this id exists with a different body"),
     "duplicate-resolution": (409, "A resolution with this id exists with a different body"),
+    "transition-refused": (409, "The order cannot make this move from where it stands"),
     "precondition-failed": (412, "The document changed since the version given in If-Match"),
     "payload-too-large": (413, "The request body is too large"),
     "unsupported-media-type": (415, "The request body must be application/json"),
@@ -106,4 +108,9 @@ def engine_problem(exc: Exception) -> Problem | None:
         return Problem("duplicate-resolution", f"resolution {exc.resolution_id}")
     if isinstance(exc, errors.UnknownConflict):
         return Problem("unknown-conflict", f"conflict {exc.conflict_id}")
+    if isinstance(exc, errors.TransitionRefused):
+        return Problem("transition-refused", exc.reason, kind=exc.kind, current=exc.current,
+                       requested=exc.requested)
+    if isinstance(exc, errors.OrderNotPlaced):
+        return Problem("unknown-order", f"no order {exc.order_id} was placed")
     return None

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from syncline.engine.errors import EngineError
 
-from . import carts, feed, prices, stock
+from . import carts, feed, orders, prices, stock
 from .openapi import openapi_document
 from .problems import Problem, engine_problem
 
@@ -35,6 +35,7 @@ async def _line(request: Request) -> Response:
 def rest_routes() -> list[BaseRoute]:
     cart = TENANT + "/carts/{cart_id}"
     location = TENANT + "/stock/{location_id}"
+    order = TENANT + "/orders/{order_id}"
     return [
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/health", health, methods=["GET"]),
@@ -52,6 +53,11 @@ def rest_routes() -> list[BaseRoute]:
         Route(location + "/conflicts", stock.get_conflicts, methods=["GET"]),
         Route(location + "/conflicts/{conflict_id}/resolve", stock.resolve_conflict, methods=["POST"]),
         Route(TENANT + "/catalog", prices.get_catalog, methods=["GET"]),
+        Route(TENANT + "/orders", orders.list_orders, methods=["GET"]),
+        Route(order, orders.get_order, methods=["GET"]),
+        Route(order + "/stage", orders.advance_stage, methods=["POST"]),
+        Route(order + "/payment", orders.record_payment, methods=["POST"]),
+        Route(order + "/cancel", orders.cancel_order, methods=["POST"]),
         Route(TENANT + "/events", feed.events, methods=["GET"]),
     ]
 

@@ -168,8 +168,9 @@ class DocumentLog(Protocol):
         """Raise :class:`StoreUnavailable` unless the store is open and writable."""
         ...
 
-    async def documents(self) -> list[str]:
-        """Names of every document with a snapshot or log rows, sorted."""
+    async def documents(self, prefix: str = "", *, after: str = "", limit: int | None = None) -> list[str]:
+        """Names of the documents with a snapshot or log rows that start with ``prefix`` and
+        sort after ``after``, sorted; at most ``limit`` of them."""
         ...
 
     async def bind_clients(self, doc: str, owner: str, claim: Iterable[int], check: Iterable[int]) -> dict[int, str]:

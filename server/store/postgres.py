@@ -249,9 +249,14 @@ class PostgresStore(GroupCommitStore):
         await self._transact(work)
         await self._fetch("SELECT 1")
 
-    async def documents(self) -> list[str]:
-        """Names of every document with a snapshot or log rows, sorted."""
-        rows = await self._fetch("SELECT doc FROM snapshots UNION SELECT doc FROM updates ORDER BY 1")
+    async def documents(self, prefix: str = "", *, after: str = "", limit: int | None = None) -> list[str]:
+        """Names of the documents with a snapshot or log rows that start with ``prefix`` and
+        sort after ``after``, sorted; at most ``limit`` of them."""
+        rows = await self._fetch(
+            "SELECT doc FROM (SELECT doc FROM snapshots UNION SELECT doc FROM updates) AS names"
+            " WHERE left(doc, $1) = $2 AND doc COLLATE \"C\" > $3 ORDER BY doc COLLATE \"C\" LIMIT $4",
+            len(prefix), prefix, after, limit,
+        )
         return [str(row[0]) for row in rows]
 
     async def changes_since(self, tenant: str, after_seq: int, limit: int) -> list[Change]:

@@ -273,9 +273,14 @@ class SQLiteStore(SQLiteTables, GroupCommitStore):
         await self._transact(work)
         await self._read("SELECT 1", {})
 
-    async def documents(self) -> list[str]:
-        """Names of every document with a snapshot or log rows, sorted."""
-        rows = await self._read("SELECT doc FROM snapshots UNION SELECT doc FROM updates ORDER BY 1", {})
+    async def documents(self, prefix: str = "", *, after: str = "", limit: int | None = None) -> list[str]:
+        """Names of the documents with a snapshot or log rows that start with ``prefix`` and
+        sort after ``after``, sorted; at most ``limit`` of them."""
+        rows = await self._read(
+            "SELECT doc FROM (SELECT doc FROM snapshots UNION SELECT doc FROM updates)"
+            " WHERE substr(doc, 1, ?) = ? AND doc > ? ORDER BY 1 LIMIT ?",
+            (len(prefix), prefix, after, -1 if limit is None else limit),
+        )
         return [str(row[0]) for row in rows]
 
     # -- plumbing ----------------------------------------------------------------------

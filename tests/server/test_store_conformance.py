@@ -222,6 +222,25 @@ async def test_documents_lists_every_document_sorted(store_factory: StoreFactory
         assert await store.documents() == ["a/stock/9", "b/cart/1", "b/cart/2"]
 
 
+async def test_documents_pages_through_one_prefix(store_factory: StoreFactory) -> None:
+    """A tenant's orders, a page at a time: the prefix is literal (``_`` and ``%`` match only
+    themselves) and the order is by code point, on every store."""
+    names = ["t_x/order/2", "t/order/b", "t/order/A", "t/order/a_1", "t/order/a%", "t/cart/1", "t/orders/1",
+             "u/order/1", "t/order/Z"]
+    async with store_factory() as store:
+        for doc in names:
+            await store.append(doc, b"x")
+        expected = sorted(name for name in names if name.startswith("t/order/"))
+        assert await store.documents("t/order/") == expected
+        pages, after = [], ""
+        while page := await store.documents("t/order/", after=after, limit=2):
+            pages.append(page)
+            after = page[-1]
+        assert pages == [expected[i:i + 2] for i in range(0, len(expected), 2)]
+        assert await store.documents("t_x/") == ["t_x/order/2"]
+        assert await store.documents("nobody/") == []
+
+
 async def test_check_passes_when_open_and_fails_after_close(store_factory: StoreFactory) -> None:
     async with store_factory() as store:
         await store.check()
