@@ -33,10 +33,11 @@ from typing import Any, TextIO
 
 import anyio
 
-from syncline.engine import Cart, EngineError, StockLedger, line_key
+from syncline.engine import Cart, EngineError, Order, StockLedger, line_key
+from syncline.engine.order import PAYMENTS, STAGES
 
 from .client import SyncClient, parse_name
-from .errors import ClientError, LocalStoreError, RelayRejected
+from .errors import ClientError, LocalStoreError, RelayRejected, SyncTimeout
 from .local_store import LocalStore
 from .replica import Replica
 from .same_device import DocumentLease
@@ -106,6 +107,19 @@ def add_client_parser(commands: Any) -> argparse.ArgumentParser:
     resolve.add_argument("--actor", default=None)
     stock_ops.add_parser("show", help="print levels and open conflicts")
 
+    order = actions.add_parser("order", help="show or move an order: order TENANT/ID show|stage|pay|cancel")
+    order.add_argument("doc", metavar="TENANT/ID", help="the order, e.g. acme/o-1 (or acme/order/o-1)")
+    order_ops = order.add_subparsers(dest="op", required=True, metavar="OP")
+    order_ops.add_parser("show", help="print the order, its stage, payment and trail")
+    stage = order_ops.add_parser("stage", help="move the order forward to STAGE")
+    stage.add_argument("stage", choices=STAGES)
+    pay = order_ops.add_parser("pay", help="record the payment's new STATUS")
+    pay.add_argument("status", choices=PAYMENTS)
+    cancel = order_ops.add_parser("cancel", help="cancel the order")
+    for move in (stage, pay, cancel):
+        move.add_argument("--actor", default=None, help="who (default cli@HOSTNAME)")
+        move.add_argument("--note", default=None)
+
     actions.add_parser("status", help="every document in the data directory: pending, status, last ack")
     actions.add_parser("sync", help="deliver every pending update, then exit (1 if some stay pending)")
     watch = actions.add_parser("watch", help="print status and remote changes live until interrupted")
@@ -172,6 +186,8 @@ async def _dispatch(args: argparse.Namespace, settings: ClientSettings, out: Tex
             return await _cart(client, args, out)
         if command == "stock":
             return await _stock(client, args, out)
+        if command == "order":
+            return await _order(client, args, out)
         if command == "sync":
             return await _sync(client, args, out)
         return await _watch(client, args, out)
@@ -225,6 +241,46 @@ async def _stock(client: SyncClient, args: argparse.Namespace, out: TextIO) -> i
     for conflict in ledger.conflicts():
         print(f"conflict {conflict.id}: {conflict.sku} at {conflict.level}", file=out)
     return await _deliver(replica, args.wait, out)
+
+
+async def _order(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    name = _doc_name(args.doc, "order")
+    order = await client.order(name)
+    replica = client.replica(name)
+    if not order.view().placed and replica.settings.urls and args.wait > 0:
+        # A fresh replica learns the checkout from the relay: an order cannot move before that.
+        try:
+            await replica.wait_synced(args.wait)
+        except SyncTimeout:
+            pass  # offline: the order shows as not placed, and a move is refused
+    if args.op == "show":
+        _print_order(name, order, out)
+        return 0
+    actor = _actor(args.actor)
+    if args.op == "stage":
+        moved = order.advance(args.stage, by=actor, note=args.note)
+    elif args.op == "pay":
+        moved = order.record_payment(args.status, by=actor, note=args.note)
+    else:
+        moved = order.cancel(by=actor, note=args.note)
+    view = order.view()
+    print(f"{name}: stage {view.stage}, payment {view.payment}" + ("" if moved else " (already there)"), file=out)
+    return await _deliver(replica, args.wait, out)
+
+
+def _print_order(name: str, order: Order, out: TextIO) -> None:
+    view = order.view()
+    if not view.placed:
+        print(f"{name}: not placed (this replica holds no checkout for it)", file=out)
+        return
+    print(f"{name} ({view.stage}, payment {view.payment}): {len(view.lines)} lines, total {view.total} "
+          f"{view.currency}, from cart {view.cart} at {view.location}", file=out)
+    for line in view.lines:
+        print(f"  {line.product_id:<20} {line.quantity:>6} x {line.unit_price:>8} = {line.line_total:>9}", file=out)
+    for move in view.trail:
+        note = f"  ({move.note})" if move.note else ""
+        print(f"  {move.kind} {move.previous} -> {move.to} by {move.by}{note}"
+              + ("" if move.effective else "  [overtaken]"), file=out)
 
 
 def _print_cart(name: str, cart: Cart, out: TextIO) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from syncline.engine import Cart, StockLedger
+from syncline.engine import Cart, Order, StockLedger
 from syncline.engine.errors import InvalidDocumentName as EngineNameError
 from syncline.engine.names import DocName
 
@@ -143,6 +143,14 @@ class SyncClient:
             raise DocumentKindMismatch(name, "stock")
         model = (await self.open(name)).model
         assert isinstance(model, StockLedger)
+        return model
+
+    async def order(self, name: str) -> Order:
+        """The engine's :class:`Order` on the live document ``{tenant}/order/{id}``."""
+        if parse_name(name).kind != "order":
+            raise DocumentKindMismatch(name, "order")
+        model = (await self.open(name)).model
+        assert isinstance(model, Order)
         return model
 
     def replica(self, name: str) -> Replica:

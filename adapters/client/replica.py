@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from pycrdt import Doc, TransactionEvent, merge_updates
 
-from syncline.engine import Cart, Conflict, StockLedger, apply_update
+from syncline.engine import Cart, Conflict, Order, StockLedger, apply_update
 
 from .errors import ClientClosed, ClientError, LocalStoreError, SyncTimeout
 from .local_store import LocalStore
@@ -104,7 +104,11 @@ class Replica:
         self.name = name
         self.kind = kind
         self.doc = Doc()
-        self.model: Cart | StockLedger = Cart(self.doc, doc_id) if kind == "cart" else StockLedger(self.doc, doc_id)
+        self.model: Cart | StockLedger | Order = (
+            Cart(self.doc, doc_id) if kind == "cart" else
+            StockLedger(self.doc, doc_id) if kind == "stock" else
+            Order(self.doc, doc_id)
+        )
         self.settings = settings
         self.store = store
         self.writer = writer

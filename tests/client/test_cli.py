@@ -12,8 +12,9 @@ import anyio
 import pytest
 
 from harness.relay_process import RelayProcess
+from syncline.engine import Order, OrderLine
 
-from .support import REPO, Child, base_url, client, stored_cart, stored_ledger
+from .support import REPO, Child, base_url, client, stored_cart, stored_doc, stored_ledger
 
 CART = "acme/cart/c-1"
 STOCK = "acme/stock/loc-1"
@@ -53,6 +54,31 @@ def test_the_cli_works_offline_and_catches_up_when_the_relay_returns(relay: Rela
     assert stored_ledger(relay, STOCK).level("sku-1") == -1
     status = _client_cli(relay, data, "status")
     assert f"{CART}: 0 pending" in status.stdout and "last ack never" not in status.stdout
+
+
+@pytest.mark.anyio
+async def test_an_order_placed_by_the_library_is_moved_and_shown_by_the_cli(relay: RelayProcess,
+                                                                           tmp_path: Path) -> None:
+    name = "acme/order/o-1"
+    async with client(tmp_path / "lib", base_url(relay), relay.token("acme")) as till:
+        order = await till.order(name)
+        order.place(cart="c-1", location="loc-1", currency="EUR", by="till-1",
+                    lines=[OrderLine("k", "sku-1", {}, 2, 500, 1000)])
+        await till.wait_synced(10)
+    data = tmp_path / "cli"
+    staged = await anyio.to_thread.run_sync(lambda: _client_cli(relay, data, "order", "acme/o-1", "stage", "ready",
+                                                                "--actor", "kitchen"))
+    assert staged.returncode == 0, staged.stderr
+    assert "stage ready, payment pending" in staged.stdout and "synced, 0 pending" in staged.stdout
+    paid = await anyio.to_thread.run_sync(lambda: _client_cli(relay, data, "order", "acme/o-1", "pay", "paid"))
+    assert "payment paid" in paid.stdout
+    refused = await anyio.to_thread.run_sync(lambda: _client_cli(relay, data, "order", "acme/o-1", "stage", "placed"))
+    assert refused.returncode != 0 and "refused" in refused.stderr
+    shown = await anyio.to_thread.run_sync(lambda: _client_cli(relay, data, "order", "acme/o-1", "show"))
+    assert "acme/order/o-1 (ready, payment paid): 1 lines, total 1000 EUR" in shown.stdout
+    assert "stage placed -> ready by kitchen" in shown.stdout
+    stored = Order(stored_doc(relay, name), "o-1").view()
+    assert (stored.stage, stored.payment, stored.total) == ("ready", "paid", 1000)
 
 
 def test_the_next_edit_delivers_what_earlier_runs_queued(relay: RelayProcess, tmp_path: Path) -> None:
