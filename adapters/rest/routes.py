@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from syncline.engine.errors import EngineError
 
-from . import carts, feed, prices, stock
+from . import carts, feed, live, prices, stock
 from .openapi import openapi_document
 from .problems import Problem, engine_problem
 
@@ -52,6 +52,9 @@ def rest_routes() -> list[BaseRoute]:
         Route(location + "/conflicts", stock.get_conflicts, methods=["GET"]),
         Route(location + "/conflicts/{conflict_id}/resolve", stock.resolve_conflict, methods=["POST"]),
         Route(TENANT + "/catalog", prices.get_catalog, methods=["GET"]),
+        Route(TENANT + "/live/sync-state", live.sync_state, methods=["GET"]),
+        Route(TENANT + "/live/broadcast", live.broadcast, methods=["POST"]),
+        Route(TENANT + "/live/ping", live.ping, methods=["POST"]),
         Route(TENANT + "/events", feed.events, methods=["GET"]),
     ]
 
