@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from syncline.adapters.rest.context import RestContext
 from syncline.adapters.rest.documents import Documents
 from syncline.adapters.rest.feed import FeedHub
+from syncline.adapters.rest.live import feed_event
 from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
 from syncline.server.door import Door
 from syncline.server.endpoints import probe_routes, sync_routes
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             feed = FeedHub()
             relay.on_change(feed.notify)
             relay.on_shutdown(feed.close)
+            relay.on_broadcast(lambda tenant, body: feed.post(tenant, feed_event(body)))
             app.state.relay = relay
             app.state.rest = RestContext(settings, relay.admission, relay.store, Documents(Door(relay.rooms)))
             app.state.feed = feed

@@ -26,6 +26,8 @@ class YPeer:
     acked: int = 0
     welcome: dict[str, Any] | None = None
     awareness: list[bytes] = field(default_factory=list)
+    extensions: list[dict[str, Any]] = field(default_factory=list)
+    """Every extension message received (type 100), welcome and acks included, in order."""
     synced: anyio.Event = field(default_factory=anyio.Event)
     changed: anyio.Event = field(default_factory=anyio.Event)
     ack_changed: anyio.Event = field(default_factory=anyio.Event)
@@ -81,6 +83,8 @@ class YPeer:
             self.changed.set()
         elif message.kind is Kind.EXTENSION:
             body = protocol.decode_extension(message.payload)
+            self.extensions.append(body)
+            self.changed.set()
             if body["op"] == "ack":
                 self.acked = body["n"]
                 self.ack_changed.set()
@@ -95,21 +99,30 @@ class YPeer:
 
 
 @asynccontextmanager
-async def ypeer(url: str, *, acks: bool = False, doc: Doc | None = None, **kwargs: Any) -> AsyncIterator[YPeer]:
-    """Connect, do the sync handshake, and keep receiving in the background until exit."""
+async def ypeer(url: str, *, acks: bool = False, hello: bool = False, doc: Doc | None = None,
+                **kwargs: Any) -> AsyncIterator[YPeer]:
+    """Connect, do the sync handshake, and keep receiving in the background until exit.
+
+    ``acks`` sends ``hello`` asking for acknowledgements; ``hello`` sends it without (the peer
+    still parses extension messages, and waits for the relay's ``welcome``)."""
     async with connect(url, **{"max_size": None, **kwargs}) as ws:
         peer = YPeer(ws, doc or Doc())
         peer.replies, replies = anyio.create_memory_object_stream[bytes](100)
         async with anyio.create_task_group() as tg:
             tg.start_soon(peer.run)
             tg.start_soon(_send_replies, peer, replies)
-            if acks:
-                await ws.send(protocol.extension({"op": "hello", "acks": True}))
+            if acks or hello:
+                await ws.send(protocol.extension({"op": "hello", "acks": acks}))
             await ws.send(protocol.sync_step1(peer.doc.get_state()))
             with anyio.fail_after(5):
                 await peer.synced.wait()
             if acks:  # our answer to the relay's sync step 1 is write number 1
                 await peer.wait_acked(1)
+            elif hello:
+                with anyio.fail_after(5):
+                    while peer.welcome is None:
+                        peer.ack_changed = anyio.Event()
+                        await peer.ack_changed.wait()
             try:
                 yield peer
             finally:

@@ -94,6 +94,8 @@ class Connection:
         self._limiter = TokenBucket(settings.rate_messages_per_second, settings.rate_burst)
         self._scope = anyio.CancelScope()
         self.close_code: int | None = None
+        self.hello = False
+        """The peer sent ``hello``: it parses Syncline's extension messages (type 100)."""
         self.acks = False
         self.writes = 0
         """Writes (sync step 2 and update messages) received on this connection."""
@@ -136,6 +138,24 @@ class Connection:
                 self._metrics.rejected.labels(reason).inc()
             if not self._writing:
                 self._scope.cancel()
+
+    @property
+    def tenant(self) -> str:
+        """The tenant of this peer's token."""
+        return self._grant.tenant
+
+    @property
+    def document(self) -> str:
+        """The name of the document (room) this peer is connected to."""
+        return self._room.name
+
+    def notify(self, body: dict[str, object]) -> bool:
+        """Send ``body`` as an extension message if this peer said ``hello`` (others could not
+        parse it); True if it was queued."""
+        if not self.hello or self.close_code is not None:
+            return False
+        self.send(protocol.extension(body))
+        return self.close_code is None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -399,6 +419,7 @@ class Connection:
 
     def _extension(self, body: dict[str, object]) -> None:
         if body["op"] == "hello":
+            self.hello = True
             self.acks = body.get("acks") is True
             self.send(protocol.extension({"op": "welcome", "version": 1, "acks": self.acks, "writes": self.writes}))
         else:

@@ -1,11 +1,54 @@
-"""Prometheus metrics, one registry per relay so tests can run several in one process."""
+"""Prometheus metrics, one registry per relay so tests can run several in one process.
+
+The per-tenant gauges (``syncline_tenant_connections`` and ``syncline_tenant_rooms``, label
+``tenant``) are read from the relay at each scrape (:meth:`Metrics.track_tenants`), so a
+tenant that has gone leaves no stale series. Their cardinality is bounded: the ``limit``
+tenants with the most connections (then rooms, then name) get a series each; the others are
+summed under ``tenant="_other"`` (an underscore cannot start a tenant name, so it is never one).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from collections.abc import Callable, Iterator
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "OTHER_TENANTS"]
+
+OTHER_TENANTS = "_other"
+"""The ``tenant`` label of the tenants past the limit, summed."""
+
+TenantCounts = Callable[[], dict[str, tuple[int, int]]]
+"""``{tenant: (connections, open rooms)}`` now."""
+
+
+class _TenantGauges(Collector):
+    def __init__(self, source: TenantCounts, limit: int) -> None:
+        self._source = source
+        self._limit = limit
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        connections = GaugeMetricFamily(
+            "syncline_tenant_connections", "Open WebSocket connections of a tenant on this node.", labels=["tenant"])
+        rooms = GaugeMetricFamily(
+            "syncline_tenant_rooms", "Rooms (documents) of a tenant open in memory on this node.", labels=["tenant"])
+        counts = self._source()
+        ranked = sorted(counts.items(), key=lambda item: (-item[1][0], -item[1][1], item[0]))
+        for tenant, (open_connections, open_rooms) in ranked[:self._limit]:
+            connections.add_metric([tenant], open_connections)
+            rooms.add_metric([tenant], open_rooms)
+        rest = ranked[self._limit:]
+        if rest:
+            connections.add_metric([OTHER_TENANTS], sum(count[0] for _, count in rest))
+            rooms.add_metric([OTHER_TENANTS], sum(count[1] for _, count in rest))
+        yield connections
+        yield rooms
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())  # no description: never collected at registration, only at scrapes
 
 
 class Metrics:
@@ -42,6 +85,19 @@ class Metrics:
         self.fanout_resyncs = Counter(
             "syncline_fanout_resyncs", "Rooms re-read from the store to catch up on missed fan-out.", registry=r
         )
+
+        self.broadcasts = Counter(
+            "syncline_broadcasts", "Tenant broadcasts sent from this node (REST live/broadcast).", registry=r
+        )
+        self._tenant_gauges: _TenantGauges | None = None
+
+    def track_tenants(self, source: TenantCounts, limit: int) -> None:
+        """Export ``source()`` as the per-tenant gauges, at most ``limit`` tenants by name (see above);
+        a later call replaces the source (a relay restarted on the same metrics)."""
+        if self._tenant_gauges is not None:
+            self.registry.unregister(self._tenant_gauges)
+        self._tenant_gauges = _TenantGauges(source, limit)
+        self.registry.register(self._tenant_gauges)
 
     def on_commit(self, batch: int, seconds: float) -> None:
         self.commits.inc()

@@ -9,7 +9,12 @@ through two hooks, never through the relay knowing it:
 - :meth:`Relay.on_change`: a listener called with ``(doc, seq)`` each time a document's
   update is stored (the rooms' change callback calls every listener in turn);
 - :meth:`Relay.on_shutdown`: a callback called once when the relay starts shutting down,
-  before its peers are closed.
+  before its peers are closed;
+- :meth:`Relay.on_broadcast`: a listener called with ``(tenant, body)`` for each broadcast
+  to a tenant (:meth:`Relay.broadcast`), sent here or, in a cluster, on another node.
+
+For the live endpoints the relay answers :meth:`Relay.activity` (what is connected of a
+tenant, see :mod:`.live`) and :meth:`Relay.tenant_counts` (the per-tenant gauges).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
+import msgpack
 from anyio.abc import TaskStatus
 
 from syncline.engine import closecodes
@@ -30,6 +37,7 @@ from .admission import Admission
 from .auth import load_or_create_secret
 from .connection import Connection
 from .fanout import Fanout, LocalFanout, create_fanout, describe_fanout
+from .live import DocFilter, TenantActivity, tenant_activity, tenant_counts
 from .metrics import Metrics
 from .room import ChangeListener
 from .rooms import RoomManager
@@ -43,6 +51,8 @@ STORE_FILE = "syncline.sqlite3"
 PRUNE_PERIOD_SECONDS = 3600.0
 
 ShutdownCallback = Callable[[], None]
+BroadcastListener = Callable[[str, dict[str, Any]], None]
+"""Called with (tenant, body) for each broadcast to a tenant; body is the ``broadcast`` extension message."""
 
 
 @dataclass
@@ -61,11 +71,13 @@ class Relay:
     admission: Admission = field(init=False)
     _change_listeners: list[ChangeListener] = field(default_factory=list, init=False, repr=False)
     _shutdown_callbacks: list[ShutdownCallback] = field(default_factory=list, init=False, repr=False)
+    _broadcast_listeners: list[BroadcastListener] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.secret)
         self.rooms = RoomManager(self.store, self.settings, self.metrics, on_change=self._changed,
-                                 fanout=self.fanout)
+                                 fanout=self.fanout, on_broadcast=self._remote_broadcast)
+        self.metrics.track_tenants(self.tenant_counts, self.settings.metrics_tenants)
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(doc, seq)`` each time an update of document ``doc`` is stored as ``seq``.
@@ -78,6 +90,45 @@ class Relay:
     def on_shutdown(self, callback: ShutdownCallback) -> None:
         """Call ``callback()`` once, when the relay starts shutting down, before peers are closed."""
         self._shutdown_callbacks.append(callback)
+
+    def on_broadcast(self, listener: BroadcastListener) -> None:
+        """Call ``listener(tenant, body)`` for each broadcast to a tenant, from this node or another.
+
+        Listeners run synchronously in the relay's event loop and must not block."""
+        self._broadcast_listeners.append(listener)
+
+    def broadcast(self, tenant: str, body: dict[str, Any]) -> int:
+        """Send the extension message ``body`` to ``tenant``'s peers that said ``hello``, here and
+        (in a cluster, best effort) on every other node, and hand it to the broadcast listeners.
+
+        Nothing is stored. Returns the number of this node's peers it was queued for."""
+        if self.fanout.shared:
+            self.fanout.publish_broadcast(tenant, msgpack.packb(body))
+        return self._deliver(tenant, body)
+
+    def _remote_broadcast(self, tenant: str, payload: bytes) -> None:
+        try:
+            body = msgpack.unpackb(payload, raw=False)
+        except (ValueError, msgpack.UnpackException) as exc:
+            log.warning("ignoring a malformed broadcast from another node", extra={"error": str(exc)})
+            return
+        if isinstance(body, dict) and body.get("op") == "broadcast":
+            self._deliver(tenant, body)
+
+    def _deliver(self, tenant: str, body: dict[str, Any]) -> int:
+        reached = sum(connection.notify(body) for connection in list(self.connections)
+                      if connection.tenant == tenant)
+        for listener in self._broadcast_listeners:
+            listener(tenant, body)
+        return reached
+
+    def activity(self, tenant: str, allows: DocFilter) -> TenantActivity:
+        """What of ``tenant`` is live on this node, counting only the documents ``allows`` accepts."""
+        return tenant_activity(tenant, list(self.rooms.rooms.values()), list(self.connections), allows)
+
+    def tenant_counts(self) -> dict[str, tuple[int, int]]:
+        """``{tenant: (connections, open rooms)}`` on this node, for every tenant with either."""
+        return tenant_counts(list(self.rooms.rooms), dict(self.per_tenant))
 
     def _changed(self, doc: str, seq: int) -> None:
         for listener in self._change_listeners:

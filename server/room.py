@@ -27,6 +27,7 @@ from pycrdt import Doc, TransactionEvent, merge_updates
 
 from syncline.engine import InvalidUpdate, validate_update
 from syncline.engine import protocol
+from syncline.engine.protocol import AwarenessEntry
 from syncline.engine.structs import UpdateShape, read_trusted_update
 
 from .awareness import AwarenessLimits, RoomAwareness, awareness_frames
@@ -385,6 +386,10 @@ class Room:
         """Every state in one frame (None if there is none); peers are sent :meth:`awareness_frames`."""
         entries = self._awareness.entries()
         return protocol.awareness(protocol.encode_awareness(entries)) if entries else None
+
+    def awareness_states(self) -> list[AwarenessEntry]:
+        """Every awareness state the room holds (this node's clients and other nodes')."""
+        return self._awareness.entries()
 
     def awareness_frames(self) -> list[bytes]:
         """Every state, in frames under ``max_message_bytes``: what a joiner or a query is answered."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import anyio
 from anyio.abc import TaskStatus
@@ -50,9 +50,10 @@ def awareness_limits(settings: Settings) -> AwarenessLimits:
 class RoomManager:
     def __init__(
         self, store: DocumentLog, settings: Settings, metrics: Metrics, *, on_change: ChangeListener | None = None,
-        fanout: Fanout | None = None,
+        fanout: Fanout | None = None, on_broadcast: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_broadcast = on_broadcast
         self._fanout = fanout if fanout is not None and fanout.shared else None
         if self._fanout is not None:
             self._fanout.bind(self)
@@ -187,6 +188,10 @@ class RoomManager:
             open_room.remote_awareness(origin, payload)
         elif (pending := self._loading.get(room)) is not None:
             pending.awareness.append((origin, payload))
+
+    def remote_broadcast(self, tenant: str, payload: bytes) -> None:
+        if self._on_broadcast is not None:
+            self._on_broadcast(tenant, payload)
 
     def awareness_requested(self, room: str) -> None:
         open_room = self.rooms.get(room)

@@ -134,6 +134,17 @@ class Settings:
     awareness_room_bytes: int = field(
         default=1_048_576, metadata={"help": "Most bytes of awareness states one room holds (other nodes' included)."}
     )
+    broadcast_rate_per_second: float = field(
+        default=1.0, metadata={"help": "Sustained broadcasts per second one tenant may send (POST .../live/broadcast), "
+                                       "per relay node."}
+    )
+    broadcast_burst: int = field(
+        default=10, metadata={"help": 'Broadcasts one tenant may send at once above the sustained rate.'}
+    )
+    metrics_tenants: int = field(
+        default=100, metadata={"help": 'Most tenants with a series of their own in the per-tenant gauges of '
+                                       '/metrics (by connections); the rest are summed under tenant="_other".'}
+    )
     rest_max_body_bytes: int = field(
         default=262_144, metadata={"help": 'Largest REST request body accepted, in bytes.'}
     )
@@ -210,7 +221,7 @@ class Settings:
             "compaction_updates", "group_commit_max_batch",
             "awareness_max_bytes", "awareness_connection_states", "awareness_connection_bytes",
             "awareness_room_states", "awareness_room_bytes",
-            "rest_max_body_bytes", "rest_batch_max_operations",
+            "rest_max_body_bytes", "rest_batch_max_operations", "broadcast_burst", "metrics_tenants",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -218,6 +229,7 @@ class Settings:
         for name in (
             "rate_messages_per_second", "room_idle_seconds", "idempotency_ttl_seconds", "idempotency_claim_seconds",
             "feed_retention_seconds", "sse_heartbeat_seconds", "request_timeout_seconds", "ws_ping_seconds",
+            "broadcast_rate_per_second",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(name, "must be greater than 0")

@@ -18,6 +18,10 @@ Every event is ``{kind}.changed`` (``cart.changed``, ``stock.changed``) with dat
 operation (``cart.add_item``, ``stock.adjust`` …) or is ``"sync"`` for a
 WebSocket peer's update. Clients re-read the document (with its ETag) to see
 what changed, as with CouchDB's ``_changes``.
+
+Ephemeral events posted to a tenant with :meth:`FeedHub.post` (the ``broadcast`` events of
+``POST .../live/broadcast``) go to every open stream of the tenant, whatever its filters,
+without an id (so they never move a client's Last-Event-ID) and are never stored.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from __future__ import annotations
 import json
 import re
 import time
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -44,6 +50,7 @@ from .problems import Problem
 EVENT_TYPES = tuple(f"{kind}.changed" for kind in KINDS)
 PAGE = 256
 MAX_FILTERS = 100
+INBOX_MAX = 64
 
 
 class FeedHub:
@@ -56,6 +63,25 @@ class FeedHub:
     def __init__(self) -> None:
         self._events: dict[str, anyio.Event] = {}
         self.closed = anyio.Event()
+        self._inboxes: dict[str, weakref.WeakSet[Inbox]] = {}
+
+    def inbox(self, tenant: str) -> Inbox:
+        """A stream's inbox of the ephemeral events posted to ``tenant`` (dropped with the stream)."""
+        inbox = Inbox()
+        self._inboxes.setdefault(tenant, weakref.WeakSet()).add(inbox)
+        return inbox
+
+    def post(self, tenant: str, event: ServerSentEvent) -> int:
+        """Send ``event`` (never stored, no id) to the tenant's open streams; return how many."""
+        inboxes = list(self._inboxes.get(tenant, ()))
+        if not inboxes:
+            self._inboxes.pop(tenant, None)
+        for inbox in inboxes:
+            inbox.append(event)
+        signal = self._events.pop(tenant, None)
+        if signal is not None:
+            signal.set()
+        return len(inboxes)
 
     def notify(self, doc: str, seq: int) -> None:
         tenant = doc.split("/", 1)[0]
@@ -74,6 +100,21 @@ class FeedHub:
         for event in self._events.values():
             event.set()
         self._events.clear()
+
+
+class Inbox:
+    """Ephemeral events waiting for one stream; past ``INBOX_MAX`` the oldest is dropped."""
+
+    def __init__(self) -> None:
+        self._events: deque[ServerSentEvent] = deque(maxlen=INBOX_MAX)
+
+    def append(self, event: ServerSentEvent) -> None:
+        self._events.append(event)
+
+    def drain(self) -> list[ServerSentEvent]:
+        events = list(self._events)
+        self._events.clear()
+        return events
 
 
 @dataclass(frozen=True)
@@ -193,8 +234,11 @@ async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, 
                   ) -> AsyncIterator[ServerSentEvent]:
     last = after
     pending_reset = "the resume point is not from this feed's history" if reset else None
+    inbox = hub.inbox(grant.tenant)  # ephemeral events (broadcasts), posted with hub.post
     while not hub.closed.is_set() and not grant.is_expired():
         signal = hub.wait_token(grant.tenant)
+        for note in inbox.drain():
+            yield note
         try:
             floor = await ctx.store.feed_floor()
             if last < floor:

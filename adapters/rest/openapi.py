@@ -168,6 +168,40 @@ SCHEMAS: dict[str, Any] = {
         }, ["index", "status"])},
         "levels": {"type": "object", "additionalProperties": {"type": "integer"}},
     }),
+    "KindActivity": _obj({
+        "rooms": INT, "peers": INT, "hello_peers": INT, "awareness_clients": INT, "online_users": INT,
+    }),
+    "SyncState": _obj({
+        "tenant": {"type": "string"},
+        "server_time": INT,
+        "node": {"type": "string"},
+        "locations": {"type": "array", "items": _obj({
+            "location": {"type": "string"},
+            "last_change_at": {**NULLABLE_INT, "description": "the latest `at` of the ledger's entries (epoch ms)"},
+            "open_conflicts": INT,
+            "conflict_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+            "peers": INT,
+        })},
+        "next_cursor": {"type": ["string", "null"]},
+        "kinds": {"type": "object", "properties": {kind: _ref("KindActivity") for kind in KINDS},
+                  "required": list(KINDS), "additionalProperties": False},
+        "online_users": INT,
+    }),
+    "Broadcast": _obj({
+        "message": {"description": "any JSON value but null or a blank string; at most 2048 bytes as JSON, "
+                                   "integers within ±(2^53-1)"},
+        "type": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "default": "message"},
+    }, ["message"]),
+    "BroadcastSent": _obj({
+        "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"}, "type": {"type": "string"}, "at": INT,
+        "peers": {**INT, "description": "WebSocket peers of this node it was queued for"},
+    }),
+    "Ping": _obj({"sent_at": {"type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991,
+                              "description": "the client's clock when it sent the request (epoch ms)"}}, []),
+    "Pong": _obj({
+        "sent_at": NULLABLE_INT, "received_at": INT, "server_time": INT,
+        "store_rtt_ms": {"type": "number"}, "node": {"type": "string"},
+    }),
     "Health": _obj({"status": {"const": "ok"}}),
     "Catalog": _obj({"tenant": {"type": "string"}, "prices": {"type": "object", "additionalProperties": _obj({
         "unit_price": {"type": "integer", "minimum": 0}, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}})}}),
@@ -244,6 +278,8 @@ TAGS = [
     {"name": "orders", "description": "Orders placed by a cart's checkout: their stage and payment, moved "
                                       "forward by any device; the furthest move wins."},
     {"name": "feed", "description": "The change feed: Server-Sent Events of the tenant's document changes, resumable."},
+    {"name": "live", "description": "What is connected and in sync in a tenant, an ephemeral broadcast to its "
+                                    "peers and feed readers, and a clock ping."},
     {"name": "service", "description": "Liveness and this description."},
 ]
 
@@ -323,6 +359,33 @@ def openapi_document() -> dict[str, Any]:
             "record the payment's new status", order, "PaymentMove", order_ok, 409))},
         "/v1/tenants/{tenant}/orders/{order_id}/cancel": {"post": _named("cancelOrder", "orders", _write_op(
             "cancel the order (refused once it completed)", order, "Cancel", order_ok, 409))},
+        "/v1/tenants/{tenant}/live/sync-state": {"get": _named("getLiveSyncState", "live", {
+            "summary": "per stock location the last change and open conflicts; per kind what is connected",
+            "parameters": [
+                TENANT_P,
+                _param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "query",
+                       "most locations in the page"),
+                _param("cursor", {"type": "string", "maxLength": 1024}, "query", "next_cursor of the previous page"),
+            ],
+            "responses": {"200": _json(_ref("SyncState"), "the tenant's sync state on this node"), **_problems()},
+        })},
+        "/v1/tenants/{tenant}/live/broadcast": {"post": _named("broadcastToTenant", "live", {
+            "summary": "an ephemeral message to the tenant's connected peers and feed readers (never stored)",
+            "parameters": [TENANT_P],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Broadcast")}}},
+            "responses": {
+                "202": _json(_ref("BroadcastSent"), "sent"),
+                "429": {**PROBLEM, "description": "too many broadcasts of this tenant; retry after Retry-After",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+                **_problems(413, 415, 422),
+            },
+        })},
+        "/v1/tenants/{tenant}/live/ping": {"post": _named("pingLive", "live", {
+            "summary": "the server's clock and the client's send time echoed: the client measures the round trip",
+            "parameters": [TENANT_P],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("Ping")}}},
+            "responses": {"200": _json(_ref("Pong"), "the server's times"), **_problems(413, 415, 422)},
+        })},
         "/v1/tenants/{tenant}/events": {"get": _named("streamEvents", "feed", {
             "summary": "the tenant's change feed (Server-Sent Events)",
             "parameters": [

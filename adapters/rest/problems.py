@@ -41,6 +41,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "validation-error": (422, "The request is well-formed JSON but its content is invalid"),
     "unknown-product": (422, "The product has no price in the catalog"),
     "idempotency-key-reused": (422, "This Idempotency-Key was used with a different request"),
+    "rate-limited": (429, "Too many requests; retry after the time in Retry-After"),
     "store-unavailable": (503, "The store cannot be written right now"),
     "fanout-unavailable": (503, "This cluster node cannot reach the other nodes (Redis); retry, or use another node"),
     "room-limit": (503, "Too many documents are open; retry later"),

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from syncline.engine.errors import EngineError
 
-from . import carts, feed, orders, prices, stock
+from . import carts, feed, live, orders, prices, stock
 from .openapi import openapi_document
 from .problems import Problem, engine_problem
 
@@ -58,6 +58,9 @@ def rest_routes() -> list[BaseRoute]:
         Route(order + "/stage", orders.advance_stage, methods=["POST"]),
         Route(order + "/payment", orders.record_payment, methods=["POST"]),
         Route(order + "/cancel", orders.cancel_order, methods=["POST"]),
+        Route(TENANT + "/live/sync-state", live.sync_state, methods=["GET"]),
+        Route(TENANT + "/live/broadcast", live.broadcast, methods=["POST"]),
+        Route(TENANT + "/live/ping", live.ping, methods=["POST"]),
         Route(TENANT + "/events", feed.events, methods=["GET"]),
     ]
 

@@ -49,6 +49,10 @@ class FanoutListener(Protocol):
         """Awareness entries of clients connected to node ``origin``."""
         ...
 
+    def remote_broadcast(self, tenant: str, payload: bytes) -> None:
+        """Another node broadcast ``payload`` (a msgpack ``broadcast`` message) to ``tenant``'s peers."""
+        ...
+
     def awareness_requested(self, room: str) -> None:
         """Another node opened ``room``: publish the awareness states of our own clients in it."""
         ...
@@ -107,4 +111,8 @@ class Fanout(Protocol):
 
     def publish_awareness(self, room: str, payload: bytes) -> None:
         """Queue awareness entries for the other nodes (best effort: never blocks, may drop)."""
+        ...
+
+    def publish_broadcast(self, tenant: str, payload: bytes) -> None:
+        """Queue a tenant-wide broadcast for every other node (best effort: never blocks, may drop)."""
         ...

@@ -33,3 +33,6 @@ class LocalFanout:
 
     def publish_awareness(self, room: str, payload: bytes) -> None:
         pass
+
+    def publish_broadcast(self, tenant: str, payload: bytes) -> None:
+        pass

@@ -12,7 +12,9 @@ stored update bytes), ``aw`` (``p`` an awareness payload), ``aq`` (a node opened
 room: others republish their clients' awareness), ``rs`` (a node failed to publish
 some update of the room: others re-read it from the store), ``ch`` (``d`` doc, ``s``
 seq: on the changes channel, sent with each update in one pipelined round trip, so
-that a REST change feed on a node without the room open wakes too), ``hb`` and ``bye``.
+that a REST change feed on a node without the room open wakes too), ``bc`` (``n``
+tenant, ``b`` a msgpack ``broadcast`` message: on the changes channel, which every node
+reads, for the tenant's peers and feed readers on every node), ``hb`` and ``bye``.
 
 Why pub/sub and not streams: an update travels one hop (PUBLISH, then a push to each
 subscribed node), nothing accumulates in Redis, and a node subscribes only to the
@@ -272,7 +274,10 @@ class RedisFanout:
         assert listener is not None
         if channel == self._changes_channel:
             try:
-                listener.remote_change(str(envelope["d"]), int(envelope["s"]))
+                if kind == "bc":
+                    listener.remote_broadcast(str(envelope["n"]), bytes(envelope["b"]))
+                else:
+                    listener.remote_change(str(envelope["d"]), int(envelope["s"]))
             except (KeyError, ValueError, TypeError) as exc:
                 log.warning("ignoring a malformed fan-out message", extra={"error": str(exc)})
             return None
@@ -349,6 +354,9 @@ class RedisFanout:
 
     def publish_awareness(self, room: str, payload: bytes) -> None:
         self._queue(self._channel(room), self._envelope("aw", p=payload))
+
+    def publish_broadcast(self, tenant: str, payload: bytes) -> None:
+        self._queue(self._changes_channel, self._envelope("bc", n=tenant, b=payload))
 
     def _queue(self, channel: bytes, envelope: bytes) -> None:
         """Fire and forget (awareness, queries): dropped while unavailable or when too many wait."""

@@ -34,6 +34,7 @@ class FakeFanout:
         self.fail_publish = False
         self.updates: list[tuple[str, int, bytes]] = []
         self.awareness: list[tuple[str, bytes]] = []
+        self.broadcasts: list[tuple[str, bytes]] = []
 
     def bind(self, listener: FanoutListener) -> None:
         pass
@@ -54,6 +55,9 @@ class FakeFanout:
 
     def publish_awareness(self, room: str, payload: bytes) -> None:
         self.awareness.append((room, payload))
+
+    def publish_broadcast(self, tenant: str, payload: bytes) -> None:
+        self.broadcasts.append((tenant, payload))
 
 
 class Recorder:
