@@ -276,6 +276,7 @@ export class SynclineConnection {
     this.destroyed = true;
     this.clearRetry();
     this.provider.destroy();
+    this.provider.awareness.destroy(); // its renewal timer; the provider leaves it to the doc's destroy
     this.undoManager.destroy();
     this.doc.off("update", this.onUpdate);
     this.confirmed.destroy();
