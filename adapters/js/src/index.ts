@@ -11,3 +11,13 @@ export {
   AlreadyMerged, CartClosed, DuplicateAdjustment, DuplicateResolution, EngineError, UnknownConflict, UnknownLine,
   ValidationError,
 } from "./errors.js";
+export { connect, SynclineConnection } from "./connection.js";
+export type { ConnectionOptions, ConnectionEvents, ConnectionErrorEvent, RollbackEvent, StatusEvent, SyncStatus, WebSocketClass } from "./connection.js";
+export { Backoff } from "./backoff.js";
+export type { BackoffOptions } from "./backoff.js";
+export { CloseCode, CLOSE_REASONS, closeAction } from "./closecodes.js";
+export type { CloseAction } from "./closecodes.js";
+export { ChangeFeed, FEED_EVENT_TYPES } from "./feed.js";
+export type { ChangeData, ChangeFeedOptions, FeedEvent, FeedEventType, FeedEvents, FeedHealth, FeedStatus, ResetData } from "./feed.js";
+export { FetchEventSource } from "./sse.js";
+export type { EventSourceClass, EventSourceLike, SseMessage } from "./sse.js";

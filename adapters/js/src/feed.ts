@@ -1,0 +1,194 @@
+/**
+ * The change feed client: the relay's Server-Sent Events stream of a tenant
+ * (`GET /v1/tenants/{tenant}/events`, docs/rest.md), resumed from the last event id.
+ */
+import { Backoff, type BackoffOptions } from "./backoff.js";
+import { Emitter } from "./emitter.js";
+import { FetchEventSource, type EventSourceClass, type EventSourceLike, type SseMessage } from "./sse.js";
+
+/** The event types the relay sends: a document changed, or the client must re-read (`reset`). */
+export const FEED_EVENT_TYPES = ["cart.changed", "stock.changed", "reset"] as const;
+export type FeedEventType = (typeof FEED_EVENT_TYPES)[number];
+
+/** `{kind}.changed`: a document changed (re-read it to see how). */
+export interface ChangeData {
+  seq: number;
+  /** The full document name, `tenant/kind/id`. */
+  doc: string;
+  kind: string;
+  id: string;
+  /** The REST operation (`cart.add_item`, …) or `"sync"` for a WebSocket peer's update. */
+  action: string;
+  /** Milliseconds since the epoch. */
+  at: number;
+}
+
+/** `reset`: events were pruned or the store's history changed; re-read your documents. */
+export interface ResetData {
+  floor: number;
+  reason: string;
+}
+
+export type FeedEvent =
+  | { id: string; type: "cart.changed" | "stock.changed"; data: ChangeData }
+  | { id: string; type: "reset"; data: ResetData };
+
+/** `connecting` (first attempt), `open`, `reconnecting` (waiting or retrying after a drop), `closed` (by {@link ChangeFeed.close}). */
+export type FeedStatus = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface FeedHealth {
+  status: FeedStatus;
+  /** Events received since the feed was made (resets included). */
+  eventsSeen: number;
+  /** Milliseconds the current stream has been open (0 when it is not). */
+  uptimeMs: number;
+  /** The id of the last event received: where a new stream resumes. */
+  lastEventId: string | null;
+}
+
+export interface FeedEvents extends Record<string, unknown> {
+  event: FeedEvent;
+  status: FeedHealth;
+}
+
+export interface ChangeFeedOptions {
+  /** The tenant's feed: `http://host:port/v1/tenants/T/events`. */
+  url: string;
+  /** Sent as `?token=`: browsers' EventSource cannot set headers. */
+  token: string;
+  /** Only these event types (`cart.changed`, `stock.changed`); filtered by the relay. */
+  types?: ("cart.changed" | "stock.changed")[];
+  /** Only these documents, `kind/id` or `tenant/kind/id`; filtered by the relay. */
+  documents?: string[];
+  /** Events kept for {@link ChangeFeed.history} (default 100). */
+  historySize?: number;
+  /** Resume after this event id instead of starting from now. */
+  since?: string;
+  /** The EventSource class (default: the global one, else a fetch-based reader). */
+  EventSource?: EventSourceClass;
+  backoff?: BackoffOptions;
+}
+
+/**
+ * A live view of the change feed.
+ *
+ * Each stream is opened with `?since=` the last event id received, and closed and
+ * reopened (after a backoff with full jitter) by the feed itself on any error, so a
+ * relay restart or a new EventSource never loses events: the relay continues right
+ * after that id, or sends `reset` when it cannot (pruned events, another history).
+ * A browser EventSource's own retry is not relied on.
+ */
+export class ChangeFeed {
+  private readonly events = new Emitter<FeedEvents>();
+  private readonly options: ChangeFeedOptions;
+  private readonly backoff: Backoff;
+  private readonly EventSourceImpl: EventSourceClass;
+  private readonly kept: FeedEvent[] = [];
+  private readonly historySize: number;
+  private source: EventSourceLike | null = null;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private currentStatus: FeedStatus = "connecting";
+  private openedAt: number | null = null;
+  private seen = 0;
+  private lastId: string | null;
+
+  constructor(options: ChangeFeedOptions) {
+    this.options = options;
+    this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...options.backoff });
+    this.historySize = options.historySize ?? 100;
+    if (!(this.historySize >= 0)) throw new RangeError("historySize must be at least 0");
+    this.lastId = options.since ?? null;
+    this.EventSourceImpl = options.EventSource
+      ?? (globalThis as { EventSource?: EventSourceClass }).EventSource
+      ?? FetchEventSource;
+    this.open();
+  }
+
+  on<K extends keyof FeedEvents>(event: K, listener: (payload: FeedEvents[K]) => void): () => void {
+    return this.events.on(event, listener);
+  }
+
+  /** The last `historySize` events, oldest first. */
+  history(): FeedEvent[] {
+    return [...this.kept];
+  }
+
+  health(): FeedHealth {
+    return {
+      status: this.currentStatus,
+      eventsSeen: this.seen,
+      uptimeMs: this.openedAt === null ? 0 : Date.now() - this.openedAt,
+      lastEventId: this.lastId,
+    };
+  }
+
+  close(): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.source?.close();
+    this.source = null;
+    this.setStatus("closed");
+    this.events.clear();
+  }
+
+  /** The stream's URL: filters, the token, and where to resume. */
+  streamUrl(): string {
+    const url = new URL(this.options.url);
+    for (const type of this.options.types ?? []) url.searchParams.append("type", type);
+    for (const doc of this.options.documents ?? []) url.searchParams.append("doc", kindAndId(doc));
+    if (this.lastId !== null) url.searchParams.set("since", this.lastId);
+    url.searchParams.set("token", this.options.token);
+    return url.toString();
+  }
+
+  private open(): void {
+    const source = new this.EventSourceImpl(this.streamUrl());
+    this.source = source;
+    source.onopen = () => {
+      if (this.source !== source) return;
+      this.openedAt = Date.now();
+      this.backoff.reset();
+      this.setStatus("open");
+    };
+    source.onerror = () => {
+      if (this.source !== source) return;
+      source.close(); // reopened by us, from the last id we saw
+      this.source = null;
+      this.openedAt = null;
+      this.setStatus("reconnecting");
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        if (this.currentStatus !== "closed") this.open();
+      }, this.backoff.next());
+    };
+    for (const type of FEED_EVENT_TYPES) {
+      source.addEventListener(type, (message: SseMessage) => {
+        if (this.source === source) this.receive(type, message);
+      });
+    }
+  }
+
+  private receive(type: FeedEventType, message: SseMessage): void {
+    const event = { id: message.lastEventId, type, data: JSON.parse(message.data) } as FeedEvent;
+    this.lastId = message.lastEventId || this.lastId;
+    this.seen += 1;
+    if (this.historySize > 0) {
+      this.kept.push(event);
+      if (this.kept.length > this.historySize) this.kept.splice(0, this.kept.length - this.historySize);
+    }
+    this.events.emit("event", event);
+    this.events.emit("status", this.health());
+  }
+
+  private setStatus(status: FeedStatus): void {
+    if (this.currentStatus === status) return;
+    this.currentStatus = status;
+    this.events.emit("status", this.health());
+  }
+}
+
+/** `tenant/kind/id` or `kind/id` → `kind/id`, the form of the relay's `doc` filter. */
+function kindAndId(doc: string): string {
+  const parts = doc.split("/");
+  return parts.length === 3 ? `${parts[1]}/${parts[2]}` : doc;
+}
