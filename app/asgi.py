@@ -2,7 +2,8 @@
 
 The relay's lifespan (:func:`~syncline.server.relay.open_relay`) owns the store, the
 fan-out and every long-lived task; this module adds the REST routes, the REST context
-and the change feed's hub, plugged into the relay through its hooks.
+and the change feed's hub, plugged into the relay through its hooks, the browser pages
+(:mod:`.pages`) and, with ``--cors-origin``, CORS (:mod:`.cors`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from syncline.server.endpoints import probe_routes, sync_routes
 from syncline.server.metrics import Metrics
 from syncline.server.relay import Relay, open_relay
 from syncline.server.settings import Settings
+
+from .cors import cors_middleware
+from .pages import page_routes
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
@@ -48,7 +52,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             yield
 
     return Starlette(
-        routes=[*sync_routes(), *probe_routes(metrics), *rest_routes()],
+        routes=[*sync_routes(), *probe_routes(metrics), *rest_routes(), *page_routes()],
+        middleware=cors_middleware(settings.cors_origin),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -36,6 +36,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         if str(f.type) == "bool":
             parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None,
                                 help=help_text)
+        elif str(f.type) == "tuple[str, ...]":  # repeatable: each use adds one value
+            parser.add_argument(flag, dest=f.name, action="append", default=None, help=help_text,
+                                metavar=f.name.upper())
         else:
             parser.add_argument(flag, dest=f.name, type=casts[str(f.type)], default=None, help=help_text,
                                 metavar=f.name.upper())
@@ -172,9 +175,10 @@ def _serve(flags: dict[str, Any]) -> int:
     from syncline.server.serve import run_server
 
     from .asgi import create_app
+    from .pages import BANNER_PAGES
 
     flags = {name: value for name, value in flags.items() if name != "command"}
-    return run_server(Settings.from_sources(flags), create_app)
+    return run_server(Settings.from_sources(flags), create_app, BANNER_PAGES)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from .admission import Admitted
 from .connection import Connection
 from .errors import Refused, RoomLimitReached, RoomLoadFailed
 from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .origins import websocket_origin_allowed
 from .relay import Relay
 from .store import StoreUnavailable
 
@@ -84,6 +85,12 @@ async def _readyz(request: Request) -> Response:
 async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
     """Authenticate, route to the room, run the connection; refusals are close codes."""
     await websocket.accept()
+    headers = websocket.headers
+    if not websocket_origin_allowed(headers.get("origin"), headers.get("host"), relay.settings.cors_origin):
+        # Accepted first, as every refusal is, so that a browser sees the close code.
+        relay.metrics.rejected.labels("forbidden_origin").inc()
+        await _close(websocket, closecodes.FORBIDDEN)
+        return
     admitted = _admit(relay, websocket)
     if isinstance(admitted, Refused):
         relay.metrics.rejected.labels(admitted.reason).inc()

@@ -12,8 +12,8 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,6 +41,33 @@ DRAIN_SECONDS = 3.0
 AppFactory = Callable[[Settings], Starlette]
 LOCK_FILE = "syncline.lock"
 """The data directory's lock file: its holder is the one relay running on that directory."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """A browser page of the application, announced in the banner at ``path``.
+
+    ``takes_token``: the page reads a token (and its tenant) from the address's fragment,
+    ``#token=...&tenant=...``, so the banner gives it the development token when there is one.
+    A fragment never reaches the server, so the token stays out of access logs.
+    """
+
+    label: str
+    path: str
+    takes_token: bool = False
+
+
+def banner_pages(base: str, pages: Sequence[Page], token: str | None) -> list[str]:
+    """The banner's lines for ``pages`` on ``base`` (``http://host:port``)."""
+    lines = []
+    for page in pages:
+        if page.takes_token and token is not None:
+            lines.append(f"  {page.label} (tenant '{DEV_TENANT}'): {base}{page.path}#token={token}&tenant={DEV_TENANT}")
+        elif page.takes_token:
+            lines.append(f"  {page.label}: {base}{page.path}#token=TOKEN&tenant=TENANT (a token of `syncline token`)")
+        else:
+            lines.append(f"  {page.label}: {base}{page.path}")
+    return lines
 
 
 class _RelayServer(uvicorn.Server):
@@ -131,8 +158,10 @@ def server_config(app: Starlette, settings: Settings, **options: Any) -> uvicorn
     )
 
 
-def run_server(settings: Settings, create_app: AppFactory) -> int:
+def run_server(settings: Settings, create_app: AppFactory, pages: Sequence[Page] = ()) -> int:
     """Run the relay application ``create_app(settings)`` until it is stopped; return the exit status.
+
+    The banner gives the addresses of the application's browser ``pages``.
 
     The data directory's lock is taken first, before the secret, the store and the port,
     and held until the relay has stopped: a second relay on the directory is refused
@@ -140,10 +169,10 @@ def run_server(settings: Settings, create_app: AppFactory) -> int:
     """
     configure_logging(settings.log_json, settings.log_level)
     with lock_data_dir(settings.data_dir):
-        return _run_locked(settings, create_app)
+        return _run_locked(settings, create_app, pages)
 
 
-def _run_locked(settings: Settings, create_app: AppFactory) -> int:
+def _run_locked(settings: Settings, create_app: AppFactory, pages: Sequence[Page]) -> int:
     generated = settings.secret is None
     settings = replace(settings, secret=settings.secret or load_or_create_secret(settings.data_dir))
     assert settings.secret is not None
@@ -157,10 +186,13 @@ def _run_locked(settings: Settings, create_app: AppFactory) -> int:
     store = describe_store(settings, settings.data_dir / STORE_FILE)
     print(f"Syncline relay listening on http://{shown_host}:{port} (store: {store})", flush=True)
     print(f"  WebSocket (y-websocket): ws://{shown_host}:{port}/v1/sync/{{tenant}}/{{kind}}/{{id}}", flush=True)
+    token = None
     if generated:
         token = issue_token(settings.secret, DEV_TENANT, [f"{DEV_TENANT}/*"], ttl_seconds=DEV_TOKEN_TTL_SECONDS)
         print(f"  Development token for tenant '{DEV_TENANT}' (valid 7 days):", flush=True)
         print(f"    ws://{shown_host}:{port}/v1/sync/{DEV_TENANT}/cart/c-1?token={token}", flush=True)
+    for line in banner_pages(f"http://{shown_host}:{port}", pages, token):
+        print(line, flush=True)
     # Uvicorn re-raises the signal that stopped it once it is done; exit 0 instead.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any, get_type_hints
 ENV_PREFIX = "SYNCLINE_"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+ORIGIN_PATTERN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#@\s]+")
+"""An origin as browsers send it: ``scheme://host[:port]``, lowercase, no path, no trailing slash."""
 
 
 class SettingsError(ValueError):
@@ -52,6 +55,12 @@ class Settings:
     )
     secret: str | None = field(
         default=None, repr=False, metadata={"help": 'HS256 token secret; generated into DATA_DIR/secret when unset.'}
+    )
+    cors_origin: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": 'A browser origin (scheme://host[:port]) allowed to call REST and SSE across origins, '
+                          'and to open WebSockets; repeatable ("*" allows any). Unset: no CORS, any WebSocket '
+                          'origin. The variable takes a comma- or space-separated list.'},
     )
     log_json: bool = field(
         default=False, metadata={"help": 'Log one JSON object per line instead of plain text.'}
@@ -161,7 +170,7 @@ class Settings:
                 values[f.name] = _cast(f.name, hints[f.name], raw)
         for name, value in (flags or {}).items():
             if value is not None:
-                values[name] = value
+                values[name] = tuple(value) if isinstance(value, list) else value
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise SettingsError(sorted(unknown)[0], "is not a setting")
@@ -177,6 +186,10 @@ class Settings:
             value = getattr(self, f.name)
             expected = hints[f.name]
             if f.name == "secret" and value is None:
+                continue
+            if f.name == "cors_origin":
+                if not isinstance(value, tuple) or not all(isinstance(origin, str) for origin in value):
+                    raise SettingsError(f.name, f"must be a tuple of strings, not {type(value).__name__}")
                 continue
             kind = {int: int, float: (int, float), bool: bool, str: str, Path: Path}.get(expected, str)
             if isinstance(value, bool) and expected is not bool or not isinstance(value, kind):
@@ -220,6 +233,10 @@ class Settings:
             raise SettingsError("event_loop", "must be auto, uvloop or asyncio")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError("log_level", "must be debug, info, warning or error")
+        for origin in self.cors_origin:
+            if origin != "*" and (origin != origin.lower() or not ORIGIN_PATTERN.fullmatch(origin)):
+                raise SettingsError("cors_origin", f"{origin!r} is not an origin: scheme://host[:port] in lowercase, "
+                                                   'without a path or a trailing slash, or "*"')
         if self.secret is not None and len(self.secret) < 32:
             raise SettingsError("secret", "must be at least 32 characters")
 
@@ -244,6 +261,8 @@ def _cast(name: str, kind: Any, raw: str) -> Any:
             raise ValueError(raw)
         if kind in ("Path", Path):
             return Path(text)
+        if name == "cors_origin":
+            return tuple(part for part in re.split(r"[,\s]+", text) if part)
     except ValueError:
         raise SettingsError(name, f"cannot read {raw!r} as {kind}") from None
     if name in ("sqlite_synchronous",):

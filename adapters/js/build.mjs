@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import { rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildDocsPage } from "./docs-page/build.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
@@ -19,3 +20,6 @@ rmSync(join(here, "dist"), { recursive: true, force: true });
 rmSync(join(here, "build"), { recursive: true, force: true });
 run(process.execPath, [tsc, "-p", "tsconfig.dist.json"]);
 run(process.execPath, [tsc, "-p", "tsconfig.json"]);
+
+// Browser bundles, written into the Python package (app/static/) and committed.
+await buildDocsPage(); // the API docs page, /v1/docs/

@@ -198,53 +198,71 @@ def _write_op(summary: str, params: list[dict[str, Any]], request: str | None, r
     return operation
 
 
+def _named(operation_id: str, tag: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """``operation`` with its ``operationId`` (unique in the document) and its tag."""
+    return {"operationId": operation_id, "tags": [tag], **operation}
+
+
+TAGS = [
+    {"name": "carts", "description": "Shopping carts: lines keyed by product and attributes, priced from the "
+                                     "tenant's catalog, merged from a guest cart into a user's."},
+    {"name": "stock", "description": "Stock ledgers of one location: adjustments, levels, the audit trail, "
+                                     "conflicts (a level below zero) and their resolution, offline batches."},
+    {"name": "feed", "description": "The change feed: Server-Sent Events of the tenant's document changes, resumable."},
+    {"name": "service", "description": "Liveness and this description."},
+]
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     cart = [TENANT_P, CART_P]
     location = [TENANT_P, LOCATION_P]
     cart_ok = {"200": _json(_ref("Cart"), "the cart after the write", ETAG_H)}
     paths = {
-        "/v1/health": {"get": {"summary": "liveness", "security": [],
-                               "responses": {"200": _json(_ref("Health"), "the process serves requests")}}},
-        "/v1/openapi.json": {"get": {"summary": "this document", "security": [],
-                                     "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
-        "/v1/tenants/{tenant}/carts/{cart_id}": {"get": _read_op("read a cart, priced", "Cart", cart)},
-        "/v1/tenants/{tenant}/carts/{cart_id}/items": {"post": _write_op(
-            "add an item (the same product and attributes add to the existing line)", cart, "AddItem", cart_ok)},
+        "/v1/health": {"get": _named("getHealth", "service", {
+            "summary": "liveness", "security": [],
+            "responses": {"200": _json(_ref("Health"), "the process serves requests")}})},
+        "/v1/openapi.json": {"get": _named("getOpenApiDocument", "service", {
+            "summary": "this document", "security": [],
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}})},
+        "/v1/tenants/{tenant}/carts/{cart_id}": {"get": _named("getCart", "carts", _read_op("read a cart, priced", "Cart", cart))},
+        "/v1/tenants/{tenant}/carts/{cart_id}/items": {"post": _named("addCartItem", "carts", _write_op(
+            "add an item (the same product and attributes add to the existing line)", cart, "AddItem", cart_ok))},
         "/v1/tenants/{tenant}/carts/{cart_id}/lines/{line_id}": {
-            "put": _write_op("set a line's quantity (0 removes it)", [*cart, LINE_P], "SetQuantity", cart_ok),
-            "delete": _write_op("remove a line", [*cart, LINE_P], None, cart_ok),
+            "put": _named("setCartLineQuantity", "carts", _write_op(
+                "set a line's quantity (0 removes it)", [*cart, LINE_P], "SetQuantity", cart_ok)),
+            "delete": _named("removeCartLine", "carts", _write_op("remove a line", [*cart, LINE_P], None, cart_ok)),
         },
-        "/v1/tenants/{tenant}/carts/{cart_id}/clear": {"post": _write_op(
-            "remove every line", cart, "Empty", cart_ok)},
-        "/v1/tenants/{tenant}/carts/{cart_id}/merge": {"post": _write_op(
+        "/v1/tenants/{tenant}/carts/{cart_id}/clear": {"post": _named("clearCart", "carts", _write_op(
+            "remove every line", cart, "Empty", cart_ok))},
+        "/v1/tenants/{tenant}/carts/{cart_id}/merge": {"post": _named("mergeCart", "carts", _write_op(
             "merge this guest cart into another cart (idempotent; the guest ends merged)", cart, "MergeRequest",
-            {"200": _json(_ref("MergeResult"), "the merge and the target cart", ETAG_H)})},
-        "/v1/tenants/{tenant}/stock/{location_id}/levels": {"get": _read_op("levels of every sku", "Levels",
-                                                                            location)},
-        "/v1/tenants/{tenant}/stock/{location_id}/levels/{sku}": {"get": _read_op(
-            "level of one sku", "Level", [*location, _param("sku", ID)])},
-        "/v1/tenants/{tenant}/stock/{location_id}/history": {"get": _read_op("the audit trail, paged", "History", [
+            {"200": _json(_ref("MergeResult"), "the merge and the target cart", ETAG_H)}))},
+        "/v1/tenants/{tenant}/stock/{location_id}/levels": {"get": _named("getStockLevels", "stock", _read_op(
+            "levels of every sku", "Levels", location))},
+        "/v1/tenants/{tenant}/stock/{location_id}/levels/{sku}": {"get": _named("getStockLevel", "stock", _read_op(
+            "level of one sku", "Level", [*location, _param("sku", ID)]))},
+        "/v1/tenants/{tenant}/stock/{location_id}/history": {"get": _named("getStockHistory", "stock", _read_op("the audit trail, paged", "History", [
             *location,
             _param("sku", ID, "query"),
             _param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}, "query"),
             _param("cursor", {"type": "string", "maxLength": 1024}, "query", "next_cursor of the previous page"),
-        ])},
-        "/v1/tenants/{tenant}/stock/{location_id}/adjustments": {"post": _write_op(
+        ]))},
+        "/v1/tenants/{tenant}/stock/{location_id}/adjustments": {"post": _named("recordStockAdjustment", "stock", _write_op(
             "record an adjustment (idempotent by id)", location, "NewAdjustment", {
                 "201": _json(_ref("AdjustmentResult"), "recorded", ETAG_H),
                 "200": _json(_ref("AdjustmentResult"), "already recorded with this body", ETAG_H),
-            })},
-        "/v1/tenants/{tenant}/stock/{location_id}/batch": {"post": _write_op(
+            }))},
+        "/v1/tenants/{tenant}/stock/{location_id}/batch": {"post": _named("applyStockBatch", "stock", _write_op(
             "apply queued offline operations in order, one result each", location, "Batch",
-            {"200": _json(_ref("BatchResult"), "one result per operation", ETAG_H)})},
-        "/v1/tenants/{tenant}/stock/{location_id}/conflicts": {"get": _read_op("open conflicts", "Conflicts",
-                                                                               location)},
-        "/v1/tenants/{tenant}/stock/{location_id}/conflicts/{conflict_id}/resolve": {"post": _write_op(
+            {"200": _json(_ref("BatchResult"), "one result per operation", ETAG_H)}))},
+        "/v1/tenants/{tenant}/stock/{location_id}/conflicts": {"get": _named("getStockConflicts", "stock", _read_op(
+            "open conflicts", "Conflicts", location))},
+        "/v1/tenants/{tenant}/stock/{location_id}/conflicts/{conflict_id}/resolve": {"post": _named("resolveStockConflict", "stock", _write_op(
             "resolve an open conflict (recorded in the audit trail)",
             [*location, _param("conflict_id", ID)], "NewResolution",
-            {"200": _json(_ref("ResolutionResult"), "the recorded decision", ETAG_H)})},
-        "/v1/tenants/{tenant}/events": {"get": {
+            {"200": _json(_ref("ResolutionResult"), "the recorded decision", ETAG_H)}))},
+        "/v1/tenants/{tenant}/events": {"get": _named("streamEvents", "feed", {
             "summary": "the tenant's change feed (Server-Sent Events)",
             "parameters": [
                 TENANT_P,
@@ -262,7 +280,7 @@ def openapi_document() -> dict[str, Any]:
                         "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                 **_problems(),
             },
-        }},
+        })},
     }
     return {
         "openapi": "3.1.0",
@@ -274,6 +292,7 @@ def openapi_document() -> dict[str, Any]:
             "x-problem-types.",
         },
         "servers": [{"url": "/"}],
+        "tags": TAGS,
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {

@@ -164,3 +164,19 @@ def test_the_problem_types_listed_are_the_ones_the_server_uses() -> None:
     listed = openapi_document()["x-problem-types"]
     assert listed == {PROBLEM_BASE + slug: {"status": status, "title": title}
                       for slug, (status, title) in TITLES.items()}
+
+
+def test_every_served_operation_has_a_unique_operation_id_and_a_declared_tag(served: httpx.Response) -> None:
+    document = served.json()
+    seen: dict[str, str] = {}
+    declared = {tag["name"] for tag in document["tags"]}
+    count = 0
+    for path, method, operation in operations(document):
+        count += 1
+        where = f"{method} {path}"
+        operation_id = operation.get("operationId")
+        assert isinstance(operation_id, str) and re.fullmatch(r"[a-z][A-Za-z0-9]*", operation_id), where
+        assert operation_id not in seen, f"{where} reuses {operation_id} of {seen.get(operation_id)}"
+        seen[operation_id] = where
+        assert len(operation["tags"]) >= 1 and set(operation["tags"]) <= declared, where
+    assert count == len(seen) == sum(1 for _ in operations(openapi_document())) > 0

@@ -134,11 +134,15 @@ def test_false_spellings(raw: str) -> None:
 def test_every_default_survives_a_round_trip_through_the_environment() -> None:
     defaults = Settings()
     env = {
-        env_name(f.name): str(getattr(defaults, f.name))
+        env_name(f.name): _env_text(getattr(defaults, f.name))
         for f in dataclasses.fields(Settings)
         if getattr(defaults, f.name) is not None
     }
     assert Settings.from_sources({}, env) == defaults
+
+
+def _env_text(value: object) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 @pytest.mark.parametrize(
@@ -348,3 +352,20 @@ def test_the_store_is_described_without_credentials(tmp_path: Path) -> None:
     assert describe_store(Settings(), tmp_path / "s.db") == str(tmp_path / "s.db")
     shown = describe_store(Settings(store="postgresql://syncline:hunter2secret@db.internal:5433/sync"), tmp_path)
     assert shown == "postgresql://db.internal:5433/sync"
+
+
+def test_cors_origins_are_off_by_default_and_read_from_a_list_in_the_environment() -> None:
+    assert Settings().cors_origin == ()
+    env = {"SYNCLINE_CORS_ORIGIN": " https://shop.example, http://127.0.0.1:5173\thttps://[::1]:8443 "}
+    assert Settings.from_sources({}, env).cors_origin == (
+        "https://shop.example", "http://127.0.0.1:5173", "https://[::1]:8443")
+    assert Settings.from_sources({"cors_origin": ["*"]}, env).cors_origin == ("*",)
+
+
+@pytest.mark.parametrize("origin", ["https://shop.example/", "https://shop.example/app", "shop.example",
+                                    "https://Shop.example", "https://user@shop.example", "https://shop.example?x",
+                                    "null", ""])
+def test_a_cors_origin_that_is_not_an_origin_is_refused(origin: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_sources({"cors_origin": [origin]}, {})
+    assert info.value.name == "cors_origin"
