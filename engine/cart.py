@@ -24,13 +24,13 @@ from typing import Any, Literal
 
 from pycrdt import Array, Doc, Map
 
+from .canonical import canonical_json
 from .errors import AlreadyMerged, CartClosed, UnknownLine, ValidationError
 from .schema import ChangeCounter, Clock, SchemaIssue, array_entries, is_shared_type, misplaced_entries, wall_clock
 from .sync import own_clock
 from .validation import (
     MAX_QUANTITY,
     MAX_SAFE_INTEGER,
-    canonical_json,
     check_attributes,
     check_id,
     check_quantity,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .entries import Adjustment
-from .validation import canonical_json
+from .canonical import canonical_json
 
 NEGATIVE_LEVEL: Literal["negative_level"] = "negative_level"
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from pycrdt import Array, Doc
 
+from .canonical import canonical_json
 from .conflicts import Conflict, derive_conflicts
 from .entries import STRATEGIES, Adjustment, Resolution, Strategy
 from .errors import DuplicateAdjustment, DuplicateResolution, UnknownConflict, ValidationError
@@ -33,7 +34,6 @@ from .sync import own_clock
 from .validation import (
     MAX_DELTA,
     MAX_SAFE_INTEGER,
-    canonical_json,
     check_delta,
     check_id,
     check_int,

@@ -12,12 +12,12 @@ Two directions, one set of rules:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .canonical import canonical_json
 from .errors import ValidationError
 
 MAX_ID_LENGTH = 128
@@ -159,11 +159,6 @@ def _normalise_json(value: object, field: str, depth: int) -> Any:
 
 def _key_order(key: object) -> tuple[int, str]:
     return (0, key) if isinstance(key, str) else (1, repr(key))
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no white space, UTF-8 kept: equal values give equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 # -- read side: parsing what a peer stored ------------------------------------

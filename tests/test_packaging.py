@@ -24,3 +24,15 @@ def test_every_source_package_is_listed_for_installation() -> None:
 def test_no_generic_top_level_package_is_installed() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert all(name.startswith("syncline.") for name in config["packages"])
+
+
+def test_every_file_of_the_browser_pages_is_package_data() -> None:
+    # app/static holds the demo and the API docs page: pip install must ship them (no Node needed).
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]["syncline.app"]
+    app = ROOT / "app"
+    shipped = {path for pattern in patterns for path in app.glob(pattern) if path.is_file()}
+    files = {path for path in (app / "static").rglob("*") if path.is_file()}
+    assert {app / "static" / "docs" / "index.html", app / "static" / "docs" / "docs.js",
+            app / "static" / "demo" / "index.html"} <= files
+    assert files - shipped == set(), "files under app/static that the wheel would leave out"

@@ -1,0 +1,79 @@
+/**
+ * Typed errors, one for one with the Python engine's `engine/errors.py`: the same class
+ * names, their data as camelCase fields, so an edge can map them without parsing messages.
+ */
+
+/** Base class of every error the documents raise on purpose. */
+export class EngineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Raised when a value offered to a document breaks a documented rule; `field` names the input, `reason` the rule. */
+export class ValidationError extends EngineError {
+  readonly field: string;
+  readonly reason: string;
+  constructor(field: string, reason: string) {
+    super(`${field}: ${reason}`);
+    this.field = field;
+    this.reason = reason;
+  }
+}
+
+/** Raised when a cart operation names a line the replica has never observed. */
+export class UnknownLine extends EngineError {
+  readonly lineKey: string;
+  constructor(lineKey: string) {
+    super(`no line ${JSON.stringify(lineKey)} in this cart`);
+    this.lineKey = lineKey;
+  }
+}
+
+/** Raised when editing a cart that has been merged into another cart. */
+export class CartClosed extends EngineError {
+  readonly mergedInto: string;
+  constructor(mergedInto: string) {
+    super(`cart was merged into ${JSON.stringify(mergedInto)} and no longer accepts edits`);
+    this.mergedInto = mergedInto;
+  }
+}
+
+/** Raised when a guest cart already merged into one cart is merged into another. */
+export class AlreadyMerged extends EngineError {
+  readonly mergedInto: string;
+  readonly requested: string;
+  constructor(mergedInto: string, requested: string) {
+    super(`cart was already merged into ${JSON.stringify(mergedInto)}, not ${JSON.stringify(requested)}`);
+    this.mergedInto = mergedInto;
+    this.requested = requested;
+  }
+}
+
+/** Raised when an adjustment id is reused with a different body. */
+export class DuplicateAdjustment extends EngineError {
+  readonly adjustmentId: string;
+  constructor(adjustmentId: string) {
+    super(`adjustment ${JSON.stringify(adjustmentId)} already exists with a different body`);
+    this.adjustmentId = adjustmentId;
+  }
+}
+
+/** Raised when resolving a conflict that is not open on this replica. */
+export class UnknownConflict extends EngineError {
+  readonly conflictId: string;
+  constructor(conflictId: string) {
+    super(`no open conflict ${JSON.stringify(conflictId)}`);
+    this.conflictId = conflictId;
+  }
+}
+
+/** Raised when a resolution id is reused for a different decision. */
+export class DuplicateResolution extends EngineError {
+  readonly resolutionId: string;
+  constructor(resolutionId: string) {
+    super(`resolution ${JSON.stringify(resolutionId)} already exists with a different decision`);
+    this.resolutionId = resolutionId;
+  }
+}
