@@ -3,11 +3,11 @@
  * and what the browser suites share: the catalog, unique cart ids, screenshots.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BrowserContext, Page } from "playwright-core";
-import { python, type Relay } from "./relay.js";
+import type { Relay } from "./relay.js";
 
 export const TENANT = "demo";
 /** Unit prices in cents, loaded as the tenant's catalog: the page's totals come from these. */
@@ -85,6 +85,24 @@ export async function restCart(relay: Relay, token: string, cart: string): Promi
   });
   if (!response.ok) throw new Error(`GET cart: ${response.status} ${await response.text()}`);
   return (await response.json()) as { total: number | null; lines: { product: string; quantity: number }[] };
+}
+
+/** The Python of the virtual environment the tests run in (README's set-up), else python3. */
+export function python(): string {
+  return process.env.VIRTUAL_ENV ? join(process.env.VIRTUAL_ENV, "bin", "python") : "python3";
+}
+
+/** Load `prices` (product to minor units) as `tenant`'s catalog with `syncline catalog load`. */
+export function loadCatalog(relay: Relay, tenant: string, currency: string, prices: Record<string, number>): void {
+  const file = join(relay.dataDir, `catalog-${tenant}.json`);
+  writeFileSync(file, JSON.stringify({ currency, prices }));
+  execFileSync(python(), ["-m", "syncline.app.cli", "catalog", "load", file, "--tenant", tenant,
+    "--data-dir", relay.dataDir], { stdio: ["ignore", "ignore", "inherit"] });
+}
+
+/** A token for the whole demo tenant. */
+export function tenantToken(relay: Relay, options: { readOnly?: boolean } = {}): Promise<string> {
+  return relay.token({ tenant: TENANT, docs: [`${TENANT}/*`], readOnly: options.readOnly ?? false });
 }
 
 /** POST an item to a cart from Python (httpx), as a legacy back office would. */

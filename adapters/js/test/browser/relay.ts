@@ -3,7 +3,7 @@
  * for the browser tests: start, restart on the same port, tokens and catalog loads through the CLI.
  */
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -77,28 +77,21 @@ export class Relay {
     throw new Error("relay never became ready");
   }
 
-  /** A signed token for `tenant` covering `patterns` (default: the whole tenant). */
-  token(tenant: string, patterns: string[] = [`${tenant}/*`], options: { readOnly?: boolean } = {}): string {
-    const args = ["-m", "syncline.app.cli", "token", "--secret", SECRET, "--tenant", tenant,
-      ...patterns.flatMap((p) => ["--doc", p]), ...(options.readOnly ? ["--read-only"] : [])];
+  /** A signed token (`syncline token`). */
+  async token(options: { tenant: string; docs: string[]; readOnly?: boolean }): Promise<string> {
+    const args = ["-m", "syncline.app.cli", "token", "--secret", SECRET, "--tenant", options.tenant,
+      ...options.docs.flatMap((p) => ["--doc", p]), ...(options.readOnly ? ["--read-only"] : [])];
     return execFileSync(python(), args, { encoding: "utf8" }).trim();
   }
 
-  /** Load `prices` (product to minor units) as `tenant`'s catalog, as `syncline catalog load` does. */
-  loadCatalog(tenant: string, currency: string, prices: Record<string, number>): void {
-    const file = join(this.dataDir, `catalog-${tenant}.json`);
-    writeFileSync(file, JSON.stringify({ currency, prices }));
-    execFileSync(python(), ["-m", "syncline.app.cli", "catalog", "load", file, "--tenant", tenant,
-      "--data-dir", this.dataDir], { stdio: "ignore" });
-  }
-
-  /** Stop (SIGTERM, graceful) and start again on the same port and data directory. */
+  /** Start again on the same port and data directory (stopping first if running). */
   async restart(): Promise<void> {
-    await this.halt();
+    await this.stop();
     await this.launch();
   }
 
-  private async halt(): Promise<void> {
+  /** SIGTERM and wait for the exit. */
+  async stop(): Promise<void> {
     const child = this.child;
     if (child === null || child.exitCode !== null) return;
     const exited = new Promise((r) => child.once("exit", r));
@@ -107,8 +100,8 @@ export class Relay {
     this.child = null;
   }
 
-  async stop(): Promise<void> {
-    await this.halt();
+  async close(): Promise<void> {
+    await this.stop();
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
