@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import { rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildDemo } from "./demo/build.mjs";
 import { buildDocsPage } from "./docs-page/build.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -23,3 +24,4 @@ run(process.execPath, [tsc, "-p", "tsconfig.json"]);
 
 // Browser bundles, written into the Python package (app/static/) and committed.
 await buildDocsPage(); // the API docs page, /v1/docs/
+await buildDemo(); // the storefront demo, /demo/
