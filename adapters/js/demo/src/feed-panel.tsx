@@ -17,7 +17,9 @@ export function FeedPanel({ feed }: { feed: ChangeFeed }) {
       <ol data-testid="feed">
         {recent.map((event) => (
           <li key={event.id}>
-            <code>{event.type}</code> {event.data.doc} <span className="action">{event.data.action}</span>
+            <code>{event.type}</code>{" "}
+            {"doc" in event.data ? <>{event.data.doc} <span className="action">{event.data.action}</span></>
+              : event.data.reason}
           </li>
         ))}
       </ol>

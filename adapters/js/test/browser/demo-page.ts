@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BrowserContext, Page } from "playwright-core";
-import type { Relay } from "./relay.js";
+import type { Relay } from "../relay.js";
 
 export const TENANT = "demo";
 /** Unit prices in cents, loaded as the tenant's catalog: the page's totals come from these. */

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { Browser } from "playwright-core";
 import { launchChromium, skipBrowser } from "./chromium.js";
 import { freshCart, openDemo, PRICES, pythonAddItem, TENANT, waitFor, loadCatalog, tenantToken } from "./demo-page.js";
-import { Relay } from "./relay.js";
+import { Relay } from "../relay.js";
 
 describe("the demo's change feed", { skip: skipBrowser }, () => {
   let relay: Relay;

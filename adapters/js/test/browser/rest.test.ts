@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import type { Browser } from "playwright-core";
 import { launchChromium, skipBrowser } from "./chromium.js";
 import { click, freshCart, openDemo, PRICES, pythonAddItem, read, restCart, TENANT, waitFor, loadCatalog, tenantToken } from "./demo-page.js";
-import { Relay } from "./relay.js";
+import { Relay } from "../relay.js";
 
 describe("the storefront demo and the relay's other doors", { skip: skipBrowser }, () => {
   let relay: Relay;

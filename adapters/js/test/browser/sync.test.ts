@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { Browser } from "playwright-core";
 import { launchChromium, skipBrowser } from "./chromium.js";
 import { click, freshCart, goOffline, goOnline, openDemo, PRICES, read, restCart, screenshot, TENANT, waitFor, loadCatalog, tenantToken } from "./demo-page.js";
-import { Relay } from "./relay.js";
+import { Relay } from "../relay.js";
 
 describe("the storefront demo syncing", { skip: skipBrowser }, () => {
   let relay: Relay;
