@@ -413,8 +413,8 @@ class CartConvergence(UnreliableNetworkMachine):
         if not replay:
             assert {line.key for line in guest_lines} <= raw_line_keys(self.net.doc(replica, USER))
         user_model.ops.update(new)
-        for line in guest_lines:
-            user_model.lines.setdefault(line.key, (line.product_id, dict(line.attributes)))
+        for key in {op.line for op in new.values()}:  # a contribution may bring a line the guest shows at 0
+            user_model.lines.setdefault(key, guest_model.lines[key])
         guest_model.merged_into = USER
 
     # -- the network -----------------------------------------------------------------------
