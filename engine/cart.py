@@ -4,12 +4,16 @@ Layout of a cart document (see docs/semantics.md for the full contract):
 
 * ``lines`` (Map): line key -> ``{"product": str, "attributes": object}``,
   written once per line. The key is :func:`line_key` of that content.
-* ``ops`` (Array): an append-only log of quantity operations, each
-  ``{"id", "l", "k", "n"}`` plus ``"m"`` on merge contributions and ``"a"`` on sets.
-* ``cart`` (Map): ``status`` ("open" or "merged"), ``merged_into``, ``merged_at``.
+* ``ops`` (Array): an append-only log of quantity operations: adds and sets
+  ``{"id", "l", "k", "n"}`` (plus ``"a"`` and ``"ag"`` on sets: what they absorbed
+  of merges), and merge contributions ``{"id", "l", "k": "merge", "g", "o", "v"}``
+  (:mod:`.contributions`). Older documents hold merge contributions as adds with
+  ``"m"``, the guest's id; they keep their meaning (largest per guest counts).
+* ``cart`` (Map): ``status`` ("open", "merged" or "checked_out"), then
+  ``merged_into`` and ``merged_at``, or ``order`` and ``checked_out_at``.
 
 A line's quantity is ``max(n of its sets) + sum(n of its adds)`` over the
-operations present. Set-quantity, remove and clear delete the operations the
+operations present, plus each guest's operations counted once. Set-quantity, remove and clear delete the operations the
 replica observed on that line (Yjs deletions, which are themselves CRDT edits),
 so a concurrent add nobody deleted survives them: add wins. Deleting what a
 set replaces also keeps long-lived carts small.
@@ -25,15 +29,32 @@ from typing import Any, Literal
 from pycrdt import Array, Doc, Map
 
 from .canonical import canonical_json
+from .contributions import (
+    MAX_ENTRIES,
+    Absorbed,
+    Contribution,
+    Entry,
+    absorb,
+    absorbed_json,
+    contribution_json,
+    detail,
+    dominates,
+    guest_quantity,
+    live_entries,
+    parse_absorbed,
+    parse_entries,
+    parse_vector,
+)
 from .errors import AlreadyMerged, CartClosed, UnknownLine, ValidationError
 from .schema import ChangeCounter, Clock, SchemaIssue, array_entries, is_shared_type, misplaced_entries, wall_clock
-from .sync import own_clock
+from .sync import decode_state_vector, own_clock
 from .validation import (
     MAX_QUANTITY,
     MAX_SAFE_INTEGER,
     check_attributes,
     check_id,
     check_quantity,
+    check_timestamp,
     read_int,
     read_mapping,
 )
@@ -47,6 +68,9 @@ MAX_ABSORBED = 1024
 
 ADD: Literal["add"] = "add"
 SET: Literal["set"] = "set"
+MERGE: Literal["merge"] = "merge"
+
+CartState = Literal["open", "merged", "checked_out"]
 
 
 def line_key(product_id: str, attributes: Mapping[str, Any] | None = None) -> str:
@@ -70,9 +94,13 @@ class CartLine:
 
 @dataclass(frozen=True)
 class CartStatus:
-    state: Literal["open", "merged"] = "open"
+    """Open, merged into another cart (``merged_into``, ``merged_at``) or checked out (``order``, ``checked_out_at``)."""
+
+    state: CartState = "open"
     merged_into: str | None = None
     merged_at: int | None = None
+    order: str | None = None
+    checked_out_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +138,9 @@ class _Op:
     n: int
     merge_key: str | None = None
     absorbed: frozenset[str] = frozenset()
+    contribution: Contribution | None = None
+    absorbed_guests: Mapping[str, Absorbed] = field(default_factory=dict)
+    detail: str = ""
 
 
 @dataclass
@@ -189,28 +220,50 @@ class Cart:
     def merge_into(self, target: Cart) -> MergeResult:
         """Merge this (guest) cart into ``target``: matching lines sum; this cart closes.
 
-        Idempotent: replaying the merge, on this replica or any other, changes
-        nothing, because every contribution is keyed by this cart's id and counts
-        once (its largest quantity). A replay does carry over what an offline
-        device added to the guest cart after the first merge.
+        Every guest operation counts once in the target, whichever devices merged
+        which parts of this cart's history: each merge carries the ids of the guest
+        operations it saw (:mod:`.contributions`), and the target counts their union.
+        So replaying the merge, here or on another replica, adds nothing, and a replay
+        carries over what an offline device added to the guest cart after the first merge.
         """
         if target.cart_id == self.cart_id:
             raise ValidationError("target", "a cart cannot be merged into itself")
         status = self.status()
+        if status.state == "checked_out":
+            raise CartClosed(state="checked_out", target=status.order or "")
         if status.state == "merged" and status.merged_into != target.cart_id:
             raise AlreadyMerged(status.merged_into or "", target.cart_id)
         source_lines = self.view().lines
+        contributions = self._contributions()
         if status.state == "merged":
             if target.status().state == "open":
-                target._absorb(self.cart_id, source_lines)
+                target._take(contributions)
             return MergeResult(self.cart_id, target.cart_id, source_lines, replayed=True)
         target._ensure_open()
-        target._absorb(self.cart_id, source_lines)
+        target._take(contributions)
         with self.doc.transaction():
             self._meta["status"] = "merged"
             self._meta["merged_into"] = target.cart_id
             self._meta["merged_at"] = self._clock()
         return MergeResult(self.cart_id, target.cart_id, source_lines, replayed=False)
+
+    def check_out(self, order_id: str, *, at: int | None = None) -> CartStatus:
+        """Close the cart as checked out into order ``order_id`` (its bare id) at ``at`` (epoch ms).
+
+        Idempotent for the same order; a cart checked out into another order, or
+        merged, raises :class:`CartClosed`. Edits and merges are refused afterwards.
+        """
+        order_id = check_id(order_id, "order_id")
+        when = None if at is None else check_timestamp(at, "at")
+        status = self.status()
+        if status.state == "checked_out" and status.order == order_id:
+            return status
+        self._ensure_open()
+        with self.doc.transaction():
+            self._meta["status"] = "checked_out"
+            self._meta["order"] = order_id
+            self._meta["checked_out_at"] = self._clock() if when is None else when
+        return self.status()
 
     # -- reads -------------------------------------------------------------------
 
@@ -249,21 +302,25 @@ class Cart:
         state = self._meta["status"]
         if state == "open":
             return CartStatus()
-        if state != "merged":
-            issues.append(SchemaIssue(f"{META}.status", f"must be 'open' or 'merged', not {_shown(state)}"))
-            return CartStatus()
-        into = self._meta.get("merged_into")
+        if state == "merged":
+            into = self._read_meta("merged_into", issues, lambda v, f: check_id(v, f))
+            at = self._read_meta("merged_at", issues, lambda v, f: read_int(v, f, 0, MAX_SAFE_INTEGER))
+            return CartStatus("merged", into, at)
+        if state == "checked_out":
+            order = self._read_meta("order", issues, lambda v, f: check_id(v, f))
+            at = self._read_meta("checked_out_at", issues, lambda v, f: read_int(v, f, 0, MAX_SAFE_INTEGER))
+            return CartStatus("checked_out", order=order, checked_out_at=at)
+        issues.append(
+            SchemaIssue(f"{META}.status", f"must be 'open', 'merged' or 'checked_out', not {_shown(state)}")
+        )
+        return CartStatus()
+
+    def _read_meta(self, key: str, issues: list[SchemaIssue], read: Callable[[object, str], Any]) -> Any:
         try:
-            into = check_id(into, "merged_into")
+            return read(self._meta.get(key), key)
         except ValidationError as exc:
-            issues.append(SchemaIssue(f"{META}.merged_into", str(exc)))
-            into = None
-        try:
-            at: int | None = read_int(self._meta.get("merged_at"), "merged_at", 0, MAX_SAFE_INTEGER)
-        except ValidationError as exc:
-            issues.append(SchemaIssue(f"{META}.merged_at", str(exc)))
-            at = None
-        return CartStatus("merged", into, at)
+            issues.append(SchemaIssue(f"{META}.{key}", str(exc)))
+            return None
 
     # -- internals ---------------------------------------------------------------
 
@@ -271,6 +328,8 @@ class Cart:
         status = self.status()
         if status.state == "merged":
             raise CartClosed(status.merged_into or "")
+        if status.state == "checked_out":
+            raise CartClosed(state="checked_out", target=status.order or "")
 
     def _next_id(self) -> str:
         # Unique per replica: the Yjs clock only grows, and every op consumes one tick.
@@ -288,26 +347,47 @@ class Cart:
                 absorbed |= op.absorbed
                 if op.merge_key is not None:
                     absorbed.add(op.merge_key)
-            if quantity > 0 or absorbed:
-                entry: dict[str, Any] = {"id": self._next_id(), "l": key, "k": SET, "n": quantity}
-                if absorbed:
-                    entry["a"] = sorted(absorbed)
-                self._ops.append(entry)
+            guests = absorb(
+                (op.contribution for op in ops if op.contribution is not None), (op.absorbed_guests for op in ops)
+            )
+            # Written even at 0 with nothing absorbed: it tells a later guest merge what it replaced.
+            entry: dict[str, Any] = {"id": self._next_id(), "l": key, "k": SET, "n": quantity}
+            if absorbed:
+                entry["a"] = sorted(absorbed)
+            if guests:
+                entry["ag"] = absorbed_json(guests)
+            self._ops.append(entry)
 
-    def _absorb(self, source_id: str, lines: tuple[CartLine, ...]) -> None:
+    def _contributions(self) -> list[tuple[str, tuple[str, Mapping[str, Any]], Contribution]]:
+        """What merging this cart carries, per line: its operations present, and its state vector."""
+        parsed = self._parse()
+        vector = decode_state_vector(self.doc.get_state())
+        if len(vector) > MAX_ENTRIES:
+            raise ValidationError("source", f"a guest cart written by more than {MAX_ENTRIES} clients")
+        out = []
+        for key in sorted(self._lines.keys()):
+            meta = self._line_meta(key)
+            if meta is None:
+                continue
+            entries = _guest_entries(parsed.ops_by_line.get(key, []))
+            if len(entries) > MAX_ENTRIES:
+                raise ValidationError(
+                    "source", f"line {key} has more than {MAX_ENTRIES} operations: set its quantity before merging"
+                )
+            out.append((key, meta, Contribution(self.cart_id, entries, vector)))
+        return out
+
+    def _take(self, contributions: list[tuple[str, tuple[str, Mapping[str, Any]], Contribution]]) -> None:
+        """Write each contribution that tells this cart something it does not know yet."""
         parsed = self._parse()
         with self.doc.transaction():
-            for line in lines:
-                seen = parsed.observed(line.key)
-                if any(source_id in op.absorbed for op in seen) or any(
-                    op.merge_key == source_id and op.n >= line.quantity for op in seen
-                ):
-                    continue  # already contributed in full (or replaced by a later set)
-                if line.key not in self._lines:
-                    self._lines[line.key] = {"product": line.product_id, "attributes": dict(line.attributes)}
-                self._ops.append(
-                    {"id": self._next_id(), "l": line.key, "k": ADD, "n": line.quantity, "m": source_id}
-                )
+            for key, (product, attributes), contribution in contributions:
+                entry = _contribution_entry(parsed.observed(key), contribution)
+                if entry is None:
+                    continue
+                if key not in self._lines:
+                    self._lines[key] = {"product": product, "attributes": dict(attributes)}
+                self._ops.append({"id": self._next_id(), "l": key, **entry})
 
     def _line_meta(
         self, key: str, issues: list[SchemaIssue] | None = None
@@ -363,7 +443,7 @@ def _shown(value: object) -> str:
 
 
 def _op_order(op: _Op) -> tuple[Any, ...]:
-    return (op.kind, op.n, op.merge_key or "", sorted(op.absorbed))
+    return (op.kind, op.n, op.merge_key or "", sorted(op.absorbed), op.detail)
 
 
 def _parse_op(index: int, raw: object) -> _Op:
@@ -375,6 +455,8 @@ def _parse_op(index: int, raw: object) -> _Op:
         n = read_int(entry.get("n"), "n", 1, MAX_QUANTITY)
     elif kind == SET:
         n = read_int(entry.get("n"), "n", 0, MAX_QUANTITY)
+    elif kind == MERGE:
+        n = 0
     else:
         raise ValidationError("k", f"unknown op kind {kind!r}")
     merge_key = entry.get("m")
@@ -387,21 +469,81 @@ def _parse_op(index: int, raw: object) -> _Op:
         if kind != SET or not isinstance(entry["a"], list) or len(entry["a"]) > MAX_ABSORBED:
             raise ValidationError("a", f"must be a list of at most {MAX_ABSORBED} merge keys on a set")
         absorbed = frozenset(check_id(item, "a") for item in entry["a"])
-    return _Op(index, op_id, line, kind, n, merge_key, absorbed)
+    guests: dict[str, Absorbed] = {}
+    if "ag" in entry:
+        if kind != SET:
+            raise ValidationError("ag", "only set operations absorb guest contributions")
+        guests = parse_absorbed(entry["ag"])
+    contribution = None
+    shown = absorbed_json(guests) if guests else None
+    if kind == MERGE:
+        contribution = Contribution(
+            check_id(entry.get("g"), "g"), parse_entries(entry.get("o")), parse_vector(entry.get("v"))
+        )
+        shown = contribution_json(contribution)
+    return _Op(index, op_id, line, kind, n, merge_key, absorbed, contribution, guests,
+               "" if shown is None else detail(shown))
+
+
+def _parts(ops: list[_Op]) -> tuple[list[_Op], dict[str, int]]:
+    """A line's own adds and sets, and what each guest merged into it contributes.
+
+    A guest's part is the largest of its old-form contributions (``m``) or the union
+    of its contributions' entries (:func:`.contributions.guest_quantity`), whichever is
+    larger; a set that absorbed the guest's merge key in ``a`` replaced both.
+    """
+    absorbed: set[str] = set()
+    for op in ops:
+        absorbed |= op.absorbed
+    guests = absorb((), (op.absorbed_guests for op in ops))
+    own = [op for op in ops if op.kind != MERGE and op.merge_key is None]
+    legacy: dict[str, int] = {}
+    contributions: dict[str, list[Contribution]] = {}
+    for op in ops:
+        if op.merge_key is not None and op.merge_key not in absorbed:
+            legacy[op.merge_key] = max(legacy.get(op.merge_key, 0), op.n)
+        if op.contribution is not None and op.contribution.guest not in absorbed:
+            contributions.setdefault(op.contribution.guest, []).append(op.contribution)
+    parts = dict(legacy)
+    for guest, found in contributions.items():
+        parts[guest] = max(parts.get(guest, 0), guest_quantity(found, guests.get(guest)))
+    return own, parts
 
 
 def _fold(ops: list[_Op]) -> int:
     """The quantity a line shows, from the operations present on it."""
-    absorbed: set[str] = set()
-    for op in ops:
-        absorbed |= op.absorbed
-    base = max((op.n for op in ops if op.kind == SET), default=0)
-    added = sum(op.n for op in ops if op.kind == ADD and op.merge_key is None)
-    merged: dict[str, int] = {}
-    for op in ops:
-        if op.merge_key is not None and op.merge_key not in absorbed:
-            merged[op.merge_key] = max(merged.get(op.merge_key, 0), op.n)
-    return base + added + sum(merged.values())
+    own, parts = _parts(ops)
+    base = max((op.n for op in own if op.kind == SET), default=0)
+    return base + sum(op.n for op in own if op.kind == ADD) + sum(parts.values())
+
+
+def _guest_entries(ops: list[_Op]) -> tuple[Entry, ...]:
+    """What a merge of this line carries: its own operations, and each earlier guest's part as one entry."""
+    own, parts = _parts(ops)
+    entries = [Entry("set" if op.kind == SET else "add", op.id, op.n) for op in own]
+    entries += [Entry("merged", guest, n) for guest, n in sorted(parts.items()) if n > 0]
+    return tuple(entries)
+
+
+def _contribution_entry(seen: list[_Op], contribution: Contribution) -> dict[str, Any] | None:
+    """The op that brings ``contribution`` into a line holding ``seen``, or None if it adds nothing."""
+    guest = contribution.guest
+    if any(guest in op.absorbed for op in seen):
+        return None  # an old-form set replaced this guest's contributions
+    legacy = [op for op in seen if op.merge_key == guest]
+    if legacy:
+        # A line already holding this guest's old-form contribution grows the old way.
+        quantity = guest_quantity([contribution], None)
+        if quantity == 0 or any(op.n >= quantity for op in legacy):
+            return None
+        return {"k": ADD, "n": min(quantity, MAX_QUANTITY), "m": guest}
+    present = [op.contribution for op in seen if op.contribution is not None and op.contribution.guest == guest]
+    absorbed = absorb((), (op.absorbed_guests for op in seen)).get(guest)
+    known = {entry.identity for c in present for entry in c.entries}
+    if all(entry.identity in known or (absorbed is not None and absorbed.covers(entry)) for entry in contribution.entries):
+        if live_entries(present, absorbed) == live_entries([*present, contribution], absorbed):
+            return None  # every operation it carries is here already, and it replaces none of them
+    return {"k": MERGE, **contribution_json(contribution)}
 
 
 def _delete_indices(array: Array, indices: list[int]) -> None:

@@ -58,11 +58,26 @@ class UnknownLine(EngineError, LookupError):
 
 
 class CartClosed(EngineError):
-    """Raised when editing a cart that has been merged into another cart."""
+    """Raised when editing (or merging, or checking out) a cart that is closed.
 
-    def __init__(self, merged_into: str) -> None:
-        super().__init__(f"cart was merged into {merged_into!r} and no longer accepts edits")
-        self.merged_into = merged_into
+    ``state`` says how it closed and ``target`` where it went: ``"merged"`` into the
+    cart ``target`` (also ``merged_into``, as before), or ``"checked_out"`` into the
+    order ``target`` (also ``order``; ``merged_into`` is then None).
+    ``CartClosed(merged_into)`` still means a merged cart.
+    """
+
+    def __init__(self, merged_into: str | None = None, *, state: str = "merged", target: str | None = None) -> None:
+        if target is None:
+            target = merged_into or ""
+        if state == "checked_out":
+            message = f"cart was checked out into order {target!r} and no longer accepts edits"
+        else:
+            message = f"cart was merged into {target!r} and no longer accepts edits"
+        super().__init__(message)
+        self.state = state
+        self.target = target
+        self.merged_into = target if state == "merged" else None
+        self.order = target if state == "checked_out" else None
 
 
 class AlreadyMerged(EngineError):

@@ -16,7 +16,8 @@ The files are then reviewed and committed; tests never regenerate them.
 Step ops (``replica`` names the replica acting):
 
 * cart: ``add`` (product, quantity, attributes?), ``set`` / ``remove`` (``key`` or ``line``:
-  {product, attributes}; set takes quantity), ``clear``, ``merge`` (into: another replica);
+  {product, attributes}; set takes quantity), ``clear``, ``merge`` (into: another replica),
+  ``checkout`` (order, at?);
 * stock: ``record`` (id, sku, delta, reason, actor, at?, ref?), ``resolve`` (``conflict`` or
   ``conflict_of``: a sku, meaning its open conflict, else its resolved one, else the unknown
   ``none:{sku}``; strategy, actor, at?, note?, level?, resolution_id?);
@@ -62,7 +63,7 @@ DEFAULT_CLOCK = 1_700_000_000_000
 _ERROR_FIELDS: dict[type[EngineError], tuple[str, ...]] = {
     ValidationError: ("field",),
     UnknownLine: ("line_key",),
-    CartClosed: ("merged_into",),
+    CartClosed: ("merged_into", "state", "target"),
     AlreadyMerged: ("merged_into", "requested"),
     DuplicateAdjustment: ("adjustment_id",),
     UnknownConflict: ("conflict_id",),
@@ -85,7 +86,8 @@ def render_cart(view: CartView) -> dict[str, Any]:
             for line in view.lines
         ],
         "status": {"state": view.status.state, "merged_into": view.status.merged_into,
-                   "merged_at": view.status.merged_at},
+                   "merged_at": view.status.merged_at, "order": view.status.order,
+                   "checked_out_at": view.status.checked_out_at},
         "total_quantity": view.total_quantity,
         "issues": [issue.path for issue in view.issues],
     }
@@ -180,6 +182,9 @@ def _edit(models: Mapping[str, Cart | StockLedger], model: Cart | StockLedger, s
                 "source": result.source, "target": result.target, "replayed": result.replayed,
                 "lines": render_cart(CartView(result.lines, target.status()))["lines"],
             }
+        if op == "checkout":
+            status = model.check_out(step["order"], **({"at": step["at"]} if "at" in step else {}))
+            return {"state": status.state, "order": status.order, "checked_out_at": status.checked_out_at}
     else:
         if op == "record":
             optional = {name: step[name] for name in ("at", "ref") if name in step}

@@ -47,6 +47,8 @@ def priced_body(name: DocName, view: CartView, prices: Mapping[str, Price]) -> d
         "status": view.status.state,
         "merged_into": view.status.merged_into,
         "merged_at": view.status.merged_at,
+        "order": view.status.order,
+        "checked_out_at": view.status.checked_out_at,
         "currency": currency,
         "lines": [
             {

@@ -53,9 +53,11 @@ SCHEMAS: dict[str, Any] = {
     "Cart": _obj({
         "tenant": {"type": "string"},
         "id": {"type": "string"},
-        "status": {"enum": ["open", "merged"]},
-        "merged_into": {"type": ["string", "null"]},
+        "status": {"enum": ["open", "merged", "checked_out"]},
+        "merged_into": {"type": ["string", "null"], "description": "merged: the cart it was merged into"},
         "merged_at": NULLABLE_INT,
+        "order": {"type": ["string", "null"], "description": "checked_out: the id of the order it became"},
+        "checked_out_at": NULLABLE_INT,
         "currency": {"type": ["string", "null"]},
         "lines": {"type": "array", "items": _ref("CartLine")},
         "total_quantity": {"type": "integer", "minimum": 0},

@@ -30,7 +30,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "method-not-allowed": (405, "The method is not allowed on this resource"),
     "not-acceptable": (406, "The resource cannot be served in an acceptable media type"),
     "idempotency-key-in-use": (409, "A request with this Idempotency-Key is still being processed"),
-    "cart-closed": (409, "The cart was merged and takes no more edits"),
+    "cart-closed": (409, "The cart is closed (merged or checked out) and takes no more edits"),
     "already-merged": (409, "The cart was already merged into another cart"),
     "duplicate-adjustment": (409, "An adjustment with this id exists with a different body"),
     "duplicate-resolution": (409, "A resolution with this id exists with a different body"),
@@ -100,7 +100,9 @@ def engine_problem(exc: Exception) -> Problem | None:
     if isinstance(exc, errors.UnknownLine):
         return Problem("unknown-line", f"no line {exc.line_key}")
     if isinstance(exc, errors.CartClosed):
-        return Problem("cart-closed", f"merged into {exc.merged_into}", merged_into=exc.merged_into)
+        if exc.state == "checked_out":
+            return Problem("cart-closed", f"checked out into order {exc.order}", state="checked_out", order=exc.order)
+        return Problem("cart-closed", f"merged into {exc.merged_into}", state="merged", merged_into=exc.merged_into)
     if isinstance(exc, errors.AlreadyMerged):
         return Problem("already-merged", f"merged into {exc.merged_into}", merged_into=exc.merged_into)
     if isinstance(exc, errors.DuplicateAdjustment):

@@ -514,3 +514,76 @@ def test_a_replayed_merge_carries_over_what_an_offline_device_added_to_the_guest
     unchanged = snapshot(till_user.doc)
     assert till_guest.merge_into(till_user).replayed
     assert snapshot(till_user.doc) == unchanged  # a second replay writes nothing
+
+
+# -- checked-out carts -----------------------------------------------------------------
+
+
+def test_a_checked_out_cart_records_its_order_and_time_on_every_replica() -> None:
+    cart = Cart.new("user-1", client_id=61, clock=lambda: MERGE_TIME)
+    cart.add_item("chair", 2)
+    status = cart.check_out("order-7", at=1_700_000_000_500)
+    assert status == CartStatus("checked_out", order="order-7", checked_out_at=1_700_000_000_500)
+    assert Cart(copy_doc(cart.doc, 62), "user-1").status() == status
+    assert [line.quantity for line in cart.lines()] == [2]  # the lines stay as they were
+    other = Cart.new("user-2", client_id=63, clock=lambda: MERGE_TIME)
+    assert other.check_out("order-8").checked_out_at == MERGE_TIME  # no time given: the clock's
+
+
+def test_checking_out_again_into_the_same_order_writes_nothing_and_another_order_is_refused() -> None:
+    cart = Cart.new("user-1", client_id=61)
+    cart.add_item("chair", 1)
+    first = cart.check_out("order-7", at=5)
+    before = snapshot(cart.doc)
+    assert cart.check_out("order-7", at=99) == first
+    with pytest.raises(CartClosed) as info:
+        cart.check_out("order-8")
+    assert (info.value.state, info.value.target, info.value.order, info.value.merged_into) == (
+        "checked_out", "order-7", "order-7", None)
+    assert "checked out into order 'order-7'" in str(info.value)
+    assert snapshot(cart.doc) == before
+
+
+def test_a_checked_out_cart_refuses_edits_and_merges_either_way_and_writes_nothing() -> None:
+    guest, user, chair, _ = guest_and_user()
+    user.check_out("order-7", at=5)
+    other = Cart.new("user-2", client_id=64)
+    before = snapshot(guest.doc), snapshot(user.doc), snapshot(other.doc)
+    for edit in (
+        lambda: user.add_item("chair", 1, {"color": "oak"}),
+        lambda: user.set_quantity(chair, 9),
+        lambda: user.remove_line(chair),
+        user.clear,
+        lambda: guest.merge_into(user),
+        lambda: user.merge_into(other),
+    ):
+        with pytest.raises(CartClosed) as info:
+            edit()
+        assert (info.value.state, info.value.order) == ("checked_out", "order-7")
+    assert (snapshot(guest.doc), snapshot(user.doc), snapshot(other.doc)) == before
+    assert guest.status().state == "open"
+
+
+def test_checking_out_a_merged_cart_is_refused() -> None:
+    guest, user, _, _ = guest_and_user()
+    guest.merge_into(user)
+    before = snapshot(guest.doc)
+    with pytest.raises(CartClosed) as info:
+        guest.check_out("order-7")
+    assert (info.value.state, info.value.merged_into, info.value.order) == ("merged", "user-1", None)
+    assert snapshot(guest.doc) == before
+
+
+def test_a_bad_order_id_or_time_is_a_validation_error() -> None:
+    cart = Cart.new("user-1", client_id=61)
+    with pytest.raises(ValidationError):
+        cart.check_out("")
+    with pytest.raises(ValidationError):
+        cart.check_out("order-7", at=-1)
+    assert cart.status().state == "open"
+
+
+def test_cart_closed_keeps_its_old_signature_for_merged_carts() -> None:
+    error = CartClosed("user-1")
+    assert (error.state, error.target, error.merged_into, error.order) == ("merged", "user-1", "user-1", None)
+    assert str(error) == "cart was merged into 'user-1' and no longer accepts edits"

@@ -5,12 +5,16 @@ replica that wrote it intended it, and every operation any replica deleted. Its
 meaning of a line's quantity is the documented one (engine/cart.py, DESIGN.md):
 
     max(n of the live set-ops) + sum(n of the live plain adds)
-    + for each merge key (a guest cart id) not absorbed by a live set-op: max(n) of its adds
+    + for each guest cart merged into the line: the guest's own rule (largest set plus
+      the adds) over the union of the guest operations its live merge contributions
+      carry, without those a merging replica had seen and no longer held (replaced
+      on the guest) and those a live set-op absorbed
 
 where the live operations are those written and deleted by nobody. Set-quantity,
 remove and clear delete exactly the operations the acting replica had observed
-on the line; the test reads that observation from the replica's raw document
-(a fact about its state) and the model does the rest on its own.
+on the line, and absorb every guest operation those merge contributions had seen;
+the test reads that observation from the replica's raw document (a fact about its
+state) and the model does the rest on its own.
 """
 
 from __future__ import annotations
@@ -71,23 +75,41 @@ def model_line_key(product: str, attributes: Mapping[str, Any]) -> str:
 @dataclass(frozen=True)
 class ModelOp:
     line: str
-    kind: Literal["add", "set"]
+    kind: Literal["add", "set", "merge"]
     n: int
     merge_key: str | None = None
     absorbed: frozenset[str] = frozenset()
+    guest: str | None = None
+    """merge: the guest cart; ``carried`` its op ids held, ``seen`` those received (on this line)."""
+    carried: frozenset[str] = frozenset()
+    seen: frozenset[str] = frozenset()
+    absorbed_guest: frozenset[tuple[str, str]] = frozenset()
+    """set: (guest cart, guest op id) pairs it replaced."""
 
 
-def model_quantity(ops: Iterable[ModelOp]) -> int:
-    """A line's quantity from the operations present on it."""
+def model_quantity(ops: Iterable[ModelOp], guest_ops: Mapping[str, Mapping[str, ModelOp]]) -> int:
+    """A line's quantity from the operations present on it (``guest_ops``: every op of each guest cart)."""
     ops = list(ops)
     sets = [op for op in ops if op.kind == "set"]
     absorbed = frozenset().union(*(op.absorbed for op in sets))
+    replaced = frozenset().union(*(op.absorbed_guest for op in sets))
     quantity = max((op.n for op in sets), default=0)
     quantity += sum(op.n for op in ops if op.kind == "add" and op.merge_key is None)
     per_merge_key: dict[str, int] = {}
     for op in ops:
         if op.merge_key is not None and op.merge_key not in absorbed:
             per_merge_key[op.merge_key] = max(per_merge_key.get(op.merge_key, 0), op.n)
+    for guest in {op.guest for op in ops if op.guest is not None}:
+        merges = [op for op in ops if op.guest == guest]
+        counted = [
+            guest_ops[guest][op_id]
+            for op_id in frozenset().union(*(op.carried for op in merges))
+            if (guest, op_id) not in replaced
+            and not any(op_id in op.seen and op_id not in op.carried for op in merges)
+        ]
+        per_merge_key[guest] = max((op.n for op in counted if op.kind == "set"), default=0) + sum(
+            op.n for op in counted if op.kind == "add"
+        )
     return quantity + sum(per_merge_key.values())
 
 
@@ -96,6 +118,8 @@ class CartModel:
     """The meaning of one cart document: every op ever written, and which were deleted."""
 
     cart_id: str
+    guest_ops: Mapping[str, Mapping[str, ModelOp]] = field(default_factory=dict)
+    """Every op of the guest carts, for a user cart's merge contributions."""
     ops: dict[str, ModelOp] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
     lines: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
@@ -109,7 +133,7 @@ class CartModel:
         for op_id in op_ids:
             op = self.ops[op_id]
             by_line.setdefault(op.line, []).append(op)
-        return {line: model_quantity(ops) for line, ops in by_line.items()}
+        return {line: model_quantity(ops, self.guest_ops) for line, ops in by_line.items()}
 
     def lines_of(self, op_ids: Iterable[str], shown: Iterable[str] | None = None) -> tuple[CartLine, ...]:
         """The lines a reader shows for these ops (only lines in ``shown``, if given), in key order."""
@@ -137,8 +161,27 @@ def raw_merged(doc: Doc[Any]) -> bool:
     return bool(doc.get("cart", type=Map).get("status") == "merged")
 
 
-def as_model_op(raw: Mapping[str, Any]) -> ModelOp:
-    return ModelOp(raw["l"], raw["k"], int(raw["n"]), raw.get("m"), frozenset(raw.get("a", ())))
+def covered(op_id: str, vector: Mapping[str, Any]) -> bool:
+    client, tick = op_id.split(".")  # ids are "{client:x}.{clock:x}"
+    return int(vector.get(client, 0)) > int(tick, 16)
+
+
+def as_model_op(raw: Mapping[str, Any], guest_ops: Mapping[str, Mapping[str, ModelOp]]) -> ModelOp:
+    line = raw["l"]
+    if raw["k"] == "merge":
+        guest = raw["g"]
+        assert all(len(entry) == 2 or entry[2] == "set" for entry in raw["o"]), raw
+        carried = frozenset(entry[0] for entry in raw["o"])
+        on_line = [op_id for op_id, op in guest_ops[guest].items() if op.line == line]
+        seen = frozenset(op_id for op_id in on_line if covered(op_id, raw["v"]))
+        return ModelOp(line, "merge", 0, guest=guest, carried=carried, seen=seen)
+    replaced = frozenset(
+        (guest, op_id)
+        for guest, part in raw.get("ag", {}).items()
+        for op_id, op in guest_ops[guest].items()
+        if op.line == line and (op_id in part.get("o", ()) or covered(op_id, part["v"]))
+    )
+    return ModelOp(line, raw["k"], int(raw["n"]), raw.get("m"), frozenset(raw.get("a", ())), absorbed_guest=replaced)
 
 
 # -- the state machine -----------------------------------------------------------------------
@@ -153,7 +196,9 @@ class CartConvergence(UnreliableNetworkMachine):
         super().__init__()
         self.net = Network(0, CARTS)
         self.carts: list[dict[str, Cart]] = []
-        self.models = {cart_id: CartModel(cart_id) for cart_id in CARTS}
+        guest_ops: dict[str, dict[str, ModelOp]] = {}
+        self.models = {cart_id: CartModel(cart_id, guest_ops) for cart_id in CARTS}
+        guest_ops.update({guest: self.models[guest].ops for guest in GUESTS})
         self.concurrent_adds: set[str] = set()
         """User-cart adds that a set, remove or clear on their line had not seen (for statistics)."""
 
@@ -189,7 +234,7 @@ class CartConvergence(UnreliableNetworkMachine):
         model = self.models[cart_id]
         ops = raw_ops(self.net.doc(replica, cart_id))
         for op_id, raw in ops.items():
-            assert model.ops.get(op_id) == as_model_op(raw), f"unknown or altered op {raw}"
+            assert model.ops.get(op_id) == as_model_op(raw, model.guest_ops), f"unknown or altered op {raw}"
         return set(ops)
 
     def received(self, replica: int, cart_id: str, op_id: str) -> bool:
@@ -212,8 +257,9 @@ class CartConvergence(UnreliableNetworkMachine):
 
     def written(self, replica: int, cart_id: str, before: set[str]) -> dict[str, ModelOp]:
         """The ops a local edit appended, keyed by id; ids must be new everywhere."""
+        model = self.models[cart_id]
         ops = raw_ops(self.net.doc(replica, cart_id))
-        new = {op_id: as_model_op(raw) for op_id, raw in ops.items() if op_id not in before}
+        new = {op_id: as_model_op(raw, model.guest_ops) for op_id, raw in ops.items() if op_id not in before}
         assert not set(new) & set(self.models[cart_id].ops), f"op id reused: {sorted(new)}"
         return new
 
@@ -228,10 +274,14 @@ class CartConvergence(UnreliableNetworkMachine):
             absorbed = frozenset(
                 key for op in observed for key in (*op.absorbed, op.merge_key) if key is not None
             )
-            if absorbed:
-                event("set: absorbs merge keys")
-            if quantity > 0 or absorbed:
-                expected[line] = ModelOp(line, "set", quantity, None, absorbed)
+            replaced = frozenset(
+                pair
+                for op in observed
+                for pair in (*op.absorbed_guest, *((op.guest, op_id) for op_id in op.seen))
+            )
+            if replaced:
+                event("set: absorbs guest operations")
+            expected[line] = ModelOp(line, "set", quantity, None, absorbed, absorbed_guest=replaced)
         return expected
 
     def check_replaced(
@@ -339,32 +389,32 @@ class CartConvergence(UnreliableNetworkMachine):
         guest_lines = guest_model.lines_of(self.present(replica, guest), raw_line_keys(guest_doc))
         before = self.present(replica, USER)
         replay = raw_merged(guest_doc)
-        # A guest line is contributed unless a set absorbed its merge key, or a contribution
-        # with this key already carries at least its quantity (replays bring later additions).
-        expected = [
-            ModelOp(line.key, "add", line.quantity, guest)
-            for line in guest_lines
-            if not any(
-                guest in user_model.ops[op_id].absorbed
-                or (guest == user_model.ops[op_id].merge_key and user_model.ops[op_id].n >= line.quantity)
-                for op_id in self.observed_on(replica, USER, line.key)
-            )
-        ]
-        event(
-            ("merge: replayed" if replay else "merge: first here")
-            + (", contributes lines" if expected else ", contributes nothing")
-        )
+        # What each contribution carries: the guest ops this replica holds on the line, and
+        # has received there; the engine writes one for a line unless it tells nothing new.
+        guest_present = self.present(replica, guest)
+
+        def contribution(line: str) -> ModelOp:
+            on_line = {op_id for op_id, op in guest_model.ops.items() if op.line == line}
+            seen = frozenset(op_id for op_id in on_line if self.received(replica, guest, op_id))
+            return ModelOp(line, "merge", 0, guest=guest, carried=frozenset(on_line & guest_present), seen=seen)
+
+        contributable = {key: contribution(key) for key in raw_line_keys(guest_doc)}
         with self.net.local_edit(replica):
             result = self.carts[replica][guest].merge_into(self.carts[replica][USER])
         assert (result.replayed, result.lines) == (replay, guest_lines)
         new = self.written(replica, USER, before)
-        assert sorted(new.values(), key=repr) == sorted(expected, key=repr)
+        event(
+            ("merge: replayed" if replay else "merge: first here")
+            + (", contributes lines" if new else ", contributes nothing")
+        )
+        assert all(op == contributable.get(op.line) for op in new.values()), new
+        assert len({op.line for op in new.values()}) == len(new)
         assert raw_merged(guest_doc)
         if not replay:
             assert {line.key for line in guest_lines} <= raw_line_keys(self.net.doc(replica, USER))
         user_model.ops.update(new)
-        for line in guest_lines:
-            user_model.lines.setdefault(line.key, (line.product_id, dict(line.attributes)))
+        for key in {op.line for op in new.values()}:  # a contribution may bring a line the guest shows at 0
+            user_model.lines.setdefault(key, guest_model.lines[key])
         guest_model.merged_into = USER
 
     # -- the network -----------------------------------------------------------------------
@@ -403,10 +453,10 @@ class CartConvergence(UnreliableNetworkMachine):
             event("an add survived a set or remove that had not seen it")
         for line in {model.ops[op_id].line for op_id in live}:
             ops = [model.ops[op_id] for op_id in live if model.ops[op_id].line == line]
-            merge_keys = [op.merge_key for op in ops if op.merge_key]
+            merge_keys = [op.guest for op in ops if op.guest]
             if len(merge_keys) > len(set(merge_keys)):
                 event("one guest merged into a line by several replicas")
-            if {key for op in ops for key in op.absorbed} & set(merge_keys):
+            if any(op.absorbed_guest for op in ops):
                 event("a guest contribution absorbed by a set")
 
     def teardown(self) -> None:

@@ -200,7 +200,7 @@ def test_a_merge_replayed_by_js_after_a_rest_style_merge_counts_the_guest_once(d
     assert result["outcomes"][0]["replayed"] is True
     assert result["views"]["user"]["lines"][0]["quantity"] == 3
     assert result["views"]["guest"]["status"] == {"state": "merged", "merged_into": "c-1", "merged_at": result[
-        "views"]["guest"]["status"]["merged_at"]}
+        "views"]["guest"]["status"]["merged_at"], "order": None, "checked_out_at": None}
 
 
 def test_a_js_merge_then_an_engine_replay_counts_the_guest_once(documents_script: list[str]) -> None:
@@ -226,3 +226,37 @@ def test_a_js_merge_then_an_engine_replay_counts_the_guest_once(documents_script
     assert isinstance(guest, Cart) and isinstance(user, Cart)
     assert guest.merge_into(user).replayed
     assert user.lines()[0].quantity == 3
+
+
+# -- guest merges: each language merges a part of the guest's history ---------------------
+
+
+def test_an_engine_merge_and_a_js_merge_of_two_concurrent_guest_adds_sum_in_both_languages(
+    documents_script: list[str],
+) -> None:
+    """The engine's device saw one guest +1 and merged it; the JS device saw the other and merged
+    it into its replica of the same user cart. Both languages read 2 (no replay needed)."""
+    guest, user = Cart.new("g-1", client_id=1), Cart.new("c-1", client_id=2)
+    tee = guest.add_item("tee", 1)
+    user_base = user.doc.get_update()
+    guest.merge_into(user)
+    empty = base64.b64encode(Doc().get_update()).decode()
+    scenario = {
+        "kind": "cart",
+        "replicas": {
+            "guest": {"id": "g-1", "client_id": 3, "update": empty},
+            "user": {"id": "c-1", "client_id": 4, "update": base64.b64encode(user_base).decode()},
+        },
+        "steps": [
+            {"op": "add", "replica": "guest", "product": "tee", "quantity": 1},
+            {"op": "merge", "replica": "guest", "into": "user"},
+        ],
+    }
+    [js] = node(documents_script, "read", stdin={"scenarios": [scenario]})["scenarios"]
+    assert js["views"]["user"]["lines"][0]["quantity"] == 1  # the JS device saw only its own +1
+    apply_update(user.doc, base64.b64decode(js["updates"]["user"]))
+    assert user.quantity(tee) == 2
+    back = {"kind": "cart", "replicas": {"user": {"id": "c-1", "update": base64.b64encode(user.doc.get_update()).decode()}}}
+    [read] = node(documents_script, "read", stdin={"scenarios": [back]})["scenarios"]
+    assert read["views"]["user"] == render(user)
+    assert read["views"]["user"]["lines"][0]["quantity"] == 2

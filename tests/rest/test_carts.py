@@ -34,7 +34,7 @@ def line(product: str, quantity: int, attributes: dict[str, Any] | None = None) 
 
 
 def cart(cart_id: str, *lines: dict[str, Any], status: str = "open", merged_into: str | None = None,
-         merged_at: int | None = None) -> dict[str, Any]:
+         merged_at: int | None = None, order: str | None = None, checked_out_at: int | None = None) -> dict[str, Any]:
     """The exact body a cart with these lines reads as (lines in line-id order)."""
     ordered = sorted(lines, key=lambda entry: entry["id"])
     return {
@@ -43,6 +43,8 @@ def cart(cart_id: str, *lines: dict[str, Any], status: str = "open", merged_into
         "status": status,
         "merged_into": merged_into,
         "merged_at": merged_at,
+        "order": order,
+        "checked_out_at": checked_out_at,
         "currency": "EUR" if lines else None,
         "lines": ordered,
         "total_quantity": sum(entry["quantity"] for entry in lines),
@@ -266,6 +268,7 @@ def test_a_merged_cart_takes_no_more_edits(module_relay: InProcessRelay, module_
     for response in refusals:
         body = assert_problem(response, 409, "cart-closed")
         assert body["merged_into"] == user
+        assert body["state"] == "merged"
     body = assert_problem(merge(module_api, guest, other), 409, "already-merged")
     assert body["merged_into"] == user
     assert store_state(module_relay) == before
@@ -352,3 +355,54 @@ def test_two_carts_merged_into_each_other_at_once_neither_deadlocks_nor_loops(
     assert sorted([a["status"], b["status"]]) == ["merged", "open"]
     target = a if a["status"] == "open" else b
     assert target["total_quantity"] == 2 and {entry["product"] for entry in target["lines"]} == {"tee", "cap"}
+
+
+# -- a checked-out cart ------------------------------------------------------------------
+
+
+def check_out_over_websocket(relay: InProcessRelay, cart_id: str, order: str, at: int) -> None:
+    """A WebSocket peer (a till, say) checks the cart out; returns once the relay stored it."""
+    import anyio
+
+    from harness.ypeer import ypeer
+    from syncline.engine import Cart
+
+    async def main() -> None:
+        async with ypeer(relay.url_for(f"acme/cart/{cart_id}"), acks=True) as peer:
+            await peer.wait_until(lambda doc: len(Cart(doc, cart_id).view().lines) > 0)
+            writes = peer.acked
+            await peer.edit(lambda doc: Cart(doc, cart_id).check_out(order, at=at))
+            await peer.wait_acked(writes + 1)
+
+    anyio.run(main)
+
+
+def test_a_checked_out_cart_shows_its_order_and_its_edits_are_409_problems_naming_it(
+    module_relay: InProcessRelay, module_api: httpx.Client
+) -> None:
+    cart_id, other = new_id("paid"), new_id("other")
+    add(module_api, cart_id, "tee", 2)
+    check_out_over_websocket(module_relay, cart_id, "o-77", 1_700_000_000_123)
+    body = module_api.get(cart_path(cart_id)).json()
+    assert body == cart(cart_id, line("tee", 2), status="checked_out", order="o-77",
+                        checked_out_at=1_700_000_000_123)
+    add(module_api, other, "mug", 1)
+    before = store_state(module_relay)
+    tee = line_key("tee", {})
+    refusals = [
+        add(module_api, cart_id, "mug", 1),
+        module_api.put(cart_path(cart_id, f"/lines/{tee}"), json={"quantity": 5}),
+        module_api.delete(cart_path(cart_id, f"/lines/{tee}")),
+        module_api.post(cart_path(cart_id, "/clear")),
+        merge(module_api, cart_id, other),  # a checked-out cart is not merged anywhere
+        merge(module_api, other, cart_id),  # nor merged into
+    ]
+    for response in refusals:
+        problem = assert_problem(response, 409, "cart-closed")
+        assert problem["state"] == "checked_out"
+        assert problem["order"] == "o-77"
+        assert problem["detail"] == "checked out into order o-77"
+        assert "merged_into" not in problem
+    assert module_api.get(cart_path(cart_id)).json() == body
+    assert module_api.get(cart_path(other)).json() == cart(other, line("mug", 1))
+    assert store_state(module_relay) == before  # nothing refused was stored

@@ -8,7 +8,7 @@
  *   node build/interop/documents.js read            (JSON on stdin)
  *       {scenarios: [{kind, replicas: {name: {id, client_id?, update}}, steps?}]}: loads each
  *       replica's update into a fresh Y.Doc, runs the vector steps (harness/vectors.py's
- *       format), prints {scenarios: [{outcomes, views}]}.
+ *       format), prints {scenarios: [{outcomes, views, updates}]} (updates: each replica's state, base64).
  */
 import * as Y from "yjs";
 import fc from "fast-check";
@@ -154,7 +154,9 @@ function read(input: Json): Json {
         Y.applyUpdate(run.models.get(name)!.doc, Buffer.from(spec.update, "base64"));
       }
       const outcomes = (s.steps ?? []).map((st: Json) => run.step(st));
-      return { outcomes, views: run.views() };
+      const updates: Json = {};
+      for (const [name, model] of run.models) updates[name] = base64(Y.encodeStateAsUpdate(model.doc));
+      return { outcomes, views: run.views(), updates };
     }),
   };
 }

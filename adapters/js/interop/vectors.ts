@@ -24,7 +24,7 @@ export function renderError(error: EngineError): Json {
   const body: Record<string, unknown> = { type: error.constructor.name };
   if (error instanceof ValidationError) body.field = error.field;
   else if (error instanceof UnknownLine) body.line_key = error.lineKey;
-  else if (error instanceof CartClosed) body.merged_into = error.mergedInto;
+  else if (error instanceof CartClosed) Object.assign(body, { merged_into: error.mergedInto, state: error.state, target: error.target });
   else if (error instanceof AlreadyMerged) Object.assign(body, { merged_into: error.mergedInto, requested: error.requested });
   else if (error instanceof DuplicateAdjustment) body.adjustment_id = error.adjustmentId;
   else if (error instanceof UnknownConflict) body.conflict_id = error.conflictId;
@@ -39,7 +39,10 @@ export function renderLines(lines: readonly CartLine[]): Json[] {
 export function renderCart(view: CartView): Json {
   return {
     lines: renderLines(view.lines),
-    status: { state: view.status.state, merged_into: view.status.mergedInto, merged_at: view.status.mergedAt },
+    status: {
+      state: view.status.state, merged_into: view.status.mergedInto, merged_at: view.status.mergedAt,
+      order: view.status.order, checked_out_at: view.status.checkedOutAt,
+    },
     total_quantity: view.totalQuantity,
     issues: view.issues.map((issue) => issue.path),
   };
@@ -128,6 +131,10 @@ export class CaseRun {
           const target = this.models.get(step.into) as Cart;
           const result = model.mergeInto(target);
           return { source: result.source, target: result.target, replayed: result.replayed, lines: renderLines(result.lines) };
+        }
+        case "checkout": {
+          const status = model.checkOut(step.order, "at" in step ? { at: step.at } : {});
+          return { state: status.state, order: status.order, checked_out_at: status.checkedOutAt };
         }
       }
     } else {

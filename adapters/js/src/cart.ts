@@ -3,24 +3,32 @@
  * the engine's `engine/cart.py`, on the same document layout (docs/semantics.md):
  *
  * - `lines` (Y.Map): line key -> `{product, attributes}`, written once per line;
- * - `ops` (Y.Array): append-only quantity operations `{id, l, k, n}`, plus `m` on merge
- *   contributions and `a` on sets;
- * - `cart` (Y.Map): `status` ("open" or "merged"), `merged_into`, `merged_at`.
+ * - `ops` (Y.Array): append-only quantity operations: adds and sets `{id, l, k, n}` (plus `a`
+ *   and `ag` on sets: what they absorbed of merges), and merge contributions
+ *   `{id, l, k: "merge", g, o, v}` (./contributions.ts). Older documents hold merge
+ *   contributions as adds with `m`, the guest's id; they keep their meaning (largest per guest);
+ * - `cart` (Y.Map): `status` ("open", "merged" or "checked_out"), then `merged_into` and
+ *   `merged_at`, or `order` and `checked_out_at`.
  *
  * A line's quantity is `max(n of its sets) + sum(n of its adds)` over the operations present,
- * each merge key counting once (its largest add) unless a present set absorbed it.
+ * plus each guest's operations counted once.
  * Set-quantity, remove and clear delete the operations this replica observed, so a
  * concurrent add nobody deleted survives them: add wins.
  */
 import * as Y from "yjs";
 import { compareCodePoints, compareStringLists, lineKeyOf } from "./canonical.js";
+import {
+  absorb, absorbedCovers, absorbedJson, contributionJson, detail, dominates, guestQuantity, liveEntries,
+  MAX_ENTRIES, parseAbsorbed, parseEntries, parseVector, sameEntries,
+  type Absorbed, type Contribution, type Entry,
+} from "./contributions.js";
 import { AlreadyMerged, CartClosed, UnknownLine, ValidationError } from "./errors.js";
 import {
   isSharedType, misplacedEntries, nextId, observeDoc, sharedTypeName, wallClock,
   type Clock, type ModelOptions, type SchemaIssue,
 } from "./schema.js";
 import {
-  checkAttributes, checkId, checkQuantity, MAX_QUANTITY, MAX_SAFE_INTEGER, readInt, readMapping, type JsonObject,
+  checkAttributes, checkId, checkQuantity, checkTimestamp, MAX_QUANTITY, MAX_SAFE_INTEGER, readInt, readMapping, type JsonObject,
 } from "./validation.js";
 
 export const OPS = "ops";
@@ -36,11 +44,17 @@ export interface CartLine {
   readonly quantity: number;
 }
 
+export type CartState = "open" | "merged" | "checked_out";
+
+/** Open, merged into another cart (`mergedInto`, `mergedAt`) or checked out (`order`, `checkedOutAt`). */
 export interface CartStatus {
-  readonly state: "open" | "merged";
+  readonly state: CartState;
   /** The id of the cart this one was merged into. */
   readonly mergedInto: string | null;
   readonly mergedAt: number | null;
+  /** The id of the order this cart was checked out into. */
+  readonly order: string | null;
+  readonly checkedOutAt: number | null;
 }
 
 /** Everything a reader derives from a cart's state, deterministically. */
@@ -59,16 +73,27 @@ export interface MergeResult {
   readonly replayed: boolean;
 }
 
-const OPEN: CartStatus = Object.freeze({ state: "open", mergedInto: null, mergedAt: null });
+const OPEN: CartStatus = Object.freeze({ state: "open", mergedInto: null, mergedAt: null, order: null, checkedOutAt: null });
+
+/** What merging a cart carries for one line: the line's metadata and the contribution. */
+interface LineContribution {
+  readonly key: string;
+  readonly product: string;
+  readonly attributes: JsonObject;
+  readonly contribution: Contribution;
+}
 
 interface Op {
   readonly index: number;
   readonly id: string;
   readonly line: string;
-  readonly kind: "add" | "set";
+  readonly kind: "add" | "set" | "merge";
   readonly n: number;
   readonly mergeKey: string | null;
   readonly absorbed: ReadonlySet<string>;
+  readonly contribution: Contribution | null;
+  readonly absorbedGuests: ReadonlyMap<string, Absorbed>;
+  readonly detail: string;
 }
 
 class Parsed {
@@ -157,29 +182,51 @@ export class Cart {
 
   /**
    * Merges this (guest) cart into `target`: matching lines sum; this cart closes.
-   * Idempotent: every contribution is keyed by this cart's id (the merge key) and counts
-   * once, so replaying the merge, here or on another replica, changes nothing; a replay
-   * carries over what an offline device added to the guest cart after the first merge.
+   * Every guest operation counts once in the target, whichever devices merged which parts of
+   * this cart's history: each merge carries the ids of the guest operations it saw, and the
+   * target counts their union. So replaying the merge, here or on another replica, adds
+   * nothing, and a replay carries over what an offline device added after the first merge.
    */
   mergeInto(target: Cart): MergeResult {
     if (target.cartId === this.cartId) throw new ValidationError("target", "a cart cannot be merged into itself");
     const status = this.status();
+    if (status.state === "checked_out") throw new CartClosed(null, { state: "checked_out", target: status.order ?? "" });
     if (status.state === "merged" && status.mergedInto !== target.cartId) {
       throw new AlreadyMerged(status.mergedInto ?? "", target.cartId);
     }
     const sourceLines = this.view().lines;
+    const contributions = this.contributions();
     if (status.state === "merged") {
-      if (target.status().state === "open") target.absorb(this.cartId, sourceLines);
+      if (target.status().state === "open") target.take(contributions);
       return { source: this.cartId, target: target.cartId, lines: sourceLines, replayed: true };
     }
     target.ensureOpen();
-    target.absorb(this.cartId, sourceLines);
+    target.take(contributions);
     this.doc.transact(() => {
       this.meta.set("status", "merged");
       this.meta.set("merged_into", target.cartId);
       this.meta.set("merged_at", this.clock());
     });
     return { source: this.cartId, target: target.cartId, lines: sourceLines, replayed: false };
+  }
+
+  /**
+   * Closes the cart as checked out into order `orderId` (its bare id) at `at` (epoch ms).
+   * Idempotent for the same order; a cart checked out into another order, or merged, throws
+   * `CartClosed`. Edits and merges are refused afterwards.
+   */
+  checkOut(orderId: string, options: { at?: number } = {}): CartStatus {
+    const order = checkId(orderId, "order_id");
+    const when = options.at === undefined ? null : checkTimestamp(options.at, "at");
+    const status = this.status();
+    if (status.state === "checked_out" && status.order === order) return status;
+    this.ensureOpen();
+    this.doc.transact(() => {
+      this.meta.set("status", "checked_out");
+      this.meta.set("order", order);
+      this.meta.set("checked_out_at", when ?? this.clock());
+    });
+    return this.status();
   }
 
   /** Calls `listener` after every change to the document (local or remote); returns the unsubscribe. */
@@ -230,30 +277,34 @@ export class Cart {
     if (!this.meta.has("status")) return OPEN;
     const state = this.meta.get("status");
     if (state === "open") return OPEN;
-    if (state !== "merged") {
-      issues.push({ path: `${META}.status`, reason: `must be 'open' or 'merged', not ${shown(state)}` });
-      return OPEN;
+    if (state === "merged") {
+      const mergedInto = this.readMeta("merged_into", issues, (v, f) => checkId(v, f));
+      const mergedAt = this.readMeta("merged_at", issues, (v, f) => readInt(v, f, 0, MAX_SAFE_INTEGER));
+      return { state: "merged", mergedInto, mergedAt, order: null, checkedOutAt: null };
     }
-    let mergedInto: string | null = null;
+    if (state === "checked_out") {
+      const order = this.readMeta("order", issues, (v, f) => checkId(v, f));
+      const checkedOutAt = this.readMeta("checked_out_at", issues, (v, f) => readInt(v, f, 0, MAX_SAFE_INTEGER));
+      return { state: "checked_out", mergedInto: null, mergedAt: null, order, checkedOutAt };
+    }
+    issues.push({ path: `${META}.status`, reason: `must be 'open', 'merged' or 'checked_out', not ${shown(state)}` });
+    return OPEN;
+  }
+
+  private readMeta<T>(key: string, issues: SchemaIssue[], read: (value: unknown, field: string) => T): T | null {
     try {
-      mergedInto = checkId(this.meta.get("merged_into"), "merged_into");
+      return read(this.meta.get(key), key);
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
-      issues.push({ path: `${META}.merged_into`, reason: error.message });
+      issues.push({ path: `${META}.${key}`, reason: error.message });
+      return null;
     }
-    let mergedAt: number | null = null;
-    try {
-      mergedAt = readInt(this.meta.get("merged_at"), "merged_at", 0, MAX_SAFE_INTEGER);
-    } catch (error) {
-      if (!(error instanceof ValidationError)) throw error;
-      issues.push({ path: `${META}.merged_at`, reason: error.message });
-    }
-    return { state: "merged", mergedInto, mergedAt };
   }
 
   private ensureOpen(): void {
     const status = this.status();
     if (status.state === "merged") throw new CartClosed(status.mergedInto ?? "");
+    if (status.state === "checked_out") throw new CartClosed(null, { state: "checked_out", target: status.order ?? "" });
   }
 
   /** Deletes the observed ops of each line and appends one set op per line (all deletions first). */
@@ -265,26 +316,46 @@ export class Cart {
         for (const mergeKey of op.absorbed) absorbed.add(mergeKey);
         if (op.mergeKey !== null) absorbed.add(op.mergeKey);
       }
-      if (quantity > 0 || absorbed.size) {
-        const entry: Record<string, unknown> = { id: nextId(this.doc), l: key, k: "set", n: quantity };
-        if (absorbed.size) entry.a = [...absorbed].sort(compareCodePoints);
-        this.ops.push([entry]);
-      }
+      const guests = absorb(
+        ops.flatMap((op) => (op.contribution === null ? [] : [op.contribution])), ops.map((op) => op.absorbedGuests),
+      );
+      // Written even at 0 with nothing absorbed: it tells a later guest merge what it replaced.
+      const entry: Record<string, unknown> = { id: nextId(this.doc), l: key, k: "set", n: quantity };
+      if (absorbed.size) entry.a = [...absorbed].sort(compareCodePoints);
+      if (guests.size) entry.ag = absorbedJson(guests);
+      this.ops.push([entry]);
     }
   }
 
-  private absorb(sourceId: string, lines: readonly CartLine[]): void {
+  /** What merging this cart carries, per line: its operations present, and its state vector. */
+  private contributions(): LineContribution[] {
+    const parsed = this.parse();
+    const vector = Y.decodeStateVector(Y.encodeStateVector(this.doc));
+    if (vector.size > MAX_ENTRIES) {
+      throw new ValidationError("source", `a guest cart written by more than ${MAX_ENTRIES} clients`);
+    }
+    const out: LineContribution[] = [];
+    for (const key of [...this.linesMap.keys()].sort(compareCodePoints)) {
+      const meta = this.lineMeta(key);
+      if (meta === null) continue;
+      const entries = guestEntries(parsed.opsByLine.get(key) ?? []);
+      if (entries.length > MAX_ENTRIES) {
+        throw new ValidationError("source", `line ${key} has more than ${MAX_ENTRIES} operations: set its quantity before merging`);
+      }
+      out.push({ key, product: meta[0], attributes: meta[1], contribution: { guest: this.cartId, entries, vector } });
+    }
+    return out;
+  }
+
+  /** Writes each contribution that tells this cart something it does not know yet. */
+  private take(contributions: readonly LineContribution[]): void {
     const parsed = this.parse();
     this.doc.transact(() => {
-      for (const line of lines) {
-        const seen = parsed.observed(line.key);
-        if (seen.some((op) => op.absorbed.has(sourceId)) || seen.some((op) => op.mergeKey === sourceId && op.n >= line.quantity)) {
-          continue; // already contributed in full (or replaced by a later set)
-        }
-        if (!this.linesMap.has(line.key)) {
-          this.linesMap.set(line.key, { product: line.productId, attributes: line.attributes });
-        }
-        this.ops.push([{ id: nextId(this.doc), l: line.key, k: "add", n: line.quantity, m: sourceId }]);
+      for (const { key, product, attributes, contribution } of contributions) {
+        const entry = contributionEntry(parsed.observed(key), contribution);
+        if (entry === null) continue;
+        if (!this.linesMap.has(key)) this.linesMap.set(key, { product, attributes });
+        this.ops.push([{ id: nextId(this.doc), l: key, ...entry }]);
       }
     });
   }
@@ -362,7 +433,8 @@ function compareOpOrder(a: Op, b: Op): number {
   return compareCodePoints(a.kind, b.kind)
     || a.n - b.n
     || compareCodePoints(a.mergeKey ?? "", b.mergeKey ?? "")
-    || compareStringLists([...a.absorbed].sort(compareCodePoints), [...b.absorbed].sort(compareCodePoints));
+    || compareStringLists([...a.absorbed].sort(compareCodePoints), [...b.absorbed].sort(compareCodePoints))
+    || compareCodePoints(a.detail, b.detail);
 }
 
 function parseOp(index: number, raw: unknown): Op {
@@ -373,6 +445,7 @@ function parseOp(index: number, raw: unknown): Op {
   let n: number;
   if (kind === "add") n = readInt(entry.n, "n", 1, MAX_QUANTITY);
   else if (kind === "set") n = readInt(entry.n, "n", 0, MAX_QUANTITY);
+  else if (kind === "merge") n = 0;
   else throw new ValidationError("k", `unknown op kind ${shown(kind)}`);
   let mergeKey: string | null = null;
   if (entry.m !== undefined && entry.m !== null) {
@@ -386,23 +459,95 @@ function parseOp(index: number, raw: unknown): Op {
     }
     absorbed = new Set(entry.a.map((item: unknown) => checkId(item, "a")));
   }
-  return { index, id, line, kind, n, mergeKey, absorbed };
+  let absorbedGuests: ReadonlyMap<string, Absorbed> = new Map();
+  if (Object.hasOwn(entry, "ag")) {
+    if (kind !== "set") throw new ValidationError("ag", "only set operations absorb guest contributions");
+    absorbedGuests = parseAbsorbed(entry.ag);
+  }
+  let contribution: Contribution | null = null;
+  let shownValue: unknown = absorbedGuests.size ? absorbedJson(absorbedGuests) : null;
+  if (kind === "merge") {
+    contribution = { guest: checkId(entry.g, "g"), entries: parseEntries(entry.o), vector: parseVector(entry.v) };
+    shownValue = contributionJson(contribution);
+  }
+  return {
+    index, id, line, kind, n, mergeKey, absorbed, contribution, absorbedGuests,
+    detail: shownValue === null ? "" : detail(shownValue),
+  };
+}
+
+/**
+ * A line's own adds and sets, and what each guest merged into it contributes: the largest of
+ * its old-form contributions (`m`) or the union of its contributions' entries, whichever is
+ * larger; a set that absorbed the guest's merge key in `a` replaced both.
+ */
+function parts(ops: readonly Op[]): [Op[], Map<string, number>] {
+  const absorbed = new Set<string>();
+  for (const op of ops) for (const key of op.absorbed) absorbed.add(key);
+  const guests = absorb([], ops.map((op) => op.absorbedGuests));
+  const own = ops.filter((op) => op.kind !== "merge" && op.mergeKey === null);
+  const result = new Map<string, number>();
+  const contributions = new Map<string, Contribution[]>();
+  for (const op of ops) {
+    if (op.mergeKey !== null && !absorbed.has(op.mergeKey)) {
+      result.set(op.mergeKey, Math.max(result.get(op.mergeKey) ?? 0, op.n));
+    }
+    if (op.contribution !== null && !absorbed.has(op.contribution.guest)) {
+      append(contributions, op.contribution.guest, op.contribution);
+    }
+  }
+  for (const [guest, found] of contributions) {
+    result.set(guest, Math.max(result.get(guest) ?? 0, guestQuantity(found, guests.get(guest))));
+  }
+  return [own, result];
+}
+
+/** What a merge of this line carries: its own operations, and each earlier guest's part as one entry. */
+function guestEntries(ops: readonly Op[]): Entry[] {
+  const [own, nested] = parts(ops);
+  const entries: Entry[] = own.map((op) => ({ kind: op.kind === "set" ? "set" : "add", id: op.id, n: op.n }));
+  for (const guest of [...nested.keys()].sort(compareCodePoints)) {
+    const n = nested.get(guest)!;
+    if (n > 0) entries.push({ kind: "merged", id: guest, n });
+  }
+  return entries;
+}
+
+/** The op that brings `contribution` into a line holding `seen`, or null if it adds nothing. */
+function contributionEntry(seen: readonly Op[], contribution: Contribution): Record<string, unknown> | null {
+  const guest = contribution.guest;
+  if (seen.some((op) => op.absorbed.has(guest))) return null; // an old-form set replaced this guest's contributions
+  const legacy = seen.filter((op) => op.mergeKey === guest);
+  if (legacy.length) {
+    // A line already holding this guest's old-form contribution grows the old way.
+    const quantity = guestQuantity([contribution], undefined);
+    if (quantity === 0 || legacy.some((op) => op.n >= quantity)) return null;
+    return { k: "add", n: Math.min(quantity, MAX_QUANTITY), m: guest };
+  }
+  const present = seen.flatMap((op) => (op.contribution !== null && op.contribution.guest === guest ? [op.contribution] : []));
+  if (present.some((c) => dominates(c.vector, contribution.vector))) return null;
+  const absorbed = absorb([], seen.map((op) => op.absorbedGuests)).get(guest);
+  if (absorbed !== undefined && dominates(absorbed.vector, contribution.vector)
+    && contribution.entries.every((entry) => absorbedCovers(absorbed, entry))) {
+    return null; // a set here replaced all of it
+  }
+  const known = new Set(present.flatMap((c) => c.entries.map((e) => `${e.kind === "merged" ? "m" : "o"}:${e.id}`)));
+  const allKnown = contribution.entries.every(
+    (e) => known.has(`${e.kind === "merged" ? "m" : "o"}:${e.id}`) || (absorbed !== undefined && absorbedCovers(absorbed, e)),
+  );
+  if (allKnown && sameEntries(liveEntries(present, absorbed), liveEntries([...present, contribution], absorbed))) {
+    return null; // every operation it carries is here already, and it replaces none of them
+  }
+  return { k: "merge", ...contributionJson(contribution) };
 }
 
 /** The quantity a line shows, from the operations present on it. */
 function fold(ops: readonly Op[]): number {
-  const absorbed = new Set<string>();
-  for (const op of ops) for (const key of op.absorbed) absorbed.add(key);
-  let base = 0;
-  let added = 0;
-  const merged = new Map<string, number>();
-  for (const op of ops) {
-    if (op.kind === "set") base = Math.max(base, op.n);
-    else if (op.mergeKey === null) added += op.n;
-    else if (!absorbed.has(op.mergeKey)) merged.set(op.mergeKey, Math.max(merged.get(op.mergeKey) ?? 0, op.n));
-  }
-  let total = base + added;
-  for (const n of merged.values()) total += n;
+  const [own, nested] = parts(ops);
+  let total = 0;
+  for (const op of own) if (op.kind === "set") total = Math.max(total, op.n);
+  for (const op of own) if (op.kind === "add") total += op.n;
+  for (const n of nested.values()) total += n;
   return total;
 }
 

@@ -31,12 +31,27 @@ export class UnknownLine extends EngineError {
   }
 }
 
-/** Raised when editing a cart that has been merged into another cart. */
+/**
+ * Raised when editing (or merging, or checking out) a cart that is closed. `state` says how it
+ * closed and `target` where it went: "merged" into the cart `target` (also `mergedInto`, as
+ * before), or "checked_out" into the order `target` (also `order`; `mergedInto` is then null).
+ * `new CartClosed(mergedInto)` still means a merged cart.
+ */
 export class CartClosed extends EngineError {
-  readonly mergedInto: string;
-  constructor(mergedInto: string) {
-    super(`cart was merged into ${JSON.stringify(mergedInto)} and no longer accepts edits`);
-    this.mergedInto = mergedInto;
+  readonly state: "merged" | "checked_out";
+  readonly target: string;
+  readonly mergedInto: string | null;
+  readonly order: string | null;
+  constructor(mergedInto: string | null = null, options: { state?: "merged" | "checked_out"; target?: string } = {}) {
+    const state = options.state ?? "merged";
+    const target = options.target ?? mergedInto ?? "";
+    super(state === "checked_out"
+      ? `cart was checked out into order ${JSON.stringify(target)} and no longer accepts edits`
+      : `cart was merged into ${JSON.stringify(target)} and no longer accepts edits`);
+    this.state = state;
+    this.target = target;
+    this.mergedInto = state === "merged" ? target : null;
+    this.order = state === "checked_out" ? target : null;
   }
 }
 

@@ -1,7 +1,7 @@
 /** Syncline's JavaScript client: typed documents, the connection, the change feed. */
 export const VERSION = "0.1.0";
 export { canonicalJson, lineKey } from "./canonical.js";
-export { Cart, type CartLine, type CartStatus, type CartView, type MergeResult } from "./cart.js";
+export { Cart, type CartLine, type CartState, type CartStatus, type CartView, type MergeResult } from "./cart.js";
 export { StockLedger, type LedgerView, type RecordOptions, type ResolveOptions } from "./stock.js";
 export type { Adjustment, Resolution, Strategy } from "./entries.js";
 export type { Conflict } from "./conflicts.js";

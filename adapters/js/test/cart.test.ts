@@ -103,14 +103,14 @@ test("a merge sums lines, closes the guest cart, and a replay changes nothing", 
   const first = guest.mergeInto(user);
   assert.equal(first.replayed, false);
   assert.equal(user.quantity(mug), 3);
-  assert.deepEqual(guest.status(), { state: "merged", mergedInto: "c-1", mergedAt: 42 });
+  assert.deepEqual(guest.status(), { state: "merged", mergedInto: "c-1", mergedAt: 42, order: null, checkedOutAt: null });
   const before = Y.encodeStateAsUpdate(user.doc);
   const again = guest.mergeInto(user);
   assert.equal(again.replayed, true);
   assert.deepEqual(Y.encodeStateAsUpdate(user.doc), before, "a replay wrote something");
   assert.equal(user.quantity(mug), 3);
-  // The merge key is the guest cart's id, as the REST merge writes it.
-  assert.deepEqual(user.doc.getArray("ops").toJSON().filter((op: { m?: string }) => op.m).map((op: { m: string }) => op.m), ["g-1"]);
+  // The contribution names the guest cart by its id, as the REST merge writes it.
+  assert.deepEqual(user.doc.getArray("ops").toJSON().filter((op: { k: string }) => op.k === "merge").map((op: { g: string }) => op.g), ["g-1"]);
 });
 
 test("two replicas performing the same merge offline count the guest once", () => {
