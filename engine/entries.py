@@ -1,4 +1,4 @@
-"""The entries of a stock ledger as immutable values: adjustments and resolutions.
+"""The entries of a stock ledger as immutable values: adjustments, counts and resolutions.
 
 Both :mod:`.stock` (which reads and writes them) and :mod:`.conflicts` (which derives
 conflicts from adjustments) use these; neither imports the other for them.
@@ -27,6 +27,39 @@ class Adjustment:
         body: dict[str, Any] = {
             "id": self.id, "sku": self.sku, "delta": self.delta,
             "reason": self.reason, "actor": self.actor, "at": self.at,
+        }
+        if self.ref is not None:
+            body["ref"] = self.ref
+        return body
+
+
+@dataclass(frozen=True)
+class Count:
+    """An absolute count of a sku: what the counter observed on the shelf.
+
+    ``seen`` is the level the counter's replica showed and ``after`` the counts of the sku
+    it had seen that no other count it had seen supersedes (sorted ids, usually one),
+    so every replica can tell which counts were taken concurrently.
+    """
+
+    id: str
+    sku: str
+    counted: int
+    seen: int
+    after: tuple[str, ...]
+    actor: str
+    at: int
+    ref: str | None = None
+
+    @property
+    def correction(self) -> int:
+        """What the count changes: the counted level minus the level the counter saw."""
+        return self.counted - self.seen
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id, "sku": self.sku, "counted": self.counted, "seen": self.seen,
+            "after": list(self.after), "actor": self.actor, "at": self.at,
         }
         if self.ref is not None:
             body["ref"] = self.ref
