@@ -142,6 +142,12 @@ class CountConvergence(UnreliableNetworkMachine):
     def held(self, replica: int) -> set[str]:
         return held_ids(self.net.doc(replica, LEDGER))
 
+    def complete(self, held: set[str]) -> bool:
+        """Whether a replica holds everything the writers of what it holds had seen: only then
+        does the model's meaning apply to it (a count that arrives before what its counter had
+        seen shows a level off by what is missing, until that arrives)."""
+        return all(self.model.entries[i].past <= held for i in held)
+
     def next_id(self, prefix: str) -> str:
         self.serial += 1
         return f"{prefix}-{self.serial}"
@@ -159,7 +165,12 @@ class CountConvergence(UnreliableNetworkMachine):
     def count(self, replica: int, sku: str, counted: int, named: bool) -> None:
         """A clerk counts the shelf; the count stores what this replica showed, as the model computes it."""
         held = self.held(replica)
-        level, heads, _ = self.model.sku_level(held, sku)
+        if self.complete(held):
+            level, heads, _ = self.model.sku_level(held, sku)
+        else:
+            event("count: on a replica missing what a count it holds had seen")
+            folded = self.ledgers[replica].view().folded.get(sku)
+            level, heads = self.ledgers[replica].level(sku), tuple(c.id for c in folded.heads) if folded else ()
         count_id = self.next_id("count") if named else None
         with self.net.local_edit(replica):
             written = self.ledgers[replica].count(sku, counted, actor="clerk", count_id=count_id)
@@ -195,6 +206,9 @@ class CountConvergence(UnreliableNetworkMachine):
     def resolve(self, replica: int, pick: int, strategy: Literal["accept", "compensate", "merge"], level: int) -> None:
         """Resolve a conflict open here; the adjustment written follows the model's target."""
         held = self.held(replica)
+        if not self.complete(held):
+            event("resolve: skipped on a replica missing what a count it holds had seen")
+            return
         _, conflicts = self.model.meaning(held)
         open_here = [c for c in conflicts if c.id not in resolved_ids(self.net.doc(replica, LEDGER))]
         ledger = self.ledgers[replica]
@@ -243,7 +257,7 @@ class CountConvergence(UnreliableNetworkMachine):
     def every_replica_that_holds_what_its_counters_saw_shows_the_model(self) -> None:
         for replica in range(len(self.ledgers)):
             held = self.held(replica)
-            if all(self.model.entries[i].past <= held for i in held):
+            if self.complete(held):
                 self.check(replica, resolved=resolved_ids(self.net.doc(replica, LEDGER)))
             else:
                 event("a replica holds a count before what its counter had seen")
