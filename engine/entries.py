@@ -37,15 +37,17 @@ class Adjustment:
 class Count:
     """An absolute count of a sku: what the counter observed on the shelf.
 
-    ``seen`` is the level the counter's replica showed and ``after`` the counts of the sku
-    it had seen that no other count it had seen supersedes (sorted ids, usually one),
-    so every replica can tell which counts were taken concurrently.
+    ``seen`` is the level the counter's replica showed (``counted - seen`` is the discrepancy
+    the counter found), ``base`` the sum of the sku's adjustments that replica held, and
+    ``after`` the counts of the sku it had seen that no other count it had seen supersedes
+    (sorted ids, usually one), so every replica can tell which counts were concurrent.
     """
 
     id: str
     sku: str
     counted: int
     seen: int
+    base: int
     after: tuple[str, ...]
     actor: str
     at: int
@@ -53,13 +55,13 @@ class Count:
 
     @property
     def correction(self) -> int:
-        """What the count changes: the counted level minus the level the counter saw."""
-        return self.counted - self.seen
+        """What the count adds to the sum of the sku's adjustments: counted minus base."""
+        return self.counted - self.base
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id, "sku": self.sku, "counted": self.counted, "seen": self.seen,
-            "after": list(self.after), "actor": self.actor, "at": self.at,
+            "base": self.base, "after": list(self.after), "actor": self.actor, "at": self.at,
         }
         if self.ref is not None:
             body["ref"] = self.ref

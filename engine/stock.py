@@ -4,7 +4,7 @@ Layout of a stock document (see docs/semantics.md for the full contract):
 
 * ``adjustments`` (Array): ``{"id", "sku", "delta", "reason", "actor", "at"}``
   and an optional ``"ref"``. Never edited, never deleted.
-* ``counts`` (Array): ``{"id", "sku", "counted", "seen", "after", "actor", "at"}``
+* ``counts`` (Array): ``{"id", "sku", "counted", "seen", "base", "after", "actor", "at"}``
   and an optional ``"ref"``: absolute counts (stocktakes). Never edited, never deleted.
 * ``resolutions`` (Array): ``{"id", "conflict", "sku", "strategy", "actor", "at"}``
   and optional ``"note"``, ``"level"`` (merge) and ``"adjustment"``.
@@ -192,8 +192,8 @@ class StockLedger:
     ) -> Count:
         """Record an absolute count: ``counted`` units of ``sku`` observed on the shelf.
 
-        The count stores the level this replica shows (``seen``) and the counts it has
-        seen (``after``): it sets the level to ``counted`` and every adjustment this replica
+        The count stores the level this replica shows (``seen``), the sum of the sku's
+        adjustments it holds (``base``) and the counts it has seen (``after``): it sets the level to ``counted`` and every adjustment this replica
         has not seen yet still applies on top. Counts taken concurrently that disagree open
         a ``count_mismatch`` conflict. Counting the same ``count_id`` again with the same
         sku, count, actor and reference returns the first count; a different body raises
@@ -219,6 +219,7 @@ class StockLedger:
         count = Count(
             count_id or f"count-{self.doc.client_id:x}.{own_clock(self.doc):x}",
             sku, counted, view.levels.get(sku, 0),
+            sum(a.delta for a in view.adjustments if a.sku == sku),
             tuple(c.id for c in folded.heads) if folded else (),
             actor, stamp, ref,
         )
@@ -437,6 +438,7 @@ def _parse_count(raw: object) -> Count:
         check_id(entry.get("sku"), "sku"),
         read_int(entry.get("counted"), "counted", 0, MAX_DELTA),
         read_int(entry.get("seen"), "seen", -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+        read_int(entry.get("base"), "base", -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
         tuple(sorted({check_id(item, "after") for item in after})),
         check_id(entry.get("actor"), "actor"),
         read_int(entry.get("at"), "at", 0, MAX_SAFE_INTEGER),

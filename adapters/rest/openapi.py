@@ -101,10 +101,11 @@ SCHEMAS: dict[str, Any] = {
     "Count": _obj({
         "id": {"type": "string"}, "sku": {"type": "string"}, "counted": INT,
         "seen": {**INT, "description": "the level the counter's replica showed when counting"},
+        "base": {**INT, "description": "the sum of the sku's adjustments the counter's replica held"},
         "after": {"type": "array", "items": {"type": "string"},
                   "description": "the counts of this sku the counter had seen that no other count it had seen supersedes"},
         "actor": {"type": "string"}, "at": INT, "ref": {"type": "string"},
-    }, ["id", "sku", "counted", "seen", "after", "actor", "at"]),
+    }, ["id", "sku", "counted", "seen", "base", "after", "actor", "at"]),
     "NewCount": _obj({
         "id": ID, "sku": ID,
         "counted": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000,

@@ -3,7 +3,7 @@
 The reference model (``CountModel``) keeps every adjustment and count written, each with
 its **past**: the ids of the adjustments and counts its writer's replica held when it was
 written (read from that replica's raw document, not from the engine). It never reads the
-``seen`` and ``after`` fields the engine stores; it checks them. Its meaning, from
+``seen``, ``base`` and ``after`` fields the engine stores; it checks them. Its meaning, from
 docs/semantics.md, over a set of entries:
 
 * a count ``c`` of a sku is a **head** unless it is in the past of another count of the sku;
@@ -174,7 +174,8 @@ class CountConvergence(UnreliableNetworkMachine):
         count_id = self.next_id("count") if named else None
         with self.net.local_edit(replica):
             written = self.ledgers[replica].count(sku, counted, actor="clerk", count_id=count_id)
-        assert (written.seen, written.after, written.counted) == (level, heads, counted)
+        base = sum(self.model.entries[i].delta or 0 for i in held if self.model.entries[i].sku == sku)
+        assert (written.seen, written.base, written.after, written.counted) == (level, base, heads, counted)
         assert self.held(replica) == held | {written.id}
         self.model.entries[written.id] = Written(written.id, sku, frozenset(held), counted=counted)
 

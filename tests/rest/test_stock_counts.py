@@ -40,7 +40,7 @@ def test_a_count_sets_the_level_is_created_once_and_a_changed_count_under_its_id
     body = {"id": "count-1", "sku": "tee", "counted": 5, "actor": "ann", "at": T0 + 1, "ref": "sheet-9"}
     first = module_api.post(path(location, "/counts"), json=body)
     assert first.status_code == 201, first.text
-    stored = {**body, "seen": 8, "after": []}
+    stored = {**body, "seen": 8, "base": 8, "after": []}
     assert first.json() == {"count": stored, "created": True, "level": 5, "conflicts": []}
     before = store_state(module_relay)
     again = module_api.post(path(location, "/counts"), json=body)
@@ -97,7 +97,7 @@ def test_a_batch_counts_in_order_and_a_replay_gives_duplicates(module_relay: InP
     body = response.json()
     assert [r["status"] for r in body["results"]] == ["applied", "applied", "applied", "rejected", "rejected",
                                                       "duplicate"]
-    assert body["results"][1]["count"] == {"id": "c-1", "sku": "mug", "counted": 4, "seen": 6, "after": [],
+    assert body["results"][1]["count"] == {"id": "c-1", "sku": "mug", "counted": 4, "seen": 6, "base": 6, "after": [],
                                            "actor": "ann", "at": T0 + 1}
     assert body["results"][3]["problem"]["type"].endswith("/duplicate-count")
     assert body["results"][4]["problem"]["errors"] == [{"field": "operations[4].counted", "reason": "is required"}]

@@ -1,12 +1,12 @@
 /**
  * Stocktakes: how absolute counts fold into a sku's level (the engine's `engine/counts.py`).
  *
- * A count says "the shelf held `counted` when my replica showed `seen`": it corrects the level
- * by `counted - seen`, and every adjustment the counter's replica had not seen still applies on
- * top. Counts name the counts they had seen (`after`); a sku's heads are the counts no other
- * count has seen. The level follows one head's chain, the head giving the lowest level (ties:
- * the smallest id), its own `after` resolved by the same rule, exactly as the counter's replica
- * resolved it when it computed `seen`. Heads that would give different levels disagree.
+ * A count says "the shelf held `counted`"; with it the counter's replica stored `base`, the sum
+ * of the sku's adjustments it held. Every adjustment it had not seen still applies on top, so
+ * the level through a count is `counted - base` plus the sum of the sku's adjustments. Counts
+ * name the counts they had seen (`after`); a sku's heads are the counts no other count has
+ * seen, and only they matter. The level follows the head giving the lowest level; heads that
+ * would give different levels disagree (a `count_mismatch`).
  */
 import { compareCodePoints } from "./canonical.js";
 import { correction, type Count } from "./entries.js";
@@ -15,7 +15,7 @@ import { correction, type Count } from "./entries.js";
 export interface SkuCounts {
   /** The counts no other count has seen, by id. */
   readonly heads: readonly Count[];
-  /** The sum of corrections along the applied chain (0 without counts). */
+  /** What the counts add to the sum of the sku's adjustments: the lowest head's `counted - base` (0 without counts). */
   readonly correction: number;
   /** True when the heads would give different levels. */
   readonly disagree: boolean;
@@ -38,43 +38,10 @@ export function foldCounts(counts: Iterable<Count>): Map<string, SkuCounts> {
 
 /** Folds the counts of one sku, given by id (one body per id). */
 export function foldSku(counts: ReadonlyMap<string, Count>): SkuCounts {
-  if (counts.size === 0) return NO_COUNTS;
-  const parents = new Map<string, string[]>();
-  for (const [id, count] of counts) {
-    parents.set(id, [...new Set(count.after.filter((p) => counts.has(p) && p !== id))].sort(compareCodePoints));
-  }
-  const seenByOthers = new Set([...parents.values()].flat());
+  const seenByOthers = new Set<string>();
+  for (const [id, count] of counts) for (const p of count.after) if (p !== id) seenByOthers.add(p);
   const heads = [...counts.keys()].filter((id) => !seenByOthers.has(id)).sort(compareCodePoints);
-  if (heads.length === 0) return NO_COUNTS; // every count is in a loop only a foreign writer can make
-  const sums = new Map<string, number>();
-  for (const head of heads) chainSums(head, counts, parents, sums);
-  let winner = heads[0]!;
-  for (const head of heads) if (sums.get(head)! < sums.get(winner)!) winner = head;
-  return {
-    heads: heads.map((id) => counts.get(id)!),
-    correction: sums.get(winner)!,
-    disagree: new Set(heads.map((id) => sums.get(id)!)).size > 1,
-  };
-}
-
-/** Fills `sums` for `root` and everything it has seen, without recursion; an edge back into the path walked is cut. */
-function chainSums(
-  root: string, counts: ReadonlyMap<string, Count>, parents: ReadonlyMap<string, string[]>, sums: Map<string, number>,
-): void {
-  const stack: [string, boolean][] = [[root, false]];
-  const onPath = new Set<string>();
-  while (stack.length) {
-    const [node, expanded] = stack.pop()!;
-    if (sums.has(node)) continue;
-    if (!expanded) {
-      if (onPath.has(node)) continue;
-      onPath.add(node);
-      stack.push([node, true]);
-      for (const p of [...parents.get(node)!].reverse()) if (!sums.has(p) && !onPath.has(p)) stack.push([p, false]);
-      continue;
-    }
-    onPath.delete(node);
-    const known = parents.get(node)!.filter((p) => sums.has(p)).map((p) => sums.get(p)!);
-    sums.set(node, correction(counts.get(node)!) + (known.length ? Math.min(...known) : 0));
-  }
+  if (heads.length === 0) return NO_COUNTS; // no counts, or every count is in a loop only a foreign writer can make
+  const corrections = heads.map((id) => correction(counts.get(id)!));
+  return { heads: heads.map((id) => counts.get(id)!), correction: Math.min(...corrections), disagree: new Set(corrections).size > 1 };
 }

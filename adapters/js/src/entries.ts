@@ -19,23 +19,25 @@ export interface Adjustment {
 
 /**
  * An absolute count of a sku: what the counter observed on the shelf. `seen` is the level the
- * counter's replica showed and `after` the counts of the sku it had seen that no other count
- * it had seen supersedes (ids sorted by code point, usually one).
+ * counter's replica showed (`counted - seen` is the discrepancy found), `base` the sum of the
+ * sku's adjustments that replica held, and `after` the counts of the sku it had seen that no
+ * other count it had seen supersedes (ids sorted by code point, usually one).
  */
 export interface Count {
   readonly id: string;
   readonly sku: string;
   readonly counted: number;
   readonly seen: number;
+  readonly base: number;
   readonly after: readonly string[];
   readonly actor: string;
   readonly at: number;
   readonly ref: string | null;
 }
 
-/** What a count changes: the counted level minus the level the counter saw. */
+/** What a count adds to the sum of the sku's adjustments: counted minus base. */
 export function correction(count: Count): number {
-  return count.counted - count.seen;
+  return count.counted - count.base;
 }
 
 /** A decision on a conflict. */
@@ -64,7 +66,7 @@ export function adjustmentJson(adjustment: Adjustment): Record<string, string | 
 /** The count as the document stores it. */
 export function countJson(count: Count): Record<string, string | number | string[]> {
   const body: Record<string, string | number | string[]> = {
-    id: count.id, sku: count.sku, counted: count.counted, seen: count.seen,
+    id: count.id, sku: count.sku, counted: count.counted, seen: count.seen, base: count.base,
     after: [...count.after], actor: count.actor, at: count.at,
   };
   if (count.ref !== null) body.ref = count.ref;
@@ -72,7 +74,7 @@ export function countJson(count: Count): Record<string, string | number | string
 }
 
 export function sameCount(a: Count, b: Count): boolean {
-  return a.id === b.id && a.sku === b.sku && a.counted === b.counted && a.seen === b.seen
+  return a.id === b.id && a.sku === b.sku && a.counted === b.counted && a.seen === b.seen && a.base === b.base
     && a.after.length === b.after.length && a.after.every((id, i) => id === b.after[i])
     && a.actor === b.actor && a.at === b.at && a.ref === b.ref;
 }

@@ -3,7 +3,7 @@
  * with the engine's `engine/stock.py`, on the same document layout (docs/semantics.md):
  *
  * - `adjustments` (Y.Array): `{id, sku, delta, reason, actor, at}` and an optional `ref`;
- * - `counts` (Y.Array): `{id, sku, counted, seen, after, actor, at}` and an optional `ref`:
+ * - `counts` (Y.Array): `{id, sku, counted, seen, base, after, actor, at}` and an optional `ref`:
  *   absolute counts (stocktakes);
  * - `resolutions` (Y.Array): `{id, conflict, sku, strategy, actor, at}` and optional
  *   `note`, `level` (merge) and `adjustment`.
@@ -180,7 +180,8 @@ export class StockLedger {
 
   /**
    * Records an absolute count: `counted` units of `sku` observed on the shelf. The count stores
-   * the level this replica shows (`seen`) and the counts it has seen (`after`): it sets the level
+   * the level this replica shows (`seen`), the sum of the sku's adjustments it holds (`base`)
+   * and the counts it has seen (`after`): it sets the level
    * to `counted`, and every adjustment this replica has not seen yet still applies on top.
    * Concurrent counts that disagree open a `count_mismatch` conflict. Counting one id again with
    * the same sku, count, actor and reference returns the first count; a different body throws
@@ -209,6 +210,7 @@ export class StockLedger {
     const count: Count = {
       id: id ?? `count-${nextId(this.doc)}`,
       sku, counted, seen: view.levels[sku] ?? 0,
+      base: view.adjustments.reduce((sum, adj) => (adj.sku === sku ? sum + adj.delta : sum), 0),
       after: (view.folded.get(sku)?.heads ?? []).map((c) => c.id),
       actor, at: stamp, ref,
     };
@@ -421,6 +423,7 @@ function parseCount(raw: unknown): Count {
     sku: checkId(entry.sku, "sku"),
     counted: readInt(entry.counted, "counted", 0, MAX_DELTA),
     seen: readInt(entry.seen, "seen", -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+    base: readInt(entry.base, "base", -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
     after: [...new Set(after.map((item) => checkId(item, "after")))].sort(compareCodePoints),
     actor: checkId(entry.actor, "actor"),
     at: readInt(entry.at, "at", 0, MAX_SAFE_INTEGER),

@@ -52,6 +52,7 @@ test("fast-check: replicas counting and selling offline converge to the referenc
             assert.equal(count.seen, expected.level);
             assert.deepEqual(count.after, expected.heads);
           }
+          assert.equal(count.base, mine.reduce((sum, w) => sum + (w.delta ?? 0), 0));
           written.push({ id: count.id, past, counted: o.n });
         } else {
           const id = `adj-${index}`;
