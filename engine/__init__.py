@@ -16,6 +16,7 @@ from .cart import price_lines as price_lines
 from .errors import AlreadyMerged as AlreadyMerged
 from .errors import CartClosed as CartClosed
 from .errors import DuplicateAdjustment as DuplicateAdjustment
+from .errors import DuplicateCount as DuplicateCount
 from .errors import DuplicateResolution as DuplicateResolution
 from .errors import EngineError as EngineError
 from .errors import InvalidStateVector as InvalidStateVector
@@ -36,6 +37,7 @@ from .sync import state_vector as state_vector
 from .sync import validate_update as validate_update
 from .conflicts import Conflict as Conflict
 from .entries import Adjustment as Adjustment
+from .entries import Count as Count
 from .entries import Resolution as Resolution
 from .stock import LedgerView as LedgerView
 from .stock import StockLedger as StockLedger

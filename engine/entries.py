@@ -1,4 +1,4 @@
-"""The entries of a stock ledger as immutable values: adjustments and resolutions.
+"""The entries of a stock ledger as immutable values: adjustments, counts and resolutions.
 
 Both :mod:`.stock` (which reads and writes them) and :mod:`.conflicts` (which derives
 conflicts from adjustments) use these; neither imports the other for them.
@@ -27,6 +27,41 @@ class Adjustment:
         body: dict[str, Any] = {
             "id": self.id, "sku": self.sku, "delta": self.delta,
             "reason": self.reason, "actor": self.actor, "at": self.at,
+        }
+        if self.ref is not None:
+            body["ref"] = self.ref
+        return body
+
+
+@dataclass(frozen=True)
+class Count:
+    """An absolute count of a sku: what the counter observed on the shelf.
+
+    ``seen`` is the level the counter's replica showed (``counted - seen`` is the discrepancy
+    the counter found), ``base`` the sum of the sku's adjustments that replica held, and
+    ``after`` the counts of the sku it had seen that no other count it had seen supersedes
+    (sorted ids, usually one), so every replica can tell which counts were concurrent.
+    """
+
+    id: str
+    sku: str
+    counted: int
+    seen: int
+    base: int
+    after: tuple[str, ...]
+    actor: str
+    at: int
+    ref: str | None = None
+
+    @property
+    def correction(self) -> int:
+        """What the count adds to the sum of the sku's adjustments: counted minus base."""
+        return self.counted - self.base
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id, "sku": self.sku, "counted": self.counted, "seen": self.seen,
+            "base": self.base, "after": list(self.after), "actor": self.actor, "at": self.at,
         }
         if self.ref is not None:
             body["ref"] = self.ref

@@ -97,6 +97,14 @@ class DuplicateAdjustment(EngineError):
         self.adjustment_id = adjustment_id
 
 
+class DuplicateCount(EngineError):
+    """Raised when a count id is reused with a different body."""
+
+    def __init__(self, count_id: str) -> None:
+        super().__init__(f"count {count_id!r} already exists with a different body")
+        self.count_id = count_id
+
+
 class UnknownConflict(EngineError, LookupError):
     """Raised when resolving a conflict that is not open on this replica."""
 

@@ -4,11 +4,13 @@ Layout of a stock document (see docs/semantics.md for the full contract):
 
 * ``adjustments`` (Array): ``{"id", "sku", "delta", "reason", "actor", "at"}``
   and an optional ``"ref"``. Never edited, never deleted.
+* ``counts`` (Array): ``{"id", "sku", "counted", "seen", "base", "after", "actor", "at"}``
+  and an optional ``"ref"``: absolute counts (stocktakes). Never edited, never deleted.
 * ``resolutions`` (Array): ``{"id", "conflict", "sku", "strategy", "actor", "at"}``
   and optional ``"note"``, ``"level"`` (merge) and ``"adjustment"``.
 
 A sku's level is the sum of the deltas of its adjustments, each id counted
-once. Conflicts are derived from that state (see :mod:`.conflicts`), so every
+once, plus the correction of its counts (see :mod:`.counts`). Conflicts are derived from that state (see :mod:`.conflicts`), so every
 replica holding the same updates reports the same conflicts. The entries themselves,
 as immutable values, are in :mod:`.entries`.
 """
@@ -26,9 +28,10 @@ from typing import Any
 from pycrdt import Array, Doc
 
 from .canonical import canonical_json
-from .conflicts import Conflict, derive_conflicts
-from .entries import STRATEGIES, Adjustment, Resolution, Strategy
-from .errors import DuplicateAdjustment, DuplicateResolution, UnknownConflict, ValidationError
+from .conflicts import COUNT_MISMATCH, Conflict, derive_conflicts
+from .counts import SkuCounts, fold_counts, fold_sku
+from .entries import STRATEGIES, Adjustment, Count, Resolution, Strategy
+from .errors import DuplicateAdjustment, DuplicateCount, DuplicateResolution, UnknownConflict, ValidationError
 from .schema import ChangeCounter, Clock, SchemaIssue, array_entries, misplaced_entries, wall_clock
 from .sync import own_clock
 from .validation import (
@@ -44,7 +47,14 @@ from .validation import (
 )
 
 ADJUSTMENTS = "adjustments"
+COUNTS = "counts"
 RESOLUTIONS = "resolutions"
+
+MAX_AFTER = 256
+"""Most counts one count may name as seen (concurrent heads of one sku)."""
+
+Entry = Adjustment | Count | Resolution
+_HISTORY_RANK = {Adjustment: 0, Count: 1, Resolution: 2}
 
 @dataclass(frozen=True)
 class LedgerView:
@@ -57,13 +67,17 @@ class LedgerView:
     """Open conflicts: derived and not yet resolved."""
     resolved: tuple[Conflict, ...]
     issues: tuple[SchemaIssue, ...]
+    counts: tuple[Count, ...] = ()
+    """The counted counts (stocktakes), by time then id."""
+    folded: Mapping[str, SkuCounts] = field(default_factory=dict, compare=False, repr=False)
+    """Per sku with counts, what they contribute (see :mod:`.counts`)."""
 
     @cached_property
     def digest(self) -> str:
         """A digest of the ledger's content (its counted adjustments and its decisions), equal
         on every replica with equal content; computed once per view."""
         digest = hashlib.sha256()
-        for entry in (*self.adjustments, *self.resolutions):
+        for entry in (*self.adjustments, *self.resolutions, *self.counts):
             digest.update(json.dumps(entry.to_json(), sort_keys=True, separators=(",", ":")).encode())
             digest.update(b"\n")
         return digest.hexdigest()[:32]
@@ -76,6 +90,7 @@ class _Index:
     version: int
     """The document's change count when this index was last brought up to date."""
     adjustments: dict[str, list[Adjustment]] = field(default_factory=dict)
+    counts: dict[str, list[Count]] = field(default_factory=dict)
     resolutions: dict[str, Resolution] = field(default_factory=dict)
     issues: list[SchemaIssue] = field(default_factory=list)
 
@@ -93,6 +108,20 @@ class _Index:
             return copies[0]
         return min(copies, key=lambda a: canonical_json(a.to_json()))
 
+    def add_count(self, count: Count) -> None:
+        copies = self.counts.setdefault(count.id, [])
+        if count not in copies:
+            copies.append(count)
+
+    def count_winner(self, count_id: str) -> Count | None:
+        """The copy every replica counts when one count id arrived with different bodies."""
+        copies = self.counts.get(count_id)
+        if not copies:
+            return None
+        if len(copies) == 1:
+            return copies[0]
+        return min(copies, key=lambda c: canonical_json(c.to_json()))
+
 
 class StockLedger:
     """A typed view of one location's stock document."""
@@ -103,6 +132,7 @@ class StockLedger:
         self._clock = clock
         self._adjustments = doc.get(ADJUSTMENTS, type=Array)
         self._resolutions = doc.get(RESOLUTIONS, type=Array)
+        self._counts = doc.get(COUNTS, type=Array)
         self._changes = ChangeCounter(doc)
         self._index: _Index | None = None
         self._view: tuple[int, LedgerView] | None = None
@@ -150,6 +180,52 @@ class StockLedger:
         self._append(self._adjustments, adjustment.to_json(), lambda ix: ix.add_adjustment(adjustment))
         return adjustment
 
+    def count(
+        self,
+        sku: str,
+        counted: int,
+        *,
+        actor: str,
+        count_id: str | None = None,
+        at: int | datetime | None = None,
+        ref: str | None = None,
+    ) -> Count:
+        """Record an absolute count: ``counted`` units of ``sku`` observed on the shelf.
+
+        The count stores the level this replica shows (``seen``), the sum of the sku's
+        adjustments it holds (``base``) and the counts it has seen (``after``): it sets the level to ``counted`` and every adjustment this replica
+        has not seen yet still applies on top. Counts taken concurrently that disagree open
+        a ``count_mismatch`` conflict. Counting the same ``count_id`` again with the same
+        sku, count, actor and reference returns the first count; a different body raises
+        :class:`DuplicateCount`.
+        """
+        sku = check_id(sku, "sku")
+        counted = check_int(counted, "counted", 0, MAX_DELTA)
+        actor = check_id(actor, "actor")
+        stamp = self._clock() if at is None else check_timestamp(at)
+        ref = None if ref is None else check_id(ref, "ref")
+        index = self._current()
+        if count_id is not None:
+            count_id = check_id(count_id, "count_id")
+            existing = index.count_winner(count_id)
+            if existing is not None:
+                asked = (sku, counted, actor, ref) + (() if at is None else (stamp,))
+                known = (existing.sku, existing.counted, existing.actor, existing.ref)
+                if asked != known + (() if at is None else (existing.at,)):
+                    raise DuplicateCount(count_id)
+                return existing
+        view = self.view()
+        folded = view.folded.get(sku)
+        count = Count(
+            count_id or f"count-{self.doc.client_id:x}.{own_clock(self.doc):x}",
+            sku, counted, view.levels.get(sku, 0),
+            sum(a.delta for a in view.adjustments if a.sku == sku),
+            tuple(c.id for c in folded.heads) if folded else (),
+            actor, stamp, ref,
+        )
+        self._append(self._counts, count.to_json(), lambda ix: ix.add_count(count))
+        return count
+
     def resolve(
         self,
         conflict_id: str,
@@ -163,8 +239,10 @@ class StockLedger:
     ) -> Resolution:
         """Resolve an open conflict; the decision is recorded and converges like any edit.
 
-        * ``accept``: keep the level as it is (a backorder, say).
-        * ``compensate``: record an adjustment that brings the level back to 0.
+        * ``accept``: keep the level as it is (a backorder, say; for a count mismatch, the
+          lowest of the disagreeing counts, which the level already follows).
+        * ``compensate``: record an adjustment that brings the level back to 0 (for a
+          count mismatch: to the level without the disagreeing counts, trusting neither).
         * ``merge``: adopt the given ``level`` (a recount), recording the difference.
 
         Level-changing resolutions write the adjustment ``resolve:{conflict_id}``:
@@ -190,7 +268,8 @@ class StockLedger:
         conflict = next((c for c in self.conflicts() if c.id == conflict_id), None)
         if conflict is None:
             raise UnknownConflict(conflict_id)
-        target = {"accept": None, "compensate": 0, "merge": level}[strategy]
+        compensated = self._without_counts(conflict) if conflict.kind == COUNT_MISMATCH else 0
+        target = {"accept": None, "compensate": compensated, "merge": level}[strategy]
         adjustment_id = None
         with self.doc.transaction():  # the adjustment and the decision land together or not at all
             if target is not None and target != conflict.level:
@@ -224,19 +303,26 @@ class StockLedger:
             (adj for adj in map(index.winner, index.adjustments) if adj is not None),
             key=lambda a: (a.at, a.id),
         ))
+        counts = tuple(sorted(
+            (count for count in map(index.count_winner, index.counts) if count is not None),
+            key=lambda c: (c.at, c.id),
+        ))
         levels: dict[str, int] = {}
         for adj in adjustments:
             levels[adj.sku] = levels.get(adj.sku, 0) + adj.delta
+        folded = fold_counts(counts)
+        for sku, contribution in folded.items():
+            levels[sku] = levels.get(sku, 0) + contribution.correction
         resolutions = tuple(sorted(index.resolutions.values(), key=lambda r: (r.at, r.id)))
-        derived = derive_conflicts(adjustments, levels)
+        derived = derive_conflicts(adjustments, levels, folded)
         resolved_ids = {r.conflict for r in resolutions}
         issues = list(index.issues)
-        for adjustment_id, copies in sorted(index.adjustments.items()):
-            if len(copies) > 1:
-                issues.append(SchemaIssue(
-                    f"{ADJUSTMENTS}[id={adjustment_id}]",
-                    f"{len(copies)} different bodies share this id; counted once",
-                ))
+        for root, entries in ((ADJUSTMENTS, index.adjustments), (COUNTS, index.counts)):
+            for entry_id, copies in sorted(entries.items()):
+                if len(copies) > 1:
+                    issues.append(SchemaIssue(
+                        f"{root}[id={entry_id}]", f"{len(copies)} different bodies share this id; counted once",
+                    ))
         return LedgerView(
             adjustments,
             resolutions,
@@ -244,7 +330,17 @@ class StockLedger:
             tuple(c for c in derived if c.id not in resolved_ids),
             tuple(c for c in derived if c.id in resolved_ids),
             tuple(issues),
+            counts,
+            folded,
         )
+
+    def _without_counts(self, conflict: Conflict) -> int:
+        """The level of the conflict's sku if its disagreeing counts had not been taken."""
+        view = self.view()
+        disputed = {c.id for c in conflict.counts}
+        rest = {c.id: c for c in view.counts if c.sku == conflict.sku and c.id not in disputed}
+        current = view.folded[conflict.sku].correction
+        return conflict.level - current + fold_sku(rest).correction
 
     def level(self, sku: str) -> int:
         return self.view().levels.get(check_id(sku, "sku"), 0)
@@ -255,20 +351,22 @@ class StockLedger:
     def conflicts(self) -> tuple[Conflict, ...]:
         return self.view().conflicts
 
-    def history(self, sku: str | None = None) -> tuple[Adjustment | Resolution, ...]:
-        """The audit trail: every counted adjustment and every decision, by time, then
-        adjustments before decisions, then id."""
+    def history(self, sku: str | None = None) -> tuple[Entry, ...]:
+        """The audit trail: every counted adjustment, count and decision, by time, then
+        adjustments before counts before decisions, then id."""
         view = self.view()
-        entries: list[Adjustment | Resolution] = [*view.adjustments, *view.resolutions]
+        entries: list[Entry] = [*view.adjustments, *view.counts, *view.resolutions]
         if sku is not None:
             entries = [entry for entry in entries if entry.sku == sku]
-        return tuple(sorted(entries, key=lambda e: (e.at, isinstance(e, Resolution), e.id)))
+        return tuple(sorted(entries, key=lambda e: (e.at, _HISTORY_RANK[type(e)], e.id)))
 
     # -- internals ---------------------------------------------------------------
 
     def _current(self) -> _Index:
         if self._index is None or self._index.version != self._changes.count:
-            self._index = _build_index(self.doc, self._changes.count, self._adjustments, self._resolutions)
+            self._index = _build_index(
+                self.doc, self._changes.count, self._adjustments, self._resolutions, self._counts
+            )
         return self._index
 
     def _append(self, array: Array, body: dict[str, Any], update_index: Callable[[_Index], object]) -> None:
@@ -280,14 +378,22 @@ class StockLedger:
             index.version = self._changes.count
 
 
-def _build_index(doc: Doc, version: int, adjustments: Array[Any], resolutions: Array[Any]) -> _Index:
+def _build_index(
+    doc: Doc, version: int, adjustments: Array[Any], resolutions: Array[Any], counts: Array[Any]
+) -> _Index:
     index = _Index(version)
-    index.issues += misplaced_entries(doc, ADJUSTMENTS, Array) + misplaced_entries(doc, RESOLUTIONS, Array)
+    for root in (ADJUSTMENTS, RESOLUTIONS, COUNTS):
+        index.issues += misplaced_entries(doc, root, Array)
     for position, raw in enumerate(array_entries(adjustments)):
         try:
             index.add_adjustment(_parse_adjustment(raw))
         except ValidationError as exc:
             index.issues.append(SchemaIssue(f"{ADJUSTMENTS}[{position}]", str(exc)))
+    for position, raw in enumerate(array_entries(counts)):
+        try:
+            index.add_count(_parse_count(raw))
+        except ValidationError as exc:
+            index.issues.append(SchemaIssue(f"{COUNTS}[{position}]", str(exc)))
     for position, raw in enumerate(array_entries(resolutions)):
         try:
             resolution = _parse_resolution(raw)
@@ -314,6 +420,26 @@ def _parse_adjustment(raw: object) -> Adjustment:
         check_id(entry.get("sku"), "sku"),
         delta,
         check_id(entry.get("reason"), "reason"),
+        check_id(entry.get("actor"), "actor"),
+        read_int(entry.get("at"), "at", 0, MAX_SAFE_INTEGER),
+        _optional_id(entry, "ref"),
+    )
+
+
+def _parse_count(raw: object) -> Count:
+    entry = read_mapping(raw, "count")
+    after = entry.get("after")
+    if not isinstance(after, list):
+        raise ValidationError("after", f"must be a list of count ids, not {type(after).__name__}")
+    if len(after) > MAX_AFTER:
+        raise ValidationError("after", f"must name at most {MAX_AFTER} counts")
+    return Count(
+        check_id(entry.get("id"), "id"),
+        check_id(entry.get("sku"), "sku"),
+        read_int(entry.get("counted"), "counted", 0, MAX_DELTA),
+        read_int(entry.get("seen"), "seen", -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+        read_int(entry.get("base"), "base", -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+        tuple(sorted({check_id(item, "after") for item in after})),
         check_id(entry.get("actor"), "actor"),
         read_int(entry.get("at"), "at", 0, MAX_SAFE_INTEGER),
         _optional_id(entry, "ref"),

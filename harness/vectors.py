@@ -18,9 +18,10 @@ Step ops (``replica`` names the replica acting):
 * cart: ``add`` (product, quantity, attributes?), ``set`` / ``remove`` (``key`` or ``line``:
   {product, attributes}; set takes quantity), ``clear``, ``merge`` (into: another replica),
   ``checkout`` (order, at?);
-* stock: ``record`` (id, sku, delta, reason, actor, at?, ref?), ``resolve`` (``conflict`` or
-  ``conflict_of``: a sku, meaning its open conflict, else its resolved one, else the unknown
-  ``none:{sku}``; strategy, actor, at?, note?, level?, resolution_id?);
+* stock: ``record`` (id, sku, delta, reason, actor, at?, ref?), ``count`` (sku, counted, actor,
+  id?, at?, ref?), ``resolve`` (``conflict`` or ``conflict_of``: a sku, meaning its open conflict,
+  else its resolved one, else the unknown ``none:{sku}``, of kind ``conflict_kind`` if given;
+  strategy, actor, at?, note?, level?, resolution_id?);
 * both: ``sync`` (from, to: one-way delivery of what ``to`` lacks), ``raw`` (root, value, and
   ``key`` for a map root: a foreign peer's write, bypassing validation), ``view``.
 
@@ -41,6 +42,7 @@ from syncline.engine import (
     AlreadyMerged,
     CartClosed,
     DuplicateAdjustment,
+    DuplicateCount,
     DuplicateResolution,
     EngineError,
     UnknownConflict,
@@ -66,6 +68,7 @@ _ERROR_FIELDS: dict[type[EngineError], tuple[str, ...]] = {
     CartClosed: ("merged_into", "state", "target"),
     AlreadyMerged: ("merged_into", "requested"),
     DuplicateAdjustment: ("adjustment_id",),
+    DuplicateCount: ("count_id",),
     UnknownConflict: ("conflict_id",),
     DuplicateResolution: ("resolution_id",),
 }
@@ -95,10 +98,14 @@ def render_cart(view: CartView) -> dict[str, Any]:
 
 def render_ledger(view: LedgerView) -> dict[str, Any]:
     def conflict(c: Any) -> dict[str, Any]:
-        return {"id": c.id, "kind": c.kind, "sku": c.sku, "level": c.level, "adjustments": list(c.adjustments)}
+        return {
+            "id": c.id, "kind": c.kind, "sku": c.sku, "level": c.level, "adjustments": list(c.adjustments),
+            "counts": [count.to_json() for count in c.counts],
+        }
 
     return {
         "adjustments": [a.to_json() for a in view.adjustments],
+        "counts": [c.to_json() for c in view.counts],
         "resolutions": [r.to_json() for r in view.resolutions],
         "levels": dict(view.levels),
         "conflicts": [conflict(c) for c in view.conflicts],
@@ -192,9 +199,14 @@ def _edit(models: Mapping[str, Cart | StockLedger], model: Cart | StockLedger, s
                 step["id"], step["sku"], step["delta"], reason=step["reason"], actor=step["actor"], **optional
             )
             return adjustment.to_json()
+        if op == "count":
+            optional = {name: step[name] for name in ("at", "ref") if name in step}
+            if "id" in step:
+                optional["count_id"] = step["id"]
+            return model.count(step["sku"], step["counted"], actor=step["actor"], **optional).to_json()
         if op == "resolve":
             if "conflict_of" in step:
-                conflict = conflict_of(model, step["conflict_of"])
+                conflict = conflict_of(model, step["conflict_of"], step.get("conflict_kind"))
             else:
                 conflict = step["conflict"]
             optional = {name: step[name] for name in ("at", "note", "level", "resolution_id") if name in step}
@@ -202,10 +214,10 @@ def _edit(models: Mapping[str, Cart | StockLedger], model: Cart | StockLedger, s
     raise ValueError(f"unknown vector op {op!r} for {type(model).__name__}")
 
 
-def conflict_of(ledger: StockLedger, sku: str) -> str:
-    """The id of the sku's open conflict, else of its resolved one, else ``none:{sku}``."""
+def conflict_of(ledger: StockLedger, sku: str, kind: str | None = None) -> str:
+    """The id of the sku's open conflict (of ``kind``, if given), else of its resolved one, else ``none:{sku}``."""
     view = ledger.view()
-    candidates = [c.id for c in (*view.conflicts, *view.resolved) if c.sku == sku]
+    candidates = [c.id for c in (*view.conflicts, *view.resolved) if c.sku == sku and kind in (None, c.kind)]
     return candidates[0] if candidates else f"none:{sku}"
 
 

@@ -101,6 +101,23 @@ SCHEMAS: dict[str, Any] = {
                "description": "epoch milliseconds; default: now"},
         "ref": ID,
     }, ["id", "sku", "delta", "reason", "actor"]),
+    "Count": _obj({
+        "id": {"type": "string"}, "sku": {"type": "string"}, "counted": INT,
+        "seen": {**INT, "description": "the level the counter's replica showed when counting"},
+        "base": {**INT, "description": "the sum of the sku's adjustments the counter's replica held"},
+        "after": {"type": "array", "items": {"type": "string"},
+                  "description": "the counts of this sku the counter had seen that no other count it had seen supersedes"},
+        "actor": {"type": "string"}, "at": INT, "ref": {"type": "string"},
+    }, ["id", "sku", "counted", "seen", "base", "after", "actor", "at"]),
+    "NewCount": _obj({
+        "id": ID, "sku": ID,
+        "counted": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000,
+                    "description": "the units counted on the shelf"},
+        "actor": ID,
+        "at": {"type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991,
+               "description": "epoch milliseconds; default: now"},
+        "ref": ID,
+    }, ["id", "sku", "counted", "actor"]),
     "NewResolution": _obj({
         "strategy": {"enum": ["accept", "compensate", "merge"]},
         "actor": ID,
@@ -111,6 +128,10 @@ SCHEMAS: dict[str, Any] = {
         "id": ID,
     }, ["strategy", "actor"]),
     "AdjustmentResult": _obj({"adjustment": _ref("Adjustment"), "created": {"type": "boolean"}, "level": INT}),
+    "CountResult": _obj({
+        "count": _ref("Count"), "created": {"type": "boolean"}, "level": INT,
+        "conflicts": {"type": "array", "items": _ref("Conflict"), "description": "open conflicts of the sku"},
+    }),
     "ResolutionResult": _obj({"resolution": _ref("Resolution"), "level": INT}),
     "Levels": _obj({"location": {"type": "string"}, "levels": {"type": "object",
                     "additionalProperties": {"type": "integer"}}, "open_conflicts": {"type": "integer"}}),
@@ -121,8 +142,9 @@ SCHEMAS: dict[str, Any] = {
         "next_cursor": {"type": ["string", "null"]},
     }),
     "Conflict": _obj({
-        "id": {"type": "string"}, "kind": {"const": "negative_level"}, "sku": {"type": "string"},
+        "id": {"type": "string"}, "kind": {"enum": ["negative_level", "count_mismatch"]}, "sku": {"type": "string"},
         "level": INT, "adjustments": {"type": "array", "items": {"type": "string"}},
+        "counts": {"type": "array", "items": _ref("Count"), "description": "count_mismatch: the concurrent counts"},
     }),
     "OrderLine": _obj({"id": {"type": "string"}, "product": {"type": "string"}, "attributes": {"type": "object"},
                        "quantity": {"type": "integer"}, "unit_price": {"type": "integer"},
@@ -157,7 +179,8 @@ SCHEMAS: dict[str, Any] = {
     # Items are not constrained here: an invalid one (even a non-object) gets a "rejected" result
     # at its index and the others are still applied, as an offline queue needs.
     "Batch": _obj({"operations": {"type": "array", "minItems": 1, "items": {"description":
-        "{type: adjust, ...NewAdjustment} or {type: resolve, id, conflict, ...NewResolution}; anything "
+        "{type: adjust, ...NewAdjustment}, {type: count, ...NewCount} or {type: resolve, id, conflict, "
+        "...NewResolution}; anything "
         "else is answered by a rejected result for its index"}}}),
     "BatchResult": _obj({
         "location": {"type": "string"},
@@ -165,6 +188,7 @@ SCHEMAS: dict[str, Any] = {
             "index": {"type": "integer"},
             "status": {"enum": ["applied", "duplicate", "rejected"]},
             "adjustment": _ref("Adjustment"),
+            "count": _ref("Count"),
             "resolution": _ref("Resolution"),
             "problem": _ref("Problem"),
         }, ["index", "status"])},
@@ -276,7 +300,8 @@ TAGS = [
     {"name": "carts", "description": "Shopping carts: lines keyed by product and attributes, priced from the "
                                      "tenant's catalog, merged from a guest cart into a user's."},
     {"name": "stock", "description": "Stock ledgers of one location: adjustments, levels, the audit trail, "
-                                     "conflicts (a level below zero) and their resolution, offline batches."},
+                                     "counts (stocktakes), conflicts (a level below zero, concurrent counts that disagree) and "
+                                     "their resolution, offline batches."},
     {"name": "orders", "description": "Orders placed by a cart's checkout: their stage and payment, moved "
                                       "forward by any device; the furthest move wins."},
     {"name": "feed", "description": "The change feed: Server-Sent Events of the tenant's document changes, resumable."},
@@ -327,6 +352,13 @@ def openapi_document() -> dict[str, Any]:
             "record an adjustment (idempotent by id)", location, "NewAdjustment", {
                 "201": _json(_ref("AdjustmentResult"), "recorded", ETAG_H),
                 "200": _json(_ref("AdjustmentResult"), "already recorded with this body", ETAG_H),
+            }))},
+        "/v1/tenants/{tenant}/stock/{location_id}/counts": {"post": _named("recordStockCount", "stock", _write_op(
+            "record a stocktake count: the level counted on the shelf (idempotent by id); adjustments the "
+            "count did not see still apply on top, and concurrent counts that disagree open a count_mismatch",
+            location, "NewCount", {
+                "201": _json(_ref("CountResult"), "recorded", ETAG_H),
+                "200": _json(_ref("CountResult"), "already recorded with this body", ETAG_H),
             }))},
         "/v1/tenants/{tenant}/stock/{location_id}/batch": {"post": _named("applyStockBatch", "stock", _write_op(
             "apply queued offline operations in order, one result each", location, "Batch",

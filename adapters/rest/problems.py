@@ -33,6 +33,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "cart-closed": (409, "The cart is closed (merged or checked out) and takes no more edits"),
     "already-merged": (409, "The cart was already merged into another cart"),
     "duplicate-adjustment": (409, "An adjustment with this id exists with a different body"),
+    "duplicate-count": (409, "A count with this id exists with a different body"),
     "duplicate-resolution": (409, "A resolution with this id exists with a different body"),
     "transition-refused": (409, "The order cannot make this move from where it stands"),
     "precondition-failed": (412, "The document changed since the version given in If-Match"),
@@ -107,6 +108,8 @@ def engine_problem(exc: Exception) -> Problem | None:
         return Problem("already-merged", f"merged into {exc.merged_into}", merged_into=exc.merged_into)
     if isinstance(exc, errors.DuplicateAdjustment):
         return Problem("duplicate-adjustment", f"adjustment {exc.adjustment_id}")
+    if isinstance(exc, errors.DuplicateCount):
+        return Problem("duplicate-count", f"count {exc.count_id}")
     if isinstance(exc, errors.DuplicateResolution):
         return Problem("duplicate-resolution", f"resolution {exc.resolution_id}")
     if isinstance(exc, errors.UnknownConflict):

@@ -49,6 +49,7 @@ def rest_routes() -> list[BaseRoute]:
         Route(location + "/levels/{sku}", stock.get_level, methods=["GET"]),
         Route(location + "/history", stock.get_history, methods=["GET"]),
         Route(location + "/adjustments", stock.post_adjustment, methods=["POST"]),
+        Route(location + "/counts", stock.post_count, methods=["POST"]),
         Route(location + "/batch", stock.post_batch, methods=["POST"]),
         Route(location + "/conflicts", stock.get_conflicts, methods=["GET"]),
         Route(location + "/conflicts/{conflict_id}/resolve", stock.resolve_conflict, methods=["POST"]),

@@ -1,7 +1,7 @@
-"""Stock endpoints: levels, the paged audit trail, adjustments, offline batches, conflicts.
+"""Stock endpoints: levels, the paged audit trail, adjustments, counts, offline batches, conflicts.
 
-Adjustments are idempotent by their id (the engine's rule): posting the same one
-again answers ``200`` with ``"created": false``; the same id with another body is a
+Adjustments and counts are idempotent by their id (the engine's rule): posting the same
+one again answers ``200`` with ``"created": false``; the same id with another body is a
 ``409``. An offline batch applies its operations in order, answers one result per
 operation, and stores everything it applied as one update.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from syncline.engine import Adjustment, Conflict, LedgerView, Resolution, StockLedger
+from syncline.engine import Adjustment, Conflict, Count, LedgerView, Resolution, StockLedger
 from syncline.engine.errors import EngineError
 from syncline.engine.entries import STRATEGIES
 from syncline.engine.validation import MAX_DELTA, check_delta, check_id, check_int, check_note, check_timestamp
@@ -33,11 +33,14 @@ DEFAULT_PAGE = 100
 
 def conflict_json(conflict: Conflict) -> dict[str, Any]:
     return {"id": conflict.id, "kind": conflict.kind, "sku": conflict.sku, "level": conflict.level,
-            "adjustments": list(conflict.adjustments)}
+            "adjustments": list(conflict.adjustments), "counts": [c.to_json() for c in conflict.counts]}
 
 
-def entry_json(entry: Adjustment | Resolution) -> dict[str, Any]:
-    return {"type": "resolution" if isinstance(entry, Resolution) else "adjustment", **entry.to_json()}
+_ENTRY_TYPES = {Adjustment: "adjustment", Count: "count", Resolution: "resolution"}
+
+
+def entry_json(entry: Adjustment | Count | Resolution) -> dict[str, Any]:
+    return {"type": _ENTRY_TYPES[type(entry)], **entry.to_json()}
 
 
 def _read(request: Request) -> tuple[RestContext, DocName]:
@@ -70,7 +73,7 @@ async def get_level(request: Request) -> Response:
 
 
 async def get_history(request: Request) -> Response:
-    """The audit trail in its order (time, adjustments before decisions, id), a page at a time.
+    """The audit trail in its order (time, adjustments before counts before decisions, id), a page at a time.
 
     The cursor names the last entry served, not a position: an entry that syncs in
     later with an earlier time does not shift the pages (the change feed tells of it).
@@ -82,7 +85,7 @@ async def get_history(request: Request) -> Response:
     limit = _limit(params.get("limit"))
     after = _decode_cursor(params.get("cursor"))
     view = await _view(ctx, name)
-    entries = [*view.adjustments, *view.resolutions]
+    entries: list[Adjustment | Count | Resolution] = [*view.adjustments, *view.counts, *view.resolutions]
     if sku is not None:
         entries = [entry for entry in entries if entry.sku == sku]
     keyed = sorted((_order(entry), entry) for entry in entries)
@@ -112,6 +115,21 @@ def _adjustment_fields(fields: Fields, with_type: bool = False) -> dict[str, Any
         "sku": fields.required("sku", check_id),
         "delta": fields.required("delta", lambda v, f: check_delta(bodies.integer(v, f), f)),
         "reason": fields.required("reason", check_id),
+        "actor": fields.required("actor", check_id),
+        "at": fields.optional("at", lambda v, f: check_timestamp(bodies.integer(v, f), f), None),
+        "ref": fields.optional("ref", check_id, None),
+    }
+    fields.done()
+    return values
+
+
+def _count_fields(fields: Fields, with_type: bool = False) -> dict[str, Any]:
+    if with_type:
+        fields.raw("type")
+    values = {
+        "count_id": fields.required("id", check_id),
+        "sku": fields.required("sku", check_id),
+        "counted": fields.required("counted", lambda v, f: check_int(bodies.integer(v, f), f, 0, MAX_DELTA)),
         "actor": fields.required("actor", check_id),
         "at": fields.optional("at", lambda v, f: check_timestamp(bodies.integer(v, f), f), None),
         "ref": fields.optional("ref", check_id, None),
@@ -177,6 +195,24 @@ async def post_adjustment(request: Request) -> Response:
     return await _ledger_write(request, name, body, "stock.adjust", apply)
 
 
+async def post_count(request: Request) -> Response:
+    """Record a stocktake count: what the counter observed, against the level this relay shows."""
+    ctx: RestContext = request.app.state.rest
+    name = ctx.document(request, "stock", "location_id", write=True)
+    body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
+    values = _count_fields(Fields(body))
+
+    def apply(ledger: StockLedger) -> tuple[int, dict[str, Any]]:
+        known = _has_count(ledger, values["count_id"])
+        count = ledger.count(**values)
+        return (200 if known else 201), {
+            "count": count.to_json(), "created": not known, "level": ledger.level(count.sku),
+            "conflicts": [conflict_json(c) for c in ledger.conflicts() if c.sku == count.sku],
+        }
+
+    return await _ledger_write(request, name, body, "stock.count", apply)
+
+
 async def resolve_conflict(request: Request) -> Response:
     ctx: RestContext = request.app.state.rest
     name = ctx.document(request, "stock", "location_id", write=True)
@@ -207,9 +243,11 @@ async def post_batch(request: Request) -> Response:
         where = f"operations[{index}]"
         try:
             item = Fields(operation, where)
-            kind = item.required("type", bodies.one_of("adjust", "resolve"))
+            kind = item.required("type", bodies.one_of("adjust", "count", "resolve"))
             if kind == "adjust":
                 parsed.append(("adjust", _adjustment_fields(item, with_type=True)))
+            elif kind == "count":
+                parsed.append(("count", _count_fields(item, with_type=True)))
             else:
                 parsed.append(("resolve", _resolution_fields(item, conflict=None, with_type=True)))
         except Problem as problem:
@@ -228,6 +266,11 @@ async def post_batch(request: Request) -> Response:
                     adjustment = ledger.record(**values)
                     results.append({"index": index, "status": "duplicate" if known else "applied",
                                     "adjustment": adjustment.to_json()})
+                elif kind == "count":
+                    known = _has_count(ledger, values["count_id"])
+                    count = ledger.count(**values)
+                    results.append({"index": index, "status": "duplicate" if known else "applied",
+                                    "count": count.to_json()})
                 else:
                     known = _has_resolution(ledger, values["resolution_id"])
                     resolution = ledger.resolve(**values)
@@ -245,6 +288,10 @@ async def post_batch(request: Request) -> Response:
 
 def _has_adjustment(ledger: StockLedger, adjustment_id: str) -> bool:
     return any(a.id == adjustment_id for a in ledger.view().adjustments)
+
+
+def _has_count(ledger: StockLedger, count_id: str) -> bool:
+    return any(c.id == count_id for c in ledger.view().counts)
 
 
 def _has_resolution(ledger: StockLedger, resolution_id: str) -> bool:
@@ -279,8 +326,11 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-def _order(entry: Adjustment | Resolution) -> tuple[int, int, str]:
-    return (entry.at, int(isinstance(entry, Resolution)), entry.id)
+_RANKS = {Adjustment: 0, Count: 1, Resolution: 2}
+
+
+def _order(entry: Adjustment | Count | Resolution) -> tuple[int, int, str]:
+    return (entry.at, _RANKS[type(entry)], entry.id)
 
 
 def _encode_cursor(key: tuple[int, int, str]) -> str:
@@ -295,7 +345,7 @@ def _decode_cursor(raw: str | None) -> tuple[int, int, str] | None:
             raise ValueError("too long")
         decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         at, kind, entry_id = decoded
-        if isinstance(at, bool) or not isinstance(at, int) or kind not in (0, 1) or not isinstance(entry_id, str):
+        if isinstance(at, bool) or not isinstance(at, int) or kind not in (0, 1, 2) or not isinstance(entry_id, str):
             raise ValueError("shape")
         return (at, kind, entry_id)
     except (ValueError, TypeError, UnicodeDecodeError):

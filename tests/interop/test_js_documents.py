@@ -160,6 +160,10 @@ def python_edit(models: list[Cart | StockLedger], replica: int, action: int, a: 
         model.resolve(conflict.id, strategy, actor=f"manager-{replica}",  # type: ignore[arg-type]
                       level=a if strategy == "merge" else None)
         return
+    if action % 5 == 3:  # a stocktake: concurrent ones on other replicas disagree or agree
+        model.count(SKUS[c % 3], b, actor=f"clerk-{replica}", count_id=f"count-{a}" if a % 2 else None,
+                    at=1_700_000_000_000 + b)
+        return
     delta = -(1 + b % 4) if action % 2 == 0 else 1 + b % 3
     model.record(f"adj-{a}", SKUS[c % 3], delta, reason="sale" if delta < 0 else "restock",
                  actor=f"till-{replica}", at=1_700_000_000_000 + b)

@@ -134,6 +134,12 @@ function edit(models: (Cart | StockLedger)[], s: Extract<Step, { op: "edit" }>):
       model.resolve(conflict.id, strategy, { actor: `manager-${s.replica}`, ...(strategy === "merge" ? { level: s.a } : {}) });
       return;
     }
+    if (s.action % 5 === 3) { // a stocktake: concurrent ones on other replicas disagree or agree
+      model.count(SKUS[s.c % SKUS.length]!, s.b, {
+        actor: `clerk-${s.replica}`, ...(s.a % 2 ? { id: `count-${s.a}` } : {}), at: 1_700_000_000_000 + s.b,
+      });
+      return;
+    }
     const delta = s.action % 2 === 0 ? -(1 + (s.b % 4)) : 1 + (s.b % 3);
     model.record(SKUS[s.c % SKUS.length]!, delta, {
       id: `adj-${s.a}`, reason: delta < 0 ? "sale" : "restock", actor: `till-${s.replica}`, at: 1_700_000_000_000 + s.b,

@@ -7,9 +7,9 @@ import * as Y from "yjs";
 import { canonicalJson, lineKey } from "../src/canonical.js";
 import { Cart, type CartLine, type CartView } from "../src/cart.js";
 import type { Conflict } from "../src/conflicts.js";
-import { adjustmentJson, resolutionJson } from "../src/entries.js";
+import { adjustmentJson, countJson, resolutionJson } from "../src/entries.js";
 import {
-  AlreadyMerged, CartClosed, DuplicateAdjustment, DuplicateResolution, EngineError, UnknownConflict, UnknownLine,
+  AlreadyMerged, CartClosed, DuplicateAdjustment, DuplicateCount, DuplicateResolution, EngineError, UnknownConflict, UnknownLine,
   ValidationError,
 } from "../src/errors.js";
 import { StockLedger, type LedgerView } from "../src/stock.js";
@@ -27,6 +27,7 @@ export function renderError(error: EngineError): Json {
   else if (error instanceof CartClosed) Object.assign(body, { merged_into: error.mergedInto, state: error.state, target: error.target });
   else if (error instanceof AlreadyMerged) Object.assign(body, { merged_into: error.mergedInto, requested: error.requested });
   else if (error instanceof DuplicateAdjustment) body.adjustment_id = error.adjustmentId;
+  else if (error instanceof DuplicateCount) body.count_id = error.countId;
   else if (error instanceof UnknownConflict) body.conflict_id = error.conflictId;
   else if (error instanceof DuplicateResolution) body.resolution_id = error.resolutionId;
   return { error: body };
@@ -49,12 +50,16 @@ export function renderCart(view: CartView): Json {
 }
 
 function renderConflict(conflict: Conflict): Json {
-  return { id: conflict.id, kind: conflict.kind, sku: conflict.sku, level: conflict.level, adjustments: [...conflict.adjustments] };
+  return {
+    id: conflict.id, kind: conflict.kind, sku: conflict.sku, level: conflict.level, adjustments: [...conflict.adjustments],
+    counts: conflict.counts.map(countJson),
+  };
 }
 
 export function renderLedger(view: LedgerView): Json {
   return {
     adjustments: view.adjustments.map(adjustmentJson),
+    counts: view.counts.map(countJson),
     resolutions: view.resolutions.map(resolutionJson),
     levels: { ...view.levels },
     conflicts: view.conflicts.map(renderConflict),
@@ -67,10 +72,11 @@ export function render(model: Cart | StockLedger): Json {
   return model instanceof Cart ? renderCart(model.view()) : renderLedger(model.view());
 }
 
-/** The id of the sku's open conflict, else of its resolved one, else `none:{sku}`. */
-export function conflictOf(ledger: StockLedger, sku: string): string {
+/** The id of the sku's open conflict (of `kind`, if given), else of its resolved one, else `none:{sku}`. */
+export function conflictOf(ledger: StockLedger, sku: string, kind?: string): string {
   const view = ledger.view();
-  return [...view.conflicts, ...view.resolved].find((c) => c.sku === sku)?.id ?? `none:${sku}`;
+  return [...view.conflicts, ...view.resolved].find((c) => c.sku === sku && (kind === undefined || c.kind === kind))?.id
+    ?? `none:${sku}`;
 }
 
 /** One case's replicas, and what each step returns. */
@@ -145,8 +151,13 @@ export class CaseRun {
           if ("ref" in step) options.ref = step.ref;
           return adjustmentJson(model.record(step.sku, step.delta, options));
         }
+        case "count": {
+          const options: Json = { actor: step.actor };
+          for (const name of ["id", "at", "ref"]) if (name in step) options[name] = step[name];
+          return countJson(model.count(step.sku, step.counted, options));
+        }
         case "resolve": {
-          const conflict = "conflict_of" in step ? conflictOf(model, step.conflict_of) : step.conflict;
+          const conflict = "conflict_of" in step ? conflictOf(model, step.conflict_of, step.conflict_kind) : step.conflict;
           const options: Json = { actor: step.actor };
           for (const [from, to] of [["at", "at"], ["note", "note"], ["level", "level"], ["resolution_id", "resolutionId"]]) {
             if (from! in step) options[to!] = step[from!];

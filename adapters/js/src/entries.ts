@@ -1,5 +1,5 @@
 /**
- * The entries of a stock ledger as immutable values: adjustments and resolutions
+ * The entries of a stock ledger as immutable values: adjustments, counts and resolutions
  * (the engine's `engine/entries.py`). Fields are named as in the document layout.
  */
 
@@ -15,6 +15,29 @@ export interface Adjustment {
   readonly actor: string;
   readonly at: number;
   readonly ref: string | null;
+}
+
+/**
+ * An absolute count of a sku: what the counter observed on the shelf. `seen` is the level the
+ * counter's replica showed (`counted - seen` is the discrepancy found), `base` the sum of the
+ * sku's adjustments that replica held, and `after` the counts of the sku it had seen that no
+ * other count it had seen supersedes (ids sorted by code point, usually one).
+ */
+export interface Count {
+  readonly id: string;
+  readonly sku: string;
+  readonly counted: number;
+  readonly seen: number;
+  readonly base: number;
+  readonly after: readonly string[];
+  readonly actor: string;
+  readonly at: number;
+  readonly ref: string | null;
+}
+
+/** What a count adds to the sum of the sku's adjustments: counted minus base. */
+export function correction(count: Count): number {
+  return count.counted - count.base;
 }
 
 /** A decision on a conflict. */
@@ -38,6 +61,22 @@ export function adjustmentJson(adjustment: Adjustment): Record<string, string | 
   };
   if (adjustment.ref !== null) body.ref = adjustment.ref;
   return body;
+}
+
+/** The count as the document stores it. */
+export function countJson(count: Count): Record<string, string | number | string[]> {
+  const body: Record<string, string | number | string[]> = {
+    id: count.id, sku: count.sku, counted: count.counted, seen: count.seen, base: count.base,
+    after: [...count.after], actor: count.actor, at: count.at,
+  };
+  if (count.ref !== null) body.ref = count.ref;
+  return body;
+}
+
+export function sameCount(a: Count, b: Count): boolean {
+  return a.id === b.id && a.sku === b.sku && a.counted === b.counted && a.seen === b.seen && a.base === b.base
+    && a.after.length === b.after.length && a.after.every((id, i) => id === b.after[i])
+    && a.actor === b.actor && a.at === b.at && a.ref === b.ref;
 }
 
 /** The resolution as the document stores it. */

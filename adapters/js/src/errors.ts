@@ -75,6 +75,15 @@ export class DuplicateAdjustment extends EngineError {
   }
 }
 
+/** Raised when a count id is reused with a different body. */
+export class DuplicateCount extends EngineError {
+  readonly countId: string;
+  constructor(countId: string) {
+    super(`count ${JSON.stringify(countId)} already exists with a different body`);
+    this.countId = countId;
+  }
+}
+
 /** Raised when resolving a conflict that is not open on this replica. */
 export class UnknownConflict extends EngineError {
   readonly conflictId: string;

@@ -2,13 +2,13 @@
 export const VERSION = "0.1.0";
 export { canonicalJson, lineKey } from "./canonical.js";
 export { Cart, type CartLine, type CartState, type CartStatus, type CartView, type MergeResult } from "./cart.js";
-export { StockLedger, type LedgerView, type RecordOptions, type ResolveOptions } from "./stock.js";
-export type { Adjustment, Resolution, Strategy } from "./entries.js";
-export type { Conflict } from "./conflicts.js";
+export { StockLedger, type CountOptions, type Entry, type LedgerView, type RecordOptions, type ResolveOptions } from "./stock.js";
+export type { Adjustment, Count, Resolution, Strategy } from "./entries.js";
+export type { Conflict, ConflictKind } from "./conflicts.js";
 export type { SchemaIssue, Clock, ModelOptions } from "./schema.js";
 export type { JsonObject, JsonValue } from "./validation.js";
 export {
-  AlreadyMerged, CartClosed, DuplicateAdjustment, DuplicateResolution, EngineError, UnknownConflict, UnknownLine,
+  AlreadyMerged, CartClosed, DuplicateAdjustment, DuplicateCount, DuplicateResolution, EngineError, UnknownConflict, UnknownLine,
   ValidationError,
 } from "./errors.js";
 export { connect, SynclineConnection } from "./connection.js";
