@@ -11,3 +11,8 @@ export {
   AlreadyMerged, CartClosed, DuplicateAdjustment, DuplicateResolution, EngineError, UnknownConflict, UnknownLine,
   ValidationError,
 } from "./errors.js";
+export {
+  Order, PAYMENTS, STAGES, type MoveOptions, type OrderLine, type OrderLineInput, type OrderView, type Payment,
+  type PlaceOptions, type Stage, type Transition, type TransitionKind,
+} from "./order.js";
+export { OrderNotPlaced, TransitionRefused } from "./errors.js";
