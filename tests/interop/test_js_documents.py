@@ -292,6 +292,7 @@ def python_order_edit(order: Order, action: int, a: int, b: int, c: int) -> None
 def python_order_scenario(plan: list[tuple[Any, ...]]) -> dict[str, Any]:
     orders = [Order(Doc(client_id=3000 + index), "o-1") for index in range(4)]
     place_order(orders[0], 0)
+    apply_update(orders[1].doc, orders[0].doc.get_update())  # b moves from the start too; c and d wait for syncs
     for step in plan:
         if step[0] == "sync":
             source, target = orders[step[1]], orders[step[2]]
