@@ -22,7 +22,10 @@ Step ops (``replica`` names the replica acting):
   id?, at?, ref?), ``resolve`` (``conflict`` or ``conflict_of``: a sku, meaning its open conflict,
   else its resolved one, else the unknown ``none:{sku}``, of kind ``conflict_kind`` if given;
   strategy, actor, at?, note?, level?, resolution_id?);
-* both: ``sync`` (from, to: one-way delivery of what ``to`` lacks), ``raw`` (root, value, and
+* order: ``place`` (cart, location, currency, lines: [{key, product, attributes?, quantity,
+  unit_price, line_total}], by, at?), ``advance`` (stage, by, note?, at?), ``cancel`` (by, note?,
+  at?), ``pay`` (status, by, note?, at?); each returns ``{"written": bool}`` or the error;
+* all: ``sync`` (from, to: one-way delivery of what ``to`` lacks), ``raw`` (root, value, and
   ``key`` for a map root: a foreign peer's write, bypassing validation), ``view``.
 
 Canonical cases are ``{"value", "canonical"}`` or ``{"product", "attributes", "line_key"}``.
@@ -45,6 +48,8 @@ from syncline.engine import (
     DuplicateCount,
     DuplicateResolution,
     EngineError,
+    OrderNotPlaced,
+    TransitionRefused,
     UnknownConflict,
     UnknownLine,
     ValidationError,
@@ -55,6 +60,7 @@ from syncline.engine import (
 )
 from syncline.engine.canonical import canonical_json
 from syncline.engine.cart import Cart, CartView
+from syncline.engine.order import Order, OrderLine, OrderView
 from syncline.engine.stock import LedgerView, StockLedger
 
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
@@ -71,6 +77,8 @@ _ERROR_FIELDS: dict[type[EngineError], tuple[str, ...]] = {
     DuplicateCount: ("count_id",),
     UnknownConflict: ("conflict_id",),
     DuplicateResolution: ("resolution_id",),
+    OrderNotPlaced: ("order_id",),
+    TransitionRefused: ("kind", "current", "requested", "reason"),
 }
 
 
@@ -114,7 +122,64 @@ def render_ledger(view: LedgerView) -> dict[str, Any]:
     }
 
 
-def render(model: Cart | StockLedger) -> dict[str, Any]:
+# -- orders ---------------------------------------------------------------------------
+
+
+def render_order(view: OrderView) -> dict[str, Any]:
+    return {
+        "order_id": view.order_id,
+        "placed": view.placed,
+        "cart": view.cart,
+        "location": view.location,
+        "currency": view.currency,
+        "lines": [
+            {"key": line.key, "product": line.product_id, "attributes": dict(line.attributes),
+             "quantity": line.quantity, "unit_price": line.unit_price, "line_total": line.line_total}
+            for line in view.lines
+        ],
+        "total": view.total,
+        "placed_at": view.placed_at,
+        "placed_by": view.placed_by,
+        "stage": view.stage,
+        "payment": view.payment,
+        "trail": [
+            {"id": t.id, "kind": t.kind, "to": t.to, "previous": t.previous, "at": t.at, "by": t.by, "note": t.note,
+             "effective": t.effective}
+            for t in view.trail
+        ],
+        "issues": [issue.path for issue in view.issues],
+    }
+
+
+def _edit_order(order: Order, step: Mapping[str, Any]) -> dict[str, Any]:
+    op = step["op"]
+    move = {name: step[name] for name in ("note", "at") if name in step}
+    if op == "place":
+        lines = [
+            OrderLine(line["key"], line["product"], line.get("attributes", {}), line["quantity"], line["unit_price"],
+                      line["line_total"])
+            for line in step["lines"]
+        ]
+        at = {"at": step["at"]} if "at" in step else {}
+        written = order.place(cart=step["cart"], location=step["location"], currency=step["currency"], lines=lines,
+                              by=step["by"], **at)
+    elif op == "advance":
+        written = order.advance(step["stage"], by=step["by"], **move)
+    elif op == "cancel":
+        written = order.cancel(by=step["by"], **move)
+    elif op == "pay":
+        written = order.record_payment(step["status"], by=step["by"], **move)
+    else:
+        raise ValueError(f"unknown vector op {op!r} for Order")
+    return {"written": written}
+
+
+# -- every kind ------------------------------------------------------------------------
+
+
+def render(model: Cart | StockLedger | Order) -> dict[str, Any]:
+    if isinstance(model, Order):
+        return render_order(model.view())
     return render_cart(model.view()) if isinstance(model, Cart) else render_ledger(model.view())
 
 
@@ -123,10 +188,12 @@ class CaseRun:
 
     def __init__(self, kind: str, case: Mapping[str, Any]) -> None:
         clock = case.get("clock", DEFAULT_CLOCK)
-        self.models: dict[str, Cart | StockLedger] = {}
+        self.models: dict[str, Cart | StockLedger | Order] = {}
         for name, spec in case["replicas"].items():
             doc = Doc(client_id=spec["client_id"])
-            if kind == "cart":
+            if kind == "order":
+                self.models[name] = Order(doc, spec["id"], clock=lambda: clock)
+            elif kind == "cart":
                 self.models[name] = Cart(doc, spec["id"], clock=lambda: clock)
             else:
                 self.models[name] = StockLedger(doc, spec["id"], clock=lambda: clock)
@@ -145,6 +212,8 @@ class CaseRun:
             _raw_write(model.doc, step)
             return None
         try:
+            if isinstance(model, Order):
+                return _edit_order(model, step)
             return _edit(self.models, model, step)
         except EngineError as exc:
             return render_error(exc)
@@ -167,7 +236,7 @@ def _line(step: Mapping[str, Any]) -> str:
     return line_key(step["line"]["product"], step["line"].get("attributes"))
 
 
-def _edit(models: Mapping[str, Cart | StockLedger], model: Cart | StockLedger, step: Mapping[str, Any]) -> Any:
+def _edit(models: Mapping[str, Cart | StockLedger | Order], model: Cart | StockLedger, step: Mapping[str, Any]) -> Any:
     op = step["op"]
     if isinstance(model, Cart):
         if op == "add":
@@ -222,7 +291,7 @@ def conflict_of(ledger: StockLedger, sku: str, kind: str | None = None) -> str:
 
 
 def run_case(kind: str, case: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Every step's outcome, and the replicas' final views (``kind``: "cart" or "stock")."""
+    """Every step's outcome, and the replicas' final views (``kind``: "cart", "stock" or "order")."""
     run = CaseRun(kind, case)
     outcomes = [run.step(step) for step in case["steps"]]
     return outcomes, run.views()

@@ -38,3 +38,15 @@ def test_operations_give_the_outcomes_and_views_of_the_vectors(kind: str, case: 
         assert outcome == step.get("expect"), f"step {position}: {step['op']}"
     assert run.views() == case["expect"]
 
+
+
+ORDERS = load("orders.json")
+
+
+@pytest.mark.parametrize("case", ORDERS["cases"], ids=_ids(ORDERS["cases"]))
+def test_order_operations_give_the_outcomes_and_views_of_the_vectors(case: dict[str, Any]) -> None:
+    run = CaseRun("order", case)
+    for position, step in enumerate(case["steps"]):
+        outcome = run.step(step)
+        assert outcome == step.get("expect"), f"step {position}: {step['op']}"
+    assert run.views() == case["expect"]

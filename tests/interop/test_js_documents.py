@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 from pycrdt import Doc
 
 from harness.vectors import CaseRun, render
-from syncline.engine import Cart, EngineError, StockLedger, apply_update, encode_diff, state_vector
+from syncline.engine import Cart, EngineError, Order, OrderLine, StockLedger, apply_update, encode_diff, state_vector
+from syncline.engine.order import PAYMENTS, STAGES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JS = REPO_ROOT / "adapters" / "js"
@@ -57,6 +58,8 @@ def node(script: list[str], *args: str, stdin: Any = None) -> Any:
 def engine_view(kind: str, model_id: str, update: str) -> dict[str, Any]:
     doc = Doc()
     apply_update(doc, base64.b64decode(update))
+    if kind == "order":
+        return render(Order(doc, model_id))
     return render(Cart(doc, model_id) if kind == "cart" else StockLedger(doc, model_id))
 
 
@@ -264,3 +267,100 @@ def test_an_engine_merge_and_a_js_merge_of_two_concurrent_guest_adds_sum_in_both
     [read] = node(documents_script, "read", stdin={"scenarios": [back]})["scenarios"]
     assert read["views"]["user"] == render(user)
     assert read["views"]["user"]["lines"][0]["quantity"] == 2
+
+
+# -- orders, both ways ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_the_engine_derives_the_order_views_js_replicas_derived_from_random_moves(
+    documents_script: list[str], seed: int
+) -> None:
+    generated = node(documents_script, "generate", "order", "60", str(seed))
+    moves = held_back = 0
+    stages: set[str] = set()
+    payments: set[str] = set()
+    for number, scenario in enumerate(generated["scenarios"]):
+        for name, replica in scenario["replicas"].items():
+            view = engine_view("order", replica["id"], replica["update"])
+            assert view == replica["view"], f"seed {seed}, scenario {number}, replica {name}"
+            moves += len(view["trail"])
+            held_back += replica["pending"]
+            stages.add(view["stage"])
+            payments.add(view["payment"])
+    assert moves > 100, "the generated scenarios hardly moved an order"
+    assert held_back > 0, "no replica ever got an update before its dependencies: delivery is not out of order"
+    assert stages == set(STAGES) and payments == set(PAYMENTS), "some stage or payment was never reached"
+
+
+ORDER_LINES = (
+    OrderLine("k-tee", "tee", {"size": "M", "😀": [1, 2.5]}, 2, 1299, 2598),
+    OrderLine("k-mug", "mug", {}, 1, 850, 850),
+    OrderLine("k-cap", "cap", {"w": 2.0, "f": 0.1 + 0.2}, 3, 0, 0),
+)
+ORDER_ACTORS = ("till", "kitchen", "manager", "terminal-😀")
+
+order_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("edit"), st.integers(0, 3), st.integers(0, 9), st.integers(0, 8), st.integers(0, 12),
+                  st.integers(0, 3)),
+        st.tuples(st.just("sync"), st.integers(0, 3), st.integers(0, 3), st.booleans()),
+    ),
+    max_size=30,
+)
+
+
+def place_order(order: Order, variant: int) -> None:
+    order.place(cart=f"c-{variant}", location="north", currency="USD" if variant % 2 else "EUR",
+                lines=ORDER_LINES[variant % 3:], by=ORDER_ACTORS[variant % 4], at=1_700_000_000_000 + variant)
+
+
+def python_order_edit(order: Order, action: int, a: int, b: int, c: int) -> None:
+    """Action 0 places (again, or concurrently), 1 to 5 move the stage, 6 to 9 the payment."""
+    note = f"n-{a} \u2028😀" if a % 3 == 0 else None
+    at = 1_700_000_000_000 + b
+    if action == 0:
+        place_order(order, a)
+    elif action <= 5:
+        order.advance(STAGES[(b + action) % len(STAGES)], by=ORDER_ACTORS[c], note=note, at=at)
+    else:
+        order.record_payment(PAYMENTS[(b + action) % len(PAYMENTS)], by=ORDER_ACTORS[c], note=note, at=at)
+
+
+def python_order_scenario(plan: list[tuple[Any, ...]]) -> dict[str, Any]:
+    orders = [Order(Doc(client_id=3000 + index), "o-1") for index in range(4)]
+    place_order(orders[0], 0)
+    apply_update(orders[1].doc, orders[0].doc.get_update())  # b moves from the start too; c and d wait for syncs
+    for step in plan:
+        if step[0] == "sync":
+            source, target = orders[step[1]], orders[step[2]]
+            if source is not target:
+                update = encode_diff(source.doc, state_vector(target.doc))
+                apply_update(target.doc, update)
+                if step[3]:
+                    apply_update(target.doc, update)  # delivered twice
+            continue
+        try:
+            python_order_edit(orders[step[1]], *step[2:])
+        except EngineError:
+            pass  # refused moves and moves of an order not yet seen write nothing, in both languages
+    return {
+        "kind": "order",
+        "replicas": {
+            "abcd"[index]: {"id": "o-1", "update": base64.b64encode(order.doc.get_update()).decode(),
+                            "view": render(order)}
+            for index, order in enumerate(orders)
+        },
+    }
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(plans=st.lists(order_steps, min_size=25, max_size=25))
+def test_js_replicas_derive_the_order_views_the_engine_derived_from_random_moves(
+    documents_script: list[str], plans: list[list[tuple[Any, ...]]]
+) -> None:
+    scenarios = [python_order_scenario(plan) for plan in plans]
+    read = node(documents_script, "read", stdin={"scenarios": scenarios})
+    for number, (scenario, result) in enumerate(zip(scenarios, read["scenarios"], strict=True)):
+        expected = {name: replica["view"] for name, replica in scenario["replicas"].items()}
+        assert result["views"] == expected, f"scenario {number}"

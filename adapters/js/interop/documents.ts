@@ -1,7 +1,7 @@
 /**
  * The Node side of the cross-language property test (tests/interop/test_js_documents.py).
  *
- *   node build/interop/documents.js generate <cart|stock> <runs> <seed>
+ *   node build/interop/documents.js generate <cart|stock|order> <runs> <seed>
  *       fast-check draws `runs` random scenarios: operations on several JS replicas with
  *       syncs in between (updates delivered late, twice, out of order). Prints JSON:
  *       {seed, scenarios: [{kind, replicas: {name: {id, update (base64 state), view}}}]}.
@@ -15,6 +15,7 @@ import fc from "fast-check";
 import { readFileSync } from "node:fs";
 import { Cart } from "../src/cart.js";
 import { EngineError } from "../src/errors.js";
+import { Order, PAYMENTS, STAGES, type OrderLineInput } from "../src/order.js";
 import { StockLedger } from "../src/stock.js";
 import type { JsonObject } from "../src/validation.js";
 import { CaseRun, render, type Json } from "./vectors.js";
@@ -57,20 +58,27 @@ function integratedState(doc: Y.Doc): Uint8Array {
   }
 }
 
-/** Four replicas: for carts two of the user cart c-1 and two of the guest cart g-1; for stock four of one ledger. */
-function scenario(kind: "cart" | "stock", steps: Step[]): Json {
+type Kind = "cart" | "stock" | "order";
+
+/**
+ * Four replicas: for carts two of the user cart c-1 and two of the guest cart g-1; for stock
+ * four of one ledger; for orders four of order o-1, which replica a places first.
+ */
+function scenario(kind: Kind, steps: Step[]): Json {
   const names = ["a", "b", "c", "d"];
   const models = names.map((_, index) => {
     const doc = new Y.Doc();
     doc.clientID = 1000 + index;
     const clock = (): number => 1_700_000_000_000 + index;
     if (kind === "stock") return new StockLedger(doc, "north", { clock });
+    if (kind === "order") return new Order(doc, "o-1", { clock });
     return new Cart(doc, index < 2 ? "c-1" : "g-1", { clock });
   });
   const logs = models.map(() => [] as Uint8Array[]);
   models.forEach((model, index) => model.doc.on("update", (update: Uint8Array, origin: unknown) => {
     if (origin !== "delivery") logs[index]!.push(update);
   }));
+  if (kind === "order") placeOrder(models[0] as Order, 0);
   for (const s of steps) {
     if (s.op === "sync" || s.op === "deliver") {
       const from = models[s.from]!;
@@ -97,13 +105,47 @@ function scenario(kind: "cart" | "stock", steps: Step[]): Json {
   }
   const replicas: Json = {};
   models.forEach((model, index) => {
-    replicas[names[index]!] = { id: kind === "cart" ? (model as Cart).cartId : "north", update: base64(integratedState(model.doc)), pending: model.doc.store.pendingStructs !== null, view: render(model) };
+    replicas[names[index]!] = { id: modelId(model), update: base64(integratedState(model.doc)), pending: model.doc.store.pendingStructs !== null, view: render(model) };
   });
   return { kind, replicas };
 }
 
-function edit(models: (Cart | StockLedger)[], s: Extract<Step, { op: "edit" }>): void {
+function modelId(model: Cart | StockLedger | Order): string {
+  if (model instanceof Order) return model.orderId;
+  return model instanceof Cart ? model.cartId : model.locationId;
+}
+
+// -- orders ---------------------------------------------------------------------------
+
+const ORDER_LINES: OrderLineInput[] = [
+  { key: "k-tee", productId: "tee", attributes: { size: "M", "😀": [1, 2.5] }, quantity: 2, unitPrice: 1299, lineTotal: 2598 },
+  { key: "k-mug", productId: "mug", quantity: 1, unitPrice: 850, lineTotal: 850 },
+  { key: "k-cap", productId: "cap", attributes: { big: 9007199254740991 }, quantity: 3, unitPrice: 0, lineTotal: 0 },
+];
+const ACTORS = ["till", "kitchen", "manager", "terminal-😀"];
+
+/** A checkout; `variant` picks its lines, so concurrent placements differ (one of them stays whole). */
+function placeOrder(order: Order, variant: number): void {
+  order.place({
+    cart: `c-${variant}`, location: "north", currency: variant % 2 ? "USD" : "EUR", by: ACTORS[variant % ACTORS.length]!,
+    lines: ORDER_LINES.slice(variant % 3), at: 1_700_000_000_000 + variant,
+  });
+}
+
+/** Action 0 places (again, or concurrently), 1 to 5 move the stage, 6 to 9 the payment. */
+function editOrder(order: Order, s: Extract<Step, { op: "edit" }>): void {
+  const move = { by: ACTORS[s.c % ACTORS.length]!, at: 1_700_000_000_000 + s.b, ...(s.a % 3 === 0 ? { note: `n-${s.a} \u2028😀` } : {}) };
+  if (s.action === 0) placeOrder(order, s.a);
+  else if (s.action <= 5) order.advance(STAGES[(s.b + s.action) % STAGES.length]!, move);
+  else order.recordPayment(PAYMENTS[(s.b + s.action) % PAYMENTS.length]!, move);
+}
+
+function edit(models: (Cart | StockLedger | Order)[], s: Extract<Step, { op: "edit" }>): void {
   const model = models[s.replica]!;
+  if (model instanceof Order) {
+    editOrder(model, s);
+    return;
+  }
   if (model instanceof Cart) {
     const lines = model.lines();
     const line = lines[s.b % Math.max(lines.length, 1)];
@@ -147,7 +189,7 @@ function edit(models: (Cart | StockLedger)[], s: Extract<Step, { op: "edit" }>):
   }
 }
 
-function generate(kind: "cart" | "stock", runs: number, seed: number): Json {
+function generate(kind: Kind, runs: number, seed: number): Json {
   const samples = fc.sample(fc.array(step, { minLength: 5, maxLength: 40, size: "max" }), { numRuns: runs, seed });
   return { seed, scenarios: samples.map((steps) => scenario(kind, steps)) };
 }
@@ -170,10 +212,10 @@ function read(input: Json): Json {
 const [command, ...args] = process.argv.slice(2);
 if (command === "generate") {
   const [kind, runs, seed] = args;
-  process.stdout.write(JSON.stringify(generate(kind as "cart" | "stock", Number(runs), Number(seed))));
+  process.stdout.write(JSON.stringify(generate(kind as Kind, Number(runs), Number(seed))));
 } else if (command === "read") {
   process.stdout.write(JSON.stringify(read(JSON.parse(readFileSync(0, "utf-8")))));
 } else {
-  process.stderr.write("usage: documents.js generate <cart|stock> <runs> <seed> | documents.js read < input.json\n");
+  process.stderr.write("usage: documents.js generate <cart|stock|order> <runs> <seed> | documents.js read < input.json\n");
   process.exit(2);
 }

@@ -9,9 +9,10 @@ import { Cart, type CartLine, type CartView } from "../src/cart.js";
 import type { Conflict } from "../src/conflicts.js";
 import { adjustmentJson, countJson, resolutionJson } from "../src/entries.js";
 import {
-  AlreadyMerged, CartClosed, DuplicateAdjustment, DuplicateCount, DuplicateResolution, EngineError, UnknownConflict, UnknownLine,
-  ValidationError,
+  AlreadyMerged, CartClosed, DuplicateAdjustment, DuplicateCount, DuplicateResolution, EngineError, OrderNotPlaced,
+  TransitionRefused, UnknownConflict, UnknownLine, ValidationError,
 } from "../src/errors.js";
+import { Order, type OrderView, type Payment, type Stage } from "../src/order.js";
 import { StockLedger, type LedgerView } from "../src/stock.js";
 import type { JsonObject } from "../src/validation.js";
 
@@ -30,6 +31,10 @@ export function renderError(error: EngineError): Json {
   else if (error instanceof DuplicateCount) body.count_id = error.countId;
   else if (error instanceof UnknownConflict) body.conflict_id = error.conflictId;
   else if (error instanceof DuplicateResolution) body.resolution_id = error.resolutionId;
+  else if (error instanceof OrderNotPlaced) body.order_id = error.orderId;
+  else if (error instanceof TransitionRefused) {
+    Object.assign(body, { kind: error.kind, current: error.current, requested: error.requested, reason: error.reason });
+  }
   return { error: body };
 }
 
@@ -68,7 +73,61 @@ export function renderLedger(view: LedgerView): Json {
   };
 }
 
-export function render(model: Cart | StockLedger): Json {
+// -- orders ---------------------------------------------------------------------------
+
+export function renderOrder(view: OrderView): Json {
+  return {
+    order_id: view.orderId,
+    placed: view.placed,
+    cart: view.cart,
+    location: view.location,
+    currency: view.currency,
+    lines: view.lines.map((line) => ({
+      key: line.key, product: line.productId, attributes: line.attributes, quantity: line.quantity,
+      unit_price: line.unitPrice, line_total: line.lineTotal,
+    })),
+    total: view.total,
+    placed_at: view.placedAt,
+    placed_by: view.placedBy,
+    stage: view.stage,
+    payment: view.payment,
+    trail: view.trail.map((t) => ({
+      id: t.id, kind: t.kind, to: t.to, previous: t.previous, at: t.at, by: t.by, note: t.note, effective: t.effective,
+    })),
+    issues: view.issues.map((issue) => issue.path),
+  };
+}
+
+/** One order step of the vectors (place, advance, cancel, pay): `{written}`. */
+export function editOrder(order: Order, step: Json): Json {
+  const move: Json = { by: step.by };
+  for (const name of ["note", "at"]) if (name in step) move[name] = step[name];
+  switch (step.op) {
+    case "place": {
+      const lines = step.lines.map((line: Json) => ({
+        key: line.key, productId: line.product, attributes: line.attributes ?? {}, quantity: line.quantity,
+        unitPrice: line.unit_price, lineTotal: line.line_total,
+      }));
+      const options: Json = { cart: step.cart, location: step.location, currency: step.currency, lines, by: step.by };
+      if ("at" in step) options.at = step.at;
+      return { written: order.place(options) };
+    }
+    case "advance":
+      return { written: order.advance(step.stage as Stage, move) };
+    case "cancel":
+      return { written: order.cancel(move) };
+    case "pay":
+      return { written: order.recordPayment(step.status as Payment, move) };
+  }
+  throw new Error(`unknown vector op ${step.op} for Order`);
+}
+
+// -- every kind ------------------------------------------------------------------------
+
+export type Model = Cart | StockLedger | Order;
+
+export function render(model: Model): Json {
+  if (model instanceof Order) return renderOrder(model.view());
   return model instanceof Cart ? renderCart(model.view()) : renderLedger(model.view());
 }
 
@@ -81,13 +140,17 @@ export function conflictOf(ledger: StockLedger, sku: string, kind?: string): str
 
 /** One case's replicas, and what each step returns. */
 export class CaseRun {
-  readonly models = new Map<string, Cart | StockLedger>();
+  readonly models = new Map<string, Model>();
 
-  constructor(kind: "cart" | "stock", case_: Json) {
+  constructor(kind: "cart" | "stock" | "order", case_: Json) {
     const clock = case_.clock ?? DEFAULT_CLOCK;
     for (const [name, spec] of Object.entries<Json>(case_.replicas)) {
       const doc = new Y.Doc();
       if (spec.client_id !== undefined) doc.clientID = spec.client_id;
+      if (kind === "order") {
+        this.models.set(name, new Order(doc, spec.id, { clock: () => clock }));
+        continue;
+      }
       this.models.set(name, kind === "cart" ? new Cart(doc, spec.id, { clock: () => clock }) : new StockLedger(doc, spec.id, { clock: () => clock }));
     }
   }
@@ -107,6 +170,7 @@ export class CaseRun {
       return null;
     }
     try {
+      if (model instanceof Order) return editOrder(model, step);
       return this.edit(model, step);
     } catch (error) {
       if (error instanceof EngineError) return renderError(error);

@@ -101,3 +101,27 @@ export class DuplicateResolution extends EngineError {
     this.resolutionId = resolutionId;
   }
 }
+
+/** Raised when moving an order whose checkout content this replica does not hold. */
+export class OrderNotPlaced extends EngineError {
+  readonly orderId: string;
+  constructor(orderId: string) {
+    super(`order ${JSON.stringify(orderId)} has not been placed`);
+    this.orderId = orderId;
+  }
+}
+
+/** Raised when an order's stage or payment cannot move from `current` to `requested`. */
+export class TransitionRefused extends EngineError {
+  readonly kind: string;
+  readonly current: string;
+  readonly requested: string;
+  readonly reason: string;
+  constructor(kind: string, current: string, requested: string, reason: string) {
+    super(`${kind} ${current} -> ${requested} refused: ${reason}`);
+    this.kind = kind;
+    this.current = current;
+    this.requested = requested;
+    this.reason = reason;
+  }
+}

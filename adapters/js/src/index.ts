@@ -21,3 +21,8 @@ export { ChangeFeed, FEED_EVENT_TYPES } from "./feed.js";
 export type { ChangeData, ChangeFeedOptions, FeedEvent, FeedEventType, FeedEvents, FeedHealth, FeedStatus, ResetData } from "./feed.js";
 export { FetchEventSource } from "./sse.js";
 export type { EventSourceClass, EventSourceLike, SseMessage } from "./sse.js";
+export {
+  Order, PAYMENTS, STAGES, type MoveOptions, type OrderLine, type OrderLineInput, type OrderView, type Payment,
+  type PlaceOptions, type Stage, type Transition, type TransitionKind,
+} from "./order.js";
+export { OrderNotPlaced, TransitionRefused } from "./errors.js";

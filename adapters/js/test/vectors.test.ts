@@ -29,3 +29,13 @@ for (const kind of ["cart", "stock"] as const) {
     });
   }
 }
+
+for (const case_ of load("orders.json").cases) {
+  test(`order vector: ${name(case_)}`, () => {
+    const run = new CaseRun("order", case_);
+    case_.steps.forEach((step: Json, position: number) => {
+      assert.deepEqual(run.step(step), step.expect ?? null, `step ${position}: ${step.op}`);
+    });
+    assert.deepEqual(run.views(), case_.expect);
+  });
+}
