@@ -178,7 +178,7 @@ async def merge_cart(request: Request) -> Response:
     guest, grant = admitted.name, admitted.grant
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
     fields = Fields(body)
-    into = fields.required("into", _cart_id)
+    into = fields.required("into", document_id_field)
     fields.done()
     target = DocName(guest.tenant, "cart", into)
     if not grant.allows(target):
@@ -224,8 +224,8 @@ async def merge_cart(request: Request) -> Response:
     return await ctx.write(request, guest.tenant, body, perform)
 
 
-def _cart_id(value: Any, field: str) -> str:
-    """A cart id as the document naming rules have it (the path's rules, for a body field)."""
+def document_id_field(value: Any, field: str) -> str:
+    """A document id (a cart's, an order's, a location's) as the document naming rules have it (the path's rules, for a body field)."""
     check_id(value, field)
     try:
         return check_part("doc_id", value)

@@ -175,6 +175,8 @@ SCHEMAS: dict[str, Any] = {
                         ["status", "actor"]),
     "Cancel": _obj({"actor": ID, "note": {"type": "string", "maxLength": 1024},
                     "at": {"type": "integer", "minimum": 0}}, ["actor"]),
+    "Checkout": _obj({"location": PART, "order": PART, "actor": ID}, ["location", "actor"]),
+    "CheckoutResult": _obj({"order": _ref("Order"), "cart": _ref("Cart"), "replayed": {"type": "boolean"}}),
     "Conflicts": _obj({"location": {"type": "string"}, "conflicts": {"type": "array", "items": _ref("Conflict")}}),
     # Items are not constrained here: an invalid one (even a non-object) gets a "rejected" result
     # at its index and the others are still applied, as an offline queue needs.
@@ -338,6 +340,14 @@ def openapi_document() -> dict[str, Any]:
         "/v1/tenants/{tenant}/carts/{cart_id}/merge": {"post": _named("mergeCart", "carts", _write_op(
             "merge this guest cart into another cart (idempotent; the guest ends merged)", cart, "MergeRequest",
             {"200": _json(_ref("MergeResult"), "the merge and the target cart", ETAG_H)}))},
+        "/v1/tenants/{tenant}/carts/{cart_id}/checkout": {"post": _named("checkoutCart", "carts", _write_op(
+            "check the cart out: an order priced by the catalog now, one sale per line at the location, the "
+            "cart closed (a retry or replay sells once)", cart, "Checkout", {
+                "201": _json(_ref("CheckoutResult"), "the order placed", {**ETAG_H, "Location": {
+                    "schema": {"type": "string"}, "description": "the order's address"}}),
+                "200": _json(_ref("CheckoutResult"), "already checked out into this order: nothing more written",
+                             ETAG_H),
+            }))},
         "/v1/tenants/{tenant}/stock/{location_id}/levels": {"get": _named("getStockLevels", "stock", _read_op(
             "levels of every sku", "Levels", location))},
         "/v1/tenants/{tenant}/stock/{location_id}/levels/{sku}": {"get": _named("getStockLevel", "stock", _read_op(

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from syncline.engine.errors import EngineError
 
-from . import carts, feed, live, orders, prices, stock
+from . import carts, checkout, feed, live, orders, prices, stock
 from .openapi import openapi_document
 from .problems import Problem, engine_problem
 
@@ -45,6 +45,7 @@ def rest_routes() -> list[BaseRoute]:
         Route(cart + "/lines/{line_id}", _line, methods=["PUT", "DELETE"]),
         Route(cart + "/clear", carts.clear_cart, methods=["POST"]),
         Route(cart + "/merge", carts.merge_cart, methods=["POST"]),
+        Route(cart + "/checkout", checkout.checkout, methods=["POST"]),
         Route(location + "/levels", stock.get_levels, methods=["GET"]),
         Route(location + "/levels/{sku}", stock.get_level, methods=["GET"]),
         Route(location + "/history", stock.get_history, methods=["GET"]),

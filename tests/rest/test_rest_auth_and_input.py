@@ -38,10 +38,12 @@ CART_WRITES = [
     ("DELETE", f"/carts/c-auth/lines/{TEE}", None),
     ("POST", "/carts/c-auth/clear", {}),
     ("POST", "/carts/c-auth/merge", {"into": "c-auth-user"}),
+    ("POST", "/carts/c-auth/checkout", {"location": "s-auth", "actor": "ann"}),
 ]
 STOCK_WRITES = [
     ("POST", "/stock/s-auth/adjustments", ADJUSTMENT),
     ("POST", "/stock/s-auth/batch", {"operations": [{"type": "adjust", **ADJUSTMENT}]}),
+    ("POST", "/stock/s-auth/counts", {"id": "cnt-1", "sku": "tee", "counted": 3, "actor": "ann"}),
     ("POST", "/stock/s-auth/conflicts/negative_level:000000000000000000000000/resolve",
      {"strategy": "accept", "actor": "ann"}),
 ]
