@@ -160,8 +160,10 @@ async def _order_write(request: Request, name: DocName, body: dict[str, Any], ac
             if not current.placed:
                 raise Problem("unknown-order", f"no order {name.doc_id} was placed")
             if_match = request.headers.get("if-match")
-            if if_match is not None and not if_match_allows(if_match, body_etag(order_body(name, current))):
-                raise Problem("precondition-failed", headers={"ETag": body_etag(order_body(name, current))})
+            if if_match is not None:  # the current tag is derived only when asked for
+                tag = body_etag(order_body(name, current))
+                if not if_match_allows(if_match, tag):
+                    raise Problem("precondition-failed", headers={"ETag": tag})
             order = edit.order(name.doc_id)
             move(order)
             reply = order_reply(name, order.view())

@@ -6,13 +6,41 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { BrowserContext, Page } from "playwright-core";
-import type { Relay } from "../relay.js";
+import { after, before } from "node:test";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { Relay } from "../relay.js";
+import { launchChromium } from "./chromium.js";
 
 export const TENANT = "demo";
 /** Unit prices in cents, loaded as the tenant's catalog: the page's totals come from these. */
 export const PRICES = { tee: 1299, mug: 450, cap: 999, sock: 300 };
 export const WAIT_MS = 10_000;
+
+/** What a suite's tests drive: a relay with the demo catalog, a Chromium and a tenant token. */
+export interface DemoSuite {
+  relay: Relay;
+  browser: Browser;
+  token: string;
+}
+
+/**
+ * Inside a `describe`: start the relay (catalog loaded) and Chromium before its tests, close
+ * them after; `ready` receives them once started.
+ */
+export function demoSuite(ready: (suite: DemoSuite) => void): void {
+  let started: Partial<DemoSuite> = {};
+  before(async () => {
+    const [relay, browser] = await Promise.all([Relay.start(), launchChromium()]);
+    started = { relay, browser };
+    const token = await tenantToken(relay);
+    loadCatalog(relay, TENANT, "EUR", PRICES);
+    ready({ relay, browser, token });
+  });
+  after(async () => {
+    await started.browser?.close();
+    await started.relay?.close();
+  });
+}
 
 let carts = 0;
 /** A cart id no other test of this run uses (contexts start with empty IndexedDB, the relay's store does not). */

@@ -2,28 +2,18 @@
  * The demo's change-feed panel (ChangeFeed over SSE) across a restart of the relay: it
  * reconnects, resumes after the last event it saw, and neither loses nor repeats events.
  */
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Browser } from "playwright-core";
-import { launchChromium, skipBrowser } from "./chromium.js";
-import { freshCart, openDemo, PRICES, pythonAddItem, TENANT, waitFor, loadCatalog, tenantToken } from "./demo-page.js";
-import { Relay } from "../relay.js";
+import { skipBrowser } from "./chromium.js";
+import { freshCart, openDemo, pythonAddItem, TENANT, waitFor, demoSuite } from "./demo-page.js";
+import type { Relay } from "../relay.js";
 
 describe("the demo's change feed", { skip: skipBrowser }, () => {
   let relay: Relay;
   let browser: Browser;
   let token: string;
-
-  before(async () => {
-    [relay, browser] = await Promise.all([Relay.start(), launchChromium()]);
-    token = await tenantToken(relay);
-    loadCatalog(relay, TENANT, "EUR", PRICES);
-  });
-
-  after(async () => {
-    await browser?.close();
-    await relay?.close();
-  });
+  demoSuite((suite) => ({ relay, browser, token } = suite));
 
   test("resumes after the relay restarts, without losing or repeating events", async () => {
     const cart = freshCart("feed");

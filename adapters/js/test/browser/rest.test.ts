@@ -3,28 +3,18 @@
  * (on the same line the page edits: one line key in both languages), and a read-only token's
  * edit is undone in the page with the relay's reason shown.
  */
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Browser } from "playwright-core";
-import { launchChromium, skipBrowser } from "./chromium.js";
-import { click, freshCart, openDemo, PRICES, pythonAddItem, read, restCart, TENANT, waitFor, loadCatalog, tenantToken } from "./demo-page.js";
-import { Relay } from "../relay.js";
+import { skipBrowser } from "./chromium.js";
+import { click, freshCart, openDemo, PRICES, pythonAddItem, read, restCart, waitFor, demoSuite, tenantToken } from "./demo-page.js";
+import type { Relay } from "../relay.js";
 
 describe("the storefront demo and the relay's other doors", { skip: skipBrowser }, () => {
   let relay: Relay;
   let browser: Browser;
   let token: string;
-
-  before(async () => {
-    [relay, browser] = await Promise.all([Relay.start(), launchChromium()]);
-    token = await tenantToken(relay);
-    loadCatalog(relay, TENANT, "EUR", PRICES);
-  });
-
-  after(async () => {
-    await browser?.close();
-    await relay?.close();
-  });
+  demoSuite((suite) => ({ relay, browser, token } = suite));
 
   test("a REST write from Python shows in the page, on the line the page edits", async () => {
     const cart = freshCart("rest");

@@ -4,28 +4,18 @@
  * IndexedDB across a reload and merges them on reconnecting, and concurrent offline sales
  * surface as a stock conflict on every replica.
  */
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Browser } from "playwright-core";
-import { launchChromium, skipBrowser } from "./chromium.js";
-import { click, freshCart, goOffline, goOnline, openDemo, PRICES, read, restCart, screenshot, TENANT, waitFor, loadCatalog, tenantToken } from "./demo-page.js";
-import { Relay } from "../relay.js";
+import { skipBrowser } from "./chromium.js";
+import { click, freshCart, goOffline, goOnline, openDemo, PRICES, read, restCart, screenshot, waitFor, demoSuite } from "./demo-page.js";
+import type { Relay } from "../relay.js";
 
 describe("the storefront demo syncing", { skip: skipBrowser }, () => {
   let relay: Relay;
   let browser: Browser;
   let token: string;
-
-  before(async () => {
-    [relay, browser] = await Promise.all([Relay.start(), launchChromium()]);
-    token = await tenantToken(relay);
-    loadCatalog(relay, TENANT, "EUR", PRICES);
-  });
-
-  after(async () => {
-    await browser?.close();
-    await relay?.close();
-  });
+  demoSuite((suite) => ({ relay, browser, token } = suite));
 
   test("two tabs of one browser sync through BroadcastChannel while the relay is down", async () => {
     const cart = freshCart("tabs");
