@@ -51,6 +51,10 @@ class Door:
         room.touch()
         return room
 
+    async def catch_up(self, room: Room) -> None:
+        """Bring ``room`` up to what the store holds (see :meth:`Room.catch_up`)."""
+        await room.catch_up()
+
     def current(self, room: Room) -> bool:
         """True while ``room`` is the open room of its name (not evicted, not replaced)."""
         return self._rooms.rooms.get(room.name) is room

@@ -330,6 +330,15 @@ class Room:
         have missed published updates. Raises :class:`StoreUnavailable`."""
         self._integrate(await self._store.load(self.name))
 
+    async def catch_up(self) -> None:
+        """In a cluster, read what other nodes stored that fan-out has not delivered yet
+        (:meth:`resync`); on one node every stored update went through this room: nothing to do.
+
+        For a writer that must see everything committed before it took a cluster-wide claim
+        (a checkout). Raises :class:`StoreUnavailable`."""
+        if self._fanout is not None:
+            await self.resync()
+
     def _integrate(self, stored: StoredDoc) -> None:
         rows = ([(stored.snapshot_seq, stored.snapshot)] if stored.snapshot else []) + stored.updates
         missing: list[bytes] = []

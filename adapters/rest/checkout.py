@@ -9,10 +9,16 @@ One checkout writes three documents, each through the relay's door, in this orde
 3. the cart, closed as ``checked_out`` into the order (its edits are then refused).
 
 A retry after a crash between two of these writes finds the order placed from this cart
-and completes the rest; the adjustment ids and the cart's closing are idempotent. Two
-relay nodes checking one cart out at once both write the same order and the same
-adjustment ids, which count once. Before anything is written: a cart with no lines, a
-line without a price, lines in several currencies, or a closed cart are refused.
+and completes the rest; the adjustment ids and the cart's closing are idempotent.
+
+Checkouts of one order run one at a time across every relay sharing the store: each
+holds a claim on the order in the store (:meth:`RestContext.exclusive`) and, once it has
+it, reads from the store what another node committed under the claim before (fan-out may
+not have delivered it yet). So two nodes checking one cart out at once (a retry sent to
+another node, with another Idempotency-Key or none) answer as one node would: one
+``201`` that placed the order, one ``200`` with ``"replayed": true`` and the same order.
+Before anything is written: a cart with no lines, a line without a price, lines in
+several currencies, or a closed cart are refused.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ from .orders import order_body
 from .problems import Problem
 
 
+CHECKOUT_WAIT_SECONDS = 5.0
+"""How long a checkout waits for another checkout of the same order (on any node) to finish."""
+
+
 def sale_id(order: DocName, line_key: str) -> str:
     """The id of the sale adjustment of one order line: the same on every node and every retry."""
     digest = hashlib.sha256(canonical_json([str(order), line_key]).encode()).hexdigest()[:32]
@@ -61,12 +71,17 @@ async def checkout(request: Request) -> Response:
             raise Problem("forbidden", f"the token does not cover {name.kind}/{name.doc_id}")
 
     async def perform(idem: Idempotency) -> Reply:
-        for _ in range(MERGE_OPEN_ATTEMPTS):
-            rooms = [await ctx.documents.open(name) for name in (order_name, stock_name, cart_name)]
-            async with ctx.documents.editing(*rooms) as edits:
-                # Opening a room awaited: another may have been evicted meanwhile.
-                if all(ctx.documents.current(room) for room in rooms):
-                    return await place(idem, *edits)
+        busy = Problem("checkout-in-progress", f"order {order_id} is being checked out by another request",
+                       order=order_id, headers={"Retry-After": "1"})
+        async with ctx.exclusive(order_name.tenant, f"checkout/{order_id}", wait=CHECKOUT_WAIT_SECONDS, busy=busy):
+            for _ in range(MERGE_OPEN_ATTEMPTS):
+                rooms = [await ctx.documents.open(name) for name in (order_name, stock_name, cart_name)]
+                # What another node committed under the claim before us, fan-out or not.
+                await ctx.documents.catch_up(*rooms)
+                async with ctx.documents.editing(*rooms) as edits:
+                    # Opening a room awaited: another may have been evicted meanwhile.
+                    if all(ctx.documents.current(room) for room in rooms):
+                        return await place(idem, *edits)
         raise Problem("room-limit", "the documents could not be held open together; retry",
                       headers={"Retry-After": "1"})
 

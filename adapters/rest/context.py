@@ -7,7 +7,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 MAX_KEY_LENGTH = 255
+INTERNAL_KEY_PREFIX = "\u00a7"
+"""Keys the adapter claims for itself start with this (§): client keys are ASCII, so never do."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,36 @@ class RestContext:
         if isinstance(kept, Claim):
             raise Problem("idempotency-key-in-use", headers={"Retry-After": "1"})
         return replay(kept)
+
+    @asynccontextmanager
+    async def exclusive(self, tenant: str, name: str, *, wait: float, busy: Problem) -> AsyncIterator[None]:
+        """Hold ``name`` for ``tenant`` on every relay sharing the store while the block runs.
+
+        It is a claim in the store under a key no client can send (see
+        :data:`INTERNAL_KEY_PREFIX`): taken when free, waited for (polling) while another
+        request holds it, for at most ``wait`` seconds, after which ``busy`` is raised. A
+        claim left by a relay that died is taken over after ``idempotency_claim_seconds``.
+        """
+        key = INTERNAL_KEY_PREFIX + name
+        holder = uuid.uuid4().hex
+        deadline = anyio.current_time() + wait
+        delay = 0.005
+        while True:
+            try:
+                held = await self.store.claim(tenant, key, name, holder,
+                                              expire_after=self.settings.idempotency_claim_seconds)
+            except StoreUnavailable:
+                raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+            if held is None:
+                break
+            if anyio.current_time() + delay > deadline:
+                raise busy
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        try:
+            yield
+        finally:
+            await self._release(tenant, key, holder)
 
     async def _release(self, tenant: str, key: str, holder: str) -> None:
         """Give the key back, even for a cancelled request; if the store is unreachable, the

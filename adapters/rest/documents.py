@@ -49,6 +49,15 @@ class Documents:
         except (StoreUnavailable, RoomLoadFailed):
             raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
 
+    async def catch_up(self, *rooms: Room) -> None:
+        """Bring ``rooms`` up to what the store holds: in a cluster, what other nodes committed
+        that fan-out has not delivered yet."""
+        try:
+            for room in rooms:
+                await self._door.catch_up(room)
+        except StoreUnavailable:
+            raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+
     def current(self, room: Room) -> bool:
         """True while ``room`` is the open room of its name (not evicted, not replaced)."""
         return self._door.current(room)

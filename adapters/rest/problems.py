@@ -35,6 +35,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "duplicate-adjustment": (409, "An adjustment with this id exists with a different body"),
     "duplicate-count": (409, "A count with this id exists with a different body"),
     "duplicate-resolution": (409, "A resolution with this id exists with a different body"),
+    "checkout-in-progress": (409, "Another checkout of this order is still running; retry"),
     "order-exists": (409, "An order with this id was placed from another cart or location"),
     "transition-refused": (409, "The order cannot make this move from where it stands"),
     "precondition-failed": (412, "The document changed since the version given in If-Match"),
