@@ -167,12 +167,14 @@ class RestContext:
         delay = 0.005
         while True:
             try:
-                held = await self.store.claim(tenant, key, name, holder,
-                                              expire_after=self.settings.idempotency_claim_seconds)
+                # Shielded: a claim taken by a call cancelled on its way back would block until it expired.
+                with anyio.CancelScope(shield=True):
+                    held = await self.store.claim(tenant, key, name, holder,
+                                                  expire_after=self.settings.idempotency_claim_seconds)
             except StoreUnavailable:
                 raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
             if held is None:
-                break
+                break  # nothing awaits between here and the try below: the release is certain
             if anyio.current_time() + delay > deadline:
                 raise busy
             await anyio.sleep(delay)
