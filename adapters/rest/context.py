@@ -126,12 +126,8 @@ class RestContext:
         if idem.key is None:
             return (await perform(idem)).response()
         holder = uuid.uuid4().hex
-        try:
-            # The claim answers with the kept reply when there is one: no recall before it.
-            kept = await self.store.claim(
-                tenant, idem.key, idem.fingerprint, holder, expire_after=self.settings.idempotency_claim_seconds)
-        except StoreUnavailable:
-            raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+        # The claim answers with the kept reply when there is one: no recall before it.
+        kept = await self._claim(tenant, idem.key, idem.fingerprint, holder)
         if kept is None:  # this request holds the key: run it, keep its reply, give the key back
             try:
                 reply = await perform(idem)
@@ -166,13 +162,7 @@ class RestContext:
         deadline = anyio.current_time() + wait
         delay = 0.005
         while True:
-            try:
-                # Shielded: a claim taken by a call cancelled on its way back would block until it expired.
-                with anyio.CancelScope(shield=True):
-                    held = await self.store.claim(tenant, key, name, holder,
-                                                  expire_after=self.settings.idempotency_claim_seconds)
-            except StoreUnavailable:
-                raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+            held = await self._claim(tenant, key, name, holder)
             if held is None:
                 break  # nothing awaits between here and the try below: the release is certain
             if anyio.current_time() + delay > deadline:
@@ -184,6 +174,18 @@ class RestContext:
         finally:
             await self._release(tenant, key, holder)
 
+    async def _claim(self, tenant: str, key: str, fingerprint: str, holder: str) -> Receipt | Claim | None:
+        """Claim ``key`` for ``holder``: None when taken, else what holds it (a claim or a kept reply).
+
+        Shielded: a claim taken by a call cancelled on its way back would block the key until
+        it expired, with nobody left to release it."""
+        try:
+            with anyio.CancelScope(shield=True):
+                return await self.store.claim(tenant, key, fingerprint, holder,
+                                              expire_after=self.settings.idempotency_claim_seconds)
+        except StoreUnavailable:
+            raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+
     async def _release(self, tenant: str, key: str, holder: str) -> None:
         """Give the key back, even for a cancelled request; if the store is unreachable, the
         claim expires by itself after ``idempotency_claim_seconds``."""
@@ -191,7 +193,7 @@ class RestContext:
             try:
                 await self.store.release(tenant, key, holder)
             except StoreUnavailable as exc:
-                logger.warning("could not release the claim on idempotency key %r of %s: %s", key, tenant, exc)
+                logger.warning("could not release the claim on key %r of %s: %s", key, tenant, exc)
 
 
 PROBLEMS: dict[str, tuple[str, dict[str, str]]] = {
