@@ -153,6 +153,12 @@ class DocumentLog(Protocol):
         """The latest snapshot of ``doc`` and every update after it (empty if unknown)."""
         ...
 
+    async def updates_after(self, doc: str, after_seq: int, limit: int) -> list[tuple[int, bytes]] | None:
+        """Up to ``limit`` of ``doc``'s log rows with ``seq > after_seq`` as ``(seq, update)``, in seq
+        order; None when compaction folded some of them into a snapshot (its seq is above
+        ``after_seq``), so the updates after that point can no longer be told apart."""
+        ...
+
     async def compact(self, doc: str, snapshot: bytes, through_seq: int) -> None:
         """Atomically replace ``doc``'s snapshot and log rows with ``seq <= through_seq``
         by ``snapshot``; a crash leaves either the old rows or the snapshot, never neither.

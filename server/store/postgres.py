@@ -218,6 +218,16 @@ class PostgresStore(GroupCommitStore):
         rows = await self._fetch(pgsql.LOAD, doc)
         return StoredDoc.from_rows((int(kind), int(seq), bytes(blob)) for kind, seq, blob in rows)
 
+    async def updates_after(self, doc: str, after_seq: int, limit: int) -> list[tuple[int, bytes]] | None:
+        """Up to ``limit`` log rows of ``doc`` after ``after_seq``, in seq order; None when a
+        snapshot folded some of them (one read: the snapshot check and the rows agree)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        rows = await self._fetch(pgsql.UPDATES_AFTER, doc, after_seq, limit)
+        if any(int(row[0]) == 0 for row in rows):
+            return None
+        return [(int(seq), bytes(blob)) for _, seq, blob in rows]
+
     async def compact(self, doc: str, snapshot: bytes, through_seq: int) -> None:
         """Replace ``doc``'s rows with ``seq <= through_seq`` by ``snapshot``, in one transaction.
 

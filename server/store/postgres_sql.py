@@ -91,6 +91,13 @@ LOAD = (
     " AND seq > coalesce((SELECT seq FROM snapshots WHERE doc = $1), 0)"
     " ORDER BY 1, 2"
 )
+# A snapshot past the point (kind 0: the rows after it were folded), then the log rows after it.
+UPDATES_AFTER = (
+    "SELECT 0 AS kind, seq, NULL::bytea AS blob FROM snapshots WHERE doc = $1 AND seq > $2"
+    " UNION ALL"
+    " (SELECT 1, seq, blob FROM updates WHERE doc = $1 AND seq > $2 ORDER BY seq LIMIT $3)"
+    " ORDER BY 1, 2"
+)
 # Writes the snapshot only over an older one; the row lock serializes compactions of ``doc``.
 PUT_SNAPSHOT = (
     "INSERT INTO snapshots (doc, seq, blob) VALUES ($1, $2, $3)"

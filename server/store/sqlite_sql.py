@@ -90,6 +90,13 @@ LOAD = (
     " AND seq > coalesce((SELECT seq FROM snapshots WHERE doc = :doc), 0)"
     " ORDER BY 1, 2"
 )
+# A snapshot past the point (kind 0: the rows after it were folded), then the log rows after it.
+UPDATES_AFTER = (
+    "SELECT 0, seq, NULL FROM snapshots WHERE doc = :doc AND seq > :after"
+    " UNION ALL"
+    " SELECT * FROM (SELECT 1, seq, blob FROM updates WHERE doc = :doc AND seq > :after ORDER BY seq LIMIT :limit)"
+    " ORDER BY 1, 2"
+)
 INSERT_RESPONSE = (
     "INSERT INTO responses (tenant, key, fingerprint, record, created_at) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (tenant, key) DO NOTHING"

@@ -163,6 +163,28 @@ async def test_compaction_replaces_folded_rows_by_the_snapshot_and_keeps_the_tai
         assert await store.load("t/cart/2") == StoredDoc(updates=[(other, b"untouched")])
 
 
+async def test_updates_after_pages_one_documents_rows_and_is_none_once_compaction_folded_them(
+    store_factory: StoreFactory,
+) -> None:
+    async with store_factory() as store:
+        seqs = []
+        for i in range(6):
+            seqs.append(await store.append("t/cart/1", f"u{i}".encode()))
+            await store.append("t/cart/2", f"other{i}".encode())
+        assert await store.updates_after("t/cart/1", 0, 100) == [(s, f"u{i}".encode()) for i, s in enumerate(seqs)]
+        assert await store.updates_after("t/cart/1", seqs[1], 2) == [(seqs[2], b"u2"), (seqs[3], b"u3")]
+        assert await store.updates_after("t/cart/1", seqs[5], 10) == []
+        assert await store.updates_after("t/cart/unknown", 0, 10) == []
+        await store.compact("t/cart/1", b"snap-0-3", seqs[3])
+        # Rows after the snapshot are still there; rows it folded are not, and that is said.
+        assert await store.updates_after("t/cart/1", seqs[3], 10) == [(seqs[4], b"u4"), (seqs[5], b"u5")]
+        assert await store.updates_after("t/cart/1", seqs[4], 10) == [(seqs[5], b"u5")]
+        assert await store.updates_after("t/cart/1", seqs[2], 10) is None
+        assert await store.updates_after("t/cart/1", 0, 10) is None
+        with pytest.raises(ValueError):
+            await store.updates_after("t/cart/1", 0, 0)
+
+
 async def test_compaction_is_idempotent_and_ignores_an_older_snapshot(store_factory: StoreFactory) -> None:
     async with store_factory() as store:
         seqs = [await store.append("t/cart/1", f"u{i}".encode()) for i in range(6)]
