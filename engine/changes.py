@@ -209,24 +209,29 @@ class ChangeTracker:
             self._model = StockLedger(self.doc, doc_id)
         else:
             raise ValueError(f"no change tracking for documents of kind {kind!r}")
-        self._view: View = self._model.view()
+        self._view: View | None = None
 
     def load(self, update: bytes) -> None:
-        """Integrate ``update`` without reporting what it changed."""
+        """Integrate ``update`` without reporting what it changed (the view is derived once, later)."""
         apply_update(self.doc, update)
-        self._view = self._model.view()
+        self._view = None
 
     def apply(self, update: bytes) -> tuple[FeedChange, ...]:
         """Integrate ``update`` and return what it changed, compared with the view before it."""
-        before = self._view
+        before = self._current()
         apply_update(self.doc, update)
         after = self._view = self._model.view()
         return diff(self.kind, self.doc_id, before, after)
 
+    def _current(self) -> View:
+        if self._view is None:
+            self._view = self._model.view()
+        return self._view
+
     def summary(self) -> dict[str, Any]:
         """The current state in short, as a reader would re-read it (for events that cannot say
         what changed, only what is now)."""
-        view = self._view
+        view = self._current()
         if isinstance(view, CartView):
             return {"lines": [{"key": line.key, "product": line.product_id, "attributes": dict(line.attributes),
                                "quantity": line.quantity} for line in view.lines],

@@ -13,11 +13,20 @@ telling it to re-read its documents: below the pruned floor (retention is
 another history (another epoch: the store was wiped or restored from a backup, or a
 seq the epoch never reached, or a bare seq without an epoch), every event kept.
 
-Every event is ``{kind}.changed`` (``cart.changed``, ``stock.changed``) with data
-``{"seq", "doc", "kind", "id", "action", "at"}``; ``action`` names the REST
-operation (``cart.add_item``, ``stock.adjust`` …) or is ``"sync"`` for a
-WebSocket peer's update. Clients re-read the document (with its ETag) to see
-what changed, as with CouchDB's ``_changes``.
+Each change gives one or more typed events, derived from the stored update by
+:mod:`.feed_events` (``order.created``, ``cart.changed`` with previous and new quantities,
+``stock.level_changed`` …; the list is ``EVENT_TYPES``), with data
+``{"seq", "doc", "kind", "id", "action", "at"}`` plus the event's own fields; ``action``
+names the REST operation (``cart.add_item``, ``stock.adjust`` …) or is ``"sync"`` for a
+WebSocket peer's update. The last event of a change has the id ``{epoch}-{seq}``, the ones
+before it ``{epoch}-{seq}.{i}`` (``i`` from 0), so a client resuming in the middle of a
+change gets the rest of it, and nothing twice.
+
+Every stream starts with a ``connected`` event (its resume position) and gets a
+``heartbeat`` event every ``--sse-heartbeat-seconds``. Filters: ``doc`` (``kind/id``),
+``type`` (an event type, ``kind.*``, or ``kind.changed`` for every event of the kind) and
+``order`` (events of that order's document, of the cart checked out into it, and stock
+levels its sales moved); values of one filter are alternatives, filters combine.
 
 Ephemeral events posted to a tenant with :meth:`FeedHub.post` (the ``broadcast`` events of
 ``POST .../live/broadcast``) go to every open stream of the tenant, whatever its filters,
@@ -39,15 +48,22 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
+from syncline.engine import changes as typed
 from syncline.engine.tokens import Grant
 from syncline.engine.errors import InvalidDocumentName
 from syncline.engine.names import KINDS, DocName, check_kind, check_part
 from syncline.server.store import Change, StoreUnavailable
 
 from .context import RestContext
+from .feed_events import Derived, FeedDeriver
 from .problems import Problem
 
-EVENT_TYPES = tuple(f"{kind}.changed" for kind in KINDS)
+GENERIC_TYPES = tuple(f"{kind}.changed" for kind in KINDS)
+EVENT_TYPES = tuple(dict.fromkeys((*typed.EVENT_TYPES, *GENERIC_TYPES)))
+"""Every event a document change gives (``{kind}.changed`` when nothing typed can be said)."""
+STREAM_EVENTS = ("connected", "heartbeat", "reset", "broadcast")
+"""The events of the stream itself, sent whatever the filters."""
+TYPE_FILTERS = (*EVENT_TYPES, *(f"{kind}.*" for kind in KINDS))
 PAGE = 256
 MAX_FILTERS = 100
 INBOX_MAX = 64
@@ -64,6 +80,13 @@ class FeedHub:
         self._events: dict[str, anyio.Event] = {}
         self.closed = anyio.Event()
         self._inboxes: dict[str, weakref.WeakSet[Inbox]] = {}
+        self._deriver: FeedDeriver | None = None
+
+    def deriver(self, ctx: RestContext) -> FeedDeriver:
+        """The process's event deriver (made on the first stream)."""
+        if self._deriver is None:
+            self._deriver = FeedDeriver(ctx.store)
+        return self._deriver
 
     def inbox(self, tenant: str) -> Inbox:
         """A stream's inbox of the ephemeral events posted to ``tenant`` (dropped with the stream)."""
@@ -122,27 +145,50 @@ class Filter:
     docs: frozenset[str]
     """``kind/id`` of the documents wanted; empty: all the token may read."""
     types: frozenset[str]
+    """Event types, ``kind.*`` or ``kind.changed`` (every event of the kind); empty: all."""
+    orders: frozenset[str] = frozenset()
+    """Order ids whose events are wanted; empty: all."""
 
-    def wants(self, change: Change, grant: Grant) -> bool:
+    def wants(self, change: Change, grant: Grant) -> DocName | None:
+        """The change's document if events of it may be wanted (the token may read it), else None."""
         try:
             name = DocName.from_string(change.doc)
         except InvalidDocumentName:
-            return False
+            return None
         if not grant.allows(name):
-            return False
+            return None
         if self.docs and f"{name.kind}/{name.doc_id}" not in self.docs:
+            return None
+        if self.types and not any(t.partition(".")[0] == name.kind for t in self.types):
+            return None
+        return name
+
+    def wants_event(self, name: DocName, event: Derived) -> bool:
+        if self.types and not ({event.type, f"{name.kind}.*", f"{name.kind}.changed"} & self.types):
             return False
-        return not self.types or f"{name.kind}.changed" in self.types
+        return not self.orders or bool(_orders_of(name, event) & self.orders)
+
+
+def _orders_of(name: DocName, event: Derived) -> set[str]:
+    """The orders an event is about: its order document's, the cart's checkout, the sales' refs."""
+    if name.kind == "order":
+        return {name.doc_id}
+    status = event.fields.get("status")
+    if name.kind == "cart" and isinstance(status, dict) and status.get("order"):
+        return {str(status["order"])}
+    return {str(ref) for ref in event.fields.get("refs", ())}
 
 
 def _filter(request: Request) -> Filter:
     docs = request.query_params.getlist("doc")
     types = request.query_params.getlist("type")
+    orders = request.query_params.getlist("order")
     for key in request.query_params:
-        if key not in ("doc", "type", "since", "token"):
+        if key not in ("doc", "type", "order", "since", "token"):
             raise Problem("invalid-parameter", f"unknown query parameter {key[:64]!r}", parameter=key[:64])
-    if len(docs) > MAX_FILTERS or len(types) > MAX_FILTERS:
-        raise Problem("invalid-parameter", f"at most {MAX_FILTERS} doc and type filters", parameter="doc")
+    for values, parameter in ((docs, "doc"), (types, "type"), (orders, "order")):
+        if len(values) > MAX_FILTERS:
+            raise Problem("invalid-parameter", f"at most {MAX_FILTERS} {parameter} filters", parameter=parameter)
     for doc in docs:
         kind, _, doc_id = doc.partition("/")
         try:
@@ -150,18 +196,32 @@ def _filter(request: Request) -> Filter:
             check_part("doc_id", doc_id)
         except InvalidDocumentName as exc:
             raise Problem("invalid-parameter", f"doc must be kind/id: {exc.reason}", parameter="doc") from None
+    for order in orders:
+        try:
+            check_part("doc_id", order)
+        except InvalidDocumentName as exc:
+            raise Problem("invalid-parameter", f"order must be an order id: {exc.reason}", parameter="order") from None
     for kind in types:
-        if kind not in EVENT_TYPES:
-            raise Problem("invalid-parameter", f"type must be one of {', '.join(EVENT_TYPES)}", parameter="type")
-    return Filter(frozenset(docs), frozenset(types))
+        if kind not in TYPE_FILTERS:
+            raise Problem("invalid-parameter", f"type must be one of {', '.join(TYPE_FILTERS)}", parameter="type")
+    return Filter(frozenset(docs), frozenset(types), frozenset(orders))
 
 
-_EPOCH_ID = re.compile(r"([0-9a-f]{16})-([0-9]{1,19})")
+_EPOCH_ID = re.compile(r"([0-9a-f]{16})-([0-9]{1,19})(?:\.([0-9]{1,4}))?")
 _BARE_ID = re.compile(r"[0-9]{1,19}")
 
 
-def _resume_point(request: Request) -> tuple[str | None, int] | None:
-    """The ``(epoch, seq)`` the client resumes after (epoch None for a bare, old-style seq)."""
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a client resumes: after change ``seq`` of ``epoch`` (None for a bare, old-style seq),
+    or, with ``index``, after event ``index`` of that change (its other events still to come)."""
+
+    epoch: str | None
+    seq: int
+    index: int | None = None
+
+
+def _resume_point(request: Request) -> ResumePoint | None:
     raw = request.headers.get("last-event-id")
     source = "Last-Event-ID"
     if raw is None:
@@ -169,11 +229,13 @@ def _resume_point(request: Request) -> tuple[str | None, int] | None:
     if raw is None:
         return None
     if match := _EPOCH_ID.fullmatch(raw):
-        return match[1], int(match[2])
-    if _BARE_ID.fullmatch(raw):
-        return None, int(raw)
+        index = None if match[3] is None else int(match[3])
+        if index is None or int(match[2]) > 0:
+            return ResumePoint(match[1], int(match[2]), index)
+    elif _BARE_ID.fullmatch(raw):
+        return ResumePoint(None, int(raw))
     raise Problem("invalid-header" if source == "Last-Event-ID" else "invalid-parameter",
-                  f"{source} must be an event id this feed gave out (EPOCH-SEQ)")
+                  f"{source} must be an event id this feed gave out (EPOCH-SEQ or EPOCH-SEQ.INDEX)")
 
 
 def epoch_at(epochs: list[tuple[int, str]], seq: int) -> str:
@@ -213,59 +275,91 @@ async def events(request: Request) -> Response:
         epochs = await ctx.store.epochs()
     except StoreUnavailable:
         raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+    partial: tuple[int, int] | None = None
     if resume is None:
         after, reset = head, False
-    elif _followable(epochs, *resume, head):
-        after, reset = resume[1], False  # below the floor, the stream itself sends a reset
+    elif _followable(epochs, resume.epoch, resume.seq, head):
+        after, reset = resume.seq, False  # below the floor, the stream itself sends a reset
+        if resume.index is not None:  # in the middle of a change: its later events are still due
+            after, partial = resume.seq - 1, (resume.seq, resume.index)
     else:
         # Another history's id (a wiped or restored store, another deployment's, or a bare seq):
         # the client may have missed anything, so it re-reads and gets every event kept.
         after, reset = floor, True
+    heartbeat = ctx.settings.sse_heartbeat_seconds
     return EventSourceResponse(
-        _stream(ctx, hub, grant, wanted, after, reset=reset),
-        ping=ctx.settings.sse_heartbeat_seconds,
+        _stream(ctx, hub, grant, wanted, after, reset=reset, partial=partial),
+        ping=heartbeat,
+        ping_message_factory=lambda: ServerSentEvent(
+            json.dumps({"at": round(time.time() * 1000)}, separators=(",", ":")), event="heartbeat"),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         send_timeout=30,
         shutdown_event=hub.closed,
     )
 
 
-async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, after: int, *, reset: bool = False
-                  ) -> AsyncIterator[ServerSentEvent]:
+async def _stream(ctx: RestContext, hub: FeedHub, grant: Grant, wanted: Filter, after: int, *, reset: bool = False,
+                  partial: tuple[int, int] | None = None) -> AsyncIterator[ServerSentEvent]:
     last = after
     pending_reset = "the resume point is not from this feed's history" if reset else None
     inbox = hub.inbox(grant.tenant)  # ephemeral events (broadcasts), posted with hub.post
-    while not hub.closed.is_set() and not grant.is_expired():
-        signal = hub.wait_token(grant.tenant)
-        for note in inbox.drain():
-            yield note
-        try:
-            floor = await ctx.store.feed_floor()
-            if last < floor:
-                # Events between last and floor were pruned: the client must re-read its documents.
-                pending_reset, last = "events before the floor were pruned", floor
-            changes = await ctx.store.changes_since(grant.tenant, last, PAGE)
-            epochs = await ctx.store.epochs()
-        except StoreUnavailable:
-            return  # the client reconnects with its Last-Event-ID once the store is back
-        if pending_reset is not None:
-            yield ServerSentEvent(json.dumps({"floor": last, "reason": pending_reset}), event="reset",
-                                  id=event_id(epochs, last))
-            pending_reset = None
-        for change in changes:
-            last = change.seq
-            if wanted.wants(change, grant):
-                yield _event(change, epochs)
-        if len(changes) < PAGE:
-            wait = 60.0  # a missed signal costs at most a minute
-            if grant.expires_at is not None:  # as a WebSocket peer's, the stream ends with its token
-                wait = min(wait, max(0.0, grant.expires_at - time.time()))
-            with anyio.move_on_after(wait):
-                await signal.wait()
+    deriver = hub.deriver(ctx)
+    try:
+        epochs = await ctx.store.epochs()
+    except StoreUnavailable:
+        return
+    position = event_id(epochs, last) if partial is None else f"{event_id(epochs, partial[0])}.{partial[1]}"
+    connected = {"position": position, "epoch": epochs[-1][1], "reset": reset,
+                 "heartbeat_seconds": ctx.settings.sse_heartbeat_seconds}
+    # The id is the resume point itself, so a reconnect before any other event resumes there;
+    # none when a reset is due, so that a reconnect still gets the reset.
+    yield ServerSentEvent(json.dumps(connected, separators=(",", ":")), event="connected",
+                          id=None if reset else position)
+    with deriver.streaming():
+        while not hub.closed.is_set() and not grant.is_expired():
+            signal = hub.wait_token(grant.tenant)
+            for note in inbox.drain():
+                yield note
+            try:
+                floor = await ctx.store.feed_floor()
+                if last < floor:
+                    # Events between last and floor were pruned: the client must re-read its documents.
+                    pending_reset, last = "events before the floor were pruned", floor
+                changes = await ctx.store.changes_since(grant.tenant, last, PAGE)
+                epochs = await ctx.store.epochs()
+            except StoreUnavailable:
+                return  # the client reconnects with its Last-Event-ID once the store is back
+            if pending_reset is not None:
+                yield ServerSentEvent(json.dumps({"floor": last, "reason": pending_reset}), event="reset",
+                                      id=event_id(epochs, last))
+                pending_reset = None
+            for change in changes:
+                last = change.seq
+                name = wanted.wants(change, grant)
+                if name is None:
+                    continue
+                try:
+                    derived = await deriver.events(change)
+                except StoreUnavailable:
+                    return
+                start = 0
+                if partial is not None and partial[0] == change.seq:
+                    # Resumed after event partial[1] of this change: the rest of it (at least its last).
+                    start = min(partial[1] + 1, len(derived) - 1)
+                for index in range(start, len(derived)):
+                    if wanted.wants_event(name, derived[index]):
+                        yield _event(change, name, derived, index, epochs)
+            if len(changes) < PAGE:
+                wait = 60.0  # a missed signal costs at most a minute
+                if grant.expires_at is not None:  # as a WebSocket peer's, the stream ends with its token
+                    wait = min(wait, max(0.0, grant.expires_at - time.time()))
+                with anyio.move_on_after(wait):
+                    await signal.wait()
 
 
-def _event(change: Change, epochs: list[tuple[int, str]]) -> ServerSentEvent:
-    name = DocName.from_string(change.doc)
+def _event(change: Change, name: DocName, derived: tuple[Derived, ...], index: int,
+           epochs: list[tuple[int, str]]) -> ServerSentEvent:
+    event = derived[index]
     data = {
         "seq": change.seq,
         "doc": change.doc,
@@ -273,6 +367,9 @@ def _event(change: Change, epochs: list[tuple[int, str]]) -> ServerSentEvent:
         "id": name.doc_id,
         "action": change.action or "sync",
         "at": round(change.at * 1000),
+        **event.fields,
     }
-    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=f"{name.kind}.changed",
-                           id=event_id(epochs, change.seq))
+    ident = event_id(epochs, change.seq)
+    if index < len(derived) - 1:
+        ident = f"{ident}.{index}"
+    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=event.type, id=ident)

@@ -24,6 +24,7 @@ import pytest
 
 from syncline.engine import Cart
 from syncline.engine.tokens import issue_token
+from syncline.adapters.rest.feed import EVENT_TYPES
 
 from harness.relay_process import SECRET, RelayProcess
 from harness.ypeer import ypeer
@@ -57,13 +58,21 @@ class StreamEnded(Exception):
 
 
 class Feed:
+    """Reads a stream's events. :meth:`next` returns the last event of each change (id
+    ``EPOCH-SEQ``) and the stream's own events (``reset``, ``broadcast``); the earlier events of
+    a multi-event change (id ``EPOCH-SEQ.I``) are kept in ``within``, heartbeats in
+    ``heartbeats``, comment lines in ``comments``; :meth:`raw` returns every event as it came."""
+
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.comments: list[str] = []
+        self.heartbeats: list[Event] = []
+        self.within: list[Event] = []
         self._lines = response.aiter_lines()
+        self.connected: dict[str, Any] = {}
 
-    async def next(self, timeout: float = 5.0) -> Event:
-        """The next event (comments are collected on the side), within ``timeout`` seconds."""
+    async def raw(self, timeout: float = 5.0) -> Event:
+        """The next event of any kind, within ``timeout`` seconds."""
         fields: dict[str, str] = {}
         data: list[str] = []
         with anyio.fail_after(timeout):
@@ -83,20 +92,29 @@ class Feed:
                     fields[name] = value
         raise StreamEnded
 
+    async def next(self, timeout: float = 5.0) -> Event:
+        """The next change (its last event) or stream event, within ``timeout`` seconds."""
+        with anyio.fail_after(timeout):
+            while True:
+                event = await self.raw(timeout)
+                if event.event == "heartbeat":
+                    self.heartbeats.append(event)
+                elif event.id is not None and "." in event.id:
+                    self.within.append(event)
+                else:
+                    return event
+
     async def take(self, count: int, timeout: float = 5.0) -> list[Event]:
         return [await self.next(timeout) for _ in range(count)]
 
-    async def wait_comments(self, count: int, timeout: float) -> None:
-        """Read until ``count`` comment lines arrived; any event meanwhile is an error."""
+    async def wait_heartbeats(self, count: int, timeout: float) -> None:
+        """Read until ``count`` heartbeat events arrived; any other event meanwhile is an error."""
         with anyio.fail_after(timeout):
-            async for line in self._lines:
-                if line.startswith(":"):
-                    self.comments.append(line)
-                    if len(self.comments) >= count:
-                        return
-                elif line:
-                    raise AssertionError(f"an idle stream sent {line!r}")
-        raise StreamEnded
+            while len(self.heartbeats) < count:
+                event = await self.raw(timeout)
+                if event.event != "heartbeat":
+                    raise AssertionError(f"an idle stream sent {event}")
+                self.heartbeats.append(event)
 
 
 @asynccontextmanager
@@ -115,7 +133,11 @@ async def open_feed(client: httpx.AsyncClient, tenant: str = "acme", *, params: 
             raise AssertionError(f"{response.status_code}: {(await response.aread())!r}")
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-store"
-        yield Feed(response)
+        feed = Feed(response)
+        connected = await feed.raw()
+        assert connected.event == "connected", connected
+        feed.connected = connected.json()
+        yield feed
 
 
 # -- writes ----------------------------------------------------------------------------------
@@ -196,7 +218,7 @@ def as_rows(events: list[Event], relay: AnyRelay | None = None) -> list[Row]:
     for event in events:
         data = event.json()
         tenant, kind, doc_id = data["doc"].split("/")
-        assert event.event == f"{kind}.changed"
+        assert event.event.partition(".")[0] == kind and event.event in EVENT_TYPES, event
         epoch, _, seq = (event.id or "").partition("-")
         assert len(epoch) == 16 and int(epoch, 16) >= 0 and seq == str(data["seq"]), event.id
         if relay is not None:
@@ -579,12 +601,18 @@ async def test_a_reader_resuming_after_the_store_was_replaced_gets_a_reset_then_
 # -- heartbeats and shutdown -------------------------------------------------------------------
 
 
-async def test_an_idle_stream_gets_heartbeat_comments(relay_with: Callable[..., InProcessRelay]) -> None:
+async def test_an_idle_stream_gets_heartbeat_events_at_the_configured_interval(
+    relay_with: Callable[..., InProcessRelay],
+) -> None:
     relay = relay_with(sse_heartbeat_seconds=0.2)
     async with client_for(relay, relay.token("acme")) as client, open_feed(client) as feed:
+        assert feed.connected["heartbeat_seconds"] == 0.2
         started = time.monotonic()
-        await feed.wait_comments(3, timeout=5)
-        assert time.monotonic() - started < 3
+        await feed.wait_heartbeats(3, timeout=5)
+        elapsed = time.monotonic() - started
+        assert 0.4 < elapsed < 3, elapsed  # three beats, 0.2 s apart
+        assert feed.comments == []  # named events a browser's EventSource sees, not comments
+        assert all(abs(beat.json()["at"] / 1000 - time.time()) < 60 and beat.id is None for beat in feed.heartbeats)
         await add_item(client, "c1")
         assert as_rows([await feed.next()]) == stored_changes(relay)
 
