@@ -13,7 +13,8 @@ Events, in this order within one change:
   removed line has quantity 0), and ``status`` when the cart was merged or checked out.
 * ``order.created``; ``order.stage_changed`` (``previous``, ``stage``), or
   ``order.cancelled`` when the new stage is ``cancelled``; ``order.payment_changed``
-  (``previous``, ``payment``). Each move names who made it and when (``by``, ``at``).
+  (``previous``, ``payment``). Each move names who made it and when (``by``,
+  ``moved_at``; a feed event's own ``at`` is the time the change was stored).
 * ``stock.level_changed`` per sku whose level changed (``previous``, ``level``, and the
   ``refs`` of the adjustments newly counted, such as the orders of sales);
   ``stock.conflict_opened`` per conflict newly derived; ``stock.conflict_resolved`` per
@@ -104,10 +105,10 @@ def cart_changes(before: CartView, after: CartView) -> tuple[FeedChange, ...]:
 
 
 def _move(view: OrderView, kind: str, to: str) -> dict[str, Any]:
-    """``by``, ``at`` (and ``note``) of the transition that took ``kind`` to ``to``."""
+    """``by``, ``moved_at`` (and ``note``) of the transition that took ``kind`` to ``to``."""
     for transition in reversed(view.trail):
         if transition.kind == kind and transition.to == to and transition.effective:
-            body: dict[str, Any] = {"by": transition.by, "at": transition.at}
+            body: dict[str, Any] = {"by": transition.by, "moved_at": transition.at}
             if transition.note is not None:
                 body["note"] = transition.note
             return body

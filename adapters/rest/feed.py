@@ -367,8 +367,9 @@ def _event(change: Change, name: DocName, derived: tuple[Derived, ...], index: i
         "id": name.doc_id,
         "action": change.action or "sync",
         "at": round(change.at * 1000),
-        **event.fields,
     }
+    for key, value in event.fields.items():
+        data.setdefault(key, value)  # the change's own fields are never overridden
     ident = event_id(epochs, change.seq)
     if index < len(derived) - 1:
         ident = f"{ident}.{index}"
