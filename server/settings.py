@@ -163,7 +163,7 @@ class Settings:
         default=604_800.0, metadata={"help": 'Seconds the change feed keeps its events for Last-Event-ID resume.'}
     )
     sse_heartbeat_seconds: float = field(
-        default=15.0, metadata={"help": 'Seconds between heartbeat comments on an idle change feed stream.'}
+        default=15.0, metadata={"help": 'Seconds between heartbeat events on a change feed stream.'}
     )
     request_timeout_seconds: float = field(
         default=10.0, metadata={"help": 'Seconds a client has to send a whole HTTP request or WebSocket upgrade '

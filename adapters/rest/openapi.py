@@ -13,6 +13,8 @@ from syncline.engine.names import KINDS, PART_PATTERN
 from syncline.engine.order import PAYMENTS, STAGES
 
 from .problems import PROBLEM_BASE, TITLES
+from .feed import EVENT_TYPES as FEED_EVENT_TYPES
+from .feed import TYPE_FILTERS
 
 ID = {"type": "string", "minLength": 1, "maxLength": 128}
 PART = {"type": "string", "pattern": f"^{PART_PATTERN}$", "minLength": 1, "maxLength": 128}
@@ -432,16 +434,27 @@ def openapi_document() -> dict[str, Any]:
         })},
         "/v1/tenants/{tenant}/events": {"get": _named("streamEvents", "feed", {
             "summary": "the tenant's change feed (Server-Sent Events)",
+            "description": (
+                "Named events. The stream's own: connected (first; its resume position), heartbeat (every "
+                "--sse-heartbeat-seconds), reset (re-read your documents), broadcast (an ephemeral message). "
+                "Each change gives one or more of " + ", ".join(FEED_EVENT_TYPES) + ", with data {seq, doc, "
+                "kind, id, action, at} plus the event's fields (docs/rest.md). The last event of a change has "
+                "the id EPOCH-SEQ, the ones before it EPOCH-SEQ.I."
+            ),
             "parameters": [
                 TENANT_P,
                 _param("doc", {"type": "string"}, "query", "kind/id of a document to follow (repeatable)"),
-                _param("type", {"enum": [f"{kind}.changed" for kind in KINDS]}, "query", "event type (repeatable)"),
-                _param("since", {"type": "string", "pattern": "^([0-9a-f]{16}-)?[0-9]{1,19}$"}, "query",
+                _param("type", {"enum": list(TYPE_FILTERS)}, "query",
+                       "event type, kind.* or kind.changed for every event of the kind (repeatable)"),
+                _param("order", {"type": "string"}, "query",
+                       "an order id: its events, its cart's checkout, the stock levels its sales moved (repeatable)"),
+                _param("since", {"type": "string",
+                                 "pattern": "^([0-9a-f]{16}-[0-9]{1,19}([.][0-9]{1,4})?|[0-9]{1,19})$"}, "query",
                        "resume after this event id (as Last-Event-ID)"),
                 _param("Last-Event-ID", {"type": "string"}, "header",
-                       "resume after this event id: EPOCH-SEQ, the id of the last event received. An id of "
-                       "another epoch (the store was wiped or restored), a bare SEQ, or one this feed never "
-                       "reached gets a reset event first, then every event kept"),
+                       "resume after this event id: EPOCH-SEQ or EPOCH-SEQ.I, the id of the last event "
+                       "received. An id of another epoch (the store was wiped or restored), a bare SEQ, or "
+                       "one this feed never reached gets a reset event first, then every event kept"),
             ],
             "responses": {
                 "200": {"description": "an endless event stream",

@@ -167,7 +167,7 @@ async def test_a_rest_write_on_node_one_reaches_a_websocket_peer_and_change_feed
         # Node 3 has the room open, node 2 does not: both change feeds wake at once.
         for feed in (feed_two, feed_three):
             event = await feed.next(timeout=5)
-            assert event.event == "stock.changed" and event.json()["doc"] == STOCK
+            assert event.event == "stock.level_changed" and event.json()["doc"] == STOCK
     assert cluster.stored_changes(STOCK) == 1
 
 

@@ -36,7 +36,7 @@ async def test_a_broadcast_sent_to_one_node_reaches_the_tenants_peers_and_feeds_
         response = await api_two.post("/v1/tenants/acme/stock/wh1/adjustments", json={
             "id": "a1", "sku": "mug", "delta": 1, "reason": "restock", "actor": "test"})
         assert response.status_code == 201, response.text
-        while (await feed_two.next(timeout=5)).event != "stock.changed":
+        while (await feed_two.next(timeout=5)).event != "stock.level_changed":
             pass
         async with client_for(one, token) as api_one:
             response = await api_one.post("/v1/tenants/acme/live/broadcast", json={"message": "all nodes"})
@@ -48,7 +48,7 @@ async def test_a_broadcast_sent_to_one_node_reaches_the_tenants_peers_and_feeds_
                 await anyio.sleep(0.01)
         assert [b["id"] for b in _broadcasts(here)] == [b["id"] for b in _broadcasts(there)] == [sent["id"]]
         event = await feed_two.next(timeout=5)
-        while event.event not in ("broadcast", "stock.changed"):
+        while event.event not in ("broadcast", "stock.level_changed"):
             event = await feed_two.next(timeout=5)
         assert event.event == "broadcast" and event.json()["id"] == sent["id"] and event.id is None
         # globex's peer on node two heard nothing: a round trip to be sure nothing is in flight
