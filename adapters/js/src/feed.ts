@@ -6,11 +6,28 @@ import { Backoff, type BackoffOptions } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { FetchEventSource, type EventSourceClass, type EventSourceLike, type SseMessage } from "./sse.js";
 
-/** The event types the relay sends: a document changed, or the client must re-read (`reset`). */
-export const FEED_EVENT_TYPES = ["cart.changed", "stock.changed", "reset"] as const;
-export type FeedEventType = (typeof FEED_EVENT_TYPES)[number];
+/** The change events the relay derives from each stored update (docs/rest.md, "The change feed"). */
+export const CHANGE_EVENT_TYPES = [
+  "cart.changed",
+  "order.created",
+  "order.stage_changed",
+  "order.payment_changed",
+  "order.cancelled",
+  "stock.level_changed",
+  "stock.conflict_opened",
+  "stock.conflict_resolved",
+  "stock.changed",
+  "order.changed",
+] as const;
 
-/** `{kind}.changed`: a document changed (re-read it to see how). */
+/** The event types the feed delivers: a document changed (typed), or the client must re-read (`reset`). */
+export const FEED_EVENT_TYPES = [...CHANGE_EVENT_TYPES, "reset"] as const;
+export type FeedEventType = (typeof FEED_EVENT_TYPES)[number];
+export type ChangeEventType = (typeof CHANGE_EVENT_TYPES)[number];
+/** What the relay's `type` filter takes: an event type, or `kind.*` for every event of a kind. */
+export type FeedTypeFilter = ChangeEventType | "cart.*" | "stock.*" | "order.*";
+
+/** What every change event carries: which update of which document, when. */
 export interface ChangeData {
   seq: number;
   /** The full document name, `tenant/kind/id`. */
@@ -19,8 +36,79 @@ export interface ChangeData {
   id: string;
   /** The REST operation (`cart.add_item`, …) or `"sync"` for a WebSocket peer's update. */
   action: string;
-  /** Milliseconds since the epoch. */
+  /** When the update was stored, milliseconds since the epoch. */
   at: number;
+}
+
+/** A cart line whose quantity changed (a removed line has quantity 0). */
+export interface ChangedLine {
+  key: string;
+  product: string;
+  attributes: Record<string, unknown>;
+  previous: number;
+  quantity: number;
+}
+
+export interface CartChangedData extends ChangeData {
+  lines: ChangedLine[];
+  /** Present when the cart closed: merged (`merged_into`, `merged_at`) or checked out (`order`, `checked_out_at`). */
+  status?: { state: "open" | "merged" | "checked_out"; previous: string; merged_into?: string; merged_at?: number;
+    order?: string; checked_out_at?: number };
+}
+
+export interface OrderCreatedData extends ChangeData {
+  order: string;
+  cart: string;
+  location: string;
+  currency: string;
+  total: number;
+  lines: { key: string; product: string; quantity: number; unit_price: number; line_total: number }[];
+  placed_at: number;
+  placed_by: string;
+  stage: string;
+  payment: string;
+}
+
+/** Who moved the order and when (`moved_at`, epoch ms). */
+export interface OrderMove {
+  order: string;
+  previous: string;
+  by?: string;
+  moved_at?: number;
+  note?: string;
+}
+
+export interface OrderStageData extends ChangeData, OrderMove { stage: string }
+export interface OrderPaymentData extends ChangeData, OrderMove { payment: string }
+
+export interface StockLevelData extends ChangeData {
+  sku: string;
+  location: string;
+  previous: number;
+  level: number;
+  /** The `ref`s of the adjustments newly counted (a checkout's sales name their order). */
+  refs: string[];
+}
+
+export interface StockConflictData extends ChangeData {
+  location: string;
+  conflict: string;
+  conflict_kind: "negative_level" | "count_mismatch";
+  sku: string;
+  level: number;
+  adjustments?: string[];
+  counts?: { id: string; counted: number; actor: string; at: number }[];
+}
+
+export interface StockConflictResolvedData extends StockConflictData {
+  /** True when the conflict is no longer derived without a decision (a restock, a replacing conflict). */
+  cleared: boolean;
+  resolution: { id: string; strategy: string; actor: string; at: number } | null;
+}
+
+/** `{kind}.changed`: nothing typed to say, or, with `current`, a change compaction folded away. */
+export interface GenericChangeData extends ChangeData {
+  current?: Record<string, unknown>;
 }
 
 /** `reset`: events were pruned or the store's history changed; re-read your documents. */
@@ -29,9 +117,40 @@ export interface ResetData {
   reason: string;
 }
 
-export type FeedEvent =
-  | { id: string; type: "cart.changed" | "stock.changed"; data: ChangeData }
-  | { id: string; type: "reset"; data: ResetData };
+/** Each event type's data. */
+export interface FeedEventMap {
+  "cart.changed": CartChangedData;
+  "order.created": OrderCreatedData;
+  "order.stage_changed": OrderStageData;
+  "order.payment_changed": OrderPaymentData;
+  "order.cancelled": OrderStageData;
+  "stock.level_changed": StockLevelData;
+  "stock.conflict_opened": StockConflictData;
+  "stock.conflict_resolved": StockConflictResolvedData;
+  "stock.changed": GenericChangeData;
+  "order.changed": GenericChangeData;
+  reset: ResetData;
+}
+
+/** One event as the feed hands it out: its id, its type and its typed data. */
+export type FeedEvent = { [K in FeedEventType]: { id: string; type: K; data: FeedEventMap[K] } }[FeedEventType];
+
+/** An event of one of the types `K`. */
+export type FeedEventOf<K extends FeedEventType> = Extract<FeedEvent, { type: K }>;
+
+/** A filter keeping the events named in `names` (typed: the events it keeps are of those types). */
+export function eventsNamed<K extends FeedEventType>(names: readonly K[]): (event: FeedEvent) => event is FeedEventOf<K> {
+  const wanted = new Set<string>(names);
+  return (event: FeedEvent): event is FeedEventOf<K> => wanted.has(event.type);
+}
+
+/** `connected`: the stream opened; `position` is the id it continues after. */
+export interface ConnectedData {
+  position: string;
+  epoch: string;
+  reset: boolean;
+  heartbeat_seconds: number;
+}
 
 /** `connecting` (first attempt), `open`, `reconnecting` (waiting or retrying after a drop), `closed` (by {@link ChangeFeed.close}). */
 export type FeedStatus = "connecting" | "open" | "reconnecting" | "closed";
@@ -44,6 +163,8 @@ export interface FeedHealth {
   uptimeMs: number;
   /** The id of the last event received: where a new stream resumes. */
   lastEventId: string | null;
+  /** When the last `heartbeat` (or `connected`) arrived, epoch ms; null before the first. */
+  lastHeartbeatAt: number | null;
 }
 
 export interface FeedEvents extends Record<string, unknown> {
@@ -56,8 +177,10 @@ export interface ChangeFeedOptions {
   url: string;
   /** Sent as `?token=`: browsers' EventSource cannot set headers. */
   token: string;
-  /** Only these event types (`cart.changed`, `stock.changed`); filtered by the relay. */
-  types?: ("cart.changed" | "stock.changed")[];
+  /** Only these event types (`stock.level_changed`, `order.*`; `stock.changed` for every stock event); filtered by the relay. */
+  types?: FeedTypeFilter[];
+  /** Only the events of these orders (their document, their cart's checkout, the levels their sales moved). */
+  orders?: string[];
   /** Only these documents, `kind/id` or `tenant/kind/id`; filtered by the relay. */
   documents?: string[];
   /** Events kept for {@link ChangeFeed.history} (default 100). */
@@ -91,6 +214,7 @@ export class ChangeFeed {
   private openedAt: number | null = null;
   private seen = 0;
   private lastId: string | null;
+  private heartbeatAt: number | null = null;
 
   constructor(options: ChangeFeedOptions) {
     this.options = options;
@@ -119,6 +243,7 @@ export class ChangeFeed {
       eventsSeen: this.seen,
       uptimeMs: this.openedAt === null ? 0 : Date.now() - this.openedAt,
       lastEventId: this.lastId,
+      lastHeartbeatAt: this.heartbeatAt,
     };
   }
 
@@ -136,6 +261,7 @@ export class ChangeFeed {
     const url = new URL(this.options.url);
     for (const type of this.options.types ?? []) url.searchParams.append("type", type);
     for (const doc of this.options.documents ?? []) url.searchParams.append("doc", kindAndId(doc));
+    for (const order of this.options.orders ?? []) url.searchParams.append("order", order);
     if (this.lastId !== null) url.searchParams.set("since", this.lastId);
     url.searchParams.set("token", this.options.token);
     return url.toString();
@@ -164,6 +290,13 @@ export class ChangeFeed {
     for (const type of FEED_EVENT_TYPES) {
       source.addEventListener(type, (message: SseMessage) => {
         if (this.source === source) this.receive(type, message);
+      });
+    }
+    for (const type of ["connected", "heartbeat"]) {
+      source.addEventListener(type, () => {
+        if (this.source !== source) return;
+        this.heartbeatAt = Date.now();
+        this.events.emit("status", this.health());
       });
     }
   }

@@ -17,8 +17,12 @@ export { Backoff } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export { CloseCode, CLOSE_REASONS, closeAction } from "./closecodes.js";
 export type { CloseAction } from "./closecodes.js";
-export { ChangeFeed, FEED_EVENT_TYPES } from "./feed.js";
-export type { ChangeData, ChangeFeedOptions, FeedEvent, FeedEventType, FeedEvents, FeedHealth, FeedStatus, ResetData } from "./feed.js";
+export { CHANGE_EVENT_TYPES, ChangeFeed, FEED_EVENT_TYPES, eventsNamed } from "./feed.js";
+export type {
+  CartChangedData, ChangeData, ChangeEventType, ChangeFeedOptions, ChangedLine, ConnectedData, FeedEvent, FeedEventMap, FeedEventOf,
+  FeedEventType, FeedEvents, FeedHealth, FeedStatus, FeedTypeFilter, GenericChangeData, OrderCreatedData, OrderMove,
+  OrderPaymentData, OrderStageData, ResetData, StockConflictData, StockConflictResolvedData, StockLevelData,
+} from "./feed.js";
 export { FetchEventSource } from "./sse.js";
 export type { EventSourceClass, EventSourceLike, SseMessage } from "./sse.js";
 export {

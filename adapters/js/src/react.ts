@@ -7,7 +7,7 @@ import type * as Y from "yjs";
 import { Cart } from "./cart.js";
 import { SynclineConnection, type StatusEvent } from "./connection.js";
 import { StockLedger } from "./stock.js";
-import type { ChangeFeed, FeedEvent, FeedHealth } from "./feed.js";
+import { eventsNamed, type ChangeFeed, type FeedEvent, type FeedEventOf, type FeedEventType, type FeedHealth } from "./feed.js";
 import { eventsStore, healthStore, statusStore, viewStore, type ObservableModel } from "./stores.js";
 
 export type { ExternalStore, ObservableModel } from "./stores.js";
@@ -69,10 +69,19 @@ export function useConnectionHealth(feed: ChangeFeed): FeedHealth {
 }
 
 /**
- * The feed's kept events (its history), optionally filtered. Pass a stable `filter`
- * (module-level or memoised): a new function each render makes a new store.
+ * The feed's kept events (its history), optionally filtered: by event names
+ * (`useChangeFeed(feed, ["order.created", "order.stage_changed"])`, typed by those names), or
+ * by a function. Pass a stable function (module-level or memoised): a new function each render
+ * makes a new store. Names may be a new array each render.
  */
-export function useChangeFeed(feed: ChangeFeed, filter?: (event: FeedEvent) => boolean): readonly FeedEvent[] {
-  const store = useMemo(() => eventsStore(feed, filter), [feed, filter]);
+export function useChangeFeed(feed: ChangeFeed, filter?: (event: FeedEvent) => boolean): readonly FeedEvent[];
+export function useChangeFeed<K extends FeedEventType>(feed: ChangeFeed, names: readonly K[]): readonly FeedEventOf<K>[];
+export function useChangeFeed(feed: ChangeFeed, selector?: ((event: FeedEvent) => boolean) | readonly FeedEventType[],
+): readonly FeedEvent[] {
+  const key = Array.isArray(selector) ? selector.join(",") : selector;
+  const store = useMemo(
+    () => eventsStore(feed, Array.isArray(selector) ? eventsNamed(selector) : (selector as ((e: FeedEvent) => boolean) | undefined)),
+    [feed, key],
+  );
   return useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
 }

@@ -1,7 +1,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { ChangeFeed, SynclineConnection, type ChangeFeedOptions, type FeedEvent, type FeedHealth } from "../src/index.js";
+import * as Y from "yjs";
+import {
+  Cart, ChangeFeed, eventsNamed, StockLedger, SynclineConnection, type ChangeFeedOptions, type FeedEvent, type FeedHealth,
+} from "../src/index.js";
 import { Relay } from "./relay.js";
 import { next, within } from "./deadline.js";
 
@@ -51,6 +54,11 @@ function received(f: ChangeFeed, count: number, accept: (e: FeedEvent) => boolea
 
 /** One acknowledged write to `document` (one event on the feed). */
 async function write(document: string, key: string): Promise<void> {
+  await edit(document, (doc) => doc.getMap("t").set(key, Date.now()));
+}
+
+/** One acknowledged edit of `document` by `change` (one stored update). */
+async function edit(document: string, change: (doc: Y.Doc) => void): Promise<void> {
   let conn = conns.get(document);
   if (conn === undefined) {
     conn = new SynclineConnection({
@@ -59,7 +67,7 @@ async function write(document: string, key: string): Promise<void> {
     });
     conns.set(document, conn);
   }
-  conn.doc.getMap("t").set(key, Date.now());
+  change(conn.doc);
   await within(conn.whenAcknowledged(), 15_000, `the write to ${document}`);
 }
 
@@ -94,6 +102,41 @@ describe("ChangeFeed against a real relay", () => {
     assert.deepEqual(one.history().map((e) => (e.type === "reset" ? "" : e.data.doc)), [`${TENANT}/cart/a`]);
     assert.equal(all.health().eventsSeen, 4);
     assert.equal(all.health().lastEventId, everything[3]?.id);
+  });
+
+  test("delivers typed events with previous and new values, one id per event of a change", async () => {
+    const stockDoc = `${TENANT}/stock/typed`;
+    const cartDoc = `${TENANT}/cart/typed`;
+    const levels = feed({ types: ["stock.level_changed", "stock.conflict_opened"], documents: [stockDoc] });
+    const carts = feed({ types: ["cart.*"], documents: [cartDoc] });
+    const byOrder = feed({ orders: ["o-1"] });
+    await within(Promise.all([opened(levels), opened(carts), opened(byOrder)]), 10_000, "the feeds to open");
+    assert.notEqual(levels.health().lastHeartbeatAt, null, "the connected event counts as a sign of life");
+    await edit(stockDoc, (doc) => new StockLedger(doc, "typed").record("tee", 2, { id: "in", reason: "restock", actor: "js" }));
+    await edit(stockDoc, (doc) => new StockLedger(doc, "typed").record("tee", -3,
+      { id: "s1", reason: "sale", actor: "js", ref: "o-1" }));
+    await edit(cartDoc, (doc) => new Cart(doc, "typed").addItem("tee", 2));
+
+    const [up, down, conflict] = await within(received(levels, 3), 10_000, "the stock events");
+    assert.ok(up?.type === "stock.level_changed" && down?.type === "stock.level_changed");
+    assert.deepEqual([up.data.sku, up.data.location, up.data.previous, up.data.level, up.data.refs], ["tee", "typed", 0, 2, []]);
+    assert.deepEqual([down.data.previous, down.data.level, down.data.refs], [2, -1, ["o-1"]]);
+    assert.ok(conflict?.type === "stock.conflict_opened");
+    assert.deepEqual([conflict.data.conflict_kind, conflict.data.sku, conflict.data.level], ["negative_level", "tee", -1]);
+    // Two events of one change: the first has the id EPOCH-SEQ.0, the last EPOCH-SEQ.
+    assert.equal(down.id, `${conflict.id}.0`);
+    assert.equal(down.data.seq, conflict.data.seq);
+
+    const [added] = await within(received(carts, 1), 10_000, "the cart event");
+    assert.ok(added?.type === "cart.changed");
+    assert.deepEqual(added.data.lines.map((l) => [l.product, l.previous, l.quantity]), [["tee", 0, 2]]);
+
+    const [sale] = await within(received(byOrder, 1), 10_000, "the order's event");
+    assert.ok(sale?.type === "stock.level_changed" && sale.data.refs.includes("o-1"));
+
+    // eventsNamed narrows: the filtered events are typed by the names.
+    const named = levels.history().filter(eventsNamed(["stock.level_changed"]));
+    assert.deepEqual(named.map((e) => e.data.level), [2, -1]);
   });
 
   test("keeps only the last historySize events", async () => {
