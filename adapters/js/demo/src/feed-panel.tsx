@@ -1,8 +1,37 @@
-/** The tenant's change feed (Server-Sent Events) as the relay stores each update, with its health. */
-import type { ChangeFeed } from "../../src/index.js";
+/** The tenant's change feed (Server-Sent Events): what each stored update changed, with its health. */
+import type { ChangeFeed, FeedEvent } from "../../src/index.js";
 import { useChangeFeed, useConnectionHealth } from "../../src/react.js";
 
 const SHOWN = 8;
+
+/** What an event says, in a few words: the values it carries. */
+function summary(event: FeedEvent): string {
+  switch (event.type) {
+    case "cart.changed": {
+      const lines = event.data.lines.map((l) => `${l.product} ${l.previous}→${l.quantity}`);
+      if (event.data.status !== undefined) lines.push(`${event.data.status.previous}→${event.data.status.state}`);
+      return lines.join(", ");
+    }
+    case "order.created":
+      return `${event.data.lines.length} lines, ${(event.data.total / 100).toFixed(2)} ${event.data.currency}`;
+    case "order.stage_changed":
+    case "order.cancelled":
+      return `${event.data.previous}→${event.data.stage}${event.data.by === undefined ? "" : ` by ${event.data.by}`}`;
+    case "order.payment_changed":
+      return `${event.data.previous}→${event.data.payment}`;
+    case "stock.level_changed":
+      return `${event.data.sku} ${event.data.previous}→${event.data.level}`;
+    case "stock.conflict_opened":
+      return `${event.data.sku} ${event.data.conflict_kind} at ${event.data.level}`;
+    case "stock.conflict_resolved":
+      return `${event.data.sku} ${event.data.resolution?.strategy ?? "cleared"}`;
+    case "stock.changed":
+    case "order.changed":
+      return event.data.current === undefined ? "" : "re-read";
+    case "reset":
+      return event.data.reason;
+  }
+}
 
 export function FeedPanel({ feed }: { feed: ChangeFeed }) {
   const events = useChangeFeed(feed);
@@ -18,8 +47,8 @@ export function FeedPanel({ feed }: { feed: ChangeFeed }) {
         {recent.map((event) => (
           <li key={event.id}>
             <code>{event.type}</code>{" "}
-            {"doc" in event.data ? <>{event.data.doc} <span className="action">{event.data.action}</span></>
-              : event.data.reason}
+            {event.type !== "reset" && <>{event.data.doc} <span className="action">{event.data.action}</span> </>}
+            <span className="values">{summary(event)}</span>
           </li>
         ))}
       </ol>
