@@ -88,6 +88,11 @@ class FeedHub:
             self._deriver = FeedDeriver(ctx.store)
         return self._deriver
 
+    @property
+    def made_deriver(self) -> FeedDeriver | None:
+        """The deriver, if a stream ever made it."""
+        return self._deriver
+
     def inbox(self, tenant: str) -> Inbox:
         """A stream's inbox of the ephemeral events posted to ``tenant`` (dropped with the stream)."""
         inbox = Inbox()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from syncline.engine.changes import ChangeTracker
 from syncline.engine.errors import InvalidUpdate
@@ -108,7 +109,10 @@ class FeedDeriver:
             rows = await self._store.updates_after(change.doc, followed.seq, PAGE)
             if not rows:  # None: compaction folded some; []: the update is not there (anymore)
                 break
-            self._follow(followed, rows)
+            reached = followed.seq
+            await self._follow(followed, rows, change.seq)
+            if followed.seq == reached:  # no row of the change's seq: start over below
+                break
         found = self._derived.get(change.seq)
         if found is not None:
             return found
@@ -123,17 +127,22 @@ class FeedDeriver:
         _load(tracker, stored.snapshot, [(s, u) for s, u in stored.updates if s < change.seq])
         followed = _Followed(tracker, change.seq - 1)
         self._remember(change.doc, followed)
-        self._follow(followed, [(s, u) for s, u in stored.updates if s >= change.seq])
+        await self._follow(followed, [(s, u) for s, u in stored.updates if s >= change.seq], change.seq)
         found = self._derived.get(change.seq)
         if found is None:  # no stored update has this change's seq: say what is there
             found = self._keep(change.seq, (Derived(f"{name.kind}.changed", {"current": tracker.summary()}),))
         return found
 
-    def _follow(self, followed: _Followed, rows: list[tuple[int, bytes]]) -> None:
+    async def _follow(self, followed: _Followed, rows: list[tuple[int, bytes]], through: int) -> None:
+        """Derive the rows up to seq ``through`` (the later ones wait until a stream asks), letting
+        other tasks run between two (each is a view of the whole document)."""
         tracker = followed.tracker
         for seq, update in rows:
             if seq <= followed.seq:
                 continue
+            if seq > through:
+                break
+            await anyio.lowlevel.checkpoint()
             try:
                 changes = tracker.apply(update)
             except InvalidUpdate:  # the relay skipped it as well: nothing changed
