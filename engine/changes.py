@@ -200,7 +200,7 @@ class ChangeTracker:
     def __init__(self, kind: str, doc_id: str) -> None:
         self.kind = kind
         self.doc_id = doc_id
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self._model: Cart | Order | StockLedger
         if kind == "cart":
             self._model = Cart(self.doc, doc_id)
