@@ -163,13 +163,10 @@ class AccessLog:
         try:
             await self.app(scope, receive if scope["type"] == "http" else observed_receive, observed_send)
             failed = False
-        except ClientDisconnect:
-            access.status = access.status or CLIENT_CLOSED
-            note_cause("client_disconnected")
-            raise
-        except anyio.get_cancelled_exc_class():
-            access.status = access.status or CLIENT_CLOSED
-            note_cause("cancelled")
+        except (ClientDisconnect, anyio.get_cancelled_exc_class()) as exc:
+            if access.status is None:  # gone before an answer; a stream cut short at shutdown is no refusal
+                access.status = CLIENT_CLOSED
+                note_cause("client_disconnected" if isinstance(exc, ClientDisconnect) else "cancelled")
             raise
         except Exception:
             access.status = 500  # the error handler answers 500 after us
