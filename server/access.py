@@ -51,7 +51,7 @@ SCOPE_KEY = "syncline.access"
 """Where the request's :class:`Access` is kept in its ASGI scope."""
 CLIENT_CLOSED = 499
 """Status logged for a request whose client went away before an answer (nginx's convention)."""
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_REQUEST_ID)
+_REQUEST_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_REQUEST_ID}}}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 """Probes and scrapes, every few seconds: logged only when they fail (always counted in the metrics)."""
@@ -79,7 +79,9 @@ def current_request_id() -> str | None:
     return access.request_id if access is not None else None
 
 
-def note_cause(cause: str, detail: str | None = None, *, scope: MutableMapping[str, Any] | None = None) -> None:
+def note_cause(
+    cause: str, detail: str | None = None, *, scope: MutableMapping[str, Any] | None = None
+) -> None:
     """Record why the current request, or the connection of ``scope``, is refused; the first note counts.
 
     ``scope`` is for code that may run in another connection's task (a broadcast closing a
@@ -195,7 +197,8 @@ class AccessLog:
         if not (self.enabled or refused) or route in QUIET_ROUTES and 200 <= code < 300:
             return
         # request_id comes with the record (install_request_ids): this runs before the id is reset
-        fields: dict[str, Any] = {"method": method, "route": route, "status": code, "ms": round(seconds * 1000, 1)}
+        fields: dict[str, Any] = {"method": method, "route": route, "status": code,
+                                  "ms": round(seconds * 1000, 1)}
         tenant = _tenant(scope)
         if tenant is not None:
             fields["tenant"] = tenant

@@ -60,7 +60,8 @@ class DropUvicornAccess(logging.Filter):
         if record.name != "uvicorn.error" or record.levelno > logging.INFO:
             return True
         message = str(record.msg)
-        return not (message.startswith('%s - "WebSocket %s"') or message in ("connection open", "connection closed"))
+        handshake = message.startswith('%s - "WebSocket %s"')
+        return not (handshake or message in ("connection open", "connection closed"))
 
 
 def _expected_types() -> tuple[type[BaseException], ...]:

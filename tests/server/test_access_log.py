@@ -70,13 +70,18 @@ def _new_id() -> str:
     return "t-" + uuid.uuid4().hex[:12]
 
 
-def _close_code(url: str, headers: dict[str, str] | None = None) -> tuple[int, str | None]:
-    """Open a WebSocket on ``url`` until the relay closes it: its close code and the request id sent back."""
+def _close_code(
+    url: str, headers: dict[str, str] | None = None, send: bytes | None = None
+) -> tuple[int, str | None]:
+    """Open a WebSocket on ``url`` (and ``send`` a frame) until the relay closes it: its close code and the
+    request id sent back."""
 
     async def run() -> tuple[int, str | None]:
         async with websockets.connect(url, additional_headers=headers or {}) as ws:
             assert ws.response is not None
             request_id = ws.response.headers.get("x-request-id")
+            if send is not None:
+                await ws.send(send)
             try:
                 while True:
                     await asyncio.wait_for(ws.recv(), 5)
@@ -171,6 +176,21 @@ def test_a_refused_websocket_is_one_line_with_its_close_code_and_cause(plain: Re
     assert lines[0].endswith("request_id=ws-refused-1 tenant=acme cause=forbidden")
     assert wrong not in plain.log() and doc.split("/")[2] not in lines[0]
     assert '"WebSocket ' not in plain.log()  # uvicorn's own handshake lines are off
+
+
+def test_a_connection_closed_for_a_bad_frame_logs_its_cause_and_every_line_has_its_request_id(
+    plain: RelayProcess,
+) -> None:
+    doc = f"acme/cart/{_new_id()}"
+    code, request_id = _close_code(plain.url_for(doc), {"X-Request-ID": "ws-bad-frame"},
+                                   send=b"\x00\xff\xff\xff")
+    assert (code, request_id) == (4400, "ws-bad-frame")
+    malformed, access = _lines(plain, "request_id=ws-bad-frame", count=2)
+    assert "INFO syncline.connection: closing peer after a malformed frame request_id=ws-bad-frame " \
+        in malformed
+    assert f"doc={doc}" in malformed
+    assert "WS /v1/sync/{tenant}/{kind}/{doc_id} 4400 " in access
+    assert access.endswith("request_id=ws-bad-frame tenant=acme cause=invalid_message")
 
 
 def test_probes_are_not_logged_when_they_succeed(plain: RelayProcess) -> None:
