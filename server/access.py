@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncline.engine.closecodes import CLOSE_REASONS
@@ -212,7 +213,13 @@ class AccessLog:
 
 
 def _route(scope: Scope) -> str:
+    """The template of the route that served the request; for one answered before routing (a CORS
+    preflight), of the route its path matches; else :data:`UNMATCHED`."""
     route = scope.get("route")
+    if route is None:
+        router = getattr(scope.get("app"), "router", None)
+        route = next((candidate for candidate in getattr(router, "routes", ())
+                      if candidate.matches(scope)[0] != Match.NONE), None)
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else UNMATCHED
 

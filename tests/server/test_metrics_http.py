@@ -74,6 +74,21 @@ def test_http_requests_are_counted_by_route_template_and_timed(relay: InProcessR
     assert "nowhere" not in text
 
 
+def test_a_preflight_answered_before_routing_counts_under_its_route_template(tmp_path: Path) -> None:
+    relay = InProcessRelay(tmp_path / "relay", cors_origin=("https://shop.example",)).start()
+    try:
+        with httpx.Client(base_url=relay.http_url) as http:
+            preflight = http.options(f"{TENANT}/carts/c-1/items", headers={
+                "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, x-request-id"})
+            assert preflight.status_code == 200
+            samples = _samples(http.get("/metrics").text)
+    finally:
+        relay.stop()
+    route = "/v1/tenants/{tenant}/carts/{cart_id}/items"
+    assert samples[_at("syncline_http_requests_total", route=route, method="OPTIONS", status="200")] == 1
+
+
 def test_cart_merges_checkouts_and_their_failures_are_counted(relay: InProcessRelay) -> None:
     guest, user, other = (f"c-{uuid.uuid4().hex[:10]}" for _ in range(3))
     with _api(relay) as api:
