@@ -142,7 +142,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = fields_of(record)
         shown = getattr(record, SHOWN, ())
-        line = strip_ansi(super().format(record))
+        line = strip_ansi(super().format(record)).rstrip("\n")  # uvicorn ends some messages with one
         tail = " ".join(f"{key}={_plain_value(value)}" for key, value in fields.items() if key not in shown)
         if not tail:
             return line
@@ -157,7 +157,7 @@ class JSONFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": strip_ansi(record.getMessage()),
+            "msg": strip_ansi(record.getMessage()).rstrip("\n"),
         }
         for key, value in fields.items():
             body[key] = strip_ansi(value) if isinstance(value, str) else value

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from starlette.requests import ClientDisconnect
 
 from syncline.server.fanout.base import FanoutUnavailable
 from syncline.server.logs import configure_logging
@@ -78,6 +79,18 @@ def test_an_expected_outage_is_one_line_without_a_traceback(stream: io.StringIO,
     else:
         assert lines[0].endswith('doc=acme/cart/c-1 error="StoreUnavailable: cannot reach 127.0.0.1:5432"')
         assert lines[1].endswith('error="FanoutUnavailable: fan-out unavailable: redis down"')
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_uvicorns_report_of_a_disconnected_client_is_one_line(stream: io.StringIO, json_lines: bool) -> None:
+    configure_logging(json_lines, "info", stream)
+    logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=ClientDisconnect())
+    (line,) = stream.getvalue().splitlines()
+    if json_lines:
+        record = json.loads(line)
+        assert (record["msg"], record["error"]) == ("Exception in ASGI application", "ClientDisconnect")
+    else:
+        assert line.endswith("ERROR uvicorn.error: Exception in ASGI application error=ClientDisconnect")
 
 
 def test_an_unexpected_error_keeps_its_traceback(stream: io.StringIO) -> None:
