@@ -204,7 +204,7 @@ class AccessLog:
         if tenant is not None:
             fields["tenant"] = tenant
         if refused:
-            fields["cause"] = access.cause
+            fields["cause"] = access.cause or f"http_{code}"  # a 5xx that is no problem (/readyz's 503)
             if access.detail:
                 fields["detail"] = access.detail
         fields[SHOWN] = ("method", "route", "status", "ms")
