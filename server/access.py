@@ -187,8 +187,9 @@ class AccessLog:
         if websocket:
             code = access.close_code if access.close_code is not None else access.status or 1006
             refused = 4400 <= code < 4600 or code == 1011
-            if refused and access.cause is None:
-                access.cause = CLOSE_REASONS.get(code, str(code)).replace(" ", "_").replace("-", "_")
+            if refused and access.cause is None:  # the close code's name, as syncline_rejected_total's reason
+                name = CLOSE_REASONS.get(code, str(code)).replace("fan-out", "fanout")
+                access.cause = name.replace(" ", "_").replace("-", "_")
         else:
             code = access.status or CLIENT_CLOSED
             refused = access.cause is not None and code != 404 or code >= 500
