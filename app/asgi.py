@@ -3,7 +3,8 @@
 The relay's lifespan (:func:`~syncline.server.relay.open_relay`) owns the store, the
 fan-out and every long-lived task; this module adds the REST routes, the REST context
 and the change feed's hub, plugged into the relay through its hooks, the browser pages
-(:mod:`.pages`) and, with ``--cors-origin``, CORS (:mod:`.cors`).
+(:mod:`.pages`), request ids and the access log (:mod:`syncline.server.access`) and, with
+``--cors-origin``, CORS (:mod:`.cors`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from syncline.adapters.rest.context import RestContext
 from syncline.adapters.rest.documents import Documents
 from syncline.adapters.rest.feed import FeedHub
 from syncline.adapters.rest.live import feed_event
 from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
+from syncline.server.access import AccessLog
 from syncline.server.door import Door
 from syncline.server.endpoints import probe_routes, sync_routes
 from syncline.server.metrics import Metrics
@@ -58,7 +61,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     return Starlette(
         routes=[*sync_routes(), *probe_routes(metrics), *rest_routes(), *page_routes()],
-        middleware=cors_middleware(settings.cors_origin),
+        # The access log outermost: it sees every answer, CORS refusals included.
+        middleware=[Middleware(AccessLog, metrics=metrics, enabled=settings.access_log),
+                    *cors_middleware(settings.cors_origin)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

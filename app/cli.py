@@ -33,7 +33,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         env = ENV_PREFIX + f.name.upper()
         default = None if f.default is MISSING else f.default
         help_text = f"{f.metadata.get('help', '')} [env {env}; default {default}]"
-        if str(f.type) == "bool":
+        if str(f.type) == "bool" and f.default is True:  # on by default: --no-... turns it off
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        elif str(f.type) == "bool":
             parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None,
                                 help=help_text)
         elif str(f.type) == "tuple[str, ...]":  # repeatable: each use adds one value

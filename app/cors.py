@@ -20,9 +20,11 @@ from starlette.types import ASGIApp, Message, Send
 from syncline.server.origins import origin_listed
 
 ALLOW_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
-ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "If-Match", "If-None-Match", "Last-Event-ID")
+ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "If-Match", "If-None-Match", "Last-Event-ID",
+                 "X-Request-ID")
 """What REST and SSE requests send beyond the CORS-safelisted headers."""
-EXPOSE_HEADERS = ("ETag", "Location", "Retry-After", "Idempotent-Replayed", "WWW-Authenticate", "Allow")
+EXPOSE_HEADERS = ("ETag", "Location", "Retry-After", "Idempotent-Replayed", "WWW-Authenticate", "Allow",
+                  "X-Request-ID")
 """What REST answers carry that a script needs to read (Content-Type is always readable)."""
 MAX_AGE_SECONDS = 600
 

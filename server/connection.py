@@ -39,6 +39,7 @@ from syncline.engine.errors import ProtocolError
 from syncline.engine.protocol import Kind
 from syncline.engine.tokens import Grant
 
+from .access import note_cause
 from .errors import AwarenessOverShare, ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .held import HeldWrites
 from .fanout import FanoutUnavailable
@@ -136,6 +137,7 @@ class Connection:
             self._answer = self._step1 = None
             if code not in (closecodes.NORMAL, closecodes.GOING_AWAY):
                 self._metrics.rejected.labels(reason).inc()
+                note_cause(reason, scope=self._ws.scope)  # the connection's access log line names it
             if not self._writing:
                 self._scope.cancel()
 

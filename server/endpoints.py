@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 
 from syncline.engine import closecodes
 
+from .access import note_cause
 from .admission import Admitted
 from .connection import Connection
 from .errors import Refused, RoomLimitReached, RoomLoadFailed
@@ -89,11 +90,13 @@ async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
     if not websocket_origin_allowed(headers.get("origin"), headers.get("host"), relay.settings.cors_origin):
         # Accepted first, as every refusal is, so that a browser sees the close code.
         relay.metrics.rejected.labels("forbidden_origin").inc()
+        note_cause("forbidden_origin", scope=websocket.scope)  # finer than the close code's name, for the log
         await _close(websocket, closecodes.FORBIDDEN)
         return
     admitted = _admit(relay, websocket)
     if isinstance(admitted, Refused):
         relay.metrics.rejected.labels(admitted.reason).inc()
+        note_cause(admitted.reason, scope=websocket.scope)  # finer than the close code's name, for the log
         await _close(websocket, REFUSALS[admitted.reason])
         return
     name, grant = admitted.name, admitted.grant

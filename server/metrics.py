@@ -5,18 +5,35 @@ The per-tenant gauges (``syncline_tenant_connections`` and ``syncline_tenant_roo
 tenant that has gone leaves no stale series. Their cardinality is bounded: the ``limit``
 tenants with the most connections (then rooms, then name) get a series each; the others are
 summed under ``tenant="_other"`` (an underscore cannot start a tenant name, so it is never one).
+
+Each registry also holds the process, platform (Python version) and garbage-collector
+collectors, and no counter has a ``_created`` series (:func:`disable_created_metrics`).
+HTTP requests are labelled by route template (``/v1/tenants/{tenant}/carts/{cart_id}``),
+never the raw path, so ids cannot multiply the series.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "OTHER_TENANTS"]
+
+disable_created_metrics()  # a _created series per counter doubles the series for nothing a scraper uses
 
 OTHER_TENANTS = "_other"
 """The ``tenant`` label of the tenants past the limit, summed."""
@@ -91,6 +108,38 @@ class Metrics:
         )
         self._tenant_gauges: _TenantGauges | None = None
 
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.http_requests = Counter(
+            "syncline_http_requests", "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"], registry=r,
+        )
+        self.http_request_seconds = Histogram(
+            "syncline_http_request_duration_seconds", "Time to answer an HTTP request, by route template and method "
+            "(a change feed stream counts until it ends).", ["route", "method"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=r,
+        )
+        self.room_load_seconds = Histogram(
+            "syncline_room_load_seconds", "Time to load a room (document) from the store when it is opened.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=r,
+        )
+        self.cart_merges = Counter(
+            "syncline_cart_merges", "Guest carts merged into another cart over REST (replays included).", registry=r
+        )
+        self.cart_merge_failures = Counter(
+            "syncline_cart_merge_failures", "Cart merges refused or failed, by cause (the problem type).", ["cause"],
+            registry=r,
+        )
+        self.checkouts = Counter(
+            "syncline_checkouts", "Carts checked out into orders over REST, by outcome (placed or replayed).",
+            ["outcome"], registry=r,
+        )
+        self.checkout_failures = Counter(
+            "syncline_checkout_failures", "Checkouts refused or failed, by cause (the problem type).", ["cause"],
+            registry=r,
+        )
+
     def track_tenants(self, source: TenantCounts, limit: int) -> None:
         """Export ``source()`` as the per-tenant gauges, at most ``limit`` tenants by name (see above);
         a later call replaces the source (a relay restarted on the same metrics)."""
@@ -103,6 +152,10 @@ class Metrics:
         self.commits.inc()
         self.updates_committed.inc(batch)
         self.commit_seconds.observe(seconds)
+
+    def on_http(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_request_seconds.labels(route, method).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -90,7 +90,8 @@ class RoomManager:
                 subscribed = True
                 if self._fanout is not None:
                     subscribed = await self._fanout.subscribe(name)  # before the load: nothing falls in between
-                await room.load()
+                with self._metrics.room_load_seconds.time():
+                    await room.load()
                 for seq, update in pending.remote:
                     room.apply_remote(seq, update)  # those the load already held are skipped
                 for origin, payload in pending.awareness:

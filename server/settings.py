@@ -173,6 +173,11 @@ class Settings:
         default=20.0, metadata={"help": 'Seconds between WebSocket keepalive pings, and to answer one before '
                                         'being dropped.'}
     )
+    access_log: bool = field(
+        default=True, metadata={"help": 'Log one compact line per HTTP request and WebSocket connection (method, '
+                                        'route template, status or close code, time, request id, tenant); '
+                                        '--no-access-log keeps only the lines of refusals.'}
+    )
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:

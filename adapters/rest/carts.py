@@ -6,6 +6,7 @@ client: adding a product the catalog does not price is refused.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from syncline.engine import CartView, ValidationError, price_lines
 from syncline.engine.validation import check_attributes, check_id, check_quantity
 from syncline.engine.errors import InvalidDocumentName
 from syncline.engine.names import DocName, check_part
+from syncline.server.endpoints import relay_of
 from syncline.server.room import Room
 from syncline.server.store import Price
 
@@ -24,7 +26,9 @@ from .bodies import Fields
 from .context import Idempotency, Reply, RestContext
 from .documents import Edit
 from .etags import body_etag, if_match_allows, not_modified
-from .problems import Problem, validation_problem
+from .problems import Problem, failure_cause, validation_problem
+
+log = logging.getLogger("syncline.rest")
 
 
 MERGE_OPEN_ATTEMPTS = 3
@@ -219,9 +223,17 @@ async def merge_cart(request: Request) -> Response:
         await target_edit.commit(action="cart.merge")
         seq = await guest_edit.commit(action="cart.merged", receipt=idem.record(reply))
         idem.kept = seq is not None and idem.key is not None
+        metrics.cart_merges.inc()
+        log.info("cart merged", extra={"tenant": guest.tenant, "cart": guest.doc_id, "into": into,
+                                       "lines": len(result.lines), "replayed": result.replayed})
         return reply
 
-    return await ctx.write(request, guest.tenant, body, perform)
+    metrics = relay_of(request.app).metrics
+    try:
+        return await ctx.write(request, guest.tenant, body, perform)
+    except Exception as exc:
+        metrics.cart_merge_failures.labels(failure_cause(exc)).inc()
+        raise
 
 
 def document_id_field(value: Any, field: str) -> str:

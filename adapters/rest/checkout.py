@@ -24,6 +24,7 @@ several currencies, or a closed cart are refused.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -33,6 +34,7 @@ from syncline.engine import Cart, CartView, OrderLine
 from syncline.engine.canonical import canonical_json
 from syncline.engine.names import DocName
 from syncline.engine.validation import check_id
+from syncline.server.endpoints import relay_of
 
 from . import bodies
 from .bodies import Fields
@@ -41,7 +43,9 @@ from .context import Idempotency, Reply, RestContext
 from .documents import Edit
 from .etags import body_etag
 from .orders import order_body
-from .problems import Problem
+from .problems import Problem, failure_cause
+
+log = logging.getLogger("syncline.rest")
 
 
 CHECKOUT_WAIT_SECONDS = 5.0
@@ -116,9 +120,17 @@ async def checkout(request: Request) -> Response:
         await stock_edit.commit(action="stock.sale")
         seq = await cart_edit.commit(action="cart.checkout", receipt=idem.record(reply))
         idem.kept = seq is not None and idem.key is not None
+        metrics.checkouts.labels("replayed" if replayed else "placed").inc()
+        log.info("cart checked out", extra={"tenant": cart_name.tenant, "cart": cart_name.doc_id, "order": order_id,
+                                            "location": location, "lines": len(view.lines), "replayed": replayed})
         return reply
 
-    return await ctx.write(request, cart_name.tenant, body, perform)
+    metrics = relay_of(request.app).metrics
+    try:
+        return await ctx.write(request, cart_name.tenant, body, perform)
+    except Exception as exc:
+        metrics.checkout_failures.labels(failure_cause(exc)).inc()
+        raise
 
 
 def _check_open(cart: Cart, order_id: str) -> None:

@@ -209,7 +209,7 @@ PROBLEMS: dict[str, tuple[str, dict[str, str]]] = {
 
 def _problem(refusal: Refused) -> Problem:
     kind, headers = PROBLEMS[refusal.reason]
-    return Problem(kind, refusal.detail, headers=headers)
+    return Problem(kind, refusal.detail, headers=headers, cause=refusal.reason)
 
 
 def _raw_path(request: Request) -> bytes:

@@ -1,7 +1,8 @@
 """RFC 9457 problem details: every REST error is one of these, with a stable ``type``.
 
 Handlers raise :class:`Problem`; the app turns it into an ``application/problem+json``
-response. The ``type`` URIs never change once published (clients switch on them);
+response, and the request's access log line names its ``cause`` (the problem type, or the
+finer reason given, e.g. ``token_expired``) with its ``detail``. The ``type`` URIs never change once published (clients switch on them);
 ``title`` is fixed per type, ``detail`` explains this occurrence.
 """
 
@@ -11,6 +12,8 @@ import json
 from typing import Any
 
 from starlette.responses import Response
+
+from syncline.server.access import note_cause
 
 PROBLEM_BASE = "https://syncline.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -60,10 +63,13 @@ def problem_type(slug: str) -> str:
 
 
 class Problem(Exception):
-    """An error answered as problem+json; ``extra`` members go into the body as they are."""
+    """An error answered as problem+json; ``extra`` members go into the body as they are.
+
+    ``cause`` is what the log line says instead of the type when it knows more (the
+    admission's refusal reason, say); it never reaches the client."""
 
     def __init__(self, slug: str, detail: str | None = None, *, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+                 cause: str | None = None, **extra: Any) -> None:
         if slug not in TITLES:
             raise KeyError(f"unknown problem type {slug!r}")
         self.slug = slug
@@ -71,6 +77,7 @@ class Problem(Exception):
         self.detail = detail
         self.headers = headers or {}
         self.extra = extra
+        self.cause = cause or slug
         super().__init__(f"{slug}: {detail}" if detail else slug)
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
@@ -83,6 +90,7 @@ class Problem(Exception):
         return body
 
     def response(self, instance: str | None = None) -> Response:
+        note_cause(self.cause, self.detail)
         return Response(
             json.dumps(self.body(instance), separators=(",", ":")).encode(),
             status_code=self.status,
@@ -124,3 +132,12 @@ def engine_problem(exc: Exception) -> Problem | None:
     if isinstance(exc, errors.OrderNotPlaced):
         return Problem("unknown-order", f"no order {exc.order_id} was placed")
     return None
+
+
+def failure_cause(exc: Exception) -> str:
+    """The problem type ``exc`` answers as: a metric's ``cause`` label (``internal-error`` when the
+    error is not the client's)."""
+    if isinstance(exc, Problem):
+        return exc.slug
+    problem = engine_problem(exc)
+    return problem.slug if problem is not None else "internal-error"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -26,6 +27,8 @@ from .bodies import Fields
 from .context import Idempotency, Reply, RestContext
 from .etags import if_match_allows, ledger_etag, not_modified
 from .problems import Problem, engine_problem, validation_problem
+
+log = logging.getLogger("syncline.rest")
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -220,11 +223,19 @@ async def resolve_conflict(request: Request) -> Response:
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
     values = _resolution_fields(Fields(body), conflict=conflict)
 
+    resolved: list[Resolution] = []
+
     def apply(ledger: StockLedger) -> tuple[int, dict[str, Any]]:
         resolution = ledger.resolve(**values)
+        resolved.append(resolution)
         return 200, {"resolution": resolution.to_json(), "level": ledger.level(resolution.sku)}
 
-    return await _ledger_write(request, name, body, "stock.resolve", apply)
+    response = await _ledger_write(request, name, body, "stock.resolve", apply)
+    for resolution in resolved[-1:]:  # none when the reply was replayed for its Idempotency-Key
+        log.info("stock conflict resolved", extra={"tenant": name.tenant, "location": name.doc_id,
+                                                   "conflict": resolution.conflict, "resolution": resolution.id,
+                                                   "sku": resolution.sku, "strategy": str(resolution.strategy)})
+    return response
 
 
 async def post_batch(request: Request) -> Response:

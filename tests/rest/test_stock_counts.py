@@ -3,6 +3,7 @@ and concurrent counts from an offline device that disagree (a count_mismatch bot
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -118,8 +119,9 @@ async def rest(relay: InProcessRelay) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.mark.anyio
 async def test_an_offline_count_concurrent_with_a_rest_count_opens_one_mismatch_seen_alike_and_resolved(
-    rest_relay: InProcessRelay,
+    rest_relay: InProcessRelay, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="syncline.rest")
     location = "north"
     url = rest_relay.url_for(f"acme/stock/{location}")
     async with rest(rest_relay) as client:
@@ -149,5 +151,9 @@ async def test_an_offline_count_concurrent_with_a_rest_count_opens_one_mismatch_
             "strategy": "merge", "level": 11, "actor": "manager", "id": "recount-1"})
         assert resolved.status_code == 200, resolved.text
         assert resolved.json()["level"] == 11
+        (line,) = [r for r in caplog.records if r.getMessage() == "stock conflict resolved"]
+        assert (line.tenant, line.location, line.conflict, line.resolution, line.sku, line.strategy) == (
+            "acme", location, expected_id, "recount-1", "tee", "merge")
+        assert line.request_id == resolved.headers["x-request-id"]
         levels = (await client.get(path(location, "/levels"))).json()
         assert levels == {"location": location, "levels": {"tee": 11}, "open_conflicts": 0}
