@@ -11,7 +11,7 @@ from starlette.datastructures import Headers, QueryParams
 
 from syncline.engine.tokens import MIN_SECRET_CHARS, issue_token, verify_token
 from syncline.server.auth import load_or_create_secret, token_from_request
-from syncline.server.errors import SecretFileError
+from syncline.server.errors import DataDirError, SecretFileError
 from tests.engine.helpers import assert_quiet
 
 NOW = 1_700_000_000
@@ -154,9 +154,20 @@ def test_dangling_symlink_is_not_followed_to_create_a_secret_elsewhere(tmp_path:
 
 def test_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "data").write_text("")
-    with pytest.raises(SecretFileError, match="data directory") as info:
+    with pytest.raises(DataDirError, match="is not a directory; pass a --data-dir") as info:
         load_or_create_secret(tmp_path / "data")
     assert info.value.path == tmp_path / "data"
+
+
+def test_a_new_data_dir_gets_a_gitignore_that_ignores_the_secret(tmp_path: Path) -> None:
+    load_or_create_secret(tmp_path / "data")
+    assert (tmp_path / "data" / ".gitignore").read_text() == "*\n"
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+
+
+def test_an_existing_data_dir_is_left_without_a_gitignore(tmp_path: Path) -> None:
+    load_or_create_secret(tmp_path)
+    assert not (tmp_path / ".gitignore").exists()
 
 
 def test_existing_secret_is_never_overwritten(tmp_path: Path) -> None:
