@@ -114,11 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     from syncline.adapters.client.cli import add_client_parser
 
     add_client_parser(commands)
+    for sub in commands.choices.values():  # an unknown flag is reported by its command's parser
+        sub.set_defaults(command_parser=sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "serve":
             return _serve(vars(args))
@@ -195,7 +199,7 @@ def _serve(flags: dict[str, Any]) -> int:
     from .asgi import create_app
     from .pages import BANNER_PAGES
 
-    flags = {name: value for name, value in flags.items() if name != "command"}
+    flags = {name: value for name, value in flags.items() if name not in ("command", "command_parser")}
     return run_server(Settings.from_sources(flags), create_app, BANNER_PAGES)
 
 
