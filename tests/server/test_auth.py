@@ -182,3 +182,37 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+_LOG_SECRET = "log-secret-" + "r" * 40
+
+
+def _signed(claims: dict[str, object], secret: str = _LOG_SECRET) -> str:
+    import jwt
+
+    return jwt.encode({"tenant": "acme", "docs": ["acme/*"], "iat": 1_000, **claims}, secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize(("token", "reason", "detail"), [
+    (None, "missing_token", "no Authorization"),
+    (_signed({}), "invalid_token", "missing claim iss"),
+    (_signed({"iss": "someone-else"}), "invalid_token", "issuer is not syncline"),
+    (_signed({"iss": "syncline", "aud": "shop"}), "invalid_token", "audience is not accepted"),
+    (_signed({"iss": "syncline"}, "another-secret-" + "q" * 40), "invalid_token", "signature does not verify"),
+    (_signed({"iss": "syncline", "exp": 2_000}), "token_expired", "token expired at 2000"),
+])
+def test_each_token_refusal_is_logged_at_info_with_its_reason_and_never_the_token(
+    caplog: pytest.LogCaptureFixture, token: str | None, reason: str, detail: str
+) -> None:
+    from syncline.server.admission import Admission
+    from syncline.server.errors import Refused
+
+    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    with caplog.at_level("INFO", logger="syncline.auth"), pytest.raises(Refused) as refused:
+        Admission(_LOG_SECRET).tenant(b"/v1/tenants/acme", b"/v1/tenants/", "acme", headers, {})
+    assert refused.value.reason == reason
+    [record] = [r for r in caplog.records if r.name == "syncline.auth"]
+    assert record.levelname == "INFO"
+    assert record.getMessage() == f"token refused: {reason} ({record.detail})"  # type: ignore[attr-defined]
+    assert detail in record.getMessage()
+    assert token is None or all(part not in record.getMessage() for part in token.split("."))
