@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.services import postgres_dsn
+from harness.services import create_schema, drop_schema, fresh_schema_name, postgres_dsn
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 """A log line of the relay (plain text), which may come before the failure's one line."""
@@ -154,8 +154,13 @@ def test_an_unreachable_postgresql_says_so_without_printing_the_banner(tmp_path:
 
 
 def test_an_unreachable_redis_says_so_without_printing_the_banner(tmp_path: Path) -> None:
-    done = _run("serve", "--port", "0", "--data-dir", str(tmp_path), "--store", postgres_dsn(),
-                "--fanout", "redis://127.0.0.1:1")
+    dsn, schema = postgres_dsn(), fresh_schema_name()
+    create_schema(dsn, schema)  # a schema of its own: other tests' relays migrate the shared one
+    try:
+        done = _run("serve", "--port", "0", "--data-dir", str(tmp_path), "--store", f"{dsn}?search_path={schema}",
+                    "--fanout", "redis://127.0.0.1:1")
+    finally:
+        drop_schema(dsn, schema)
     _one_line_failure(done, 3, "serve", "fan-out unavailable", "--fanout")
 
 
