@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataDirInUse, DataDirError, ListenError, MissingDriver, SecretFileError) as exc:
         return _fail(args.command, exc, EXIT_ENVIRONMENT)
     except StoreError as exc:
-        return _fail(args.command, exc, EXIT_ENVIRONMENT, "check --store and that the database is running")
+        return _fail(args.command, exc, EXIT_ENVIRONMENT, "check --data-dir, or --store and that its database runs")
     except FanoutError as exc:
         return _fail(args.command, exc, EXIT_ENVIRONMENT, "check --fanout and that Redis is running")
     except ServerError as exc:
