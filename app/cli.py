@@ -1,28 +1,63 @@
 """The ``syncline`` command line: ``serve``, ``token``, ``catalog``, ``client`` and ``demo``.
 
-Exit status: 0 on success; 2 for a bad flag or setting; 3 when ``serve``'s application
-fails to start, e.g. its store cannot be opened (uvicorn's own startup-failure status);
-:data:`EXIT_DATA_DIR_IN_USE` when ``serve`` finds another relay holding its data
-directory; 1 for other failures. Only ``serve`` takes the data directory's lock: ``token``
-reads (or creates) the secret and ``catalog`` writes prices through SQLite's own
-locking, so both work beside a running relay.
+Every failure a person can cause ends with one line on stderr, ``syncline COMMAND: what is
+wrong; what to do``, and one of these exit statuses (``client`` keeps its own, documented
+in :mod:`syncline.adapters.client.cli`):
+
+- 0: done;
+- 1: the answer is no (``token --inspect`` refused the token), or another failure;
+- :data:`EXIT_USAGE` (2): a bad flag, setting or input file;
+- :data:`EXIT_ENVIRONMENT` (3): the machine or a service is not as needed: the port is in use,
+  the host unknown, the data directory unusable or held by another relay, PostgreSQL or
+  Redis unreachable, a driver (the ``cluster`` extra) not installed;
+- :data:`EXIT_CORRUPT` (4): stored data is damaged (a store file that is not a database).
+
+``serve`` prints its "listening" banner only once the store is open and the port bound.
+Only ``serve`` takes the data directory's lock: ``token`` reads (or creates) the secret and
+``catalog`` writes prices through SQLite's own locking, so both work beside a running relay.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from syncline.engine.errors import EngineError
-from syncline.server.errors import DataDirInUse, ServerError
+from syncline.server.errors import DataDirError, DataDirInUse, ListenError, MissingDriver, SecretFileError, ServerError
+from syncline.server.fanout.base import FanoutError
 from syncline.server.settings import ENV_PREFIX, Settings, SettingsError
+from syncline.server.store.base import StoreCorrupt, StoreError
 
-EXIT_DATA_DIR_IN_USE = 4
+from .token_command import TokenUsage, add_token_parser, run_token
+
+EXIT_USAGE = 2
+"""Exit status of a bad flag, setting or input file."""
+EXIT_ENVIRONMENT = 3
+"""Exit status when the machine or a service is not as needed (port, host, data directory, database)."""
+EXIT_CORRUPT = 4
+"""Exit status when stored data is damaged."""
+EXIT_DATA_DIR_IN_USE = EXIT_ENVIRONMENT
 """Exit status of ``syncline serve`` refused because another relay holds its data directory."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command and its --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("syncline")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +83,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="syncline", description="Syncline: CRDT sync for carts and stock.")
+    parser = _Parser(prog="syncline", description="Syncline: CRDT sync for carts and stock.")
+    parser.add_argument("--version", action="version", version=f"syncline {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -59,20 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings_flags(serve)
 
-    token = commands.add_parser("token", help="print a signed access token on stdout")
-    token.add_argument("--data-dir", type=Path, default=None, help="directory whose secret signs the token "
-                       f"[env {ENV_PREFIX}DATA_DIR; default ./syncline-data]")
-    token.add_argument("--secret", default=None,
-                       help=f"sign with this secret instead [env {ENV_PREFIX}SECRET]")
-    token.add_argument("--tenant", required=True, help="tenant the token belongs to")
-    token.add_argument("--doc", action="append", required=True, dest="docs", metavar="PATTERN",
-                       help="document pattern, e.g. acme/* or acme/cart/* or acme/cart/c-1 (repeatable)")
-    token.add_argument("--read-only", action="store_true", help="the peer may read and receive, never write")
-    token.add_argument("--ttl", type=int, default=None, metavar="SECONDS",
-                       help="expire after this many seconds")
-    token.add_argument("--subject", default=None, metavar="NAME",
-                       help="the device or user holding the token (the sub claim): the Yjs client IDs it "
-                            "writes are bound to it, so re-issued tokens with the same subject keep them")
+    add_token_parser(commands)
 
     catalog = commands.add_parser(
         "catalog", help="load or show a tenant's price catalog (the REST adapter prices carts from it)",
@@ -94,16 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     from syncline.adapters.client.cli import add_client_parser
 
     add_client_parser(commands)
+    for sub in commands.choices.values():  # an unknown flag is reported by its command's parser
+        sub.set_defaults(command_parser=sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "serve":
             return _serve(vars(args))
         if args.command == "token":
-            return _token(args)
+            return run_token(args, os.environ)
         if args.command == "catalog":
             return _catalog(args)
         if args.command == "client":
@@ -114,23 +141,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run()
         return 0
-    except DataDirInUse as exc:
-        print(f"syncline {args.command}: {exc}", file=sys.stderr)
-        return EXIT_DATA_DIR_IN_USE
-    except (SettingsError, ServerError, EngineError) as exc:
-        print(f"syncline {args.command}: {exc}", file=sys.stderr)
-        return 2
+    except (SettingsError, EngineError, TokenUsage) as exc:
+        return _fail(args.command, exc, EXIT_USAGE)
+    except StoreCorrupt as exc:
+        return _fail(args.command, exc, EXIT_CORRUPT, "move the file aside (or restore a backup) and start again")
+    except (DataDirInUse, DataDirError, ListenError, MissingDriver, SecretFileError) as exc:
+        return _fail(args.command, exc, EXIT_ENVIRONMENT)
+    except StoreError as exc:
+        return _fail(args.command, exc, EXIT_ENVIRONMENT, "check --data-dir, or --store and that its database runs")
+    except FanoutError as exc:
+        return _fail(args.command, exc, EXIT_ENVIRONMENT, "check --fanout and that Redis is running")
+    except ServerError as exc:
+        return _fail(args.command, exc, EXIT_USAGE)
 
 
-def _token(args: argparse.Namespace) -> int:
-    from syncline.engine.tokens import issue_token
-    from syncline.server.auth import load_or_create_secret
-
-    settings = Settings.from_sources({"data_dir": args.data_dir, "secret": args.secret})
-    secret = settings.secret or load_or_create_secret(settings.data_dir)
-    print(issue_token(secret, args.tenant, args.docs, read_only=args.read_only, ttl_seconds=args.ttl,
-                       subject=args.subject))
-    return 0
+def _fail(command: str, exc: BaseException | str, status: int, advice: str | None = None) -> int:
+    """Print the one line of a failure on stderr (with ``advice`` when the error has none) and return ``status``."""
+    text = " ".join(str(exc).split())  # one line, whatever the error's text holds
+    print(f"syncline {command}: {text}" + (f"; {advice}" if advice else ""), file=sys.stderr)
+    return status
 
 
 def _catalog(args: argparse.Namespace) -> int:
@@ -139,37 +168,30 @@ def _catalog(args: argparse.Namespace) -> int:
     from syncline.adapters.rest.catalog import CatalogError, read_catalog
     from syncline.engine.names import check_part
     from syncline.server.relay import STORE_FILE
-    from syncline.server.store import StoreUnavailable
     from syncline.server.store.factory import create_store
     from syncline.server.store.sqlite import SQLiteStore
 
     settings = Settings.from_sources({"data_dir": args.data_dir, "store": args.store})
     tenant = check_part("tenant", args.tenant)
     if args.action == "load" and args.file is None:
-        print("syncline catalog: load needs a FILE", file=sys.stderr)
-        return 2
+        return _fail("catalog", "load needs a FILE: syncline catalog load prices.json --tenant T", EXIT_USAGE)
     try:
         prices = read_catalog(args.file) if args.action == "load" else {}
     except CatalogError as exc:
-        print(f"syncline catalog: {exc}", file=sys.stderr)
-        return 2
+        return _fail("catalog", exc, EXIT_USAGE)
 
     async def run() -> int:
         store = create_store(settings, settings.data_dir / STORE_FILE)
         if isinstance(store, SQLiteStore):
             store.exclusive = False  # beside a running relay, which holds the file's lock: prices only
-        try:
-            async with store:
-                if args.action == "load":
-                    written = await store.put_prices(tenant, prices, replace=not args.merge)
-                    print(f"loaded {written} prices for {tenant}")
-                    return 0
-                for product, price in sorted((await store.catalog(tenant)).items()):
-                    print(f"{product}\t{price.unit_price}\t{price.currency}")
+        async with store:  # a StoreError reaches main, which says what it is with its exit status
+            if args.action == "load":
+                written = await store.put_prices(tenant, prices, replace=not args.merge)
+                print(f"loaded {written} prices for {tenant}")
                 return 0
-        except StoreUnavailable as exc:
-            print(f"syncline catalog: {exc}", file=sys.stderr)
-            return 1
+            for product, price in sorted((await store.catalog(tenant)).items()):
+                print(f"{product}\t{price.unit_price}\t{price.currency}")
+            return 0
 
     return anyio.run(run)
 
@@ -180,7 +202,7 @@ def _serve(flags: dict[str, Any]) -> int:
     from .asgi import create_app
     from .pages import BANNER_PAGES
 
-    flags = {name: value for name, value in flags.items() if name != "command"}
+    flags = {name: value for name, value in flags.items() if name not in ("command", "command_parser")}
     return run_server(Settings.from_sources(flags), create_app, BANNER_PAGES)
 
 

@@ -17,7 +17,7 @@ from syncline.engine.errors import ExpiredToken, InvalidDocumentName, InvalidTok
 from syncline.engine.names import DocName, check_part, check_raw_path
 from syncline.engine.tokens import Grant, verify_token
 
-from .auth import token_from_request
+from .auth import log_refusal, token_from_request
 from .errors import Refused
 
 
@@ -74,10 +74,13 @@ class Admission:
     def _grant(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Grant:
         token = token_from_request(headers, query)
         if token is None:
+            log_refusal("missing_token", "no Authorization: Bearer header and no token parameter")
             raise Refused("missing_token", "send Authorization: Bearer TOKEN")
         try:
             return verify_token(self._secret, token)
-        except ExpiredToken:
+        except ExpiredToken as exc:
+            log_refusal("token_expired", str(exc))
             raise Refused("token_expired", "the token has expired") from None
-        except InvalidToken:
+        except InvalidToken as exc:
+            log_refusal("invalid_token", exc.reason)  # the client is told less than the log
             raise Refused("invalid_token", "the token is not valid") from None

@@ -1,12 +1,15 @@
-"""The relay's side of tokens: reading one from a request, and the secret file in DATA_DIR.
+"""The relay's side of tokens: reading one from a request, the secret file in DATA_DIR, and
+the log line of a refused token.
 
 Tokens themselves (claims, patterns, :class:`~syncline.engine.tokens.Grant`, issuing
-and verifying) are pure and live in :mod:`syncline.engine.tokens`. Nothing here logs,
-and no error message quotes a token or a secret.
+and verifying) are pure and live in :mod:`syncline.engine.tokens`. No log line and no
+error message quotes a token or a secret.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import secrets
 import stat
@@ -15,10 +18,14 @@ from pathlib import Path
 
 from syncline.engine.tokens import MIN_SECRET_CHARS
 
-from .errors import SecretFileError
+from .errors import DataDirError, SecretFileError
+
+log = logging.getLogger("syncline.auth")
 
 SECRET_FILE_NAME = "secret"
 """Name of the generated secret inside DATA_DIR."""
+GITIGNORE = "*\n"
+"""What a new data directory's ``.gitignore`` holds: nothing in it belongs in a repository."""
 MAX_SECRET_FILE_BYTES = 4_096
 """Largest secret file read."""
 
@@ -44,19 +51,51 @@ def token_from_request(
     return token if token else None
 
 
+def log_refusal(reason: str, detail: str) -> None:
+    """Log, at info, why a request's token was refused: a fixed ``reason`` label and a ``detail``
+    that never quotes the token (the engine's messages do not)."""
+    log.info("token refused: %s (%s)", reason, detail, extra={"reason": reason, "detail": detail})
+
+
+def create_data_dir(data_dir: Path) -> None:
+    """Create ``data_dir`` (0o700) if it is missing, with a ``.gitignore`` that ignores everything in it.
+
+    Raises :class:`DataDirError` saying what to do when the path is a file or cannot be
+    created (read-only disk, no permission).
+    """
+    data_dir = Path(data_dir)
+    if data_dir.is_dir():
+        return
+    if data_dir.exists() or data_dir.is_symlink():
+        raise DataDirError(data_dir, "is not a directory; pass a --data-dir that is a directory or does not exist yet")
+    try:
+        data_dir.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        if not data_dir.is_dir():  # made by someone else meanwhile, or a parent is a file
+            raise DataDirError(data_dir, "is not a directory; pass another --data-dir") from None
+        return
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            raise DataDirError(data_dir, "a parent of it is a file; pass another --data-dir") from exc
+        raise DataDirError(data_dir, f"cannot create it ({exc.strerror or exc}); pass a --data-dir "
+                                     "this user can write") from exc
+    try:
+        (data_dir / ".gitignore").write_text(GITIGNORE, encoding="ascii")
+    except OSError as exc:
+        raise DataDirError(data_dir, f"cannot write .gitignore ({exc.strerror or exc})") from exc
+
+
 def load_or_create_secret(data_dir: Path) -> str:
     """Read ``data_dir/secret``, or create it (owner-only, 0o600) with a new random secret.
 
-    ``data_dir`` is created (0o700) when missing. Raises :class:`SecretFileError`
+    ``data_dir`` is created (0o700, see :func:`create_data_dir`) when missing, and
+    :class:`DataDirError` raised when it cannot be. Raises :class:`SecretFileError`
     when the directory or file cannot be made or read, or when an existing file is
     not a regular file, is accessible to group or others, or holds fewer than
     :data:`MIN_SECRET_CHARS` characters.
     """
     data_dir = Path(data_dir)
-    try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SecretFileError(data_dir, f"cannot create the data directory ({exc.strerror})") from exc
+    create_data_dir(data_dir)
     path = data_dir / SECRET_FILE_NAME
     try:
         # O_EXCL: of two processes starting at once, exactly one creates the file;

@@ -70,6 +70,30 @@ class DataDirInUse(ServerError):
         self.path = path
         self.pid = pid
 
+class ListenError(ServerError):
+    """Raised when the relay cannot listen on ``host``:``port``; ``reason`` says why and what to do."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
+class MissingDriver(ServerError):
+    """Raised when a setting needs a driver that is not installed (``module``, in the ``extra`` extra).
+
+    ``setting`` is the flag that asked for it.
+    """
+
+    def __init__(self, setting: str, module: str, extra: str) -> None:
+        super().__init__(f"{setting} needs the {module} driver, which is not installed: "
+                         f"pip install 'syncline[{extra}]'")
+        self.setting = setting
+        self.module = module
+        self.extra = extra
+
+
 class AwarenessOverShare(ServerError):
     """Raised when a connection announces more awareness states, or bytes of them, than its share.
 

@@ -8,9 +8,11 @@ serves any Starlette app whose lifespan keeps a :class:`~syncline.server.relay.R
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -23,9 +25,9 @@ from starlette.applications import Starlette
 
 from syncline.engine.tokens import issue_token
 
-from .auth import load_or_create_secret
+from .auth import create_data_dir, load_or_create_secret
 from .deadlines import GuardedWebSocketProtocol, guarded_http_protocol
-from .errors import DataDirError, DataDirInUse
+from .errors import DataDirError, DataDirInUse, ListenError
 from .lockfile import LockFile, acquire, holder_pid
 from .logs import configure_logging
 from .relay import STORE_FILE, Relay
@@ -71,17 +73,34 @@ def banner_pages(base: str, pages: Sequence[Page], token: str | None) -> list[st
 
 
 class _RelayServer(uvicorn.Server):
-    """Uvicorn, but on SIGTERM/SIGINT peers first get close code 1001 (going away).
+    """Uvicorn, but on SIGTERM/SIGINT peers first get close code 1001 (going away), the banner
+    is printed once the application has started, and a failed start raises its error.
 
-    Uvicorn alone would close them with 1012. The first signal starts a drain
+    Uvicorn alone would close peers with 1012. The first signal starts a drain
     (peers closed, then uvicorn's own graceful shutdown flushes the store); a
-    second SIGTERM or SIGINT forces the exit.
+    second SIGTERM or SIGINT forces the exit. When the application's lifespan fails
+    (its store or fan-out cannot be opened), :meth:`startup` raises that error instead of
+    uvicorn's bare exit, so the command line says in one line what went wrong.
     """
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, app: Starlette, startup: _StartupErrors,
+                 banner: Callable[[], None]) -> None:
         super().__init__(config)
+        self._app = app
+        self._startup = startup
+        self._banner = banner
         self._exit_requested = False
         self._drain_deadline: float | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        except SystemExit:
+            if self._startup.error is not None:
+                raise self._startup.error from None
+            raise
+        if not self.should_exit:
+            self._banner()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._exit_requested:
@@ -90,7 +109,7 @@ class _RelayServer(uvicorn.Server):
 
     async def on_tick(self, counter: int) -> bool:
         if self._exit_requested and not self.should_exit:
-            relay = _relay_of(self.config)
+            relay: Relay | None = getattr(self._app.state, "relay", None)
             if relay is None:
                 self.should_exit = True
             elif self._drain_deadline is None:
@@ -101,20 +120,80 @@ class _RelayServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def _relay_of(config: uvicorn.Config) -> Relay | None:
-    app = config.app
-    return getattr(app.state, "relay", None) if isinstance(app, Starlette) else None
+class _StartupErrors:
+    """An ASGI wrapper that keeps the error which failed the application's lifespan startup.
+
+    Starlette reports a failed startup with the traceback's text, which uvicorn would log;
+    the wrapper keeps the exception itself (the leaf of a task group's exception group) and
+    blanks the text, and :class:`_RelayServer` raises it for the command line to report.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.error: BaseException | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def quiet_send(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                # Starlette sends this from inside its ``except`` block: the error is the one handled.
+                self.error = _leaf(sys.exc_info()[1])
+                message = {**message, "message": ""}
+            await send(message)
+
+        await self.app(scope, receive, quiet_send)
+
+
+class _QuietStartupFailure(logging.Filter):
+    """Drops uvicorn's "Application startup failed" once the error is kept: the command line says it."""
+
+    def __init__(self, startup: _StartupErrors) -> None:
+        super().__init__()
+        self._startup = startup
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self._startup.error is None or not str(record.msg).startswith("Application startup failed")
+
+
+def _leaf(error: BaseException | None) -> BaseException | None:
+    """The one error inside nested exception groups of one member each, else ``error`` itself."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port``; raises :class:`ListenError` saying why not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets created as TCP, and
     # without it a second frame written right after a first waits for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)  # connections made before uvicorn starts wait in the backlog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # connections made before uvicorn starts wait in the backlog
+    except socket.gaierror as exc:
+        sock.close()
+        raise ListenError(host, port, f"unknown host ({exc.strerror}); pass --host with an address or "
+                                      "name of this machine, e.g. 127.0.0.1 or 0.0.0.0") from exc
+    except OSError as exc:
+        sock.close()
+        raise ListenError(host, port, _listen_advice(exc)) from exc
     return sock
+
+
+def _listen_advice(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return ("the port is in use (another relay or program listens there); stop it, or pass another "
+                "--port (--port 0 picks a free one)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "the address is not one of this machine's; pass --host 127.0.0.1, 0.0.0.0 or a local address"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges); pass a --port above 1023"
+    return f"{exc.strerror or exc}; check --host and --port"
 
 
 def lock_data_dir(data_dir: Path) -> LockFile:
@@ -124,14 +203,12 @@ def lock_data_dir(data_dir: Path) -> LockFile:
     directory or the lock file cannot be made.
     """
     path = data_dir / LOCK_FILE
-    try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # 0700, as the secret's directory
-    except OSError as exc:
-        raise DataDirError(data_dir, f"cannot create it ({exc.strerror or exc})") from exc
+    create_data_dir(data_dir)
     try:
         lock = acquire(path)
     except OSError as exc:
-        raise DataDirError(data_dir, f"cannot lock {path} ({exc.strerror or exc})") from exc
+        raise DataDirError(data_dir, f"cannot lock {path} ({exc.strerror or exc}); pass a --data-dir "
+                                     "this user can write") from exc
     if lock is None:
         raise DataDirInUse(data_dir, holder_pid(path))
     return lock
@@ -181,22 +258,35 @@ def _run_locked(settings: Settings, create_app: AppFactory, pages: Sequence[Page
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     app = create_app(settings)
+    startup = _StartupErrors(app)
     config = server_config(app, settings, lifespan="on", loop=settings.event_loop,
                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
-    server = _RelayServer(config)
+    config.app = startup
     store = describe_store(settings, settings.data_dir / STORE_FILE)
-    print(f"Syncline relay listening on http://{shown_host}:{port} (store: {store})", flush=True)
-    print(f"  WebSocket (y-websocket): ws://{shown_host}:{port}/v1/sync/{{tenant}}/{{kind}}/{{id}}", flush=True)
     token = None
     if generated:
         token = issue_token(settings.secret, DEV_TENANT, [f"{DEV_TENANT}/*"], ttl_seconds=DEV_TOKEN_TTL_SECONDS)
-        print(f"  Development token for tenant '{DEV_TENANT}' (valid 7 days):", flush=True)
-        print(f"    ws://{shown_host}:{port}/v1/sync/{DEV_TENANT}/cart/c-1?token={token}", flush=True)
-    for line in banner_pages(f"http://{shown_host}:{port}", pages, token):
-        print(line, flush=True)
+
+    def banner() -> None:
+        base = f"{shown_host}:{port}"
+        lines = [f"Syncline relay listening on http://{base} (store: {store})",
+                 f"  WebSocket (y-websocket): ws://{base}/v1/sync/{{tenant}}/{{kind}}/{{id}}"]
+        if token is not None:
+            lines += [f"  Development token for tenant '{DEV_TENANT}' (valid 7 days), on the next line:",
+                      token,
+                      f"  export TOKEN={token}",
+                      f"  e.g. ws://{base}/v1/sync/{DEV_TENANT}/cart/c-1?token=$TOKEN"]
+        lines += banner_pages(f"http://{base}", pages, token)
+        print("\n".join(lines), flush=True)
+
+    server = _RelayServer(config, app, startup, banner)
     # Uvicorn re-raises the signal that stopped it once it is done; exit 0 instead.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    server.run(sockets=[sock])
-    return 0 if server.started else 1  # uvicorn returns without starting when the lifespan fails
-
+    quiet = _QuietStartupFailure(startup)
+    logging.getLogger("uvicorn.error").addFilter(quiet)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
+    return 0 if server.started else 1

@@ -12,8 +12,10 @@ Examples::
 An edit is applied and stored locally first, then the command tries to deliver it for
 up to ``--wait`` seconds. Offline, it exits 0 with ``queued, N pending``; the next
 command that reaches the relay (any edit, ``sync`` or ``watch``) delivers the queue.
-Exit codes: 0 done (synced or queued), 1 ``sync`` left updates pending, 2 bad usage or
-input, 3 the relay refused the document (token, permissions), 4 the local store failed.
+Exit codes: 0 done (synced or queued), 1 ``sync`` left updates pending, or ``show`` found a
+replica that has never synced with the relay (it would show only this device's edits), 2 bad
+usage or input, 3 the relay refused the document (token, permissions), 4 the local store failed.
+``show`` first catches up with the relay for up to ``--wait`` seconds.
 Flags fall back to ``SYNCLINE_CLIENT_URLS`` (comma-separated), ``SYNCLINE_CLIENT_TOKEN``
 and ``SYNCLINE_CLIENT_DATA_DIR``.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import signal
 import socket
@@ -132,6 +135,8 @@ def run_client(args: argparse.Namespace, environ: Mapping[str, str] | None = Non
     """Run one ``syncline client`` command; return the exit code."""
     env = os.environ if environ is None else environ
     out = sys.stdout if out is None else out
+    # The library logs why it stopped; this command says it in its one line instead.
+    logging.getLogger("syncline.client").addHandler(logging.NullHandler())
     urls = args.urls or [u for u in env.get(ENV_URLS, "").split(",") if u.strip()]
     try:
         settings = ClientSettings(
@@ -145,7 +150,8 @@ def run_client(args: argparse.Namespace, environ: Mapping[str, str] | None = Non
             raise ValueError("--wait must not be negative")
         return anyio.run(_dispatch, args, settings, out)
     except RelayRejected as exc:
-        print(f"syncline client: {exc}", file=sys.stderr)
+        print(f"syncline client: {exc}; check --token (`syncline token --inspect TOKEN --data-dir "
+              "RELAY_DATA_DIR` says why a relay refuses it)", file=sys.stderr)
         return EXIT_REFUSED
     except LocalStoreError as exc:
         print(f"syncline client: {exc}", file=sys.stderr)
@@ -202,13 +208,34 @@ async def _deliver(replica: Replica, wait: float, out: TextIO) -> int:
     return 0
 
 
+async def _try_sync(replica: Replica, wait: float) -> bool:
+    """Catch up with the relay for up to ``wait`` seconds before showing a document; True if synced.
+
+    Raises the replica's error (:class:`RelayRejected` for a refused token) if the relay refused it."""
+    return bool(replica.settings.urls) and wait > 0 and await replica.flush(wait)
+
+
+def _shown(replica: Replica, synced: bool, out: TextIO) -> int:
+    """The exit status of ``show``: 1, with one line on stderr, when this replica has never synced."""
+    if synced:
+        return 0
+    reason = "no relay URL given" if not replica.settings.urls else "relay unreachable"
+    if replica.last_acked_at is None:
+        print(f"syncline client: {replica.name} has never synced with a relay ({reason}): this shows only "
+              "this device's own edits; run it with a reachable --url and a valid --token", file=sys.stderr)
+        return EXIT_PENDING
+    print(f"(offline: {reason}; as of the last sync at {_when(replica.last_acked_at)})", file=out)
+    return 0
+
+
 async def _cart(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     name = _doc_name(args.doc, "cart")
     cart = await client.cart(name)
     replica = client.replica(name)
     if args.op == "show":
+        synced = await _try_sync(replica, args.wait)
         _print_cart(name, cart, out)
-        return 0
+        return _shown(replica, synced, out)
     attrs = _attrs(args.attr)
     key = line_key(args.sku, attrs)
     if args.op == "add":
@@ -228,8 +255,9 @@ async def _stock(client: SyncClient, args: argparse.Namespace, out: TextIO) -> i
     ledger = await client.stock(name)
     replica = client.replica(name)
     if args.op == "show":
+        synced = await _try_sync(replica, args.wait)
         _print_stock(name, ledger, out)
-        return 0
+        return _shown(replica, synced, out)
     if args.op == "adjust":
         adjustment = ledger.record(args.adjustment_id or uuid.uuid4().hex, args.sku, args.delta,
                                    reason=args.reason, actor=_actor(args.actor), ref=args.ref)

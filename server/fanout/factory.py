@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from ..errors import MissingDriver
 from ..metrics import Metrics
 from ..settings import Settings
 from .base import Fanout
@@ -17,7 +18,12 @@ from .local import LocalFanout
 def create_fanout(settings: Settings, metrics: Metrics | None = None) -> Fanout:
     if settings.fanout == "none":
         return LocalFanout()
-    from .redis import RedisFanout
+    try:
+        from .redis import RedisFanout
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "redis":
+            raise
+        raise MissingDriver("--fanout redis://", "Redis (redis)", "cluster") from None
 
     return RedisFanout(settings.fanout, prefix=settings.fanout_prefix, metrics=metrics)
 

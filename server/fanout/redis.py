@@ -160,8 +160,17 @@ class RedisFanout:
     # -- lifecycle -----------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Keep a subscription session going until cancelled; say goodbye on the way out."""
+        """Keep a subscription session going until cancelled; say goodbye on the way out.
+
+        Raises :class:`FanoutUnavailable` when Redis does not answer a first PING: a node
+        that starts cut off fails its start; one cut off later keeps retrying.
+        """
         try:
+            try:
+                with anyio.fail_after(COMMAND_TIMEOUT_SECONDS):
+                    await self._client.ping()
+            except _ERRORS as exc:
+                raise FanoutUnavailable(f"Redis does not answer ({type(exc).__name__}: {exc})") from exc
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
                 tg.start_soon(self._heartbeats)

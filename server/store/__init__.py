@@ -9,6 +9,7 @@ from .base import StoredDoc as StoredDoc
 from .base import StoreError as StoreError
 from .base import StoreUnavailable as StoreUnavailable
 from .base import StoreLocked as StoreLocked
+from .base import StoreCorrupt as StoreCorrupt
 from .base import Change as Change
 from .base import Price as Price
 from .base import Receipt as Receipt

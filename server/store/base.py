@@ -28,6 +28,10 @@ class StoreUnavailable(StoreError):
     """Raised when the store cannot be reached or written; nothing was committed."""
 
 
+class StoreCorrupt(StoreUnavailable):
+    """Raised when a store file exists but is damaged or not a database; nothing was opened."""
+
+
 class StoreLocked(StoreUnavailable):
     """Raised when a store file is already open in another store that holds its lock (another
     relay's, or a second store on the same file in this very process); nothing was opened.

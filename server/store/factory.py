@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import MissingDriver
 from ..settings import Settings
 from .sqlite import SQLiteStore
 
@@ -23,7 +24,12 @@ def create_store(settings: Settings, sqlite_path: Path) -> SQLiteStore | Postgre
         return SQLiteStore(
             sqlite_path, synchronous=settings.sqlite_synchronous, max_batch=settings.group_commit_max_batch
         )
-    from .postgres import PostgresStore
+    try:
+        from .postgres import PostgresStore
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "asyncpg":
+            raise
+        raise MissingDriver("--store postgresql://", "PostgreSQL (asyncpg)", "cluster") from None
 
     return PostgresStore(settings.store, max_batch=settings.group_commit_max_batch)
 
@@ -32,6 +38,8 @@ def describe_store(settings: Settings, sqlite_path: Path) -> str:
     """Where the store is, for banners and logs: the file, or the database without credentials."""
     if settings.store == "sqlite":
         return str(sqlite_path)
-    from .postgres import shown_dsn
-
+    try:
+        from .postgres import shown_dsn
+    except ModuleNotFoundError:
+        return settings.store.split("@")[-1]  # no driver: create_store says so; never show a password
     return shown_dsn(settings.store)

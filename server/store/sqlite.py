@@ -40,7 +40,7 @@ import aiosqlite
 import anyio
 
 from ..lockfile import LockFile, acquire, holder_pid
-from .base import Claim, Receipt, StoredDoc, StoreLocked, StoreUnavailable
+from .base import Claim, Receipt, StoreCorrupt, StoredDoc, StoreLocked, StoreUnavailable
 from .records import receipt_row
 from . import sqlite_sql as litesql
 from .sqlite_sql import SCHEMA_VERSION
@@ -134,6 +134,10 @@ class SQLiteStore(SQLiteTables, GroupCommitStore):
             self._reader = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
             await self._reader.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             await self._reader.execute("PRAGMA query_only=1")
+        except sqlite3.DatabaseError as exc:
+            if not isinstance(exc, sqlite3.OperationalError):  # "file is not a database", "malformed"
+                raise StoreCorrupt(f"cannot open {self.path}: {exc}") from exc
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
 
@@ -146,7 +150,7 @@ class SQLiteStore(SQLiteTables, GroupCommitStore):
             rows = db.execute("PRAGMA quick_check").fetchall()
             if [tuple(row) for row in rows] != [("ok",)]:
                 problems = "; ".join(str(row[0]) for row in rows[:5])
-                raise StoreUnavailable(f"{self.path} is corrupt (quick_check: {problems})")
+                raise StoreCorrupt(f"{self.path} is corrupt (quick_check: {problems})")
             rows = db.execute("PRAGMA journal_mode=WAL").fetchall()
             if not rows or str(rows[0][0]).lower() != "wal":
                 raise StoreUnavailable(f"{self.path}: cannot switch to WAL journal mode (got {rows!r})")

@@ -131,3 +131,31 @@ async def test_watch_prints_remote_changes_live_and_stops_on_sigterm(relay: Rela
         assert watch.process.wait(timeout=10) == 0
     finally:
         watch.kill()
+
+
+def test_show_on_a_replica_that_never_synced_says_so_and_exits_1(tmp_path: Path) -> None:
+    for kind, doc in (("cart", "acme/c-1"), ("stock", "acme/loc-1")):
+        done = subprocess.run(
+            [sys.executable, "-m", "syncline.app.cli", "client", "--url", "ws://127.0.0.1:1", "--token", "t",
+             "--data-dir", str(tmp_path / "cli"), "--connect-timeout", "1", kind, doc, "show"],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+        )
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        [line] = done.stderr.splitlines()
+        assert line.startswith(f"syncline client: acme/{kind}/") and "never synced" in line
+
+
+def test_show_with_a_refused_token_exits_3_in_one_line(relay: RelayProcess, tmp_path: Path) -> None:
+    data = tmp_path / "cli"
+    assert _client_cli(relay, data, "cart", "acme/c-1", "add", "sku-1", "3").returncode == 0
+    fresh = tmp_path / "fresh"
+    refused = _client_cli(relay, fresh, "cart", "acme/c-1", "show", token=relay.token("other"))
+    assert refused.returncode == 3, (refused.stdout, refused.stderr)
+    assert len(refused.stderr.splitlines()) == 1 and "Traceback" not in refused.stderr
+
+
+def test_show_on_a_fresh_replica_catches_up_first(relay: RelayProcess, tmp_path: Path) -> None:
+    assert _client_cli(relay, tmp_path / "writer", "cart", "acme/c-1", "add", "sku-1", "3").returncode == 0
+    shown = _client_cli(relay, tmp_path / "reader", "cart", "acme/c-1", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert "1 lines, 3 items" in shown.stdout and shown.stderr == ""

@@ -11,7 +11,7 @@ from starlette.datastructures import Headers, QueryParams
 
 from syncline.engine.tokens import MIN_SECRET_CHARS, issue_token, verify_token
 from syncline.server.auth import load_or_create_secret, token_from_request
-from syncline.server.errors import SecretFileError
+from syncline.server.errors import DataDirError, SecretFileError
 from tests.engine.helpers import assert_quiet
 
 NOW = 1_700_000_000
@@ -154,9 +154,20 @@ def test_dangling_symlink_is_not_followed_to_create_a_secret_elsewhere(tmp_path:
 
 def test_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "data").write_text("")
-    with pytest.raises(SecretFileError, match="data directory") as info:
+    with pytest.raises(DataDirError, match="is not a directory; pass a --data-dir") as info:
         load_or_create_secret(tmp_path / "data")
     assert info.value.path == tmp_path / "data"
+
+
+def test_a_new_data_dir_gets_a_gitignore_that_ignores_the_secret(tmp_path: Path) -> None:
+    load_or_create_secret(tmp_path / "data")
+    assert (tmp_path / "data" / ".gitignore").read_text() == "*\n"
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+
+
+def test_an_existing_data_dir_is_left_without_a_gitignore(tmp_path: Path) -> None:
+    load_or_create_secret(tmp_path)
+    assert not (tmp_path / ".gitignore").exists()
 
 
 def test_existing_secret_is_never_overwritten(tmp_path: Path) -> None:
@@ -171,3 +182,37 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+_LOG_SECRET = "log-secret-" + "r" * 40
+
+
+def _signed(claims: dict[str, object], secret: str = _LOG_SECRET) -> str:
+    import jwt
+
+    return jwt.encode({"tenant": "acme", "docs": ["acme/*"], "iat": 1_000, **claims}, secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize(("token", "reason", "detail"), [
+    (None, "missing_token", "no Authorization"),
+    (_signed({}), "invalid_token", "missing claim iss"),
+    (_signed({"iss": "someone-else"}), "invalid_token", "issuer is not syncline"),
+    (_signed({"iss": "syncline", "aud": "shop"}), "invalid_token", "audience is not accepted"),
+    (_signed({"iss": "syncline"}, "another-secret-" + "q" * 40), "invalid_token", "signature does not verify"),
+    (_signed({"iss": "syncline", "exp": 2_000}), "token_expired", "token expired at 2000"),
+])
+def test_each_token_refusal_is_logged_at_info_with_its_reason_and_never_the_token(
+    caplog: pytest.LogCaptureFixture, token: str | None, reason: str, detail: str
+) -> None:
+    from syncline.server.admission import Admission
+    from syncline.server.errors import Refused
+
+    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    with caplog.at_level("INFO", logger="syncline.auth"), pytest.raises(Refused) as refused:
+        Admission(_LOG_SECRET).tenant(b"/v1/tenants/acme", b"/v1/tenants/", "acme", headers, {})
+    assert refused.value.reason == reason
+    [record] = [r for r in caplog.records if r.name == "syncline.auth"]
+    assert record.levelname == "INFO"
+    assert record.getMessage() == f"token refused: {reason} ({record.detail})"  # type: ignore[attr-defined]
+    assert detail in record.getMessage()
+    assert token is None or all(part not in record.getMessage() for part in token.split("."))

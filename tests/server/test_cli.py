@@ -83,10 +83,12 @@ def test_serve_without_a_secret_generates_one_and_prints_a_working_dev_token(tmp
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(4)]
+        lines = [process.stdout.readline() for _ in range(5)]
         assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600
-        url = lines[3].strip()
-        assert url.startswith("ws://127.0.0.1:") and "/v1/sync/demo/cart/c-1?token=" in url
+        base = lines[0].split("listening on http://", 1)[1].split()[0]
+        token = lines[3].strip()
+        assert lines[3] == token + "\n" and lines[4] == f"  export TOKEN={token}\n"  # the bare token, then the hint
+        url = f"ws://{base}/v1/sync/demo/cart/c-1?token={token}"
 
         import anyio
 

@@ -110,8 +110,8 @@ def test_a_data_dir_that_cannot_be_created_is_refused_with_a_message_and_no_trac
     occupied = tmp_path / "a-file"
     occupied.write_text("not a directory")
     done = _syncline("serve", "--port", "0", "--data-dir", str(occupied / "data"))
-    assert done.returncode == 2
-    assert done.stderr.startswith(f"syncline serve: data directory {occupied / 'data'}: cannot create it")
+    assert done.returncode == 3
+    assert done.stderr.startswith(f"syncline serve: data directory {occupied / 'data'}: a parent of it is a file")
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
@@ -144,7 +144,7 @@ async def test_a_relay_whose_store_file_another_store_holds_fails_to_start(tmp_p
     async with SQLiteStore(tmp_path / "syncline.sqlite3"):
         done = await anyio.to_thread.run_sync(lambda: _syncline(
             "serve", "--port", "0", "--data-dir", str(tmp_path), "--secret", "s" * 40))
-    assert done.returncode == 3  # uvicorn's startup failure: the store could not be opened
+    assert done.returncode == 3  # the store could not be opened: an environment failure
     assert f"is in use by another store (pid {os.getpid()})" in done.stderr
 
 

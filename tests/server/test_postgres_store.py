@@ -438,5 +438,5 @@ def test_catalog_command_loads_prices_into_a_postgresql_store(dsn: str, schema: 
     assert shown.stdout.splitlines() == ["mug\t450\tEUR", "tee\t1299\tEUR"]
     assert not (tmp_path / "syncline.sqlite3").exists()
     down = catalog("show", "--tenant", "acme", "--store", "postgresql://nobody:pw-secret@127.0.0.1:1/none")
-    assert down.returncode == 1 and "syncline catalog:" in down.stderr
+    assert down.returncode == 3 and "syncline catalog:" in down.stderr
     assert "Traceback" not in down.stderr and "pw-secret" not in down.stderr
