@@ -3,7 +3,7 @@
 The relay's lifespan (:func:`~syncline.server.relay.open_relay`) owns the store, the
 fan-out and every long-lived task; this module adds the REST routes, the REST context
 and the change feed's hub, plugged into the relay through its hooks, the browser pages
-(:mod:`.pages`) and, with ``--cors-origin``, CORS (:mod:`.cors`).
+(:mod:`.pages`), the REST rate limits and, with ``--cors-origin``, CORS (:mod:`.cors`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from syncline.adapters.rest.context import RestContext
 from syncline.adapters.rest.documents import Documents
 from syncline.adapters.rest.feed import FeedHub
+from syncline.adapters.rest.limits import RateLimitMiddleware
 from syncline.adapters.rest.live import feed_event
 from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
 from syncline.server.door import Door
 from syncline.server.endpoints import probe_routes, sync_routes
 from syncline.server.metrics import Metrics
+from syncline.server.ratelimit import RateLimiter
 from syncline.server.relay import Relay, open_relay
 from syncline.server.settings import Settings
 
@@ -54,11 +57,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         async with open_relay(settings, metrics, clock=clock, setup=wire):
             if settings.demo_catalog:
                 await seed_demo_catalog(app.state.relay.store)
-            yield
+            app.state.limiter = RateLimiter(settings, metrics)
+            try:
+                yield
+            finally:
+                await app.state.limiter.aclose()
 
     return Starlette(
         routes=[*sync_routes(), *probe_routes(metrics), *rest_routes(), *page_routes()],
-        middleware=cors_middleware(settings.cors_origin),
+        # CORS outermost: a 429 carries its headers too.
+        middleware=[*cors_middleware(settings.cors_origin), Middleware(RateLimitMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
