@@ -209,10 +209,11 @@ async def merge_cart(request: Request) -> Response:
         guest, grant = admitted.name, admitted.grant
     except Problem as refused:
         # A shopper signing in: the guest cart by its guest session cookie, the target by the bearer token.
+        if refused.slug != "forbidden":  # the name was checked before the grant: a forbidden one is valid
+            raise
         guest = DocName(request.path_params["tenant"], "cart", request.path_params["cart_id"])
         cookie_grant = ctx.admission.cookie_grant(request.headers)
-        if refused.slug != "forbidden" or cookie_grant is None or cookie_grant.read_only \
-                or not cookie_grant.allows(guest):
+        if cookie_grant is None or cookie_grant.read_only or not cookie_grant.allows(guest):
             raise
         grant, by_cookie = ctx.grant(request), True
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
