@@ -136,6 +136,6 @@ class Lifetimes:
         finally:
             self._metrics.cart_sweeps.inc()
             self._metrics.carts_swept.inc(deleted)
-        log.info("swept abandoned guest carts", extra={
+        log.info("swept abandoned guest carts: %d deleted, %d kept open", deleted, live, extra={
             "deleted": deleted, "live": live, "seconds": round(time.perf_counter() - started, 3)})
         return deleted

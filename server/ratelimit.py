@@ -201,7 +201,7 @@ class RateLimiter:
     def describe(self, scope: str) -> str:
         """The limit of ``scope`` in words, for a refusal's detail."""
         limit = self.subject_limit if scope == SUBJECT else self.tenant_limit
-        who = "token" if scope == SUBJECT else "tenant"
+        who = "token subject" if scope == SUBJECT else "tenant"
         return f"at most {limit.burst} requests at once and {limit.rate:g} a second per {who}"
 
     async def aclose(self) -> None:

@@ -107,5 +107,5 @@ async def test_the_sweep_deletes_abandoned_guest_carts_only_and_never_one_with_a
         assert (gone.json()["total_quantity"], gone.json()["last_accessed_at"]) == (0, None)
         metrics = (await http.get("/metrics")).text
     assert "syncline_carts_swept_total 2.0" in metrics
-    sweeps = [r for r in caplog.records if r.getMessage() == "swept abandoned guest carts"]
+    sweeps = [r for r in caplog.records if r.getMessage().startswith("swept abandoned guest carts: ")]
     assert sweeps and sum(getattr(r, "deleted") for r in sweeps) == 2
