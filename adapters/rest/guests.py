@@ -17,7 +17,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-
 from syncline.engine.errors import InvalidDocumentName
 from syncline.engine.names import DocName, check_part
 from syncline.engine.tokens import issue_token

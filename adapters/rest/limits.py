@@ -10,7 +10,6 @@ subject is the client's address. Over the limit the answer is 429 ``rate-limited
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
-
 from syncline.server.errors import Refused
 from syncline.server.ratelimit import RateLimiter
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from syncline.app.cli import build_parser
 
 from harness.relay_process import RelayProcess
@@ -21,7 +20,7 @@ OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def block(language: str) -> str:
-    (found,) = re.findall(rf"^```{language}\n(.*?)^```", OPERATIONS.read_text(encoding="utf-8"), re.M | re.S)
+    (found,) = re.findall(rf"^```{language}\n(.*?)^```", OPERATIONS.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
     return str(found)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-
 from syncline.engine.tokens import issue_token
 
 from harness.relay_process import SECRET

@@ -108,4 +108,4 @@ async def test_the_sweep_deletes_abandoned_guest_carts_only_and_never_one_with_a
         metrics = (await http.get("/metrics")).text
     assert "syncline_carts_swept_total 2.0" in metrics
     sweeps = [r for r in caplog.records if r.getMessage().startswith("swept abandoned guest carts: ")]
-    assert sweeps and sum(getattr(r, "deleted") for r in sweeps) == 2
+    assert sweeps and sum(r.deleted for r in sweeps) == 2

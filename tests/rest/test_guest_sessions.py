@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-
 from syncline.engine.tokens import verify_token
 
 from harness.relay_process import SECRET

@@ -8,7 +8,6 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-
 from syncline.engine.tokens import issue_token
 from syncline.server.ratelimit import RateLimiter
 from syncline.server.settings import Settings
