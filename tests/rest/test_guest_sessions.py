@@ -161,3 +161,28 @@ def test_guest_sessions_are_rate_limited_by_client_address(tmp_path: Path) -> No
             assert statuses == [201, 201, 201, 429]
     finally:
         relay.stop()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_websocket_never_takes_the_guest_cookie_but_takes_the_guest_token(
+    relay: InProcessRelay, anyio_backend: str,
+) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from syncline.engine import closecodes
+
+    by_cookie = await anyio.to_thread.run_sync(lambda: new_session(relay, cookie=True))
+    url = relay.url(f"acme/cart/{by_cookie.json()['cart']}")
+    with anyio.fail_after(5):
+        async with connect(url, additional_headers={"Cookie": f"syncline_guest={cookie_of(by_cookie)['value']}"}) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == closecodes.UNAUTHORIZED
+    by_token = await anyio.to_thread.run_sync(lambda: new_session(relay))
+    session = by_token.json()
+    with anyio.fail_after(5):
+        async with connect(relay.url(f"acme/cart/{session['cart']}", session["token"])) as ws:
+            assert await ws.recv()  # the relay's sync step 1: admitted
