@@ -3,8 +3,8 @@
 The relay's lifespan (:func:`~syncline.server.relay.open_relay`) owns the store, the
 fan-out and every long-lived task; this module adds the REST routes, the REST context
 and the change feed's hub, plugged into the relay through its hooks, the browser pages
-(:mod:`.pages`), request ids and the access log (:mod:`syncline.server.access`) and, with
-``--cors-origin``, CORS (:mod:`.cors`).
+(:mod:`.pages`), request ids and the access log (:mod:`syncline.server.access`), the REST
+rate limits and, with ``--cors-origin``, CORS (:mod:`.cors`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from starlette.middleware import Middleware
 from syncline.adapters.rest.context import RestContext
 from syncline.adapters.rest.documents import Documents
 from syncline.adapters.rest.feed import FeedHub
+from syncline.adapters.rest.limits import RateLimitMiddleware
 from syncline.adapters.rest.live import feed_event
 from syncline.adapters.rest.routes import EXCEPTION_HANDLERS, rest_routes
 from syncline.server.access import AccessLog
 from syncline.server.door import Door
 from syncline.server.endpoints import probe_routes, sync_routes
 from syncline.server.metrics import Metrics
+from syncline.server.ratelimit import RateLimiter
 from syncline.server.relay import Relay, open_relay
 from syncline.server.settings import Settings
 
@@ -57,13 +59,18 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         async with open_relay(settings, metrics, clock=clock, setup=wire):
             if settings.demo_catalog:
                 await seed_demo_catalog(app.state.relay.store)
-            yield
+            app.state.limiter = RateLimiter(settings, metrics)
+            try:
+                yield
+            finally:
+                await app.state.limiter.aclose()
 
     return Starlette(
         routes=[*sync_routes(), *probe_routes(metrics), *rest_routes(), *page_routes()],
-        # The access log outermost: it sees every answer, CORS refusals included.
+        # The access log outermost: it sees every answer, CORS refusals and 429s included;
+        # CORS outside the rate limit so that a 429 carries its headers too.
         middleware=[Middleware(AccessLog, metrics=metrics, enabled=settings.access_log),
-                    *cors_middleware(settings.cors_origin)],
+                    *cors_middleware(settings.cors_origin), Middleware(RateLimitMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -15,6 +15,10 @@ from typing import IO
 from syncline.engine.tokens import issue_token
 
 SECRET = "test-secret-" + "x" * 40
+UNLIMITED_REST = ["--rest-burst", "1000000", "--rest-rate-per-second", "1000000",
+                  "--rest-tenant-burst", "1000000", "--rest-tenant-rate-per-second", "1000000"]
+"""REST rate limits no test or benchmark reaches by accident (a module's tests share one token);
+tests of the limits pass their own flags, which come later and win."""
 STARTUP_SECONDS = 20.0
 
 
@@ -37,7 +41,7 @@ class RelayProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "syncline.app.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--data-dir", str(self.data_dir), "--secret", SECRET, *self.flags],
+             "--port", str(self.port), "--data-dir", str(self.data_dir), "--secret", SECRET, *UNLIMITED_REST, *self.flags],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env,
         )
         log.close()

@@ -2,7 +2,8 @@
 
 Both edges hand :class:`Admission` the raw request path, the path's parts, the headers
 and the query parameters; it checks the path for smuggling, the name's rules, the
-token (``Authorization: Bearer`` or ``?token=``), the grant's tenant and patterns, and
+token (``Authorization: Bearer``, ``?token=`` or, for REST and SSE, the guest session
+cookie), the grant's tenant and patterns, and
 write access, in that order, and returns the document and its grant or raises
 :class:`Refused` naming why. Each edge maps a refusal to its wire form in one table: a
 close code for a WebSocket peer, a problem type for a REST request.
@@ -17,7 +18,7 @@ from syncline.engine.errors import ExpiredToken, InvalidDocumentName, InvalidTok
 from syncline.engine.names import DocName, check_part, check_raw_path
 from syncline.engine.tokens import Grant, verify_token
 
-from .auth import log_refusal, token_from_request
+from .auth import GUEST_COOKIE, cookie_from_headers, log_refusal, token_from_request
 from .errors import Refused
 
 
@@ -35,7 +36,7 @@ class Admission:
 
     def tenant(
         self, raw_path: bytes, prefix: bytes, tenant: str, headers: Mapping[str, str], query: Mapping[str, str],
-        *, encoded: bool = False,
+        *, encoded: bool = False, cookies: bool = False,
     ) -> Grant:
         """The grant of the request's token, which must belong to ``tenant``.
 
@@ -46,14 +47,14 @@ class Admission:
             tenant = check_part("tenant", tenant)
         except InvalidDocumentName as exc:
             raise Refused("invalid_document_name", exc.reason) from None
-        grant = self._grant(headers, query)
+        grant = self._grant(headers, query, cookies)
         if grant.tenant != tenant:
             raise Refused("forbidden", "the token belongs to another tenant")
         return grant
 
     def document(
         self, raw_path: bytes, prefix: bytes, parts: tuple[str, str, str], headers: Mapping[str, str],
-        query: Mapping[str, str], *, write: bool, encoded: bool = False,
+        query: Mapping[str, str], *, write: bool, encoded: bool = False, cookies: bool = False,
     ) -> Admitted:
         """The document ``tenant/kind/doc_id`` and the grant that may open it (for writing, if ``write``)."""
         tenant, kind, doc_id = parts
@@ -62,7 +63,7 @@ class Admission:
             name = DocName.parse(tenant, kind, doc_id)
         except InvalidDocumentName as exc:
             raise Refused("invalid_document_name", exc.reason) from None
-        grant = self._grant(headers, query)
+        grant = self._grant(headers, query, cookies)
         if grant.tenant != name.tenant:
             raise Refused("forbidden", "the token belongs to another tenant")
         if not grant.allows(name):
@@ -71,8 +72,20 @@ class Admission:
             raise Refused("read_only", "this token may read but not write")
         return Admitted(name, grant)
 
-    def _grant(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Grant:
-        token = token_from_request(headers, query)
+    def cookie_grant(self, headers: Mapping[str, str]) -> Grant | None:
+        """The grant of the guest session cookie (:data:`~.auth.GUEST_COOKIE`), None when there is
+        none or it is not valid."""
+        token = cookie_from_headers(headers, GUEST_COOKIE)
+        if token is None:
+            return None
+        try:
+            return verify_token(self._secret, token)
+        except (ExpiredToken, InvalidToken):
+            return None
+
+    def _grant(self, headers: Mapping[str, str], query: Mapping[str, str], cookies: bool = False) -> Grant:
+        """``cookies``: the guest session cookie counts too (REST and SSE; never a WebSocket's)."""
+        token = token_from_request(headers, query, cookie=GUEST_COOKIE if cookies else None)
         if token is None:
             log_refusal("missing_token", "no Authorization: Bearer header and no token parameter")
             raise Refused("missing_token", "send Authorization: Bearer TOKEN")

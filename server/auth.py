@@ -32,13 +32,19 @@ MAX_SECRET_FILE_BYTES = 4_096
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
+GUEST_COOKIE = "syncline_guest"
+"""The cookie holding a guest session's token (HTTP-only, Secure, SameSite=Lax)."""
+
+
 def token_from_request(
-    headers: Mapping[str, str], query_params: Mapping[str, str], query_name: str = "token"
+    headers: Mapping[str, str], query_params: Mapping[str, str], query_name: str = "token",
+    *, cookie: str | None = None,
 ) -> str | None:
-    """The request's token: ``Authorization: Bearer …`` first, else the ``query_name`` parameter.
+    """The request's token: ``Authorization: Bearer …`` first, else the ``query_name`` parameter,
+    else (when ``cookie`` names one) that cookie.
 
     ``headers`` may be Starlette ``Headers`` or a plain dict (matched case-insensitively).
-    Returns None when neither holds a non-empty token; the token is not checked here.
+    Returns None when none holds a non-empty token; the token is not checked here.
     """
     value = headers.get("authorization")
     if value is None:
@@ -48,7 +54,23 @@ def token_from_request(
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
     token = query_params.get(query_name)
-    return token if token else None
+    if token:
+        return token
+    return cookie_from_headers(headers, cookie) if cookie is not None else None
+
+
+def cookie_from_headers(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of cookie ``name`` in the request's ``Cookie`` header (None when absent or empty)."""
+    value = headers.get("cookie")
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == "cookie"), None)
+    if value is None:
+        return None
+    for pair in value.split(";"):
+        key, sep, cookie = pair.strip().partition("=")
+        if sep and key == name and cookie.strip().strip('"'):
+            return cookie.strip().strip('"')
+    return None
 
 
 def log_refusal(reason: str, detail: str) -> None:

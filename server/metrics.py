@@ -106,6 +106,14 @@ class Metrics:
         self.broadcasts = Counter(
             "syncline_broadcasts", "Tenant broadcasts sent from this node (REST live/broadcast).", registry=r
         )
+        self.rest_rate_limited = Counter(
+            "syncline_rest_rate_limited", "REST requests refused with 429, by the bucket that was empty "
+            "(subject or tenant).", ["scope"], registry=r,
+        )
+        self.carts_swept = Counter(
+            "syncline_carts_swept", "Abandoned guest carts deleted by the cart sweep.", registry=r
+        )
+        self.cart_sweeps = Counter("syncline_cart_sweeps", "Cart sweeps run.", registry=r)
         self._tenant_gauges: _TenantGauges | None = None
 
         ProcessCollector(registry=r)

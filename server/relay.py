@@ -1,7 +1,8 @@
 """The running relay: what its connections share, its hooks, and the lifespan that runs it.
 
-:func:`open_relay` opens the store, starts the fan-out, the room evictor and the hourly
-pruning in one task group, and yields the :class:`Relay`; leaving it tells every peer the
+:func:`open_relay` opens the store, starts the fan-out, the room evictor, the hourly
+pruning and the cart lifetimes' task (:mod:`.lifetimes`) in one task group, and yields
+the :class:`Relay`; leaving it tells every peer the
 relay is going away (close code 1001), compacts and closes the rooms, stops the tasks and
 flushes the store. Whatever runs beside the relay (the REST change feed, say) plugs in
 through two hooks, never through the relay knowing it:
@@ -37,6 +38,7 @@ from .admission import Admission
 from .auth import load_or_create_secret
 from .connection import Connection
 from .fanout import Fanout, LocalFanout, create_fanout, describe_fanout
+from .lifetimes import Lifetimes
 from .live import DocFilter, TenantActivity, tenant_activity, tenant_counts
 from .metrics import Metrics
 from .room import ChangeListener
@@ -69,6 +71,8 @@ class Relay:
     per_tenant: Counter[str] = field(default_factory=Counter)
     closing: bool = False
     admission: Admission = field(init=False)
+    clock: Callable[[], float] = time.time
+    lifetimes: Lifetimes = field(init=False)
     _change_listeners: list[ChangeListener] = field(default_factory=list, init=False, repr=False)
     _shutdown_callbacks: list[ShutdownCallback] = field(default_factory=list, init=False, repr=False)
     _broadcast_listeners: list[BroadcastListener] = field(default_factory=list, init=False, repr=False)
@@ -78,6 +82,7 @@ class Relay:
         self.rooms = RoomManager(self.store, self.settings, self.metrics, on_change=self._changed,
                                  fanout=self.fanout, on_broadcast=self._remote_broadcast)
         self.metrics.track_tenants(self.tenant_counts, self.settings.metrics_tenants)
+        self.lifetimes = Lifetimes(self.store, self.rooms, self.settings, self.metrics, self.clock)
 
     def on_change(self, listener: ChangeListener) -> None:
         """Call ``listener(doc, seq)`` each time an update of document ``doc`` is stored as ``seq``.
@@ -131,6 +136,7 @@ class Relay:
         return tenant_counts(list(self.rooms.rooms), dict(self.per_tenant))
 
     def _changed(self, doc: str, seq: int) -> None:
+        self.lifetimes.touch(doc)
         for listener in self._change_listeners:
             listener(doc, seq)
 
@@ -168,12 +174,13 @@ async def open_relay(
         log.info("cluster node sharing rooms",
                  extra={"fanout": describe_fanout(settings), "node": fanout.node_id})
     async with store, anyio.create_task_group() as tg:
-        relay = Relay(settings, secret, store, metrics, fanout=fanout)
+        relay = Relay(settings, secret, store, metrics, fanout=fanout, clock=clock)
         if setup is not None:
             setup(relay)
         await tg.start(fanout.run)
         await tg.start(relay.rooms.run_evictions)
         await tg.start(_prune_periodically, store, settings, clock)
+        await tg.start(relay.lifetimes.run)
         try:
             yield relay
         finally:

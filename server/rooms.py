@@ -117,6 +117,10 @@ class RoomManager:
             raise RoomLoadFailed(name) from pending.error
         return pending.room
 
+    def is_open(self, name: str) -> bool:
+        """True while the room of ``name`` is open or loading on this node."""
+        return name in self.rooms or name in self._loading
+
     def _full(self) -> bool:
         return len(self.rooms) + len(self._loading) >= self._settings.max_rooms
 

@@ -231,6 +231,9 @@ def server_config(app: Starlette, settings: Settings, **options: Any) -> uvicorn
         ws_ping_interval=settings.ws_ping_seconds,
         ws_ping_timeout=settings.ws_ping_seconds,
         http=guarded_http_protocol(settings.request_timeout_seconds),  # uvicorn has no request deadline
+        # Client address and scheme from X-Forwarded-For/-Proto, only from these proxies.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         **options,
     )
 

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from syncline.engine.errors import InvalidDocumentName
+from syncline.engine.names import check_part
+
 ENV_PREFIX = "SYNCLINE_"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -178,6 +181,46 @@ class Settings:
                                         'route template, status or close code, time, request id, tenant); '
                                         '--no-access-log keeps only the lines of refusals.'}
     )
+    rest_rate_per_second: float = field(
+        default=50.0, metadata={"help": 'Sustained REST and SSE requests per second one token subject may make '
+                                        '(shared by every node of a cluster).'}
+    )
+    rest_burst: int = field(
+        default=200, metadata={"help": 'REST requests one token subject may make at once above the sustained rate.'}
+    )
+    rest_tenant_rate_per_second: float = field(
+        default=500.0, metadata={"help": 'Sustained REST and SSE requests per second of one tenant, all its '
+                                         'tokens together (shared by every node of a cluster).'}
+    )
+    rest_tenant_burst: int = field(
+        default=1_000, metadata={"help": 'REST requests one tenant may make at once above its sustained rate.'}
+    )
+    guest_tenant: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": 'A tenant whose storefront may create guest sessions (POST .../guest-sessions: a guest '
+                          'cart and a token for it alone); repeatable. Unset: no tenant has guests. The variable '
+                          'takes a comma- or space-separated list.'},
+    )
+    guest_session_seconds: int = field(
+        default=604_800, metadata={"help": 'Lifetime of a guest token and of its syncline_guest cookie, in seconds.'}
+    )
+    cart_idle_seconds: float = field(
+        default=604_800.0, metadata={"help": 'Seconds without an edit or a connected peer after which a cart shows '
+                                             'as abandoned.'}
+    )
+    cart_retention_seconds: float = field(
+        default=2_592_000.0, metadata={"help": 'Seconds without an edit or a connected peer after which a guest '
+                                               'cart is deleted by the cart sweep (at least --cart-idle-seconds).'}
+    )
+    cart_sweep_seconds: float = field(
+        default=3_600.0, metadata={"help": 'Seconds between two sweeps for guest carts past their retention.'}
+    )
+    forwarded_allow_ips: str = field(
+        default="127.0.0.1",
+        metadata={"help": 'Comma-separated addresses (or networks, or "*") of reverse proxies whose '
+                          'X-Forwarded-For and X-Forwarded-Proto headers are trusted (uvicorn\'s '
+                          '--forwarded-allow-ips).'},
+    )
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -208,7 +251,7 @@ class Settings:
             expected = hints[f.name]
             if f.name == "secret" and value is None:
                 continue
-            if f.name == "cors_origin":
+            if f.name in ("cors_origin", "guest_tenant"):
                 if not isinstance(value, tuple) or not all(isinstance(origin, str) for origin in value):
                     raise SettingsError(f.name, f"must be a tuple of strings, not {type(value).__name__}")
                 continue
@@ -227,6 +270,7 @@ class Settings:
             "awareness_max_bytes", "awareness_connection_states", "awareness_connection_bytes",
             "awareness_room_states", "awareness_room_bytes",
             "rest_max_body_bytes", "rest_batch_max_operations", "broadcast_burst", "metrics_tenants",
+            "rest_burst", "rest_tenant_burst", "guest_session_seconds",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -234,7 +278,8 @@ class Settings:
         for name in (
             "rate_messages_per_second", "room_idle_seconds", "idempotency_ttl_seconds", "idempotency_claim_seconds",
             "feed_retention_seconds", "sse_heartbeat_seconds", "request_timeout_seconds", "ws_ping_seconds",
-            "broadcast_rate_per_second",
+            "broadcast_rate_per_second", "rest_rate_per_second", "rest_tenant_rate_per_second",
+            "cart_idle_seconds", "cart_retention_seconds", "cart_sweep_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(name, "must be greater than 0")
@@ -259,6 +304,15 @@ class Settings:
             if origin != "*" and (origin != origin.lower() or not ORIGIN_PATTERN.fullmatch(origin)):
                 raise SettingsError("cors_origin", f"{origin!r} is not an origin: scheme://host[:port] in lowercase, "
                                                    'without a path or a trailing slash, or "*"')
+        for tenant in self.guest_tenant:
+            try:
+                check_part("tenant", tenant)
+            except InvalidDocumentName as exc:
+                raise SettingsError("guest_tenant", f"{tenant!r}: {exc.reason}") from None
+        if self.cart_retention_seconds < self.cart_idle_seconds:
+            raise SettingsError("cart_retention_seconds", "must be at least cart_idle_seconds")
+        if not self.forwarded_allow_ips.strip():
+            raise SettingsError("forwarded_allow_ips", 'must name at least one address, or "*"')
         if self.secret is not None and len(self.secret) < 32:
             raise SettingsError("secret", "must be at least 32 characters")
 
@@ -283,7 +337,7 @@ def _cast(name: str, kind: Any, raw: str) -> Any:
             raise ValueError(raw)
         if kind in ("Path", Path):
             return Path(text)
-        if name == "cors_origin":
+        if name in ("cors_origin", "guest_tenant"):
             return tuple(part for part in re.split(r"[,\s]+", text) if part)
     except ValueError:
         raise SettingsError(name, f"cannot read {raw!r} as {kind}") from None

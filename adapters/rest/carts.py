@@ -7,6 +7,7 @@ client: adding a product the catalog does not price is refused.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,13 +19,15 @@ from syncline.engine.validation import check_attributes, check_id, check_quantit
 from syncline.engine.errors import InvalidDocumentName
 from syncline.engine.names import DocName, check_part
 from syncline.server.endpoints import relay_of
+from syncline.server.lifetimes import Lifetimes
 from syncline.server.room import Room
-from syncline.server.store import Price
+from syncline.server.store import Price, StoreUnavailable
 
 from . import bodies
 from .bodies import Fields
 from .context import Idempotency, Reply, RestContext
 from .documents import Edit
+from .guests import clear_cookie
 from .etags import body_etag, if_match_allows, not_modified
 from .problems import Problem, failure_cause, validation_problem
 
@@ -75,15 +78,39 @@ def _unit(price: Price | None) -> int | None:
     return None if price is None else price.unit_price
 
 
-def cart_reply(body: dict[str, Any], status: int = 200) -> Reply:
-    return Reply(status, body, {"ETag": body_etag(body)})
+def cart_reply(body: dict[str, Any], status: int = 200, *, lifetime: dict[str, Any] | None = None) -> Reply:
+    """The cart's reply: its ETag covers the content, not ``lifetime`` (when it was last accessed,
+    and ``status`` abandoned), which is added to the body after."""
+    return Reply(status, {**body, **(lifetime or {})}, {"ETag": body_etag(body)})
+
+
+def lifetime_fields(lifetimes: Lifetimes, status: str, last_accessed_at: float | None) -> dict[str, Any]:
+    """``last_accessed_at`` (epoch milliseconds, null if unknown) and, for an open cart idle
+    past ``--cart-idle-seconds``, the status ``abandoned``."""
+    fields: dict[str, Any] = {
+        "last_accessed_at": None if last_accessed_at is None else math.floor(last_accessed_at * 1000)}
+    if status == "open" and lifetimes.abandoned(last_accessed_at):
+        fields["status"] = "abandoned"
+    return fields
+
+
+def _written_now(request: Request, name: DocName, status: str) -> dict[str, Any]:
+    """The lifetime fields of a cart a write accesses now."""
+    lifetimes = relay_of(request.app).lifetimes
+    return lifetime_fields(lifetimes, status, lifetimes.accessed_now(str(name)))
 
 
 async def get_cart(request: Request) -> Response:
     ctx: RestContext = request.app.state.rest
     name = ctx.document(request, "cart", "cart_id", write=False)
     room = await ctx.documents.open(name)
-    reply = cart_reply(await cart_body(ctx, name, ctx.documents.cart(room, name.doc_id).view()))
+    body = await cart_body(ctx, name, ctx.documents.cart(room, name.doc_id).view())
+    lifetimes = relay_of(request.app).lifetimes
+    try:
+        last = await lifetimes.last_accessed(str(name))
+    except StoreUnavailable:
+        raise Problem("store-unavailable", headers={"Retry-After": "5"}) from None
+    reply = cart_reply(body, lifetime=lifetime_fields(lifetimes, body["status"], last))
     return not_modified(request, reply.headers["ETag"]) or reply.response()
 
 
@@ -109,7 +136,8 @@ async def _cart_write(
             unread = {line.product_id for line in view.lines} - wanted  # a line the edit brought back
             if unread:
                 prices = {**prices, **await ctx.store.prices(name.tenant, unread)}
-            reply = cart_reply(priced_body(name, view, prices))
+            body = priced_body(name, view, prices)
+            reply = cart_reply(body, lifetime=_written_now(request, name, body["status"]))
             seq = await edit.commit(action=action, receipt=idem.record(reply))
             idem.kept = seq is not None and idem.key is not None
             return reply
@@ -178,8 +206,19 @@ async def merge_cart(request: Request) -> Response:
     """Merge the guest cart of the path into the body's ``into`` cart; a replay brings over only what the
     guest cart gained since (docs/semantics.md)."""
     ctx: RestContext = request.app.state.rest
-    admitted = ctx.admit(request, "cart", "cart_id", write=True)
-    guest, grant = admitted.name, admitted.grant
+    by_cookie = False
+    try:
+        admitted = ctx.admit(request, "cart", "cart_id", write=True)
+        guest, grant = admitted.name, admitted.grant
+    except Problem as refused:
+        # A shopper signing in: the guest cart by its guest session cookie, the target by the bearer token.
+        if refused.slug != "forbidden":  # the name was checked before the grant: a forbidden one is valid
+            raise
+        guest = DocName(request.path_params["tenant"], "cart", request.path_params["cart_id"])
+        cookie_grant = ctx.admission.cookie_grant(request.headers)
+        if cookie_grant is None or cookie_grant.read_only or not cookie_grant.allows(guest):
+            raise
+        grant, by_cookie = ctx.grant(request), True
     body = await bodies.read_json_object(request, ctx.settings.rest_max_body_bytes)
     fields = Fields(body)
     into = fields.required("into", document_id_field)
@@ -205,6 +244,8 @@ async def merge_cart(request: Request) -> Response:
         await _check_if_match(request, ctx, target, target_edit.room)
         result = guest_edit.cart(guest.doc_id).merge_into(target_edit.cart(into))
         cart = await cart_body(ctx, target, target_edit.cart(into).view())
+        etag = body_etag(cart)
+        cart = {**cart, **_written_now(request, target, cart["status"])}
         reply = Reply(200, {
             "merge": {
                 "source": result.source,
@@ -217,7 +258,7 @@ async def merge_cart(request: Request) -> Response:
                 ],
             },
             "cart": cart,
-        }, {"ETag": body_etag(cart)})
+        }, {"ETag": etag})
         # The target first: if the guest's commit then fails, a retry merges again,
         # which counts the guest's lines once (merges are idempotent by source cart).
         await target_edit.commit(action="cart.merge")
@@ -230,10 +271,13 @@ async def merge_cart(request: Request) -> Response:
 
     metrics = relay_of(request.app).metrics
     try:
-        return await ctx.write(request, guest.tenant, body, perform)
+        response = await ctx.write(request, guest.tenant, body, perform)
     except Exception as exc:
         metrics.cart_merge_failures.labels(failure_cause(exc)).inc()
         raise
+    if by_cookie:
+        clear_cookie(response)  # the guest cart is merged: the shopper goes on with the user's
+    return response
 
 
 def document_id_field(value: Any, field: str) -> str:

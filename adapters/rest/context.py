@@ -93,7 +93,7 @@ class RestContext:
         """The verified grant of the request's token, for the tenant of its path."""
         try:
             return self.admission.tenant(_raw_path(request), b"/", request.path_params["tenant"], request.headers,
-                                         request.query_params, encoded=True)
+                                         request.query_params, encoded=True, cookies=True)
         except Refused as refusal:
             raise _problem(refusal) from None
 
@@ -102,7 +102,7 @@ class RestContext:
         parts = (request.path_params["tenant"], kind, request.path_params[id_param])
         try:
             return self.admission.document(_raw_path(request), b"/", parts, request.headers, request.query_params,
-                                           write=write, encoded=True)
+                                           write=write, encoded=True, cookies=True)
         except Refused as refusal:
             raise _problem(refusal) from None
 

@@ -55,7 +55,8 @@ SCHEMAS: dict[str, Any] = {
     "Cart": _obj({
         "tenant": {"type": "string"},
         "id": {"type": "string"},
-        "status": {"enum": ["open", "merged", "checked_out"]},
+        "status": {"enum": ["open", "merged", "checked_out", "abandoned"],
+                   "description": "abandoned: open, but without an edit or a connected peer for --cart-idle-seconds"},
         "merged_into": {"type": ["string", "null"], "description": "merged: the cart it was merged into"},
         "merged_at": NULLABLE_INT,
         "order": {"type": ["string", "null"], "description": "checked_out: the id of the order it became"},
@@ -65,6 +66,22 @@ SCHEMAS: dict[str, Any] = {
         "total_quantity": {"type": "integer", "minimum": 0},
         "total": NULLABLE_INT,
         "issues": {"type": "array", "items": {"type": "string"}},
+        "last_accessed_at": {**NULLABLE_INT, "description": "epoch milliseconds of the cart's last edit or "
+                             "connected peer (reads do not count), to the minute; null if unknown. Not covered "
+                             "by the ETag, nor is the abandoned status"},
+    }, ["tenant", "id", "status", "merged_into", "merged_at", "order", "checked_out_at", "currency", "lines",
+        "total_quantity", "total", "issues"]),
+    "NewGuestSession": _obj({
+        "cookie": {"type": "boolean", "default": False,
+                   "description": "true: the token comes as the HTTP-only syncline_guest cookie, not in the body"},
+    }, []),
+    "GuestSession": _obj({
+        "tenant": {"type": "string"},
+        "cart": {"type": "string", "description": "the guest cart's id"},
+        "token": {"type": ["string", "null"],
+                  "description": "a token for this cart alone (read and write); null when sent as the cookie"},
+        "cookie": {"type": "boolean"},
+        "expires_at": {**INT, "description": "epoch milliseconds when the token (and the cookie) expire"},
     }),
     "AddItem": _obj({
         "product": ID,
@@ -265,10 +282,13 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
 
 
 PROBLEM = {"description": "a problem (RFC 9457)", "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+RATE_LIMITED = {**PROBLEM, "description": "over the token's or the tenant's request rate (rate-limited); retry "
+                "after Retry-After", "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}}
 
 
 def _problems(*statuses: int) -> dict[str, Any]:
-    return {str(status): PROBLEM for status in sorted({400, 401, 403, 404, 405, 503, *statuses})}
+    return {str(status): RATE_LIMITED if status == 429 else PROBLEM
+            for status in sorted({400, 401, 403, 404, 405, 429, 503, *statuses})}
 
 
 def _read_op(summary: str, schema: str, params: list[dict[str, Any]]) -> dict[str, Any]:
@@ -302,7 +322,7 @@ def _named(operation_id: str, tag: str, operation: dict[str, Any]) -> dict[str, 
 
 TAGS = [
     {"name": "carts", "description": "Shopping carts: lines keyed by product and attributes, priced from the "
-                                     "tenant's catalog, merged from a guest cart into a user's."},
+                                     "tenant's catalog, merged from a guest cart into a user's; guest sessions."},
     {"name": "stock", "description": "Stock ledgers of one location: adjustments, levels, the audit trail, "
                                      "counts (stocktakes), conflicts (a level below zero, concurrent counts that disagree) and "
                                      "their resolution, offline batches."},
@@ -421,9 +441,9 @@ def openapi_document() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Broadcast")}}},
             "responses": {
                 "202": _json(_ref("BroadcastSent"), "sent"),
-                "429": {**PROBLEM, "description": "too many broadcasts of this tenant; retry after Retry-After",
-                        "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
                 **_problems(413, 415, 422),
+                "429": {**RATE_LIMITED, "description": "too many broadcasts of this tenant, or requests; retry "
+                        "after Retry-After"},
             },
         })},
         "/v1/tenants/{tenant}/live/ping": {"post": _named("pingLive", "live", {
@@ -431,6 +451,21 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [TENANT_P],
             "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("Ping")}}},
             "responses": {"200": _json(_ref("Pong"), "the server's times"), **_problems(413, 415, 422)},
+        })},
+        "/v1/tenants/{tenant}/guest-sessions": {"post": _named("createGuestSession", "carts", {
+            "summary": "a new guest cart and a token for it alone, for a tenant named by --guest-tenant (no "
+                       "token needed; rate-limited by client address)",
+            "security": [],
+            "parameters": [TENANT_P],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("NewGuestSession")}}},
+            "responses": {
+                "201": _json(_ref("GuestSession"), "the session", {
+                    "Location": {"schema": {"type": "string"}, "description": "the guest cart's address"},
+                    "Set-Cookie": {"schema": {"type": "string"}, "description": "with cookie: true, syncline_guest "
+                                   "(HttpOnly; Secure; SameSite=Lax; Path=/v1/; Max-Age=--guest-session-seconds)"},
+                }),
+                **_problems(413, 415, 422),
+            },
         })},
         "/v1/tenants/{tenant}/events": {"get": _named("streamEvents", "feed", {
             "summary": "the tenant's change feed (Server-Sent Events)",
@@ -474,11 +509,16 @@ def openapi_document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "tags": TAGS,
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"guestCookie": []}],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "guestCookie": {"type": "apiKey", "in": "cookie", "name": "syncline_guest",
+                                "description": "a guest session's cookie (POST .../guest-sessions with cookie: "
+                                               "true); REST and the change feed only"},
+            },
         },
         "x-problem-types": {PROBLEM_BASE + slug: {"status": status, "title": title}
                             for slug, (status, title) in TITLES.items()},

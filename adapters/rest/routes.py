@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 
 from syncline.engine.errors import EngineError
 
-from . import carts, checkout, feed, live, orders, prices, stock
+from . import carts, checkout, feed, guests, live, orders, prices, stock
 from .openapi import openapi_document
 from .problems import Problem, engine_problem
 
@@ -64,6 +64,7 @@ def rest_routes() -> list[BaseRoute]:
         Route(TENANT + "/live/broadcast", live.broadcast, methods=["POST"]),
         Route(TENANT + "/live/ping", live.ping, methods=["POST"]),
         Route(TENANT + "/events", feed.events, methods=["GET"]),
+        Route(TENANT + "/guest-sessions", guests.create_guest_session, methods=["POST"]),
     ]
 
 

@@ -14,3 +14,5 @@ from .base import Change as Change
 from .base import Price as Price
 from .base import Receipt as Receipt
 from .base import Claim as Claim
+from .base import Access as Access
+from .base import AccessLog as AccessLog

@@ -5,7 +5,8 @@ Yjs updates (the exact v1 bytes a peer sent), at most one snapshot that folds a 
 that log, and the writer bound to each client ID. Sequence numbers come from the store,
 increase strictly across the whole store, and are the only order: never wall-clock time.
 Beside the log, and written in the same transaction as an append where they must commit
-with it, each backend keeps :class:`ChangeFeed`, :class:`Receipts` and :class:`Catalog`.
+with it, each backend keeps :class:`ChangeFeed`, :class:`Receipts`, :class:`Catalog` and
+:class:`AccessLog`.
 
 Durability contract: :meth:`DocumentLog.append` returns only once the update is
 committed to stable storage, so a relay may acknowledge it to its sender.
@@ -272,8 +273,40 @@ class Catalog(Protocol):
         ...
 
 
-class Store(DocumentLog, ChangeFeed, Receipts, Catalog, Protocol):
-    """Everything a store backend implements (SQLite, PostgreSQL): the four protocols above, plus
+@dataclass(frozen=True)
+class Access:
+    """When ``doc`` was last accessed (seconds since the epoch), and whether a guest session made it."""
+
+    doc: str
+    last_accessed_at: float
+    guest: bool = False
+
+
+class AccessLog(Protocol):
+    """When each document was last accessed, kept beside the log for cart lifetimes; and the
+    deletion of a whole document (abandoned guest carts)."""
+
+    async def touch(self, accesses: Mapping[str, float], *, guest: bool = False) -> None:
+        """Record each document's access at its time (a time earlier than the kept one changes
+        nothing), in one transaction; ``guest`` marks them as guest carts (it is never unmarked)."""
+        ...
+
+    async def accessed(self, docs: Iterable[str]) -> dict[str, Access]:
+        """The kept access of each of ``docs`` that has one."""
+        ...
+
+    async def idle_guests(self, before: float, limit: int) -> list[str]:
+        """Up to ``limit`` guest documents last accessed before ``before``, longest idle first."""
+        ...
+
+    async def delete_document(self, doc: str) -> None:
+        """Delete ``doc``'s snapshot, log rows, client owners and access, in one transaction (its
+        change-feed rows stay until pruned by age)."""
+        ...
+
+
+class Store(DocumentLog, ChangeFeed, Receipts, Catalog, AccessLog, Protocol):
+    """Everything a store backend implements (SQLite, PostgreSQL): the five protocols above, plus
     the async context manager that opens and closes it. Each consumer asks only for the protocol
     it uses: rooms a :class:`DocumentLog`, the feed a :class:`ChangeFeed`, the REST adapter
     :class:`Receipts` and a :class:`Catalog`."""

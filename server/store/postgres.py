@@ -1,6 +1,6 @@
 """The cluster store: one PostgreSQL database shared by every relay node (asyncpg).
 
-Layout (schema version 3, tracked in ``syncline_migrations``)::
+Layout (schema version 4, tracked in ``syncline_migrations``)::
 
     updates(seq bigint PRIMARY KEY, doc text, blob bytea)          -- the append log
     snapshots(doc text PRIMARY KEY, seq bigint, blob bytea)        -- one per document
@@ -11,6 +11,7 @@ Layout (schema version 3, tracked in ``syncline_migrations``)::
     claims(tenant, key, fingerprint, holder, created_at)           -- keys of running requests (v2)
     epochs(first_seq bigint PRIMARY KEY, epoch text)               -- change-feed epochs, one per opening (v2)
     client_owners(doc, client bigint, owner)                       -- who may write each Yjs clientID (v3)
+    doc_access(doc text PRIMARY KEY, last_accessed_at, guest)      -- cart lifetimes (v4)
 
 Sequence numbers are one cluster-wide total order that equals commit order. Every
 append transaction starts with ``UPDATE meta SET value = value + n WHERE key =
@@ -49,6 +50,7 @@ from .base import Change, Claim, Price, StoredDoc, Receipt, StoreUnavailable
 from .records import receipt_from_row, receipt_row
 from . import postgres_sql as pgsql
 from .postgres_sql import SCHEMA_VERSION
+from .postgres_access import PostgresAccess
 from .writer import Append, GroupCommitStore
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "shown_dsn"]
@@ -69,7 +71,7 @@ def shown_dsn(dsn: str) -> str:
         return "postgresql://?"
 
 
-class PostgresStore(GroupCommitStore):
+class PostgresStore(PostgresAccess, GroupCommitStore):
     """The :class:`~syncline.server.store.base.Store` on a PostgreSQL database, shared by relay nodes.
 
     ``async with PostgresStore("postgresql://user@host/db") as store:`` connects a pool

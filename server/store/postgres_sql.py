@@ -6,7 +6,7 @@ import re
 
 import asyncpg
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this module writes: the largest version in ``syncline_migrations``."""
 
 # What a failing database, network or driver raises: all of it is "unavailable". The
@@ -51,6 +51,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "CREATE TABLE client_owners (doc text NOT NULL, client bigint NOT NULL, owner text NOT NULL,"
         " PRIMARY KEY (doc, client))",
+    ),
+    (
+        "CREATE TABLE doc_access (doc text PRIMARY KEY, last_accessed_at double precision NOT NULL,"
+        " guest boolean NOT NULL DEFAULT false)",
+        "CREATE INDEX doc_access_guest_idle ON doc_access (guest, last_accessed_at)",
     ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

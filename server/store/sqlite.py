@@ -1,6 +1,6 @@
 """The default store: one SQLite file in WAL mode, written by one writer task with group commit.
 
-Layout (schema version 4, tracked in ``PRAGMA user_version``)::
+Layout (schema version 5, tracked in ``PRAGMA user_version``)::
 
     updates(seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL, blob BLOB NOT NULL)
     snapshots(doc TEXT PRIMARY KEY, seq INTEGER NOT NULL, blob BLOB NOT NULL)
@@ -10,6 +10,7 @@ Layout (schema version 4, tracked in ``PRAGMA user_version``)::
     prices(tenant, product, unit_price, currency)               -- the price catalog (v2)
     epochs(first_seq INTEGER PRIMARY KEY, epoch)                -- change-feed epochs, one per opening (v3)
     client_owners(doc, client, owner)                           -- who may write each Yjs clientID (v4)
+    doc_access(doc, last_accessed_at, guest)                    -- cart lifetimes (v5)
 
 Two connections: the *writer* (a plain ``sqlite3`` connection) belongs to the single
 writer task, which takes every write (appends, compactions, probes, the adapters'
@@ -44,6 +45,7 @@ from .base import Claim, Receipt, StoreCorrupt, StoredDoc, StoreLocked, StoreUna
 from .records import receipt_row
 from . import sqlite_sql as litesql
 from .sqlite_sql import SCHEMA_VERSION
+from .sqlite_access import SQLiteAccess
 from .sqlite_tables import SQLiteTables
 from .writer import Append, GroupCommitStore, Pending
 
@@ -60,7 +62,7 @@ class _Transaction(Pending):
     work: Callable[[sqlite3.Connection], Any] = field(default=lambda db: None)
 
 
-class SQLiteStore(SQLiteTables, GroupCommitStore):
+class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
     """The :class:`~syncline.server.store.base.Store` on one SQLite file (WAL, group commit).
 
     ``async with SQLiteStore(path) as store:`` opens (creating the file and its

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema this module writes; ``PRAGMA user_version`` of a current file."""
 
 SYNCHRONOUS_MODES = ("FULL", "EXTRA", "NORMAL")
@@ -73,6 +73,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             " owner TEXT NOT NULL,"
             " PRIMARY KEY (doc, client)) WITHOUT ROWID"
         ),
+    ),
+    (
+        (
+            "CREATE TABLE doc_access ("
+            " doc TEXT PRIMARY KEY,"
+            " last_accessed_at REAL NOT NULL,"
+            " guest INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"
+        ),
+        "CREATE INDEX doc_access_guest_idle ON doc_access (guest, last_accessed_at)",
     ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

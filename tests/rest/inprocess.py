@@ -65,7 +65,10 @@ class InProcessRelay:
     def __init__(self, data_dir: Path, *, clock: Clock = time.time, **settings: Any) -> None:
         self.data_dir = data_dir
         self.clock = clock
-        self.settings = Settings(data_dir=data_dir, secret=SECRET, port=0, **settings)
+        # REST rate limits out of reach unless the test sets them (as RelayProcess does).
+        limits = {name: 1_000_000 for name in ("rest_burst", "rest_rate_per_second", "rest_tenant_burst",
+                                                "rest_tenant_rate_per_second")}
+        self.settings = Settings(data_dir=data_dir, secret=SECRET, port=0, **{**limits, **settings})
         self.port = 0
         self.app: Starlette | None = None
         self._portal: BlockingPortal | None = None

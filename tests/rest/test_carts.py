@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 import threading
 from typing import Any
 
@@ -50,6 +52,7 @@ def cart(cart_id: str, *lines: dict[str, Any], status: str = "open", merged_into
         "total_quantity": sum(entry["quantity"] for entry in lines),
         "total": sum(entry["line_total"] for entry in lines),
         "issues": [],
+        "last_accessed_at": ANY,  # tests/rest/test_cart_lifetimes.py checks it
     }
 
 

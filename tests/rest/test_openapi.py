@@ -151,13 +151,23 @@ def test_every_operation_declares_exactly_its_path_parameters() -> None:
 
 def test_operations_under_a_tenant_require_the_bearer_token_and_document_401_and_403() -> None:
     document = openapi_document()
-    assert document["security"] == [{"bearer": []}]
+    assert document["security"] == [{"bearer": []}, {"guestCookie": []}]
     for path, method, operation in operations(document):
-        if path.startswith("/v1/tenants/"):
+        if path == "/v1/tenants/{tenant}/guest-sessions":  # the one way in without a token
+            assert operation.get("security") == [] and "403" in operation["responses"]
+        elif path.startswith("/v1/tenants/"):
             assert "security" not in operation, f"{method} {path} must not waive the token"
             assert {"401", "403"} <= set(operation["responses"]), f"{method} {path}"
         else:
             assert operation.get("security") == [], f"{method} {path} is public"
+
+
+def test_every_operation_under_a_tenant_documents_429_with_retry_after() -> None:
+    for path, method, operation in operations(openapi_document()):
+        if path.startswith("/v1/tenants/"):
+            limited = operation["responses"]["429"]
+            assert "Retry-After" in limited["headers"], f"{method} {path}"
+            assert "application/problem+json" in limited["content"], f"{method} {path}"
 
 
 def test_the_problem_types_listed_are_the_ones_the_server_uses() -> None:

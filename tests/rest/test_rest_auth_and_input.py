@@ -83,11 +83,11 @@ def test_the_endpoint_lists_cover_every_tenant_route() -> None:
             path = path.replace(concrete, template)
         covered.add((method, "/v1/tenants/{tenant}" + path))
     # Tenant-wide routes (no document in the path) have their own token tests: test_feed.py,
-    # test_catalog.py, test_live.py.
+    # test_catalog.py, test_live.py; guest sessions need no token (test_guest_sessions.py).
     tenant_wide = {("GET", "/v1/tenants/{tenant}/events"), ("GET", "/v1/tenants/{tenant}/catalog"),
                    ("GET", "/v1/tenants/{tenant}/orders"),
                    ("GET", "/v1/tenants/{tenant}/live/sync-state"), ("POST", "/v1/tenants/{tenant}/live/broadcast"),
-                   ("POST", "/v1/tenants/{tenant}/live/ping")}
+                   ("POST", "/v1/tenants/{tenant}/live/ping"), ("POST", "/v1/tenants/{tenant}/guest-sessions")}
     assert tenant_routes - tenant_wide == covered
 
 

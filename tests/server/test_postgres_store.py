@@ -205,7 +205,7 @@ async def test_opening_creates_the_schema_tables_and_durable_sessions(dsn: str, 
     tables = await sql(dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema)
     assert {row[0] for row in tables} == {
         "updates", "snapshots", "meta", "changes", "responses", "prices", "syncline_migrations", "claims",
-        "epochs", "client_owners",
+        "epochs", "client_owners", "doc_access",
     }
     assert (await sql(dsn, f'SELECT count(*) FROM "{schema}".updates'))[0][0] == 1
 
@@ -231,8 +231,9 @@ async def test_a_schema_from_a_newer_syncline_is_refused(dsn: str, schema: str) 
 async def test_a_version_1_schema_is_migrated_in_place_and_keeps_its_data(dsn: str, schema: str) -> None:
     async with PostgresStore(dsn, schema=schema) as store:
         await store.append("acme/cart/1", b"x", action="cart.add_item")
-    # Back to what the first release left: its tables and rows, without those of versions 2 and 3.
-    await sql(dsn, f'DROP TABLE "{schema}".claims, "{schema}".epochs, "{schema}".client_owners')
+    # Back to what the first release left: its tables and rows, without those of versions 2 to 4.
+    await sql(dsn, f'DROP TABLE "{schema}".claims, "{schema}".epochs, "{schema}".client_owners,'
+                   f' "{schema}".doc_access')
     await sql(dsn, f'DELETE FROM "{schema}".syncline_migrations WHERE version > 1')
     async with PostgresStore(dsn, schema=schema) as store:
         assert (await store.load("acme/cart/1")).updates == [(1, b"x")]
@@ -240,8 +241,10 @@ async def test_a_version_1_schema_is_migrated_in_place_and_keeps_its_data(dsn: s
         assert [first for first, _ in await store.epochs()] == [2]
         assert await store.claim("acme", "k", "fp", "h", expire_after=60) is None
         assert await store.bind_clients("acme/cart/1", "sub:a", claim=[5], check=[]) == {5: "sub:a"}
+        await store.touch({"acme/cart/1": 5.0})
+        assert (await store.accessed(["acme/cart/1"]))["acme/cart/1"].last_accessed_at == 5.0
     rows = await sql(dsn, f'SELECT version FROM "{schema}".syncline_migrations ORDER BY version')
-    assert [row[0] for row in rows] == [1, 2, 3] == list(range(1, SCHEMA_VERSION + 1))
+    assert [row[0] for row in rows] == [1, 2, 3, 4] == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_bad_arguments_are_refused_before_connecting() -> None:

@@ -369,3 +369,25 @@ def test_a_cors_origin_that_is_not_an_origin_is_refused(origin: str) -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_sources({"cors_origin": [origin]}, {})
     assert info.value.name == "cors_origin"
+
+
+def test_guest_tenants_come_from_a_list_variable_and_must_be_tenant_names() -> None:
+    assert Settings.from_sources({}, {env_name("guest_tenant"): "demo, acme"}).guest_tenant == ("demo", "acme")
+    assert Settings.from_sources({"guest_tenant": ["shop"]}, {}).guest_tenant == ("shop",)
+    with pytest.raises(SettingsError) as info:
+        Settings(guest_tenant=("acme/cart",))
+    assert info.value.name == "guest_tenant"
+
+
+@pytest.mark.parametrize(("flags", "name"), [
+    ({"cart_idle_seconds": 10.0, "cart_retention_seconds": 5.0}, "cart_retention_seconds"),
+    ({"rest_burst": 0}, "rest_burst"),
+    ({"rest_tenant_rate_per_second": 0.0}, "rest_tenant_rate_per_second"),
+    ({"guest_session_seconds": 0}, "guest_session_seconds"),
+    ({"cart_sweep_seconds": -1.0}, "cart_sweep_seconds"),
+    ({"forwarded_allow_ips": " "}, "forwarded_allow_ips"),
+])
+def test_rate_limits_and_cart_lifetimes_out_of_bounds_raise_settings_error(flags: dict[str, object], name: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_sources(flags, {})
+    assert info.value.name == name

@@ -238,3 +238,5 @@ async def test_a_version_1_file_is_migrated_and_its_history_sits_below_the_feed_
         seq = await store.append("acme/cart/c1", b"\x04", action="cart.add_item")
         assert seq == 4
         assert [(c.seq, c.action) for c in await store.changes_since("acme", 0, 10)] == [(4, "cart.add_item")]
+        await store.touch({"acme/cart/c1": 5.0})  # the version 5 table is there
+        assert (await store.accessed(["acme/cart/c1"]))["acme/cart/c1"].last_accessed_at == 5.0

@@ -502,3 +502,48 @@ async def test_binding_and_checking_more_clients_than_one_statement_takes(store_
             client: "sub:ann" for client in clients[:700]}
         assert await store.bind_clients("t/cart/1", "sub:bob", claim=[], check=clients) == {
             client: "sub:ann" for client in clients[:700]}
+
+
+async def test_touch_keeps_the_latest_access_of_each_document_and_marks_guests(store_factory: StoreFactory) -> None:
+    async with store_factory() as store:
+        await store.touch({"t/cart/a": 100.0, "t/cart/b": 50.0})
+        await store.touch({"t/cart/a": 90.0, "t/cart/g": 10.0})  # an earlier time changes nothing
+        await store.touch({"t/cart/g": 20.0}, guest=True)
+        await store.touch({"t/cart/g": 30.0})  # a later plain touch keeps the guest mark
+    async with store_factory() as store:
+        accessed = await store.accessed(["t/cart/a", "t/cart/b", "t/cart/g", "t/cart/none"])
+    assert {doc: (a.last_accessed_at, a.guest) for doc, a in accessed.items()} == {
+        "t/cart/a": (100.0, False), "t/cart/b": (50.0, False), "t/cart/g": (30.0, True)}
+
+
+async def test_idle_guests_lists_only_guest_documents_idle_since_before_the_time(
+    store_factory: StoreFactory,
+) -> None:
+    async with store_factory() as store:
+        await store.touch({"t/cart/g1": 10.0, "t/cart/g2": 5.0, "t/cart/g3": 50.0}, guest=True)
+        await store.touch({"t/cart/user": 1.0})
+        assert await store.idle_guests(20.0, 10) == ["t/cart/g2", "t/cart/g1"]
+        assert await store.idle_guests(20.0, 1) == ["t/cart/g2"]
+        assert await store.idle_guests(1.0, 10) == []
+
+
+async def test_delete_document_removes_its_log_snapshot_owners_and_access_and_nothing_else(
+    store_factory: StoreFactory,
+) -> None:
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    other: pycrdt.Doc[Any] = pycrdt.Doc()
+    async with store_factory() as store:
+        first = await store.append("t/cart/gone", map_update(doc, "a", 1))
+        await store.compact("t/cart/gone", doc.get_update(), first)
+        await store.append("t/cart/gone", map_update(doc, "b", 2))
+        await store.append("t/cart/kept", map_update(other, "c", 3))
+        await store.bind_clients("t/cart/gone", "sub:x", claim=[1], check=[])
+        await store.touch({"t/cart/gone": 1.0, "t/cart/kept": 1.0}, guest=True)
+        await store.delete_document("t/cart/gone")
+        assert await store.load("t/cart/gone") == StoredDoc()
+        assert await store.documents("t/") == ["t/cart/kept"]
+        assert await store.bind_clients("t/cart/gone", "sub:y", claim=[1], check=[]) == {1: "sub:y"}
+        assert list(await store.accessed(["t/cart/gone", "t/cart/kept"])) == ["t/cart/kept"]
+        assert rebuild(await store.load("t/cart/kept")).get("m", type=pycrdt.Map).to_py() == {"c": 3}
+        seq = await store.append("t/cart/gone", map_update(pycrdt.Doc(), "d", 4))
+        assert seq > first  # seqs never go back
