@@ -1,7 +1,7 @@
 """The relay's limits, hit on purpose: each closes only the offender, with its documented code.
 
-Slow consumers (4408), message rate (4429), connections per tenant (4430) and the
-room cap (4503), each against a real relay started with a small limit. Peers that
+Slow consumers (4408), message rate (4429), connections per tenant (4430), per token
+holder (4431) and per process (4506), and the room cap (4503), each against a real relay started with a small limit. Peers that
 stay within the limits keep syncing, the offender's resources are given back once
 it leaves (rooms, connection counts, the tenant's slots), and the relay stays up.
 """
@@ -20,9 +20,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from syncline.engine import closecodes, protocol
+from syncline.engine.tokens import issue_token
 
 from harness.hostile import append_op, assert_alive, bystanders, closed_with, gauge, open_rooms, rejected, wait_for
-from harness.relay_process import RelayProcess
+from harness.relay_process import SECRET, RelayProcess
 from harness.ypeer import ypeer
 
 pytestmark = pytest.mark.anyio
@@ -205,4 +206,62 @@ async def test_idle_rooms_make_way_for_a_newcomer_instead_of_refusing_it(
         async with ypeer(relay.url_for("globex/cart/y")), ypeer(relay.url_for("globex/cart/z")):
             assert await closed_with(relay.url_for("globex/cart/w")) == closecodes.ROOM_LIMIT
         assert peer.close_code is None
+    assert_alive(relay)
+
+
+async def test_a_token_holder_over_its_connection_cap_gets_4431_and_the_rest_of_its_tenant_does_not(
+    relay_factory: type[RelayProcess],
+) -> None:
+    relay = relay_factory(  # type: ignore[call-arg]
+        "--max-connections-per-token", "2", "--max-connections-per-tenant", "10"
+    )
+    room = "acme/cart/shared"
+
+    def url(subject: str | None, *patterns: str) -> str:
+        return relay.url(room, issue_token(SECRET, "acme", list(patterns) or ["acme/*"], subject=subject))
+
+    async with ypeer(url("till-1"), acks=True) as first, ypeer(url("till-1", "acme/cart/*")):
+        # The same subject under another token is the same holder.
+        for _ in range(2):
+            assert await closed_with(url("till-1")) == closecodes.TOKEN_CONNECTIONS
+        assert rejected(relay)["token_connections"] == 2
+        # Other holders of the tenant connect and write; so do tokens without a subject, each its own holder.
+        anonymous_url = url(None)  # one token (its iat fixed), held three times
+        async with ypeer(url("till-2"), acks=True) as second, ypeer(anonymous_url), ypeer(anonymous_url):
+            assert await closed_with(anonymous_url) == closecodes.TOKEN_CONNECTIONS
+            async with ypeer(url(None, "acme/cart/shared")) as anonymous:
+                await second.edit(lambda d: d.get("ops", type=Array).append({"till": 2}))
+                await second.wait_acked(2)
+                await anonymous.wait_until(lambda d: {"till": 2.0} in _ops(d))
+            await first.edit(lambda d: d.get("ops", type=Array).append({"till": 1}))
+            await first.wait_acked(2)
+        assert rejected(relay)["token_connections"] == 3
+        assert rejected(relay)["too_many_connections"] == 0
+    # Both of till-1's connections left: its slots are free again.
+    await wait_for(lambda: _connections(relay), 0.0)
+    async with ypeer(url("till-1")), ypeer(url("till-1")) as again:
+        assert {"till": 1.0} in _ops(again.doc)
+    assert_alive(relay)
+
+
+async def test_a_process_over_its_connection_cap_gets_4506_whatever_the_tenant(
+    relay_factory: type[RelayProcess],
+) -> None:
+    relay = relay_factory("--max-connections", "3")  # type: ignore[call-arg]
+    async with ypeer(relay.url_for("acme/cart/a"), acks=True) as acme, ypeer(relay.url_for("acme/cart/b")):
+        async with ypeer(relay.url_for("globex/cart/a"), acks=True) as globex:
+            for name in ("initech/cart/a", "acme/cart/a", "globex/stock/s"):
+                assert await closed_with(relay.url_for(name)) == closecodes.SERVER_FULL
+            assert rejected(relay)["process_connections"] == 3
+            await acme.edit(lambda d: d.get("ops", type=Array).append({"acme": 1}))
+            await acme.wait_acked(2)
+            await globex.edit(lambda d: d.get("ops", type=Array).append({"globex": 1}))
+            await globex.wait_acked(2)
+        # One left: one place is free, for any tenant.
+        await wait_for(lambda: _connections(relay), 2.0)
+        async with ypeer(relay.url_for("initech/cart/a"), acks=True) as initech:
+            await initech.edit(lambda d: d.get("ops", type=Array).append({"initech": 1}))
+            await initech.wait_acked(2)
+            assert await closed_with(relay.url_for("globex/cart/a")) == closecodes.SERVER_FULL
+    await wait_for(lambda: _connections(relay), 0.0)
     assert_alive(relay)
