@@ -182,7 +182,8 @@ class Settings:
     )
     rate_bytes_per_second: int = field(
         default=1_048_576, metadata={"help": 'Sustained bytes per second the relay reads from one connection; '
-                                             'above it the relay stops reading that socket until the budget refills.'}
+                                             'above it the relay stops reading that socket until the budget refills '
+                                             '(pongs too: keep --max-message-bytes / this below --ws-ping-seconds).'}
     )
     rate_burst_bytes: int = field(
         default=4_194_304, metadata={"help": 'Bytes one connection may send at once above the sustained byte rate '

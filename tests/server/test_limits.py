@@ -1,14 +1,18 @@
 """The relay's limits, hit on purpose: each closes only the offender, with its documented code.
 
 Slow consumers (4408), message rate (4429), connections per tenant (4430), per token
-holder (4431) and per process (4506), and the room cap (4503), each against a real relay started with a small limit. Peers that
-stay within the limits keep syncing, the offender's resources are given back once
-it leaves (rooms, connection counts, the tenant's slots), and the relay stays up.
+holder (4431) and per process (4506), and the room cap (4503), each against a real relay
+started with a small limit; a writer over its byte rate is not closed but read more
+slowly. Peers that stay within the limits keep syncing, the offender's resources are
+given back once it leaves (rooms, connection counts, the tenant's slots), and the relay
+stays up.
 """
 
 from __future__ import annotations
 
 import socket
+import statistics
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -264,4 +268,42 @@ async def test_a_process_over_its_connection_cap_gets_4506_whatever_the_tenant(
             await initech.wait_acked(2)
             assert await closed_with(relay.url_for("globex/cart/a")) == closecodes.SERVER_FULL
     await wait_for(lambda: _connections(relay), 0.0)
+    assert_alive(relay)
+
+
+async def test_a_writer_over_its_byte_rate_is_slowed_to_it_not_closed_and_other_rooms_stay_fast(
+    relay_factory: type[RelayProcess],
+) -> None:
+    rate, burst, size, count = 200_000, 400_000, 100_000, 12
+    relay = relay_factory(  # type: ignore[call-arg]
+        "--rate-bytes-per-second", str(rate), "--rate-burst-bytes", str(burst)
+    )
+    flooded, calm = "acme/cart/flooded", "globex/cart/calm"
+    round_trips: list[float] = []
+    async with ypeer(relay.url_for(flooded), acks=True) as flooder, ypeer(relay.url_for(flooded)) as watcher:
+        async with ypeer(relay.url_for(calm), acks=True) as writer, ypeer(relay.url_for(calm)) as reader:
+
+            async def flood() -> None:
+                for i in range(count):  # each send waits while the relay does not read (back-pressure)
+                    await flooder.edit(append_op({"i": i, "pad": "x" * size}))
+
+            start = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(flood)
+                while flooder.acked < count + 1:
+                    sent = time.monotonic()
+                    await writer.edit(append_op({"n": len(round_trips)}))
+                    await reader.wait_until(lambda d: len(_ops(d)) == len(round_trips) + 1)
+                    round_trips.append(time.monotonic() - sent)
+                    await anyio.sleep(0.05)
+                    assert time.monotonic() - start < 20, f"the flood was not acknowledged ({flooder.acked})"
+            elapsed = time.monotonic() - start
+            await watcher.wait_until(lambda d: len(_ops(d)) == count)
+            assert flooder.close_code is None and writer.close_code is None
+    # The burst passes at once, the rest at the rate: about 4 s for 1.2 MB (over loopback, unthrottled, ~0.1 s).
+    expected = (count * size - burst) / rate
+    assert 0.8 * expected < elapsed < expected + 4, f"{count * size} bytes acknowledged in {elapsed:.2f} s"
+    p95 = statistics.quantiles(round_trips, n=20)[-1]
+    assert p95 < 0.25, f"another room's round trip p95 was {p95 * 1000:.0f} ms during the flood"
+    assert rejected(relay)["rate_limited"] == 0
     assert_alive(relay)
