@@ -93,7 +93,8 @@ class Connection:
         self._wakeup = asyncio.Event()
         self._writing = False
         self._limiter = TokenBucket(settings.rate_messages_per_second, settings.rate_burst)
-        self._throttle = ByteThrottle(settings.rate_bytes_per_second, settings.rate_burst_bytes)
+        self._throttle = ByteThrottle(settings.rate_bytes_per_second, settings.rate_burst_bytes,
+                                      waited=metrics.throttled_seconds.inc)
         self._scope = anyio.CancelScope()
         self.close_code: int | None = None
         self.hello = False

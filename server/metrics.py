@@ -89,6 +89,9 @@ class Metrics:
         self.broadcasts = Counter(
             "syncline_broadcasts", "Tenant broadcasts sent from this node (REST live/broadcast).", registry=r
         )
+        self.throttled_seconds = Counter(
+            "syncline_throttled_seconds", "Seconds receive loops waited for a connection's byte rate.", registry=r
+        )
         self._tenant_gauges: _TenantGauges | None = None
 
     def track_tenants(self, source: TenantCounts, limit: int) -> None:

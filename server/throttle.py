@@ -21,9 +21,14 @@ import anyio
 class ByteThrottle:
     """``rate`` bytes per second sustained, ``burst`` bytes at once, for the frames of one connection."""
 
-    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
+        waited: Callable[[float], object] | None = None,
+    ) -> None:
+        """``waited`` is told the seconds of each wait (a metric)."""
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be greater than 0 and burst at least 1")
+        self._waited = waited
         self._rate = float(rate)
         self._burst = float(burst)
         self._tokens = float(burst)
@@ -47,5 +52,7 @@ class ByteThrottle:
         """Wait until ``size`` more bytes may be handled; return the seconds waited."""
         wait = self.delay(size)
         if wait > 0:
+            if self._waited is not None:
+                self._waited(wait)
             await anyio.sleep(wait)
         return wait

@@ -3,6 +3,8 @@ frame larger than the burst."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from syncline.server.throttle import ByteThrottle
@@ -56,6 +58,17 @@ def test_a_frame_arriving_before_the_previous_one_was_let_through_waits_for_it()
     assert throttle.delay(1_000) == 0.0
     assert throttle.delay(1_000) == pytest.approx(1.0)
     assert throttle.delay(1_000) == pytest.approx(2.0)  # nobody waited: both waits add up
+
+
+@pytest.mark.anyio
+async def test_each_wait_is_reported_and_slept() -> None:
+    waits: list[float] = []
+    throttle = ByteThrottle(100_000, 1_000, waited=waits.append)
+    assert await throttle.admit(1_000) == 0.0
+    start = time.monotonic()
+    waited = await throttle.admit(2_000)
+    assert time.monotonic() - start >= waited * 0.9 and waits == [waited]
+    assert waited == pytest.approx(0.01, abs=0.002)
 
 
 def test_a_throttle_needs_a_positive_rate_and_burst() -> None:
