@@ -308,3 +308,27 @@ async def test_a_writer_over_its_byte_rate_is_slowed_to_it_not_closed_and_other_
     assert rejected(relay)["rate_limited"] == 0
     assert 0.8 * expected < gauge(relay, "syncline_throttled_seconds_total") < expected + 1
     assert_alive(relay)
+
+
+async def test_a_message_larger_than_the_byte_burst_passes_after_waiting_for_a_full_burst(
+    relay_factory: type[RelayProcess],
+) -> None:
+    relay = relay_factory(  # type: ignore[call-arg]
+        "--rate-bytes-per-second", "200000", "--rate-burst-bytes", "100000"
+    )
+    room = "acme/cart/big-one"
+    async with ypeer(relay.url_for(room), acks=True) as writer, ypeer(relay.url_for(room)) as reader:
+        await anyio.sleep(0.6)  # the handshake's bytes are refilled: a full burst is available
+        start = time.monotonic()
+        await writer.edit(append_op({"pad": "x" * 300_000}))  # 3x the burst: waits for none of it
+        await writer.edit(append_op({"small": 1}))  # behind the big one's 200 kB debt: about 1 s
+        await writer.wait_acked(2)
+        first = time.monotonic() - start
+        await writer.wait_acked(3)
+        second = time.monotonic() - start
+        await reader.wait_until(lambda d: len(_ops(d)) == 2)
+        assert writer.close_code is None
+    assert first < 0.5, f"the large message waited {first:.2f} s with a full burst available"
+    assert 0.8 < second < 3, f"the message after it was let through after {second:.2f} s"
+    assert rejected(relay)["too_large"] == 0
+    assert_alive(relay)
