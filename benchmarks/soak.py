@@ -1,6 +1,7 @@
 """Soak: mixed WebSocket and REST load on one relay, SIGKILLed and restarted periodically, then a full audit.
 
     python -m benchmarks.soak [--minutes 10] [--quick] [--cycle-seconds 30] [--seed 1]
+    python -m benchmarks.soak --memory [--minutes 10] [--quick]
 
 Each cycle starts the relay on the same data directory and runs, concurrently:
 WebSocket writers adding cart lines through the engine (durable acks on), REST
@@ -21,6 +22,14 @@ The audit, on a clean restart after the last kill:
 Prints a line per cycle, a table at the end, saves the run to benchmarks/runs/soak.json
 and its summary to benchmarks/results/soak.json;
 exit status 1 if the audit fails. Not part of the test suite (see docs/hardening.md).
+
+``--memory``: one relay, never killed, under the same mix of WebSocket and REST writers and
+readers, on documents of bounded size: each writer moves to a new cart after
+:data:`MEMORY_LINES` lines (a new stock location after :data:`MEMORY_ADJUSTMENTS`
+adjustments), so finished documents are evicted (``--room-idle-seconds 2``). The relay's RSS
+is sampled every 2 s; the slope of a least-squares line through the samples after the first
+quarter of the run (MiB/min) must stay under :data:`MEMORY_SLOPE_LIMIT`. Saved as
+benchmarks/runs/soak-memory.json and benchmarks/results/soak-memory.json.
 """
 
 from __future__ import annotations
@@ -295,7 +304,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--cycle-seconds", type=float, default=None, help="load between kills (default 30; 15 quick)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--memory", action="store_true",
+                        help="no kills: bounded documents under steady load, report the RSS slope (MiB/min)")
     args = parser.parse_args()
+    if args.memory:
+        out = args.out if args.out != common.raw_path("soak") else common.raw_path("soak-memory")
+        return memory_main(1.0 if args.quick else args.minutes, out)
     minutes = 1.0 if args.quick else args.minutes
     cycle_seconds = args.cycle_seconds or (15.0 if args.quick else 30.0)
     cycles = max(2, round(minutes * 60 / cycle_seconds))
@@ -355,6 +369,154 @@ def main() -> int:
         print("AUDIT FAILED:\n  " + "\n  ".join(audit["problems"]), file=sys.stderr)
         return 1
     print("audit passed: every acknowledged update present, every replica converged, memory flat across cycles")
+    return 0
+
+
+
+# -- memory mode ----------------------------------------------------------------------------------------
+
+MEMORY_LINES = 40
+"""Lines a writer adds to one cart before it moves to the next: every document stays small."""
+MEMORY_ADJUSTMENTS = 60
+"""Adjustments recorded at one stock location before the writer moves to the next."""
+MEMORY_SLOPE_LIMIT = 0.5
+"""MiB per minute of RSS growth (after the warm-up) above which the run fails."""
+RSS_SAMPLE_SECONDS = 2.0
+
+
+@dataclass
+class MemoryLoad:
+    current: dict[str, str] = field(default_factory=dict)
+    """What each writer is writing now (for the readers): writer name -> cart or location id."""
+    writes: int = 0
+    reads: int = 0
+    documents: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def _memory_ws_writer(relay: RelayProcess, w: int, load: MemoryLoad) -> None:
+    for generation in range(1_000_000):
+        cart_id = f"mem-ws-{w}-{generation}"
+        load.current[f"ws-{w}"], load.documents = cart_id, load.documents + 1
+        try:
+            async with ypeer(relay.url_for(f"{TENANT}/cart/{cart_id}"), acks=True) as peer:
+                for i in range(MEMORY_LINES):
+                    await peer.edit(lambda d, i=i: Cart(d, cart_id).add_item("tee", 1, {"i": i}))
+                    await anyio.sleep(0.01)
+                await peer.wait_acked(MEMORY_LINES + 1, timeout=30)
+                load.writes += MEMORY_LINES
+        except TRANSPORT_ERRORS as exc:
+            load.errors.append(f"ws writer {w}: {exc!r}")
+
+
+async def _memory_rest_writer(http: httpx.AsyncClient, k: int, load: MemoryLoad) -> None:
+    adjustments = 0
+    for generation in range(1_000_000):
+        cart_id = f"mem-rest-{k}-{generation}"
+        load.current[f"rest-{k}"], load.documents = cart_id, load.documents + 1
+        for i in range(MEMORY_LINES):
+            response = await http.post(f"/v1/tenants/{TENANT}/carts/{cart_id}/items",
+                                       json={"product": "mug", "attributes": {"i": i}})
+            if response.status_code != 200:
+                load.errors.append(f"POST items {response.status_code} {response.text[:200]}")
+            load.writes += 1
+            if i % 3 == 0:
+                location = f"mem-{k}-{adjustments // MEMORY_ADJUSTMENTS}"
+                if adjustments % MEMORY_ADJUSTMENTS == 0:
+                    load.documents += 1
+                load.current[f"stock-{k}"] = location
+                response = await http.post(
+                    f"/v1/tenants/{TENANT}/stock/{location}/adjustments",
+                    json={"id": f"a-{adjustments}", "sku": "tee", "delta": 1, "reason": "soak", "actor": f"rest-{k}"})
+                if response.status_code not in (200, 201):
+                    load.errors.append(f"POST adjustments {response.status_code} {response.text[:200]}")
+                adjustments += 1
+                load.writes += 1
+
+
+async def _memory_rest_reader(http: httpx.AsyncClient, load: MemoryLoad) -> None:
+    for i in range(1_000_000):
+        if not load.current:
+            await anyio.sleep(0.05)
+            continue
+        writer = sorted(load.current)[i % len(load.current)]
+        target = load.current[writer]
+        path = (f"/v1/tenants/{TENANT}/stock/{target}/levels" if writer.startswith("stock-")
+                else f"/v1/tenants/{TENANT}/carts/{target}")
+        response = await http.get(path)
+        if response.status_code != 200:
+            load.errors.append(f"GET {path} {response.status_code} {response.text[:200]}")
+        load.reads += 1
+        await anyio.sleep(0.02)
+
+
+def rss_slope(samples: list[tuple[float, float]]) -> float:
+    """The slope of the least-squares line through ``(seconds, MiB)`` samples, in MiB per minute."""
+    mean_t = statistics.fmean(t for t, _ in samples)
+    mean_m = statistics.fmean(m for _, m in samples)
+    spread = sum((t - mean_t) ** 2 for t, _ in samples)
+    return 60 * sum((t - mean_t) * (m - mean_m) for t, m in samples) / spread if spread else 0.0
+
+
+async def _memory_run(relay: RelayProcess, seconds: float) -> tuple[MemoryLoad, list[tuple[float, float]]]:
+    load = MemoryLoad()
+    samples: list[tuple[float, float]] = []
+    start = time.monotonic()
+
+    async def sample() -> None:
+        while True:
+            samples.append((time.monotonic() - start, rss_bytes(relay) / MIB))
+            await anyio.sleep(RSS_SAMPLE_SECONDS)
+
+    headers = {"Authorization": f"Bearer {relay.token(TENANT)}"}
+    async with httpx.AsyncClient(base_url=relay.http_url, headers=headers, timeout=10) as http:
+        with anyio.move_on_after(seconds):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sample)
+                for w in range(WS_CARTS):
+                    tg.start_soon(_memory_ws_writer, relay, w, load)
+                for k in range(REST_CARTS):
+                    tg.start_soon(_memory_rest_writer, http, k, load)
+                tg.start_soon(_memory_rest_reader, http, load)
+    samples.append((time.monotonic() - start, rss_bytes(relay) / MIB))
+    return load, samples
+
+
+def memory_main(minutes: float, out: Path) -> int:
+    seconds = minutes * 60
+    print(f"soak --memory: {minutes:.1f} min of mixed load on documents of at most {MEMORY_LINES} lines", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "relay"
+        load_catalog(data_dir, TENANT, CATALOG)
+        relay = RelayProcess(data_dir, ["--room-idle-seconds", "2"]).start()
+        try:
+            load, samples = anyio.run(_memory_run, relay, seconds)
+            log = relay.log()
+        finally:
+            relay.stop()
+    steady = [(t, m) for t, m in samples if t >= seconds / 4]
+    slope = rss_slope(steady)
+    problems = [f"RSS grew {slope:.2f} MiB/min after the warm-up (limit {MEMORY_SLOPE_LIMIT})"] \
+        if slope > MEMORY_SLOPE_LIMIT else []
+    problems += [f"client saw: {error}" for error in load.errors[:5]]
+    problems += [f"the relay logged {sign!r}" for sign in ("Traceback", "Exception in ASGI application") if sign in log]
+    for t, m in samples[:: max(1, len(samples) // 12)]:
+        print(f"  {t:6.0f} s  RSS {m:6.1f} MiB", flush=True)
+    print(f"{load.writes} writes, {load.reads} reads over {load.documents} documents; RSS {samples[0][1]:.1f} -> "
+          f"{samples[-1][1]:.1f} MiB (max {max(m for _, m in samples):.1f}); slope after the first quarter "
+          f"{slope:+.2f} MiB/min")
+    common.save("soak-memory", {
+        "benchmark": "soak-memory", "machine": common.machine_info(),
+        "command": " ".join(["python -m benchmarks.soak", *sys.argv[1:]]),
+        "seconds": round(seconds, 1), "lines_per_cart": MEMORY_LINES, "adjustments_per_location": MEMORY_ADJUSTMENTS,
+        "writes": load.writes, "reads": load.reads, "documents": load.documents,
+        "rss_mib": [[round(t, 1), round(m, 1)] for t, m in samples],
+        "rss_slope_mib_per_min": round(slope, 3), "problems": problems, "passed": not problems,
+    }, out)
+    if problems:
+        print("MEMORY SOAK FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    print("memory flat: RSS slope under the limit, no errors")
     return 0
 
 

@@ -46,7 +46,7 @@ from .contributions import (
     parse_vector,
 )
 from .errors import AlreadyMerged, CartClosed, UnknownLine, ValidationError
-from .schema import ChangeCounter, Clock, SchemaIssue, array_entries, is_shared_type, misplaced_entries, wall_clock
+from .schema import Clock, SchemaIssue, array_entries, change_counter, is_shared_type, misplaced_entries, wall_clock
 from .sync import decode_state_vector, own_clock
 from .validation import (
     MAX_QUANTITY,
@@ -168,7 +168,7 @@ class Cart:
         self._ops = doc.get(OPS, type=Array)
         self._lines = doc.get(LINES, type=Map)
         self._meta = doc.get(META, type=Map)
-        self._changes = ChangeCounter(doc)
+        self._changes = change_counter(doc)
         self._parsed: tuple[int, _Parsed] | None = None
 
     @classmethod

@@ -44,12 +44,17 @@ RATE_LIMITED = 4429
 """The client sent messages faster than its rate limit allows."""
 TOO_MANY_CONNECTIONS = 4430
 """The tenant already has as many connections as it is allowed."""
+TOKEN_CONNECTIONS = 4431
+"""The token's holder (its subject, or the token itself without one) already has as many connections
+as one holder is allowed; retry later, or close some of its own."""
 ROOM_LIMIT = 4503
 """The relay already holds as many open rooms as it is allowed; retry later."""
 STORE_UNAVAILABLE = 4504
 """The store cannot be written; nothing from this connection was acknowledged after it failed."""
 FANOUT_UNAVAILABLE = 4505
 """This cluster node cannot reach the fan-out (Redis): it refuses writes and new peers; use another node."""
+SERVER_FULL = 4506
+"""The relay process already holds as many connections as it is allowed; retry later or use another node."""
 
 CLOSE_REASONS: dict[int, str] = {
     NORMAL: "normal",
@@ -68,8 +73,10 @@ CLOSE_REASONS: dict[int, str] = {
     OUT_OF_ORDER: "out of order",
     RATE_LIMITED: "rate limited",
     TOO_MANY_CONNECTIONS: "too many connections",
+    TOKEN_CONNECTIONS: "too many token connections",
     ROOM_LIMIT: "room limit",
     STORE_UNAVAILABLE: "store unavailable",
     FANOUT_UNAVAILABLE: "fan-out unavailable",
+    SERVER_FULL: "server full",
 }
 """Short reason text sent with each close code: the "name" column of docs/protocol.md."""

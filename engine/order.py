@@ -37,7 +37,7 @@ from typing import Any, Literal
 from pycrdt import Array, Doc, Map
 
 from .errors import OrderNotPlaced, TransitionRefused, ValidationError
-from .schema import ChangeCounter, Clock, SchemaIssue, array_entries, misplaced_entries, wall_clock
+from .schema import Clock, SchemaIssue, array_entries, change_counter, misplaced_entries, wall_clock
 from .sync import own_clock
 from .validation import (
     MAX_QUANTITY,
@@ -123,7 +123,7 @@ class Order:
         self._clock = clock
         self._meta = doc.get(META, type=Map)
         self._trail = doc.get(TRAIL, type=Array)
-        self._changes = ChangeCounter(doc)
+        self._changes = change_counter(doc)
         self._cached: tuple[int, OrderView] | None = None
 
     @classmethod

@@ -54,11 +54,15 @@ def array_entries(array: Array[Any]) -> list[Any]:
 
 
 class ChangeCounter:
-    """Counts the transactions committed on a document, so readers can cache safely.
+    """Counts the transactions committed on one document, so readers can cache safely.
 
-    Holds its subscription through a weak reference: a discarded reader is not kept
-    alive by the document it read.
+    One counter per document, shared by every reader of it (:func:`change_counter`): building
+    a view subscribes nothing new, so edits cost the same however many views were built. The
+    counter observes the document through a weak reference and is dropped with it, so neither
+    the document nor any reader is kept alive by the subscription.
     """
+
+    __slots__ = ("count", "_subscription", "__weakref__")
 
     def __init__(self, doc: Doc) -> None:
         self.count = 0
@@ -69,7 +73,22 @@ class ChangeCounter:
             if counter is not None:
                 counter.count += 1
 
-        doc.observe(bump)
+        # Observed on the Yrs document itself: ``Doc.observe`` wraps the callback with the Doc,
+        # a cycle through Rust that Python's collector cannot see, so the document would never
+        # be freed. Here the callback holds only a weak reference to this counter, and the
+        # subscription lives exactly as long as the counter, which lives as long as the document.
+        self._subscription = doc._doc.observe(bump)
+
+
+_COUNTERS: weakref.WeakKeyDictionary[Doc, ChangeCounter] = weakref.WeakKeyDictionary()
+
+
+def change_counter(doc: Doc) -> ChangeCounter:
+    """The change counter of ``doc``, made on first use and shared by every reader of ``doc``."""
+    counter = _COUNTERS.get(doc)
+    if counter is None:
+        counter = _COUNTERS[doc] = ChangeCounter(doc)
+    return counter
 
 
 def misplaced_entries(doc: Doc, root: str, expected: type[Array[Any]] | type[Map[Any]]) -> list[SchemaIssue]:

@@ -32,7 +32,7 @@ from .conflicts import COUNT_MISMATCH, Conflict, derive_conflicts
 from .counts import SkuCounts, fold_counts, fold_sku
 from .entries import STRATEGIES, Adjustment, Count, Resolution, Strategy
 from .errors import DuplicateAdjustment, DuplicateCount, DuplicateResolution, UnknownConflict, ValidationError
-from .schema import ChangeCounter, Clock, SchemaIssue, array_entries, misplaced_entries, wall_clock
+from .schema import Clock, SchemaIssue, array_entries, change_counter, misplaced_entries, wall_clock
 from .sync import own_clock
 from .validation import (
     MAX_DELTA,
@@ -133,7 +133,7 @@ class StockLedger:
         self._adjustments = doc.get(ADJUSTMENTS, type=Array)
         self._resolutions = doc.get(RESOLUTIONS, type=Array)
         self._counts = doc.get(COUNTS, type=Array)
-        self._changes = ChangeCounter(doc)
+        self._changes = change_counter(doc)
         self._index: _Index | None = None
         self._view: tuple[int, LedgerView] | None = None
 

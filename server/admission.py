@@ -7,10 +7,14 @@ cookie), the grant's tenant and patterns, and
 write access, in that order, and returns the document and its grant or raises
 :class:`Refused` naming why. Each edge maps a refusal to its wire form in one table: a
 close code for a WebSocket peer, a problem type for a REST request.
+
+:class:`ConnectionSlots` then caps the WebSocket connections an admitted peer may hold open:
+per process, per tenant and per token holder.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -97,3 +101,54 @@ class Admission:
         except InvalidToken as exc:
             log_refusal("invalid_token", exc.reason)  # the client is told less than the log
             raise Refused("invalid_token", "the token is not valid") from None
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One connection's place in :class:`ConnectionSlots`, given back with :meth:`ConnectionSlots.release`."""
+
+    tenant: str
+    holder: str
+
+
+class ConnectionSlots:
+    """The WebSocket connections open on this process, capped in all, per tenant and per token holder.
+
+    The holder of a grant is its token's subject (``sub``), or the token itself when it has
+    none: one device or user cannot take every connection of its tenant, nor one tenant every
+    connection of the process. A refusal names the narrowest cap that is full, checked in
+    order: the process (``process_connections``, retry later or elsewhere), the holder
+    (``token_connections``: close some of your own), the tenant (``too_many_connections``).
+    """
+
+    def __init__(self, total: int, per_tenant: int, per_token: int) -> None:
+        self._caps = (total, per_tenant, per_token)
+        self.total = 0
+        self.per_tenant: Counter[str] = Counter()
+        self.per_holder: Counter[tuple[str, str]] = Counter()
+
+    def take(self, grant: Grant) -> Slot:
+        """A slot for a connection of ``grant``, or :class:`Refused` naming the full cap."""
+        total, per_tenant, per_token = self._caps
+        slot = Slot(grant.tenant, grant.writer)
+        if self.total >= total:
+            raise Refused("process_connections", f"this relay holds its {total} connections")
+        if self.per_holder[(slot.tenant, slot.holder)] >= per_token:
+            raise Refused("token_connections", f"this token's holder has {per_token} connections open")
+        if self.per_tenant[slot.tenant] >= per_tenant:
+            raise Refused("too_many_connections", f"the tenant has {per_tenant} connections open")
+        self.total += 1
+        self.per_tenant[slot.tenant] += 1
+        self.per_holder[(slot.tenant, slot.holder)] += 1
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        """Give back what :meth:`take` gave (once per slot)."""
+        self.total -= 1
+        self.per_tenant[slot.tenant] -= 1
+        if self.per_tenant[slot.tenant] <= 0:
+            del self.per_tenant[slot.tenant]
+        holder = (slot.tenant, slot.holder)
+        self.per_holder[holder] -= 1
+        if self.per_holder[holder] <= 0:
+            del self.per_holder[holder]

@@ -47,6 +47,7 @@ from .metrics import Metrics
 from .room import EMPTY_UPDATE, Room
 from .settings import Settings
 from .store import StoreUnavailable
+from .throttle import ByteThrottle
 
 log = logging.getLogger("syncline.connection")
 
@@ -93,6 +94,8 @@ class Connection:
         self._wakeup = asyncio.Event()
         self._writing = False
         self._limiter = TokenBucket(settings.rate_messages_per_second, settings.rate_burst)
+        self._throttle = ByteThrottle(settings.rate_bytes_per_second, settings.rate_burst_bytes,
+                                      waited=metrics.throttled_seconds.inc)
         self._scope = anyio.CancelScope()
         self.close_code: int | None = None
         self.hello = False
@@ -227,6 +230,7 @@ class Connection:
             if not self._limiter.take():
                 self.abort(closecodes.RATE_LIMITED, "rate_limited")
                 return
+            await self._throttle.admit(len(frame))  # over the byte rate: stop reading this socket a while
             try:
                 message = protocol.decode(frame)
                 await self._handle(message)

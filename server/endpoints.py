@@ -103,17 +103,18 @@ async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
     if relay.closing:
         await _close(websocket, closecodes.GOING_AWAY)
         return
-    if relay.per_tenant[grant.tenant] >= relay.settings.max_connections_per_tenant:
-        relay.metrics.rejected.labels("too_many_connections").inc()
-        await _close(websocket, closecodes.TOO_MANY_CONNECTIONS)
-        return
     if not relay.fanout.available:
         # A cluster node cut off from the others would serve a document that stops
         # changing: send the peer to another node (the client's next URL, or the balancer).
         relay.metrics.rejected.labels("fanout_unavailable").inc()
         await _close(websocket, closecodes.FANOUT_UNAVAILABLE)
         return
-    relay.per_tenant[grant.tenant] += 1
+    try:
+        slot = relay.slots.take(grant)
+    except Refused as full:
+        relay.metrics.rejected.labels(full.reason).inc()
+        await _close(websocket, REFUSALS[full.reason])
+        return
     try:
         try:
             room = await relay.rooms.acquire(str(name))
@@ -134,9 +135,7 @@ async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
             relay.connections.discard(connection)
             relay.metrics.connections.dec()
     finally:
-        relay.per_tenant[grant.tenant] -= 1
-        if relay.per_tenant[grant.tenant] <= 0:
-            del relay.per_tenant[grant.tenant]
+        relay.slots.release(slot)
 
 
 REFUSALS: dict[str, int] = {
@@ -145,6 +144,9 @@ REFUSALS: dict[str, int] = {
     "invalid_token": closecodes.UNAUTHORIZED,
     "token_expired": closecodes.TOKEN_EXPIRED,
     "forbidden": closecodes.FORBIDDEN,
+    "process_connections": closecodes.SERVER_FULL,
+    "token_connections": closecodes.TOKEN_CONNECTIONS,
+    "too_many_connections": closecodes.TOO_MANY_CONNECTIONS,
 }
 """The close code of each admission refusal (a peer is admitted for reading; writes are checked
 per message)."""

@@ -114,6 +114,9 @@ class Metrics:
             "syncline_carts_swept", "Abandoned guest carts deleted by the cart sweep.", registry=r
         )
         self.cart_sweeps = Counter("syncline_cart_sweeps", "Cart sweeps run.", registry=r)
+        self.throttled_seconds = Counter(
+            "syncline_throttled_seconds", "Seconds receive loops waited for a connection's byte rate.", registry=r
+        )
         self._tenant_gauges: _TenantGauges | None = None
 
         ProcessCollector(registry=r)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from contextlib import asynccontextmanager
@@ -34,7 +33,7 @@ from anyio.abc import TaskStatus
 
 from syncline.engine import closecodes
 
-from .admission import Admission
+from .admission import Admission, ConnectionSlots
 from .auth import load_or_create_secret
 from .connection import Connection
 from .fanout import Fanout, LocalFanout, create_fanout, describe_fanout
@@ -68,7 +67,8 @@ class Relay:
     fanout: Fanout = field(default_factory=LocalFanout)
     rooms: RoomManager = field(init=False)
     connections: set[Connection] = field(default_factory=set)
-    per_tenant: Counter[str] = field(default_factory=Counter)
+    slots: ConnectionSlots = field(init=False)
+    """The WebSocket connections open on this process, per tenant and per token holder."""
     closing: bool = False
     admission: Admission = field(init=False)
     clock: Callable[[], float] = time.time
@@ -79,6 +79,8 @@ class Relay:
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.secret)
+        self.slots = ConnectionSlots(self.settings.max_connections, self.settings.max_connections_per_tenant,
+                                     self.settings.max_connections_per_token)
         self.rooms = RoomManager(self.store, self.settings, self.metrics, on_change=self._changed,
                                  fanout=self.fanout, on_broadcast=self._remote_broadcast)
         self.metrics.track_tenants(self.tenant_counts, self.settings.metrics_tenants)
@@ -133,7 +135,7 @@ class Relay:
 
     def tenant_counts(self) -> dict[str, tuple[int, int]]:
         """``{tenant: (connections, open rooms)}`` on this node, for every tenant with either."""
-        return tenant_counts(list(self.rooms.rooms), dict(self.per_tenant))
+        return tenant_counts(list(self.rooms.rooms), dict(self.slots.per_tenant))
 
     def _changed(self, doc: str, seq: int) -> None:
         self.lifetimes.touch(doc)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc
 
 from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, encode_diff, protocol
 from syncline.engine.structs import UpdateShape, read_trusted_update
@@ -32,9 +32,6 @@ class RoomDocument:
     def __init__(self, name: str) -> None:
         self.name = name
         self._doc = Doc()
-        self._capture: list[bytes] | None = None
-        """While set, the updates Yrs reports it integrated (its own encoding of each transaction)."""
-        self._doc.observe(self._on_transaction)
         self._clock: dict[int, int] = {}
         """Per client ID, the clock up to which the document holds its structs (kept as Yrs integrates)."""
         self.uncovered: set[int] = set()
@@ -99,10 +96,6 @@ class RoomDocument:
                 log.error("skipping stored update that cannot be integrated",
                           extra={"doc": self.name, "seq": seq, "reason": exc.reason})
 
-    def _on_transaction(self, event: TransactionEvent) -> None:
-        if self._capture is not None:
-            self._capture.append(event.update)
-
     def _short_of(self, expected: dict[int, int]) -> dict[int, int]:
         """The clients whose clock in ``expected`` the document has not reached."""
         clock = self._clock
@@ -112,11 +105,15 @@ class RoomDocument:
         """Integrate ``update`` and return what it carries that the document still lacks
         (empty when all of it is in). Raises :class:`InvalidUpdate` if Yrs refuses it."""
         for attempt in range(2):  # Yrs integrates on a second application what it dropped on the first
-            self._capture = captured = []
+            # The updates Yrs reports it integrated (its own encoding of each transaction). Observed
+            # only while applying: a subscription left on a pycrdt Doc keeps it alive for good (its
+            # callback holds the Doc, through Rust), so an evicted room's document would never be freed.
+            captured: list[bytes] = []
+            subscription = self._doc.observe(lambda event: captured.append(event.update))
             try:
                 apply_update(self._doc, update)
             finally:
-                self._capture = None
+                self._doc.unobserve(subscription)
             for integrated in captured:
                 for client, end in read_trusted_update(integrated).clocks().items():
                     if self._clock.get(client, 0) < end:

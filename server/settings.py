@@ -221,6 +221,22 @@ class Settings:
                           'X-Forwarded-For and X-Forwarded-Proto headers are trusted (uvicorn\'s '
                           '--forwarded-allow-ips).'},
     )
+    max_connections: int = field(
+        default=10_000, metadata={"help": 'Most concurrent WebSocket connections of this relay process (close 4506 beyond).'}
+    )
+    max_connections_per_token: int = field(
+        default=100, metadata={"help": "Most concurrent WebSocket connections of one token holder: the token's "
+                                       "subject, or the token itself when it has none (close 4431 beyond)."}
+    )
+    rate_bytes_per_second: int = field(
+        default=1_048_576, metadata={"help": 'Sustained bytes per second the relay reads from one connection; '
+                                             'above it the relay stops reading that socket until the budget refills '
+                                             '(pongs too: keep --max-message-bytes / this below --ws-ping-seconds).'}
+    )
+    rate_burst_bytes: int = field(
+        default=4_194_304, metadata={"help": 'Bytes one connection may send at once above the sustained byte rate '
+                                             '(a larger message waits until a full burst has refilled).'}
+    )
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -271,6 +287,7 @@ class Settings:
             "awareness_room_states", "awareness_room_bytes",
             "rest_max_body_bytes", "rest_batch_max_operations", "broadcast_burst", "metrics_tenants",
             "rest_burst", "rest_tenant_burst", "guest_session_seconds",
+            "max_connections", "max_connections_per_token", "rate_bytes_per_second", "rate_burst_bytes",
         )
         for name in positive:
             if getattr(self, name) < 1:

@@ -56,7 +56,9 @@ log = logging.getLogger("syncline.client")
 OUTBOX_READ_ROWS = 2_000
 """Outbox rows read at once when batching writes."""
 
-_RETRYABLE_44XX = frozenset((closecodes.SLOW_CONSUMER, closecodes.RATE_LIMITED, closecodes.TOO_MANY_CONNECTIONS))
+_RETRYABLE_44XX = frozenset((
+    closecodes.SLOW_CONSUMER, closecodes.RATE_LIMITED, closecodes.TOO_MANY_CONNECTIONS, closecodes.TOKEN_CONNECTIONS,
+))
 
 _REJECTIONS: dict[int, type[RelayRejected]] = {
     closecodes.UNAUTHORIZED: Unauthorized,
@@ -72,7 +74,7 @@ _REJECTIONS: dict[int, type[RelayRejected]] = {
 def rejection(code: int, reason: str, url: str) -> RelayRejected | None:
     """The typed error for a close code that retrying cannot fix; None when reconnecting may help.
 
-    Reconnect: 1000, 1001, 1006, 1011, 4408, 4429, 4430, 4503, 4504, 4505 and other non-44xx codes.
+    Reconnect: 1000, 1001, 1006, 1011, 4408, 4429, 4430, 4431, 4503, 4504, 4505, 4506 and other non-44xx codes.
     Give up: every other 44xx code (the same request would fail again).
     """
     if code in _RETRYABLE_44XX:

@@ -176,8 +176,8 @@ async def test_close_codes_that_retrying_cannot_fix_end_the_attempts(
 @pytest.mark.parametrize(
     "code",
     [closecodes.GOING_AWAY, closecodes.INTERNAL_ERROR, closecodes.SLOW_CONSUMER, closecodes.RATE_LIMITED,
-     closecodes.TOO_MANY_CONNECTIONS, closecodes.ROOM_LIMIT, closecodes.STORE_UNAVAILABLE,
-     closecodes.FANOUT_UNAVAILABLE],
+     closecodes.TOO_MANY_CONNECTIONS, closecodes.TOKEN_CONNECTIONS, closecodes.ROOM_LIMIT,
+     closecodes.STORE_UNAVAILABLE, closecodes.FANOUT_UNAVAILABLE, closecodes.SERVER_FULL],
 )
 async def test_close_codes_that_may_pass_lead_to_reconnecting(tmp_path: Path, code: int) -> None:
     fake = CloseWith(code)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syncline.server.admission import Admission
-from syncline.engine.tokens import issue_token
+from syncline.engine.tokens import Grant, issue_token
+from syncline.server.admission import Admission, ConnectionSlots
 from syncline.server.errors import Refused
 
 SECRET = "admission-secret-" + "z" * 40
@@ -73,3 +73,34 @@ def test_an_admitted_request_carries_its_grant_for_further_checks() -> None:
     with pytest.raises(Refused) as info:
         ADMISSION.tenant(b"/v1/tenants/globex/events", b"/", "globex", headers(token), {}, encoded=True)
     assert info.value.reason == "forbidden"
+
+
+def _grant(tenant: str, subject: str | None, token: str = "t") -> Grant:
+    return Grant(tenant, (f"{tenant}/*",), subject=subject, token_id=token)
+
+
+def test_connection_slots_name_the_narrowest_full_cap_and_give_back_what_they_took() -> None:
+    slots = ConnectionSlots(total=5, per_tenant=3, per_token=2)
+    till = [slots.take(_grant("acme", "till-1")) for _ in range(2)]
+    with pytest.raises(Refused) as info:
+        slots.take(_grant("acme", "till-1"))
+    assert info.value.reason == "token_connections"
+    other = slots.take(_grant("acme", "till-2"))
+    with pytest.raises(Refused) as info:
+        slots.take(_grant("acme", "till-3"))
+    assert info.value.reason == "too_many_connections"
+    # A subject names its holder within its tenant; without one, the token itself is the holder.
+    globex = [slots.take(_grant("globex", "till-1", token=f"g{n}")) for n in range(2)]
+    with pytest.raises(Refused) as info:
+        slots.take(_grant("initech", None))
+    assert info.value.reason == "process_connections"
+    assert (slots.total, dict(slots.per_tenant)) == (5, {"acme": 3, "globex": 2})
+    for slot in [*till, other, *globex]:
+        slots.release(slot)
+    assert (slots.total, dict(slots.per_tenant), dict(slots.per_holder)) == (0, {}, {})
+    anonymous = [slots.take(_grant("acme", None, token="same")) for _ in range(2)]
+    with pytest.raises(Refused) as info:
+        slots.take(_grant("acme", None, token="same"))
+    assert info.value.reason == "token_connections"
+    slots.take(_grant("acme", None, token="another"))
+    assert len(anonymous) == 2

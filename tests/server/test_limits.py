@@ -1,14 +1,18 @@
 """The relay's limits, hit on purpose: each closes only the offender, with its documented code.
 
-Slow consumers (4408), message rate (4429), connections per tenant (4430) and the
-room cap (4503), each against a real relay started with a small limit. Peers that
-stay within the limits keep syncing, the offender's resources are given back once
-it leaves (rooms, connection counts, the tenant's slots), and the relay stays up.
+Slow consumers (4408), message rate (4429), connections per tenant (4430), per token
+holder (4431) and per process (4506), and the room cap (4503), each against a real relay
+started with a small limit; a writer over its byte rate is not closed but read more
+slowly. Peers that stay within the limits keep syncing, the offender's resources are
+given back once it leaves (rooms, connection counts, the tenant's slots), and the relay
+stays up.
 """
 
 from __future__ import annotations
 
 import socket
+import statistics
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,9 +24,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from syncline.engine import closecodes, protocol
+from syncline.engine.tokens import issue_token
 
 from harness.hostile import append_op, assert_alive, bystanders, closed_with, gauge, open_rooms, rejected, wait_for
-from harness.relay_process import RelayProcess
+from harness.relay_process import SECRET, RelayProcess
 from harness.ypeer import ypeer
 
 pytestmark = pytest.mark.anyio
@@ -205,4 +210,125 @@ async def test_idle_rooms_make_way_for_a_newcomer_instead_of_refusing_it(
         async with ypeer(relay.url_for("globex/cart/y")), ypeer(relay.url_for("globex/cart/z")):
             assert await closed_with(relay.url_for("globex/cart/w")) == closecodes.ROOM_LIMIT
         assert peer.close_code is None
+    assert_alive(relay)
+
+
+async def test_a_token_holder_over_its_connection_cap_gets_4431_and_the_rest_of_its_tenant_does_not(
+    relay_factory: type[RelayProcess],
+) -> None:
+    relay = relay_factory(  # type: ignore[call-arg]
+        "--max-connections-per-token", "2", "--max-connections-per-tenant", "10"
+    )
+    room = "acme/cart/shared"
+
+    def url(subject: str | None, *patterns: str) -> str:
+        return relay.url(room, issue_token(SECRET, "acme", list(patterns) or ["acme/*"], subject=subject))
+
+    async with ypeer(url("till-1"), acks=True) as first, ypeer(url("till-1", "acme/cart/*")):
+        # The same subject under another token is the same holder.
+        for _ in range(2):
+            assert await closed_with(url("till-1")) == closecodes.TOKEN_CONNECTIONS
+        assert rejected(relay)["token_connections"] == 2
+        # Other holders of the tenant connect and write; so do tokens without a subject, each its own holder.
+        anonymous_url = url(None)  # one token (its iat fixed), held three times
+        async with ypeer(url("till-2"), acks=True) as second, ypeer(anonymous_url), ypeer(anonymous_url):
+            assert await closed_with(anonymous_url) == closecodes.TOKEN_CONNECTIONS
+            async with ypeer(url(None, "acme/cart/shared")) as anonymous:
+                await second.edit(lambda d: d.get("ops", type=Array).append({"till": 2}))
+                await second.wait_acked(2)
+                await anonymous.wait_until(lambda d: {"till": 2.0} in _ops(d))
+            await first.edit(lambda d: d.get("ops", type=Array).append({"till": 1}))
+            await first.wait_acked(2)
+        assert rejected(relay)["token_connections"] == 3
+        assert rejected(relay)["too_many_connections"] == 0
+    # Both of till-1's connections left: its slots are free again.
+    await wait_for(lambda: _connections(relay), 0.0)
+    async with ypeer(url("till-1")), ypeer(url("till-1")) as again:
+        assert {"till": 1.0} in _ops(again.doc)
+    assert_alive(relay)
+
+
+async def test_a_process_over_its_connection_cap_gets_4506_whatever_the_tenant(
+    relay_factory: type[RelayProcess],
+) -> None:
+    relay = relay_factory("--max-connections", "3")  # type: ignore[call-arg]
+    async with ypeer(relay.url_for("acme/cart/a"), acks=True) as acme, ypeer(relay.url_for("acme/cart/b")):
+        async with ypeer(relay.url_for("globex/cart/a"), acks=True) as globex:
+            for name in ("initech/cart/a", "acme/cart/a", "globex/stock/s"):
+                assert await closed_with(relay.url_for(name)) == closecodes.SERVER_FULL
+            assert rejected(relay)["process_connections"] == 3
+            await acme.edit(lambda d: d.get("ops", type=Array).append({"acme": 1}))
+            await acme.wait_acked(2)
+            await globex.edit(lambda d: d.get("ops", type=Array).append({"globex": 1}))
+            await globex.wait_acked(2)
+        # One left: one place is free, for any tenant.
+        await wait_for(lambda: _connections(relay), 2.0)
+        async with ypeer(relay.url_for("initech/cart/a"), acks=True) as initech:
+            await initech.edit(lambda d: d.get("ops", type=Array).append({"initech": 1}))
+            await initech.wait_acked(2)
+            assert await closed_with(relay.url_for("globex/cart/a")) == closecodes.SERVER_FULL
+    await wait_for(lambda: _connections(relay), 0.0)
+    assert_alive(relay)
+
+
+async def test_a_writer_over_its_byte_rate_is_slowed_to_it_not_closed_and_other_rooms_stay_fast(
+    relay_factory: type[RelayProcess],
+) -> None:
+    rate, burst, size, count = 200_000, 400_000, 100_000, 12
+    relay = relay_factory(  # type: ignore[call-arg]
+        "--rate-bytes-per-second", str(rate), "--rate-burst-bytes", str(burst)
+    )
+    flooded, calm = "acme/cart/flooded", "globex/cart/calm"
+    round_trips: list[float] = []
+    async with ypeer(relay.url_for(flooded), acks=True) as flooder, ypeer(relay.url_for(flooded)) as watcher:
+        async with ypeer(relay.url_for(calm), acks=True) as writer, ypeer(relay.url_for(calm)) as reader:
+
+            async def flood() -> None:
+                for i in range(count):  # each send waits while the relay does not read (back-pressure)
+                    await flooder.edit(append_op({"i": i, "pad": "x" * size}))
+
+            start = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(flood)
+                while flooder.acked < count + 1:
+                    sent = time.monotonic()
+                    await writer.edit(append_op({"n": len(round_trips)}))
+                    await reader.wait_until(lambda d: len(_ops(d)) == len(round_trips) + 1)
+                    round_trips.append(time.monotonic() - sent)
+                    await anyio.sleep(0.05)
+                    assert time.monotonic() - start < 20, f"the flood was not acknowledged ({flooder.acked})"
+            elapsed = time.monotonic() - start
+            await watcher.wait_until(lambda d: len(_ops(d)) == count)
+            assert flooder.close_code is None and writer.close_code is None
+    # The burst passes at once, the rest at the rate: about 4 s for 1.2 MB (over loopback, unthrottled, ~0.1 s).
+    expected = (count * size - burst) / rate
+    assert 0.8 * expected < elapsed < expected + 4, f"{count * size} bytes acknowledged in {elapsed:.2f} s"
+    p95 = statistics.quantiles(round_trips, n=20)[-1]
+    assert p95 < 0.5, f"another room's round trip p95 was {p95 * 1000:.0f} ms during the flood"
+    assert rejected(relay)["rate_limited"] == 0
+    assert 0.8 * expected < gauge(relay, "syncline_throttled_seconds_total") < expected + 1
+    assert_alive(relay)
+
+
+async def test_a_message_larger_than_the_byte_burst_passes_after_waiting_for_a_full_burst(
+    relay_factory: type[RelayProcess],
+) -> None:
+    relay = relay_factory(  # type: ignore[call-arg]
+        "--rate-bytes-per-second", "200000", "--rate-burst-bytes", "100000"
+    )
+    room = "acme/cart/big-one"
+    async with ypeer(relay.url_for(room), acks=True) as writer, ypeer(relay.url_for(room)) as reader:
+        await anyio.sleep(0.6)  # the handshake's bytes are refilled: a full burst is available
+        start = time.monotonic()
+        await writer.edit(append_op({"pad": "x" * 300_000}))  # 3x the burst: waits for none of it
+        await writer.edit(append_op({"small": 1}))  # behind the big one's 200 kB debt: about 1 s
+        await writer.wait_acked(2)
+        first = time.monotonic() - start
+        await writer.wait_acked(3)
+        second = time.monotonic() - start
+        await reader.wait_until(lambda d: len(_ops(d)) == 2)
+        assert writer.close_code is None
+    assert first < 0.5, f"the large message waited {first:.2f} s with a full burst available"
+    assert 0.8 < second < 3, f"the message after it was let through after {second:.2f} s"
+    assert rejected(relay)["too_large"] == 0
     assert_alive(relay)

@@ -26,6 +26,10 @@ POSITIVE_INTS = (
     "awareness_connection_bytes",
     "awareness_room_states",
     "awareness_room_bytes",
+    "max_connections",
+    "max_connections_per_token",
+    "rate_bytes_per_second",
+    "rate_burst_bytes",
 )
 POSITIVE_FLOATS = ("rate_messages_per_second", "room_idle_seconds")
 

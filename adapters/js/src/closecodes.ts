@@ -20,9 +20,11 @@ export const CloseCode = {
   OUT_OF_ORDER: 4425,
   RATE_LIMITED: 4429,
   TOO_MANY_CONNECTIONS: 4430,
+  TOKEN_CONNECTIONS: 4431,
   ROOM_LIMIT: 4503,
   STORE_UNAVAILABLE: 4504,
   FANOUT_UNAVAILABLE: 4505,
+  SERVER_FULL: 4506,
 } as const;
 
 /** The relay's short reason for each code (the "name" column of docs/protocol.md). */
@@ -43,9 +45,11 @@ export const CLOSE_REASONS: Readonly<Record<number, string>> = {
   4425: "out of order",
   4429: "rate limited",
   4430: "too many connections",
+  4431: "too many token connections",
   4503: "room limit",
   4504: "store unavailable",
   4505: "fan-out unavailable",
+  4506: "server full",
 };
 
 /**
@@ -60,6 +64,7 @@ export type CloseAction = "retry" | "read-only" | "refused" | "stop";
 
 const RETRYABLE_44XX: ReadonlySet<number> = new Set([
   CloseCode.SLOW_CONSUMER, CloseCode.OUT_OF_ORDER, CloseCode.RATE_LIMITED, CloseCode.TOO_MANY_CONNECTIONS,
+  CloseCode.TOKEN_CONNECTIONS,
 ]);
 
 export function closeAction(code: number): CloseAction {

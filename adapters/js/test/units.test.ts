@@ -92,7 +92,7 @@ describe("wire", () => {
     assert.equal(closeAction(4405), "read-only");
     for (const code of [4400, 4401, 4403, 4404, 4409, 4413, 4422]) assert.equal(closeAction(code), "refused", String(code));
     assert.equal(closeAction(4419), "stop");
-    for (const code of [1000, 1001, 1006, 1011, 4408, 4425, 4429, 4430, 4503, 4504, 4505]) assert.equal(closeAction(code), "retry", String(code));
+    for (const code of [1000, 1001, 1006, 1011, 4408, 4425, 4429, 4430, 4431, 4503, 4504, 4505, 4506]) assert.equal(closeAction(code), "retry", String(code));
   });
 });
 
