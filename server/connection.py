@@ -118,7 +118,8 @@ class Connection:
         self._held = HeldWrites(settings.held_updates_max, settings.held_updates_bytes)
         self._asked = False
         """A sync step 1 was sent for the held writes and no write has landed since."""
-        self._write_lock = anyio.Lock()
+        # fast_acquire: an uncontended write (the usual case) takes the lock without a checkpoint
+        self._write_lock = anyio.Lock(fast_acquire=True)
         self._room_advanced = asyncio.Event()
 
     # -- Peer ------------------------------------------------------------------------
