@@ -11,7 +11,9 @@ Under the relay's own WebSocket protocol (:mod:`.wsprotocol`) frames go straight
 socket's transport, encoded once per broadcast (:func:`~.frames.binary_frame`): while the
 queue is empty and the transport is under its mark, :meth:`Connection.send` writes the frame
 at once, in the caller's turn, with no hand-off to the sender task; otherwise the frame is
-queued and the sender writes it when the transport has drained. Under any other ASGI server
+queued and the sender writes it when the transport has drained. Our sync step 2 answers are
+always queued and written by the sender, so that the step 1s a peer sends back to back are
+answered together, as described below. Under any other ASGI server
 the sender hands each frame to the server (``websocket.send``), as the only path.
 
 A sync step 1 is answered only when the answer can be queued. While this connection's previous
@@ -128,11 +130,9 @@ class Connection:
         if self.close_code is not None:
             return
         writer = self._writer
-        if writer is not None and not self._frames and writer.writable:
+        if writer is not None and not self._frames and writer.writable and frame is not self._answer:
             writer.write(binary_frame(frame))  # nothing queued before it: in order
             self._tally.add(1, len(frame))
-            if frame is self._answer:
-                self._answered()
             return
         queued = self._queued_bytes
         if len(self._frames) >= self._settings.send_queue_messages or (
@@ -230,8 +230,9 @@ class Connection:
             count = size = 0
             while frames:
                 if not writer.writable:
-                    self._tally.add(count, size)
-                    count = size = 0
+                    if count:
+                        self._tally.add(count, size)
+                        count = size = 0
                     await writer.wait_writable()
                     if writer.gone:
                         self._scope.cancel()  # the client went away with frames still queued
@@ -244,7 +245,8 @@ class Connection:
                 size += len(frame)
                 if frame is self._answer:
                     self._answered()
-            self._tally.add(count, size)
+            if count:
+                self._tally.add(count, size)
 
     async def _send_queued(self) -> None:
         """Hand the queued frames to the ASGI server one ``websocket.send`` at a time."""
@@ -339,7 +341,9 @@ class Connection:
             self.abort(closecodes.SLOW_CONSUMER, "slow_consumer")  # no room for any answer: don't compute one
             return
         answer = self._answer = self._room.answer_step1(state_vector)
-        self.send(answer)  # a direct write hands it over at once (_answered); abort() forgets it
+        self.send(answer)  # queued, also on the direct path: step 1s arriving meanwhile share the next answer
+        if self.close_code is not None:
+            self._answer = None
 
     def _answered(self) -> None:
         """Our answer is with the WebSocket layer: answer the step 1 that waited for it, if any."""
