@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plots", type=Path, default=None,
                         help="directory for the PNG plots (default docs/images for the default --out, else next to --out)")
     parser.add_argument("--repeat", type=int, help="fan-out runs per server (interleaved; default 2, --quick 1)")
+    parser.add_argument("--no-scaling", action="store_true",
+                        help="skip the fan-out runs with fewer and more rooms (throughput vs clients)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiled Syncline runs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directories")
     args = parser.parse_args(argv)
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = replace(cfg, servers=chosen)
     if args.repeat is not None:
         cfg = replace(cfg, repeat=max(1, args.repeat))
+    if args.no_scaling:
+        cfg = replace(cfg, scaling_rooms=())
     if args.no_profile or py_spy_path() is None:
         cfg = replace(cfg, profile=False)
     if not args.no_pin:
