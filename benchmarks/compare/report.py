@@ -73,7 +73,9 @@ def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
     st = head.get("syncline", {}).get("server", {}).get("store")
     if st:
         out.append(f"Syncline store during the run: {st['commits']:,} commits, {st['updates_committed']:,} updates, "
-                   f"mean batch {fmt(st['mean_batch'])}, mean commit {fmt(st['mean_commit_ms'], 2)} ms")
+                   f"mean batch {fmt(st['mean_batch'])}, mean commit {fmt(st['mean_commit_ms'], 2)} ms"
+                   + (f", {st['commits_over_50ms']} commits over 50 ms ({st['commits_over_100ms']} over 100 ms)"
+                      if "commits_over_50ms" in st else ""))
     if len(next(iter(f["all_runs"].values()), [])) > 1:
         out.append("\nEvery run (interleaved; the headline is each server's least disturbed run):\n")
         out.append(fanout_table([(f"{LABELS[k]} #{i + 1}", r) for k, rs in f["all_runs"].items() for i, r in enumerate(rs)]))
@@ -132,10 +134,14 @@ def render_saturation(sw: dict[str, Any]) -> list[str]:
             rows.append([LABELS[k], st["rate"], st.get("offered_deliveries_per_s"), st.get("delivered_per_s"),
                          f"{st['delivered']:,}/{st['expected_deliveries']:,}" if "delivered" in st else "-",
                          lat.get("p50"), lat.get("p99"), st.get("cpu_us_per_delivery"), st.get("server_cores"),
-                         st.get("client_cores"), st.get("background_cores"), st.get("others_on_server_cpu"), "pass" if st["passed"] else f"FAIL ({st['why']})"])
+                         st.get("client_cores"), st.get("background_cores"), st.get("others_on_server_cpu"),
+                         (f"{st['store']['commits_over_50ms']} / {st['store']['commits_over_100ms']}"
+                          if st.get("store") and "commits_over_50ms" in st["store"] else "-"),
+                         "pass" if st["passed"] else f"FAIL ({st['why']})"])
     out.append(table(["server", "edits/s per client", "offered deliveries/s", "delivered/s", "delivered/expected",
                       "p50 ms", "p99 ms", "CPU us/delivery", "server cores", "load generator cores",
-                      "other procs (cores)", "others on the server's CPU", "step"], rows))
+                      "other procs (cores)", "others on the server's CPU", "commits > 50 / > 100 ms", "step"],
+                     rows))
     sat = sw["saturation_rate"]
     rows = [[LABELS[k], "none" if sat[k] is None else fmt(sat[k], 0),
              "-" if sw["failed_at"][k] is None else fmt(sw["failed_at"][k], 0),

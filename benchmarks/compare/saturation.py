@@ -61,6 +61,7 @@ def bench_saturation(cfg: Config, work: Path) -> dict[str, Any]:
                 "background_cores": result["machine_during_run"]["background_cores"],
                 "others_on_server_cpu": result["machine_during_run"].get("others_on_server_cpu"),
                 "peak_rss_mib": result["server"]["peak_rss_run_mib"],
+                "store": result["server"].get("store"),
             })
             log("saturation", f"{LABELS[key]} at {rate:g} edits/s per client: {'pass' if passed else 'FAIL: ' + why}")
             if passed:
