@@ -16,6 +16,8 @@ wrote before it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from websockets.http11 import Request
 
 from .deadlines import GuardedWebSocketProtocol
@@ -53,10 +55,10 @@ class FrameWebSocketProtocol(GuardedWebSocketProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
-        scope = getattr(self, "scope", None)  # set only when the handshake is accepted
+        scope: dict[str, Any] | None = getattr(self, "scope", None)  # set only when the handshake is accepted
         if scope is not None and self.response.status_code == 101:
             # The application task is created but has not run yet: it sees the extension.
-            extensions = scope.get("extensions")
+            extensions: dict[str, Any] | None = scope.get("extensions")
             if extensions is None:
                 extensions = scope["extensions"] = {}
             extensions[EXTENSION] = TransportFrameWriter(self)
