@@ -52,7 +52,8 @@ class Config:
     kill_window: int = 32
     # saturation: the fan-out load at rising edit rates, until a server misses a bound
     sweep_rooms: int = 40
-    sweep_rates: tuple[float, ...] = (10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 130.0, 160.0, 200.0)
+    # finer where one pinned CPU each saturates (10-20 edits/s per client at 40 x 5 clients)
+    sweep_rates: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 100.0)
     sweep_duration: float = 8.0
     sweep_drain: float = 5.0
     sweep_p99_ms: float = 100.0
