@@ -10,6 +10,8 @@ Python peers:
 - ``NodeServer``: ``@y/websocket-server`` (``benchmarks.relay.ReferenceServer``): rooms in memory.
 - ``PycrdtServer``: ``benchmarks/servers/pycrdt_ws.py``: pycrdt-websocket on uvicorn with
   ``SQLiteYStore``.
+- ``SynclineAsgiServer``: Syncline sending every frame through ASGI (the fallback send path),
+  to measure the relay's own send path against it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from syncline.engine.protocol import Kind
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from benchmarks.pinning import NONE as NO_PINNING
+from benchmarks.pinning import Pinning
 from benchmarks.procs import ReferenceServer
 from benchmarks.servers.pycrdt_ws import PycrdtServer as _PycrdtProcess
 from harness.relay_process import RelayProcess
@@ -87,6 +91,15 @@ class SynclineServer:
 
     def url(self, room: str) -> str:
         return self.relay.url(room, self.token)
+
+
+class SynclineAsgiServer(SynclineServer):
+    """Syncline with every frame sent through ASGI (``benchmarks/servers/syncline_asgi.py``)."""
+
+    key, label = "syncline-asgi", "Syncline (ASGI send)"
+
+    def __init__(self, data_dir: Path, flags: list[str]) -> None:
+        self.relay = RelayProcess(data_dir, list(flags), module="benchmarks.servers.syncline_asgi")
 
 
 class NodeServer:
@@ -159,14 +172,15 @@ class PycrdtServer:
 
 
 SERVERS: dict[str, Callable[[Path, list[str]], Server]] = {
-    "syncline": SynclineServer, "node": NodeServer, "pycrdt": PycrdtServer,
+    "syncline": SynclineServer, "node": NodeServer, "pycrdt": PycrdtServer, "syncline-asgi": SynclineAsgiServer,
 }
 LABELS = {key: cls.label for key, cls in SERVERS.items()}  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
-def running(key: str, data_dir: Path, flags: list[str] | None = None) -> Any:
+def running(key: str, data_dir: Path, flags: list[str] | None = None, pinning: Pinning = NO_PINNING) -> Any:
     server = SERVERS[key](data_dir, list(flags or [])).start()
+    pinning.pin_server(server.pid)
     try:
         yield server
     finally:

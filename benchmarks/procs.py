@@ -172,4 +172,7 @@ def store_counters(before: dict[str, float], after: dict[str, float]) -> dict[st
         "mean_commit_ms": 1000 * seconds / commits if commits else None,
         "rejected": {k.split('"')[1]: v for k, v in after.items() if k.startswith("syncline_rejected_total")},
         "compactions": int(delta("syncline_compactions_total")),
+        # commits slower than these bounds (histogram buckets): stalls every write waits behind
+        "commits_over_50ms": int(commits - delta('syncline_commit_seconds_bucket{le="0.05"}')),
+        "commits_over_100ms": int(commits - delta('syncline_commit_seconds_bucket{le="0.1"}')),
     }

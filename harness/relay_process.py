@@ -29,6 +29,8 @@ class RelayProcess:
     port: int = 0
     process: subprocess.Popen[str] | None = None
     log_path: Path | None = None
+    module: str = "syncline.app.cli"
+    """The module run with ``python -m`` and ``serve ...`` (benchmarks run variants of the relay)."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -40,7 +42,7 @@ class RelayProcess:
         log: IO[str] = open(self.log_path, "a")  # noqa: SIM115 - owned by the child process
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "syncline.app.cli", "serve", "--host", "127.0.0.1",
+            [sys.executable, "-m", self.module, "serve", "--host", "127.0.0.1",
              "--port", str(self.port), "--data-dir", str(self.data_dir), "--secret", SECRET, *UNLIMITED_REST, *self.flags],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env,
         )

@@ -4,8 +4,17 @@ The queue is bounded in messages (``send_queue_messages``) and in bytes (``send_
 the bytes of queued frames and of the frame being handed to the WebSocket layer. A frame that
 would take a non-empty queue over either bound drops the peer as a slow consumer (4408); one
 frame of any size is queued when nothing else is (a big document's first sync step 2). Below
-the queue, uvicorn writes a frame only while the socket's buffer is under its high-water mark
+the queue, a frame is written only while the socket's buffer is under its high-water mark
 (64 KiB), so a peer that never reads holds at most its queue, one frame more and that mark.
+
+Under the relay's own WebSocket protocol (:mod:`.wsprotocol`) frames go straight to the
+socket's transport, encoded once per broadcast (:func:`~.frames.binary_frame`): while the
+queue is empty and the transport is under its mark, :meth:`Connection.send` writes the frame
+at once, in the caller's turn, with no hand-off to the sender task; otherwise the frame is
+queued and the sender writes it when the transport has drained. Our sync step 2 answers are
+always queued and written by the sender, so that the step 1s a peer sends back to back are
+answered together, as described below. Under any other ASGI server
+the sender hands each frame to the server (``websocket.send``), as the only path.
 
 A sync step 1 is answered only when the answer can be queued. While this connection's previous
 answer is still queued, a new step 1 is not answered at once: its state vector waits (only the
@@ -41,6 +50,7 @@ from syncline.engine.tokens import Grant
 
 from .access import note_cause
 from .errors import AwarenessOverShare, ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
+from .frames import EXTENSION, FrameWriter, binary_frame
 from .held import HeldWrites
 from .fanout import FanoutUnavailable
 from .metrics import Metrics
@@ -48,6 +58,7 @@ from .room import EMPTY_UPDATE, Room
 from .settings import Settings
 from .store import StoreUnavailable
 from .throttle import ByteThrottle
+from .tally import send_tally
 
 log = logging.getLogger("syncline.connection")
 
@@ -85,6 +96,10 @@ class Connection:
         # The per-frame path avoids anyio streams: a deque and one event cost a fraction as
         # much, and the relay runs on asyncio anyway (uvicorn, aiosqlite).
         self._frames: deque[bytes] = deque()
+        extensions = websocket.scope.get("extensions") or {}
+        self._writer: FrameWriter | None = extensions.get(EXTENSION)
+        """The socket's transport, for frames written whole (None: send through ASGI)."""
+        self._tally = send_tally(metrics)
         self._queued_bytes = 0
         """Bytes of ``_frames`` and of the frame the sender is handing to the WebSocket layer."""
         self._answer: bytes | None = None
@@ -109,13 +124,19 @@ class Connection:
         self._held = HeldWrites(settings.held_updates_max, settings.held_updates_bytes)
         self._asked = False
         """A sync step 1 was sent for the held writes and no write has landed since."""
-        self._write_lock = anyio.Lock()
+        # fast_acquire: an uncontended write (the usual case) takes the lock without a checkpoint
+        self._write_lock = anyio.Lock(fast_acquire=True)
         self._room_advanced = asyncio.Event()
 
     # -- Peer ------------------------------------------------------------------------
 
     def send(self, frame: bytes) -> None:
         if self.close_code is not None:
+            return
+        writer = self._writer
+        if writer is not None and not self._frames and writer.writable and frame is not self._answer:
+            writer.write(binary_frame(frame))  # nothing queued before it: in order
+            self._tally.add(1, len(frame))
             return
         queued = self._queued_bytes
         if len(self._frames) >= self._settings.send_queue_messages or (
@@ -143,6 +164,16 @@ class Connection:
                 note_cause(reason, scope=self._ws.scope)  # the connection's access log line names it
             if not self._writing:
                 self._scope.cancel()
+
+    @property
+    def writes_frames(self) -> bool:
+        """Frames go straight to the socket's transport (:mod:`.wsprotocol`), not through ASGI sends."""
+        return self._writer is not None
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued for this peer, waiting for its socket to drain (or for the sender task)."""
+        return self._queued_bytes
 
     @property
     def tenant(self) -> str:
@@ -190,8 +221,40 @@ class Connection:
         self.abort(closecodes.TOKEN_EXPIRED, "token_expired")
 
     async def _sender(self) -> None:
-        messages = self._metrics.messages.labels("out")
-        sent_bytes = self._metrics.bytes.labels("out")
+        if self._writer is not None:
+            await self._write_queued(self._writer)
+        else:
+            await self._send_queued()
+
+    async def _write_queued(self, writer: FrameWriter) -> None:
+        """Write the queued frames to the transport whenever it is under its high-water mark."""
+        frames = self._frames
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            count = size = 0
+            while frames:
+                if not writer.writable:
+                    if count:
+                        self._tally.add(count, size)
+                        count = size = 0
+                    await writer.wait_writable()
+                    if writer.gone:
+                        self._scope.cancel()  # the client went away with frames still queued
+                        return
+                    continue
+                frame = frames.popleft()
+                writer.write(binary_frame(frame))
+                self._queued_bytes -= len(frame)
+                count += 1
+                size += len(frame)
+                if frame is self._answer:
+                    self._answered()
+            if count:
+                self._tally.add(count, size)
+
+    async def _send_queued(self) -> None:
+        """Hand the queued frames to the ASGI server one ``websocket.send`` at a time."""
         frames = self._frames
         try:
             while True:
@@ -206,8 +269,7 @@ class Connection:
                         self._answered()
                     count += 1
                     size += len(frame)
-                messages.inc(count)
-                sent_bytes.inc(size)
+                self._tally.add(count, size)
         except (WebSocketDisconnect, OSError, RuntimeError):
             self._scope.cancel()  # the client went away while we were sending
 
@@ -284,10 +346,10 @@ class Connection:
         if self._queued_bytes >= self._settings.send_queue_bytes:
             self.abort(closecodes.SLOW_CONSUMER, "slow_consumer")  # no room for any answer: don't compute one
             return
-        answer = self._room.answer_step1(state_vector)
-        self.send(answer)
-        if self.close_code is None:
-            self._answer = answer
+        answer = self._answer = self._room.answer_step1(state_vector)
+        self.send(answer)  # queued, also on the direct path: step 1s arriving meanwhile share the next answer
+        if self.close_code is not None:
+            self._answer = None
 
     def _answered(self) -> None:
         """Our answer is with the WebSocket layer: answer the step 1 that waited for it, if any."""

@@ -26,13 +26,14 @@ from starlette.applications import Starlette
 from syncline.engine.tokens import issue_token
 
 from .auth import create_data_dir, load_or_create_secret
-from .deadlines import GuardedWebSocketProtocol, guarded_http_protocol
+from .deadlines import guarded_http_protocol
 from .errors import DataDirError, DataDirInUse, ListenError
 from .lockfile import LockFile, acquire, holder_pid
 from .logs import configure_logging
 from .relay import STORE_FILE, Relay
 from .settings import Settings
 from .store.factory import describe_store
+from .wsprotocol import FrameWebSocketProtocol
 
 log = logging.getLogger("syncline.serve")
 
@@ -224,7 +225,8 @@ def server_config(app: Starlette, settings: Settings, **options: Any) -> uvicorn
         app,
         log_config=None,
         access_log=False,
-        ws=GuardedWebSocketProtocol,  # uvicorn's "websockets-sansio", aborting a peer that never reads
+        # uvicorn's "websockets-sansio", aborting a peer that never reads, its transport open to whole frames
+        ws=FrameWebSocketProtocol,
         ws_max_size=settings.max_message_bytes + 65_536,
         # Compressing each frame per recipient would undo "encode each broadcast once".
         ws_per_message_deflate=False,

@@ -31,24 +31,28 @@ def run_conns(server: Server, count: int, rooms: int, prefix: str, cfg: Config, 
         args += ["--token", server.token]
     if write:
         args += ["--write"]
-    client = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    client = subprocess.Popen(cfg.pinning.client_command(args), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
     killer = threading.Timer(cfg.capacity_timeout + 180, client.kill)
     killer.start()
     rss0, cpu0 = rss_mib(server.pid), cpu_seconds(server.pid)
     held: dict[str, Any] = {}
     result: dict[str, Any] = {}
+    rss_curve: list[tuple[int, float]] = [(0, rss0)]
+    """(connections open, server RSS in MiB) at each progress line of the ramp, then once held."""
     try:
         assert client.stdout is not None and client.stdin is not None
         for line in client.stdout:
             message = json.loads(line)
             if message["event"] == "progress":
+                rss_curve.append((message["synced"], rss_mib(server.pid)))
                 log(workload, f"{LABELS[server.key]}: {message['synced']:,} connected, {message['failed']:,} failed "
                     f"after {message['seconds']:.0f} s")
             elif message["event"] == "held":
                 held = message
                 time.sleep(1.0)  # let the server settle before reading its memory
                 held["server_rss_mib"] = rss_mib(server.pid)
+                rss_curve.append((held["synced"], held["server_rss_mib"]))
                 held["server_cpu_seconds"] = cpu_seconds(server.pid) - cpu0
                 time.sleep(1.0)
                 client.stdin.write("release\n")
@@ -73,7 +77,7 @@ def run_conns(server: Server, count: int, rooms: int, prefix: str, cfg: Config, 
         "kib_per_connection": 1024 * (rss - rss0) / synced if synced else None,
         "server_cpu_seconds": held["server_cpu_seconds"],
         "server_cpu_us_per_connect": 1e6 * held["server_cpu_seconds"] / synced if synced else None,
-        "server_nofile": process_nofile(server.pid), "rooms": rooms,
+        "server_nofile": process_nofile(server.pid), "rooms": rooms, "rss_curve": rss_curve,
     }
 
 
@@ -81,7 +85,7 @@ def bench_capacity(cfg: Config, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"target_connections": cfg.connections, "per_room": cfg.connections_per_room, "servers": {}}
     rooms = max(1, cfg.connections // cfg.connections_per_room)
     for key in cfg.servers:
-        with running(key, work / f"capacity-{key}", syncline_flags("capacity", cfg)) as server:
+        with running(key, work / f"capacity-{key}", syncline_flags("capacity", cfg), cfg.pinning) as server:
             time.sleep(0.5)
             row = run_conns(server, cfg.connections, rooms, f"{TENANT}/cart/c", cfg, write=False, workload="capacity")
         row["held_target"] = row["still_open"] >= cfg.connections
@@ -94,7 +98,7 @@ def bench_capacity(cfg: Config, work: Path) -> dict[str, Any]:
 def bench_memory(cfg: Config, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"rooms": cfg.memory_rooms, "servers": {}}
     for key in cfg.servers:
-        with running(key, work / f"memory-{key}", syncline_flags("memory", cfg)) as server:
+        with running(key, work / f"memory-{key}", syncline_flags("memory", cfg), cfg.pinning) as server:
             # warm-up: imports and caches touched by the first rooms, then the baseline
             run_conns(server, 20, 20, f"{TENANT}/cart/warm", cfg, write=True, workload="memory")
             time.sleep(0.5)

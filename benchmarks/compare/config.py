@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import ROOT
+from benchmarks.pinning import NONE as NO_PINNING
+from benchmarks.pinning import Pinning
 from benchmarks.procs import memory_kib
 
 CONNS_JS = ROOT / "benchmarks" / "js" / "conns.mjs"
-WORKLOADS = ("fanout", "capacity", "cold_start", "memory", "durability")
+WORKLOADS = ("fanout", "saturation", "capacity", "cold_start", "memory", "durability")
 ALL_SERVERS = ("syncline", "node", "pycrdt")
+"""The default servers; ``syncline-asgi`` (every frame an ASGI send) is run when asked for."""
 REFERENCES = ("node", "pycrdt")
 
 
@@ -47,6 +50,15 @@ class Config:
     kill_updates: int = 2_000
     kill_rooms: int = 4
     kill_window: int = 32
+    # saturation: the fan-out load at rising edit rates, until a server misses a bound
+    sweep_rooms: int = 40
+    # finer where one pinned CPU each saturates (10-20 edits/s per client at 40 x 5 clients)
+    sweep_rates: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 100.0)
+    sweep_duration: float = 8.0
+    sweep_drain: float = 5.0
+    sweep_p99_ms: float = 100.0
+    pinning: Pinning = NO_PINNING
+    """Where servers and load generators run (``--no-pin``: anywhere); set from the machine."""
     quick: bool = False
 
 
@@ -56,6 +68,7 @@ QUICK = Config(
     connections=2_000, capacity_timeout=60.0,
     history=(10_000,), copies=2,
     memory_rooms=200,
+    sweep_rooms=8, sweep_rates=(10.0, 40.0, 100.0), sweep_duration=3.0, sweep_drain=3.0,
     ack_writers=8, ack_seconds=1.5, kill_updates=400, kill_rooms=2,
     quick=True,
 )
@@ -88,8 +101,12 @@ def rss_mib(pid: int) -> float:
 
 def syncline_flags(workload: str, cfg: Config) -> list[str]:
     many = str(max(20_000, 2 * cfg.connections))
-    if workload == "fanout":
-        return ["--max-connections-per-tenant", str(max(1000, 4 * max((cfg.rooms, *cfg.scaling_rooms)) * cfg.clients))]
+    if workload in ("fanout", "saturation"):
+        most = max((cfg.rooms, cfg.sweep_rooms, *cfg.scaling_rooms)) * cfg.clients
+        # the sweep's clients send up to max(sweep_rates) messages a second (edits and awareness)
+        rate = str(max(100, 4 * int(max(cfg.sweep_rates))))
+        return ["--max-connections-per-tenant", str(max(1000, 4 * most)), "--rate-messages-per-second", rate,
+                "--rate-burst", rate]
     if workload in ("capacity", "memory"):
         return ["--max-connections-per-tenant", many, "--max-rooms", many, "--room-idle-seconds", "3600"]
     if workload == "cold_start":

@@ -20,10 +20,10 @@ from benchmarks.relay.fanout import compare, least_disturbed, run_fanout_client
 
 
 def fanout_run(key: str, cfg: Config, work: Path, tag: str, profile_raw: Path | None = None) -> dict[str, Any]:
-    with running(key, work / f"fanout-{key}-{tag}", syncline_flags("fanout", cfg)) as server:
-        before = scrape_metrics(server.relay) if key == "syncline" else None  # type: ignore[attr-defined]
+    with running(key, work / f"fanout-{key}-{tag}", syncline_flags("fanout", cfg), cfg.pinning) as server:
+        before = scrape_metrics(server.relay) if key.startswith("syncline") else None  # type: ignore[attr-defined]
         result = run_fanout_client(cfg, server.ws_base, server.token, server.pid, f"{TENANT}/cart/r",  # type: ignore[arg-type]
-                                      work / "fanout-client.log", profile_raw)
+                                   work / "fanout-client.log", profile_raw, cfg.pinning)
         if before is not None:
             result["server"]["store"] = store_counters(before, scrape_metrics(server.relay))  # type: ignore[attr-defined]
     result["server"]["name"] = key

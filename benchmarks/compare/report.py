@@ -25,10 +25,13 @@ def render(results: dict[str, Any]) -> str:
                f"Python {m['python']}, Node {m['node']}; pycrdt {m['pycrdt']}, pycrdt-websocket {m.get('pycrdt-websocket')}, "
                f"pycrdt-store {m.get('pycrdt-store')}, uvicorn {m['uvicorn']}; yjs {m['yjs']}, y-websocket {m['y-websocket']}, "
                f"@y/websocket-server {m['@y/websocket-server']}; {m['timestamp']}")
+    out.append(f"Pinning: {results.get('pinning', 'not pinned')}")
     out.append(f"Command: `{results['command']}`; open files limit (RLIMIT_NOFILE, inherited by every server and "
                f"client): soft {results['nofile']['soft']:,}, hard {results['nofile']['hard']:,}")
     if "fanout" in results:
         out += render_fanout(results["fanout"], results["config"])
+    if "saturation" in results:
+        out += render_saturation(results["saturation"])
     if "capacity" in results:
         out += render_capacity(results["capacity"])
     if "cold_start" in results:
@@ -70,7 +73,9 @@ def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
     st = head.get("syncline", {}).get("server", {}).get("store")
     if st:
         out.append(f"Syncline store during the run: {st['commits']:,} commits, {st['updates_committed']:,} updates, "
-                   f"mean batch {fmt(st['mean_batch'])}, mean commit {fmt(st['mean_commit_ms'], 2)} ms")
+                   f"mean batch {fmt(st['mean_batch'])}, mean commit {fmt(st['mean_commit_ms'], 2)} ms"
+                   + (f", {st['commits_over_50ms']} commits over 50 ms ({st['commits_over_100ms']} over 100 ms)"
+                      if "commits_over_50ms" in st else ""))
     if len(next(iter(f["all_runs"].values()), [])) > 1:
         out.append("\nEvery run (interleaved; the headline is each server's least disturbed run):\n")
         out.append(fanout_table([(f"{LABELS[k]} #{i + 1}", r) for k, rs in f["all_runs"].items() for i, r in enumerate(rs)]))
@@ -90,9 +95,11 @@ def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
                 rows.append([row["clients"], LABELS[k], r["offered_deliveries_per_s"], r["delivered_per_s"],
                              f"{r['delivered']:,}/{r['expected_deliveries']:,}", r["latency_ms"]["p50"], r["latency_ms"]["p99"],
                              r["server"]["cpu_us_per_delivery"], r["machine_during_run"]["background_cores"],
+                             r["machine_during_run"].get("others_on_server_cpu"),
                              "; ".join(extra)])
         out.append(table(["clients", "server", "offered deliveries/s", "delivered/s", "delivered/expected", "p50 ms",
-                          "p99 ms", "CPU us/delivery", "other procs (cores)", "Syncline / ref: throughput / p99"], rows))
+                          "p99 ms", "CPU us/delivery", "other procs (cores)", "others on the server's CPU",
+                          "Syncline / ref: throughput / p99"], rows))
     prof = f.get("profiled_syncline_run", {}).get("profile")
     if prof and "self" in prof:
         pr = f["profiled_syncline_run"]
@@ -113,6 +120,38 @@ def profile_tables(prof: dict[str, Any], top: int = 15) -> list[str]:
     out.append("\n" + table(["Syncline functions (inclusive)", "file", "%"],
                             [[r["function"], r["file"], fmt(100 * r["share"])] for r in prof["syncline_inclusive"][:top]
                              if r["function"] not in ("<module>", "main", "_serve", "run_server", "run", "serve")]))
+    return out
+
+
+def render_saturation(sw: dict[str, Any]) -> list[str]:
+    out = [f"\n## Saturation: {sw['rooms']} rooms x {sw['clients']} Yjs clients at rising edit rates per client, "
+           f"{fmt(sw['duration'], 0)} s a step, each server until it misses a bound (every update delivered, "
+           f"p99 <= {fmt(sw['p99_bound_ms'], 0)} ms); servers interleaved at every step\n"]
+    rows = []
+    for k, steps in sw["steps"].items():
+        for st in steps:
+            lat = st.get("latency_ms") or {}
+            rows.append([LABELS[k], st["rate"], st.get("offered_deliveries_per_s"), st.get("delivered_per_s"),
+                         f"{st['delivered']:,}/{st['expected_deliveries']:,}" if "delivered" in st else "-",
+                         lat.get("p50"), lat.get("p99"), st.get("cpu_us_per_delivery"), st.get("server_cores"),
+                         st.get("client_cores"), st.get("background_cores"), st.get("others_on_server_cpu"),
+                         (f"{st['store']['commits_over_50ms']} / {st['store']['commits_over_100ms']}"
+                          if st.get("store") and "commits_over_50ms" in st["store"] else "-"),
+                         "pass" if st["passed"] else f"FAIL ({st['why']})"])
+    out.append(table(["server", "edits/s per client", "offered deliveries/s", "delivered/s", "delivered/expected",
+                      "p50 ms", "p99 ms", "CPU us/delivery", "server cores", "load generator cores",
+                      "other procs (cores)", "others on the server's CPU", "commits > 50 / > 100 ms", "step"],
+                     rows))
+    sat = sw["saturation_rate"]
+    rows = [[LABELS[k], "none" if sat[k] is None else fmt(sat[k], 0),
+             "-" if sw["failed_at"][k] is None else fmt(sw["failed_at"][k], 0),
+             "yes" if k in sw["still_passing_at_last_rate"] else "no"] for k in sw["steps"]]
+    out.append("\n" + table(["server", "saturation point (edits/s per client, last step passed)", "failed at",
+                             "passed every step"], rows))
+    node = sat.get("node")
+    if "syncline" in sat and "node" in sat:
+        met = (sat["syncline"] or 0) >= (node or 0)
+        out.append(f"\nTarget (Syncline's saturation point >= the Node reference's): **{'MET' if met else 'MISSED'}**")
     return out
 
 

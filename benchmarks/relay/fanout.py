@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, ratio
+from benchmarks.pinning import NONE as NO_PINNING
+from benchmarks.pinning import Pinning, cpus_busy
 from benchmarks.procs import (
     ReferenceServer,
     RssSampler,
@@ -29,9 +31,10 @@ from benchmarks.relay.config import FANOUT_JS, TENANT, Config
 
 def run_fanout_client(
     cfg: Config, url: str, token: str | None, pid: int, prefix: str, log_path: Path,
-    profile_raw: Path | None = None,
+    profile_raw: Path | None = None, pinning: Pinning = NO_PINNING,
 ) -> dict[str, Any]:
-    """Run fanout.mjs against a server with process ``pid``; add the server's CPU and memory."""
+    """Run fanout.mjs against a server with process ``pid`` (on ``pinning``'s client CPUs); add the
+    server's CPU and memory."""
     args = ["node", str(FANOUT_JS), "--url", url, "--rooms", str(cfg.rooms), "--clients", str(cfg.clients),
             "--rate", str(cfg.rate), "--duration", str(cfg.duration), "--drain", str(cfg.drain),
             "--prefix", prefix, "--deflate", "true" if cfg.deflate else "false"]
@@ -39,7 +42,7 @@ def run_fanout_client(
         args += ["--token", token]
     budget = 60 + 30 + cfg.duration + cfg.drain + 30  # connect + settle + run + drain + late joiners
     log = open(log_path, "a")  # noqa: SIM115 - owned by the child
-    client = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+    client = subprocess.Popen(pinning.client_command(args), cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
     log.close()
     killer = threading.Timer(budget, client.kill)
     killer.start()
@@ -58,6 +61,8 @@ def run_fanout_client(
                 server["cpu_start"] = cpu_seconds(pid)
                 server["client_cpu_start"] = cpu_seconds(client.pid)
                 server["machine_start"] = machine_cpu()[0]
+                if pinning.server is not None:
+                    server["server_cpus_start"] = cpus_busy(pinning.server)
                 sampler.start()
                 if profile_raw is not None:
                     spy = start_py_spy(pid, profile_raw, cfg.duration + 1.0)
@@ -65,6 +70,8 @@ def run_fanout_client(
                 server["cpu_end"] = cpu_seconds(pid)
                 server["client_cpu_end"] = cpu_seconds(client.pid)
                 server["machine_end"] = machine_cpu()[0]
+                if pinning.server is not None:
+                    server["server_cpus_end"] = cpus_busy(pinning.server)
                 sampler.stop()
             elif event == "result":
                 result = message
@@ -94,6 +101,10 @@ def run_fanout_client(
         # what other processes on the machine used meanwhile: contention, not our load
         "background_cores": max(0.0, machine_busy - server_cpu - client_cpu) / run_seconds,
     }
+    if "server_cpus_end" in server:
+        # what other processes took of the server's own (pinned) CPU: the server could not use it
+        taken = server["server_cpus_end"] - server["server_cpus_start"] - server_cpu
+        result["machine_during_run"]["others_on_server_cpu"] = max(0.0, taken) / run_seconds
     result["server"] = {
         "cpu_seconds": server_cpu,
         "cpu_us_per_delivery": 1e6 * server_cpu / result["delivered"] if result["delivered"] else None,
@@ -162,7 +173,9 @@ def compare(s: dict[str, Any], r: dict[str, Any]) -> tuple[dict[str, Any], dict[
 
 
 def least_disturbed(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return min(runs, key=lambda r: r["machine_during_run"]["background_cores"])
+    """The run other processes disturbed least: on the server's own CPU when it was pinned, else anywhere."""
+    return min(runs, key=lambda r: (r["machine_during_run"].get("others_on_server_cpu", 0.0),
+                                    r["machine_during_run"]["background_cores"]))
 
 
 def bench_fanout(cfg: Config, work: Path, raw_dir: Path) -> dict[str, Any]:
