@@ -410,7 +410,8 @@ class Room:
         In a cluster the room may have applied seq 15 before seeing seq 12 from another
         node, so compacting through its own applied seq could delete a row its snapshot
         lacks: it loads the document first, applies what it lacks, and compacts through
-        that load's last seq (every row up to it is in the load: seqs commit in order).
+        that load's last seq (every row of the document up to it is in the load: seqs of one
+        document commit in order).
         """
         if self._compacting or self._inflight:
             return

@@ -20,7 +20,7 @@ Why pub/sub and not streams: an update travels one hop (PUBLISH, then a push to 
 subscribed node), nothing accumulates in Redis, and a node subscribes only to the
 rooms it has open. Pub/sub is at-most-once, so it is never trusted for completeness:
 whenever this node's subscription (re)starts, every open room is re-read from the
-store and what it lacks is applied (seqs are a cluster-wide commit order, so a
+store and what it lacks is applied (seqs of one document commit in order, so a
 load holds every row up to its last seq). Streams would give replay, but the store
 already is the replayable log; keeping a second one in Redis would mean trimming it
 and reconciling two logs.
