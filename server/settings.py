@@ -173,6 +173,14 @@ class Settings:
         default=20.0, metadata={"help": 'Seconds between WebSocket keepalive pings, and to answer one before '
                                         'being dropped.'}
     )
+    store_timeout_seconds: float = field(
+        default=5.0, metadata={"help": 'Seconds a PostgreSQL store call may take (a commit, a load, a lock wait) '
+                                       'before it fails and its writer is closed with 4504; also how long '
+                                       'PostgreSQL keeps the session of a node stalled inside a transaction.'}
+    )
+    ready_timeout_seconds: float = field(
+        default=1.0, metadata={"help": 'Seconds /readyz waits for the store before it answers 503.'}
+    )
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -229,7 +237,7 @@ class Settings:
         for name in (
             "rate_messages_per_second", "room_idle_seconds", "idempotency_ttl_seconds", "idempotency_claim_seconds",
             "feed_retention_seconds", "sse_heartbeat_seconds", "request_timeout_seconds", "ws_ping_seconds",
-            "broadcast_rate_per_second",
+            "broadcast_rate_per_second", "store_timeout_seconds", "ready_timeout_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(name, "must be greater than 0")

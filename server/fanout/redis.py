@@ -32,6 +32,16 @@ meanwhile in one pipelined round trip (group publishing); a write waits for its 
 Redis-py's own reconnect-and-resubscribe is switched off (no retries): a hidden
 reconnection would skip the resync, so every failure ends the session and the next
 one resubscribes and resyncs.
+
+Degraded mode. While this node cannot fan out (Redis unreachable, a subscription not
+confirmed, publishing failing), it keeps accepting and acknowledging writes: they are
+in the store, delivered to this node's own peers, and the rooms they touched are
+marked; once publishing works again the others are told to re-read those rooms
+(``rs``). Meanwhile every node that cannot hear the others re-reads its open rooms
+from the store every ``POLL_SECONDS`` (so a reader on another node sees a write within
+about a second plus one load), and so does a node that heard another node go silent
+without a goodbye (it may be cut off from Redis but still writing to the store), for
+up to ``SILENT_POLL_SECONDS`` or until that node is heard again.
 """
 
 from __future__ import annotations
@@ -79,6 +89,10 @@ OUTBOX_LIMIT = 4096
 """Envelopes waiting to be published beyond which awareness is dropped (it is ephemeral)."""
 PUBLISH_BATCH = 512
 """Most envelopes sent in one pipelined round trip."""
+POLL_SECONDS = 1.0
+"""While degraded: how often every open room is re-read from the store."""
+SILENT_POLL_SECONDS = 300.0
+"""How long a node keeps polling after another node went silent without a goodbye."""
 
 
 @dataclass(eq=False)
@@ -129,6 +143,10 @@ class RedisFanout:
         self._session_error = "not connected yet"
         self._dirty: set[str] = set()
         self._nodes: dict[str, float] = {}
+        self._silent: dict[str, float] = {}
+        """Nodes that stopped sending heartbeats without a goodbye, and when: we poll meanwhile."""
+        self.polls = 0
+        """Rounds of re-reading the open rooms from the store while degraded."""
         self._outbox: deque[_Outgoing] = deque()
         self._wakeup = asyncio.Event()
 
@@ -166,6 +184,7 @@ class RedisFanout:
                 self._task_group = tg
                 tg.start_soon(self._heartbeats)
                 tg.start_soon(self._publisher)
+                tg.start_soon(self._poll_while_degraded)
                 task_status.started()
                 await self._sessions()
         finally:
@@ -299,7 +318,9 @@ class RedisFanout:
     def _node_message(self, origin: str, kind: str) -> None:
         if origin == self.node_id:
             self._own_seen = time.monotonic()
-        elif kind == "bye":
+            return
+        self._silent.pop(origin, None)
+        if kind == "bye":
             if self._nodes.pop(origin, None) is not None and self._listener is not None:
                 self._listener.node_gone(origin)
         else:
@@ -344,6 +365,11 @@ class RedisFanout:
     # -- publishing ----------------------------------------------------------------
 
     async def publish_update(self, room: str, seq: int, update: bytes) -> None:
+        if not self.available:
+            # Degraded: the write is stored; the others poll the store meanwhile and are told
+            # to re-read the room once we can publish again (see the module doc).
+            self._dirty.add(room)
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outbox.append(_Outgoing((
             (self._channel(room), self._envelope("up", s=seq, u=update)),
@@ -400,6 +426,23 @@ class RedisFanout:
                     if item.done is not None and not item.done.done():
                         item.done.set_result(None)
 
+    @property
+    def polling(self) -> bool:
+        """True while this node catches its rooms up from the store by polling (see the module doc)."""
+        now = time.monotonic()
+        for node, since in list(self._silent.items()):
+            if now - since > SILENT_POLL_SECONDS:
+                del self._silent[node]
+        return not self.available or bool(self._silent)
+
+    async def _poll_while_degraded(self) -> None:
+        """Re-read every open room from the store each ``POLL_SECONDS`` while :attr:`polling`."""
+        while True:
+            await anyio.sleep(POLL_SECONDS)
+            if self.polling and self._listener is not None:
+                self.polls += 1
+                await self._listener.resync(None)
+
     async def _heartbeats(self) -> None:
         """Say we are alive; notice our own silence (a stalled subscription) and others'."""
         while True:
@@ -420,6 +463,7 @@ class RedisFanout:
             for node, seen in list(self._nodes.items()):
                 if now - seen > NODE_EXPIRY_SECONDS:
                     del self._nodes[node]
+                    self._silent[node] = now
                     log.info("fan-out node gone", extra={"node": node})
                     if self._listener is not None:
                         self._listener.node_gone(node)

@@ -25,7 +25,10 @@ def create_store(settings: Settings, sqlite_path: Path) -> SQLiteStore | Postgre
         )
     from .postgres import PostgresStore
 
-    return PostgresStore(settings.store, max_batch=settings.group_commit_max_batch)
+    return PostgresStore(
+        settings.store, max_batch=settings.group_commit_max_batch, timeout=settings.store_timeout_seconds,
+        connect_timeout=min(5.0, settings.store_timeout_seconds),
+    )
 
 
 def describe_store(settings: Settings, sqlite_path: Path) -> str:
