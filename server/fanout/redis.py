@@ -55,6 +55,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import msgpack
@@ -93,6 +94,15 @@ POLL_SECONDS = 1.0
 """While degraded: how often every open room is re-read from the store."""
 SILENT_POLL_SECONDS = 300.0
 """How long a node keeps polling after another node went silent without a goodbye."""
+
+
+def shown_url(url: str) -> str:
+    """``scheme://host:port/db`` of a Redis URL: never its user or password."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    except ValueError:
+        return "redis://?"
 
 
 @dataclass(eq=False)
@@ -178,7 +188,18 @@ class RedisFanout:
     # -- lifecycle -----------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Keep a subscription session going until cancelled; say goodbye on the way out."""
+        """Keep a subscription session going until cancelled; say goodbye on the way out.
+
+        Raises :class:`FanoutUnavailable` before it starts if Redis does not answer a PING
+        (a wrong URL or a Redis that is not running shows at start-up, in one line); an
+        outage after that degrades the fan-out instead (see the module doc)."""
+        try:
+            with anyio.fail_after(COMMAND_TIMEOUT_SECONDS):
+                await self._client.ping()
+        except _ERRORS as exc:
+            await self._pool.disconnect()
+            reason = str(exc) or f"no answer within {COMMAND_TIMEOUT_SECONDS:g} s"
+            raise FanoutUnavailable(f"cannot reach Redis at {shown_url(self.url)}: {reason}") from exc
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg

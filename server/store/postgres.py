@@ -189,6 +189,9 @@ class PostgresStore(GroupCommitStore):
             )
             async with self._pool.acquire(timeout=self.connect_timeout) as con:
                 await self._migrate(con)
+        except (OSError, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {self.connect_timeout:g} s"
+            raise self._unavailable(f"cannot connect to PostgreSQL: {reason}") from exc
         except pgsql.DB_ERRORS as exc:
             raise self._unavailable(f"cannot open: {exc}") from exc
         except ValueError as exc:  # asyncpg refuses a malformed DSN with ValueError

@@ -460,6 +460,9 @@ async def test_opening_against_a_closed_port_raises_store_unavailable_without_th
         async with store:
             pass
     assert "hunter2secret" not in str(caught.value) and "hunter2secret" not in repr(store)
+    message = str(caught.value)
+    assert message.startswith(f"postgresql://127.0.0.1:{port}/db: cannot connect to PostgreSQL:"), message
+    assert "\n" not in message
     with pytest.raises(StoreUnavailable):
         await store.check()
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 from pycrdt import Doc, Map
 
@@ -222,3 +223,17 @@ async def test_the_single_node_default_never_touches_the_fanout(store: SQLiteSto
     with anyio.fail_after(5):
         await room.write(None, edit("k", 1))
     assert room._fanout is None
+
+
+async def test_redis_fanout_that_cannot_reach_redis_at_start_says_so_in_one_line_without_the_password() -> None:
+    from syncline.server.fanout.redis import RedisFanout
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()  # nothing listens there now
+    fanout = RedisFanout(f"redis://syncline:hunter2secret@127.0.0.1:{port}/0", prefix="t")
+    with pytest.raises(FanoutUnavailable) as caught, anyio.fail_after(10):
+        await fanout.run()
+    message = str(caught.value)
+    assert message.startswith(f"fan-out unavailable: cannot reach Redis at redis://127.0.0.1:{port}/0: "), message
+    assert "hunter2secret" not in message and "\n" not in message
