@@ -44,8 +44,9 @@ session, after ``idle_in_transaction_session_timeout``.
 
 Sessions are set up so that a vanished node's locks go within seconds:
 ``statement_timeout`` and ``lock_timeout`` (the store time-out),
-``idle_in_transaction_session_timeout`` (the same: a node that stops talking to
-PostgreSQL inside a transaction loses the session, and its locks, after it) and TCP
+``idle_in_transaction_session_timeout`` (half of it: a node that stops talking to
+PostgreSQL inside a transaction loses the session, and its locks, while the appends
+that wait on those locks still have time to commit) and TCP
 keepalives plus ``tcp_user_timeout`` (a partitioned peer's socket is noticed by the
 server in seconds, not the two hours of the default keepalive).
 
@@ -95,7 +96,9 @@ def _session_settings(timeout: float) -> dict[str, str]:
     return {
         "statement_timeout": millis,
         "lock_timeout": millis,
-        "idle_in_transaction_session_timeout": millis,
+        # Half: a node stalled inside a transaction loses its session (and its locks) while
+        # the appends waiting on those locks still have time to commit.
+        "idle_in_transaction_session_timeout": str(max(1, round(timeout * 500))),
         "tcp_keepalives_idle": "2",
         "tcp_keepalives_interval": "1",
         "tcp_keepalives_count": "3",
@@ -167,9 +170,9 @@ class PostgresStore(GroupCommitStore):
         self.application_name = application_name
 
         self._pool: asyncpg.Pool | None = None
-        # Advisory-lock classes of this schema's document locks and in-flight markers.
-        self._doc_tag = _lock_tag(f"syncline.doc:{schema or ''}")
-        self._mark_tag = _lock_tag(f"syncline.inflight:{schema or ''}")
+        # Advisory-lock classes of this schema's document locks and in-flight markers (set
+        # from the schema the tables are in once open: a search_path in the DSN counts too).
+        self._doc_tag = self._mark_tag = 0
 
     def __repr__(self) -> str:
         schema = f", schema={self.schema!r}" if self.schema else ""
@@ -209,6 +212,8 @@ class PostgresStore(GroupCommitStore):
             target_schema = await con.fetchval("SELECT current_schema()")
             if target_schema is None:
                 raise StoreUnavailable(f"{self!r}: no schema to create tables in (check search_path)")
+            self._doc_tag = _lock_tag(f"syncline.doc:{target_schema}")
+            self._mark_tag = _lock_tag(f"syncline.inflight:{target_schema}")
             await con.execute(
                 "CREATE TABLE IF NOT EXISTS syncline_migrations ("
                 " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

@@ -67,13 +67,22 @@ def stored_quantity(cluster: Cluster, doc: str, line: str) -> int:
     return sum(row.quantity for row in cart.lines() if row.product_id == line)
 
 
-def transaction_of(cluster: Cluster, node: RelayProcess) -> bool:
-    """Whether ``node`` has a session inside a transaction (an append in flight) right now."""
+def transaction_of(cluster: Cluster, node: RelayProcess, doc: str | None = None) -> bool:
+    """Whether ``node`` has a session inside a transaction right now (holding ``doc``'s
+    append lock, if given: an append to it in flight)."""
     assert node.process is not None
-    rows = cluster.sql(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE $1 AND xact_start IS NOT NULL",
-        f"syncline:%:{node.process.pid}",
-    )
+    if doc is None:
+        rows = cluster.sql(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE $1 AND xact_start IS NOT NULL",
+            f"syncline:%:{node.process.pid}",
+        )
+    else:
+        rows = cluster.sql(
+            "SELECT count(*) AS n FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid"
+            " WHERE a.application_name LIKE $1 AND l.locktype = 'advisory' AND l.objsubid = 2"
+            " AND l.granted AND l.mode = 'ExclusiveLock' AND l.objid = (hashtext($2)::bigint & 4294967295)::oid",
+            f"syncline:%:{node.process.pid}", doc,
+        )
     return int(rows[0]["n"]) > 0
 
 
@@ -125,6 +134,48 @@ async def test_a_node_frozen_mid_append_does_not_stall_the_others_and_loses_noth
     for i, writer in enumerate(writers):
         doc = f"acme/cart/n{i // 3}-{i % 3}"
         assert stored_quantity(cluster, doc, "tee") >= writer.acked, f"{doc} lost acknowledged writes"
+
+
+async def test_a_node_frozen_holding_a_rooms_lock_delays_that_room_on_other_nodes_briefly_and_refuses_nothing(
+    cluster: Cluster,
+) -> None:
+    shared = "acme/cart/shared"
+    nodes = cluster.start(3, "--store-timeout-seconds", "2")
+    frozen = nodes[1]
+    assert frozen.process is not None
+    stop_writing = anyio.Event()
+    async with AsyncExitStack() as stack:
+        writers = [Writer(await stack.enter_async_context(ypeer(node.url_for(shared), acks=True)), f"n{i}")
+                   for i, node in enumerate(nodes)]
+        async with anyio.create_task_group() as tg:
+            for writer in writers:
+                tg.start_soon(writer.run, stop_writing)
+            await anyio.sleep(1.0)
+            # Freeze node 2 at an instant it holds the shared room's append lock.
+            for _ in range(1000):
+                os.kill(frozen.process.pid, signal.SIGSTOP)
+                if transaction_of(cluster, frozen, shared):
+                    break
+                os.kill(frozen.process.pid, signal.SIGCONT)
+                await anyio.sleep(0.002)
+            else:
+                pytest.fail("never caught node 2 holding the shared room's lock")
+            before = [len(writer.latencies) for writer in writers]
+            await anyio.sleep(4.0)
+            released = not transaction_of(cluster, frozen)
+            os.kill(frozen.process.pid, signal.SIGCONT)
+            await anyio.sleep(1.0)
+            stop_writing.set()
+        others = [latency for i in (0, 2) for latency in writers[i].latencies[before[i]:]]
+
+    assert released, "the frozen node's transaction outlived idle_in_transaction_session_timeout"
+    assert writers[0].failed is None and writers[2].failed is None, [writer.failed for writer in writers]
+    print(f"\nnode 2 frozen holding the shared room's lock: nodes 1 and 3 acked {len(others)} writes to that room "
+          f"meanwhile, p50 {percentile(others, 0.5) * 1000:.1f} ms, max {max(others) * 1000:.0f} ms "
+          f"(store time-out 2 s, the frozen session ended after 1 s idle)")
+    assert max(others) < 2.0, "a write waited on the frozen node's lock for the whole store time-out"
+    for i, writer in enumerate(writers):
+        assert stored_quantity(cluster, shared, f"n{i}") >= writer.acked, f"node {i + 1} lost acknowledged writes"
 
 
 async def test_a_node_whose_postgresql_goes_silent_says_so_quickly_and_loses_nothing_acknowledged(

@@ -252,7 +252,7 @@ async def test_sessions_bound_lock_waits_idle_transactions_and_dead_peers(dsn: s
             "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'),"
             " current_setting('idle_in_transaction_session_timeout'), current_setting('tcp_user_timeout')"
         )
-    assert tuple(rows[0]) == ("2s", "2s", "2s", "2000")  # tcp_user_timeout shows milliseconds
+    assert tuple(rows[0]) == ("2s", "2s", "1s", "2000")  # tcp_user_timeout shows milliseconds
 
 
 async def test_a_node_that_stops_inside_its_transaction_loses_its_session_and_locks(dsn: str, schema: str) -> None:
