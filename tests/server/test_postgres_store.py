@@ -319,6 +319,8 @@ async def test_a_version_1_schema_is_migrated_in_place_and_keeps_its_data(dsn: s
         assert (await store.load("acme/cart/1")).updates == [(1, b"x")]
         assert [c.seq for c in await store.changes_since("acme", 0, 10)] == [1]
         assert [first for first, _ in await store.epochs()] == [2]
+        assert await store.append("acme/cart/1", b"y") == 2, "the sequence goes on from the old counter"
+        assert [c.seq for c in await store.changes_since("acme", 0, 10)] == [1, 2]
         assert await store.claim("acme", "k", "fp", "h", expire_after=60) is None
         assert await store.bind_clients("acme/cart/1", "sub:a", claim=[5], check=[]) == {5: "sub:a"}
     rows = await sql(dsn, f'SELECT version FROM "{schema}".syncline_migrations ORDER BY version')
