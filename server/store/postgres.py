@@ -187,7 +187,9 @@ class PostgresStore(GroupCommitStore):
             settings["search_path"] = f'"{self.schema}"'
         try:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.pool_size, timeout=self.connect_timeout,
+                # min_size=0: during an outage the pool does not keep trying (and logging a traceback)
+                # to restore a floor of idle connections; connections open on demand instead.
+                self.dsn, min_size=0, max_size=self.pool_size, timeout=self.connect_timeout,
                 command_timeout=self.timeout, server_settings=settings,
             )
             async with self._pool.acquire(timeout=self.connect_timeout) as con:
@@ -506,6 +508,12 @@ class PostgresStore(GroupCommitStore):
     def _unavailable(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(f"{shown_dsn(self.dsn)}: {reason}")
 
+    def _reason(self, exc: BaseException) -> str:
+        """What failed, in words: a bare time-out says how long it waited."""
+        if isinstance(exc, TimeoutError) and not str(exc):
+            return f"no answer within {self.timeout:g} s"
+        return str(exc) or type(exc).__name__
+
     def _open_pool_or_raise(self) -> asyncpg.Pool:
         if self._state != "open" or self._pool is None:
             raise self._unavailable(f"store is {self._state}")
@@ -540,7 +548,7 @@ class PostgresStore(GroupCommitStore):
                 async with self._connection(pool) as con:
                     return list(await con.fetch(sql, *args, timeout=self.timeout))
         except pgsql.DB_ERRORS as exc:
-            raise self._unavailable(f"read failed: {exc}") from exc
+            raise self._unavailable(f"read failed: {self._reason(exc)}") from exc
 
     async def _after_watermark(self, sql: str, *args: object) -> list[asyncpg.Record]:
         """Run ``sql`` with the feed's watermark as its last argument, in a statement (and so a
@@ -552,7 +560,7 @@ class PostgresStore(GroupCommitStore):
                     watermark = int(await con.fetchval(pgsql.FEED_WATERMARK, self._mark_tag, timeout=self.timeout))
                     return list(await con.fetch(sql, *args, watermark, timeout=self.timeout))
         except pgsql.DB_ERRORS as exc:
-            raise self._unavailable(f"read failed: {exc}") from exc
+            raise self._unavailable(f"read failed: {self._reason(exc)}") from exc
 
     async def _transact(self, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         """Run ``work`` in its own transaction on a pooled connection (not through the writer)."""
@@ -562,7 +570,7 @@ class PostgresStore(GroupCommitStore):
                 async with self._connection(pool) as con, con.transaction():
                     return await work(con)
         except pgsql.DB_ERRORS as exc:
-            raise self._unavailable(f"write failed: {exc}") from exc
+            raise self._unavailable(f"write failed: {self._reason(exc)}") from exc
 
     async def _commit_appends(self, batch: list[Append]) -> None:
         """One group-commit transaction; resolves or fails every append of ``batch``."""
@@ -585,6 +593,8 @@ class PostgresStore(GroupCommitStore):
                     if responses:
                         await con.executemany(pgsql.INSERT_RESPONSE, responses)
         except pgsql.DB_ERRORS as exc:
+            if isinstance(exc, TimeoutError) and not str(exc):
+                exc = TimeoutError(self._reason(exc))
             self._commit_failed(batch, exc)
             return
         elapsed = time.perf_counter() - started

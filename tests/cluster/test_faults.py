@@ -233,5 +233,7 @@ async def test_a_node_whose_postgresql_goes_silent_says_so_quickly_and_loses_not
           f"(p99 {percentile(healthy.latencies, 0.99) * 1000:.1f} ms)")
     assert healthy.failed is None
     assert timings["not_ready"] < 3 and timings["closed"] < 9
+    log = cluster.nodes[1].log()
+    assert "Traceback" not in log and "no answer within 5 s" in log, log[-2000:]
     assert stored_quantity(cluster, doc, "tee") >= healthy.acked
     assert stored_quantity(cluster, doc, "mug") >= 1
