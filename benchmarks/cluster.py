@@ -267,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = common.parser("cluster", __doc__, quick="fewer samples, shorter runs")
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: the test server)")
     parser.add_argument("--redis", default=None, help="Redis URL (default: the test server)")
+    parser.add_argument("--only", choices=["independent"], default=None,
+                        help="independent: only the independent-rooms suite (benchmarks/cluster_independent.py)")
     args = parser.parse_args(argv)
     import os
 
@@ -276,6 +278,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["SYNCLINE_TEST_REDIS_URL"] = args.redis
     os.environ["SYNCLINE_REQUIRE_SERVICES"] = "1"  # fail loudly, never "skip"
     dsn, redis = postgres_dsn(), redis_url()
+    if args.only == "independent":
+        from benchmarks.cluster_independent import run_independent
+
+        independent = run_independent(dsn, redis, quick=args.quick)
+        common.save("cluster_independent", {
+            "machine": common.machine_info(), "rows": [asdict(row) for row in independent]},
+            common.raw_path("cluster_independent"))
+        return 0
     config = Config(quick=args.quick, latency_samples=100 if args.quick else 400,
                     throughput_seconds=2.0 if args.quick else 5.0, writers=6, window=16)
     started = time.perf_counter()

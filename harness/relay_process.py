@@ -66,7 +66,9 @@ class RelayProcess:
 
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.http_url}/readyz", timeout=1.0).status_code == 200:
+                response = httpx.get(f"{self.http_url}/readyz", timeout=2.0)
+                # A cluster node is ready once degraded too; tests want its fan-out up as well.
+                if response.status_code == 200 and response.json().get("fanout", "ok") == "ok":
                     return
             except httpx.TransportError:
                 pass

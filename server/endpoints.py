@@ -7,6 +7,7 @@ lifespan runs, the routes from the moment the application is built.
 
 from __future__ import annotations
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -72,15 +73,26 @@ async def _healthz(request: Request) -> Response:
 
 
 async def _readyz(request: Request) -> Response:
+    """200 while the store commits within ``--ready-timeout-seconds``, else 503 with the reason.
+
+    A fan-out outage does not make a node unready: writes go on into the store and other
+    nodes catch up from it (``"fanout": "degraded"`` and the reason say so)."""
     relay = relay_of(request.app)
+    bound = relay.settings.ready_timeout_seconds
     try:
-        await relay.store.check()
+        with anyio.fail_after(bound):
+            await relay.store.check()
     except StoreUnavailable as exc:
         return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
-    if not relay.fanout.available:
-        reason = f"fan-out unavailable: {relay.fanout.reason}"
+    except TimeoutError:
+        reason = f"store unavailable: no answer within {bound:g} s"
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
-    return JSONResponse({"status": "ready", "rooms": len(relay.rooms.rooms)})
+    body: dict[str, object] = {"status": "ready", "rooms": len(relay.rooms.rooms)}
+    if relay.fanout.shared:
+        body["fanout"] = "ok" if relay.fanout.available else "degraded"
+        if not relay.fanout.available:
+            body["reason"] = f"fan-out unavailable: {relay.fanout.reason}"
+    return JSONResponse(body)
 
 
 async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
@@ -102,12 +114,6 @@ async def _serve_peer(relay: Relay, websocket: WebSocket) -> None:
     name, grant = admitted.name, admitted.grant
     if relay.closing:
         await _close(websocket, closecodes.GOING_AWAY)
-        return
-    if not relay.fanout.available:
-        # A cluster node cut off from the others would serve a document that stops
-        # changing: send the peer to another node (the client's next URL, or the balancer).
-        relay.metrics.rejected.labels("fanout_unavailable").inc()
-        await _close(websocket, closecodes.FANOUT_UNAVAILABLE)
         return
     try:
         slot = relay.slots.take(grant)

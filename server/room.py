@@ -192,17 +192,15 @@ class Room:
         ``action`` and ``receipt`` go to the store with the update (see
         :meth:`Store.append`). Raises, with nothing stored: :class:`InvalidUpdate`,
         :class:`UpdateOutOfOrder` (it depends on clocks the room lacks: send them first),
-        :class:`ClientIdTaken`, :class:`StoreUnavailable` (nothing broadcast either) or, in
-        a cluster, :class:`FanoutUnavailable` (refused up front while the fan-out is down).
+        :class:`ClientIdTaken` or :class:`StoreUnavailable` (nothing broadcast either).
         Raises after storing: :class:`UpdateNotIntegrated` (kept out of compaction, not
-        broadcast) or :class:`FanoutUnavailable` when the publish failed (stored and
-        broadcast here, not yet sent to the other nodes, which re-read the room once this
-        node can publish again).
+        broadcast). In a cluster whose fan-out is down the write is stored, broadcast here
+        and acknowledged all the same: the store is the source of truth, and the other
+        nodes catch the room up from it (by polling while the fan-out is down, and when
+        this node can publish again).
         """
         shape = validate_update(update)
         fanout = self._fanout
-        if fanout is not None and not fanout.available:
-            raise FanoutUnavailable(fanout.reason)
         self._inflight += 1
         try:
             await self._check_writer(shape, writer)
@@ -232,7 +230,10 @@ class Room:
         if self._on_change is not None:
             self._on_change(self.name, seq)
         if fanout is not None:
-            await fanout.publish_update(self.name, seq, update)
+            try:
+                await fanout.publish_update(self.name, seq, update)
+            except FanoutUnavailable:
+                pass  # stored: the fan-out marked the room for the other nodes to re-read
         if self._tail >= self._compaction_updates and not self.busy:
             await self.compact()
         return seq
@@ -410,7 +411,8 @@ class Room:
         In a cluster the room may have applied seq 15 before seeing seq 12 from another
         node, so compacting through its own applied seq could delete a row its snapshot
         lacks: it loads the document first, applies what it lacks, and compacts through
-        that load's last seq (every row up to it is in the load: seqs commit in order).
+        that load's last seq (every row of the document up to it is in the load: seqs of one
+        document commit in order).
         """
         if self._compacting or self._inflight:
             return

@@ -237,6 +237,14 @@ class Settings:
         default=4_194_304, metadata={"help": 'Bytes one connection may send at once above the sustained byte rate '
                                              '(a larger message waits until a full burst has refilled).'}
     )
+    store_timeout_seconds: float = field(
+        default=5.0, metadata={"help": 'Seconds a PostgreSQL store call may take (a commit, a load, a lock wait) '
+                                       'before it fails and its writer is closed with 4504; also how long '
+                                       'PostgreSQL keeps the session of a node stalled inside a transaction.'}
+    )
+    ready_timeout_seconds: float = field(
+        default=1.0, metadata={"help": 'Seconds /readyz waits for the store before it answers 503.'}
+    )
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -297,6 +305,8 @@ class Settings:
             "feed_retention_seconds", "sse_heartbeat_seconds", "request_timeout_seconds", "ws_ping_seconds",
             "broadcast_rate_per_second", "rest_rate_per_second", "rest_tenant_rate_per_second",
             "cart_idle_seconds", "cart_retention_seconds", "cart_sweep_seconds",
+    )
+            "broadcast_rate_per_second", "store_timeout_seconds", "ready_timeout_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(name, "must be greater than 0")

@@ -25,8 +25,8 @@ class FanoutError(Exception):
 
 
 class FanoutUnavailable(FanoutError):
-    """Raised when a write cannot be fanned out to the other nodes (Redis is unreachable);
-    the write must not be acknowledged. ``reason`` says what failed."""
+    """Raised when Redis cannot be reached at start-up, or when a stored write could not be
+    sent to the other nodes (they catch up from the store). ``reason`` says what failed."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"fan-out unavailable: {reason}")
@@ -79,7 +79,8 @@ class Fanout(Protocol):
 
     @property
     def available(self) -> bool:
-        """True while writes can be fanned out (subscribed and publishing)."""
+        """True while writes can be fanned out (subscribed and publishing); False: degraded, writes
+        go on into the store and ``/readyz`` says ``"fanout": "degraded"``."""
         ...
 
     @property
@@ -92,7 +93,8 @@ class Fanout(Protocol):
         ...
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Connect, subscribe and keep doing so until cancelled; reconnect by itself."""
+        """Connect, subscribe and keep doing so until cancelled; reconnect by itself. Raises
+        :class:`FanoutUnavailable` before it starts if the fan-out cannot be reached at all."""
         ...
 
     async def subscribe(self, room: str) -> bool:
@@ -106,7 +108,10 @@ class Fanout(Protocol):
         ...
 
     async def publish_update(self, room: str, seq: int, update: bytes) -> None:
-        """Send a stored update to the other nodes; raise :class:`FanoutUnavailable` if it could not be sent."""
+        """Send a stored update to the other nodes. While the fan-out is unavailable this returns
+        at once and the other nodes catch the room up from the store; it raises
+        :class:`FanoutUnavailable` if a send under way failed (the same catch-up follows).
+        Either way the update is stored: its writer may be acknowledged."""
         ...
 
     def publish_awareness(self, room: str, payload: bytes) -> None:

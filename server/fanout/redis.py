@@ -20,7 +20,7 @@ Why pub/sub and not streams: an update travels one hop (PUBLISH, then a push to 
 subscribed node), nothing accumulates in Redis, and a node subscribes only to the
 rooms it has open. Pub/sub is at-most-once, so it is never trusted for completeness:
 whenever this node's subscription (re)starts, every open room is re-read from the
-store and what it lacks is applied (seqs are a cluster-wide commit order, so a
+store and what it lacks is applied (seqs of one document commit in order, so a
 load holds every row up to its last seq). Streams would give replay, but the store
 already is the replayable log; keeping a second one in Redis would mean trimming it
 and reconciling two logs.
@@ -32,6 +32,16 @@ meanwhile in one pipelined round trip (group publishing); a write waits for its 
 Redis-py's own reconnect-and-resubscribe is switched off (no retries): a hidden
 reconnection would skip the resync, so every failure ends the session and the next
 one resubscribes and resyncs.
+
+Degraded mode. While this node cannot fan out (Redis unreachable, a subscription not
+confirmed, publishing failing), it keeps accepting and acknowledging writes: they are
+in the store, delivered to this node's own peers, and the rooms they touched are
+marked; once publishing works again the others are told to re-read those rooms
+(``rs``). Meanwhile every node that cannot hear the others re-reads its open rooms
+from the store every ``POLL_SECONDS`` (so a reader on another node sees a write within
+about a second plus one load), and so does a node that heard another node go silent
+without a goodbye (it may be cut off from Redis but still writing to the store), for
+up to ``SILENT_POLL_SECONDS`` or until that node is heard again.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import msgpack
@@ -79,6 +90,19 @@ OUTBOX_LIMIT = 4096
 """Envelopes waiting to be published beyond which awareness is dropped (it is ephemeral)."""
 PUBLISH_BATCH = 512
 """Most envelopes sent in one pipelined round trip."""
+POLL_SECONDS = 1.0
+"""While degraded: how often every open room is re-read from the store."""
+SILENT_POLL_SECONDS = 300.0
+"""How long a node keeps polling after another node went silent without a goodbye."""
+
+
+def shown_url(url: str) -> str:
+    """``scheme://host:port/db`` of a Redis URL: never its user or password."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    except ValueError:
+        return "redis://?"
 
 
 @dataclass(eq=False)
@@ -129,6 +153,10 @@ class RedisFanout:
         self._session_error = "not connected yet"
         self._dirty: set[str] = set()
         self._nodes: dict[str, float] = {}
+        self._silent: dict[str, float] = {}
+        """Nodes that stopped sending heartbeats without a goodbye, and when: we poll meanwhile."""
+        self.polls = 0
+        """Rounds of re-reading the open rooms from the store while degraded."""
         self._outbox: deque[_Outgoing] = deque()
         self._wakeup = asyncio.Event()
 
@@ -162,19 +190,22 @@ class RedisFanout:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep a subscription session going until cancelled; say goodbye on the way out.
 
-        Raises :class:`FanoutUnavailable` when Redis does not answer a first PING: a node
-        that starts cut off fails its start; one cut off later keeps retrying.
-        """
+        Raises :class:`FanoutUnavailable` before it starts if Redis does not answer a PING
+        (a wrong URL or a Redis that is not running shows at start-up, in one line); an
+        outage after that degrades the fan-out instead (see the module doc)."""
         try:
-            try:
-                with anyio.fail_after(COMMAND_TIMEOUT_SECONDS):
-                    await self._client.ping()
-            except _ERRORS as exc:
-                raise FanoutUnavailable(f"Redis does not answer ({type(exc).__name__}: {exc})") from exc
+            with anyio.fail_after(COMMAND_TIMEOUT_SECONDS):
+                await self._client.ping()
+        except _ERRORS as exc:
+            await self._pool.disconnect()
+            reason = str(exc) or f"no answer within {COMMAND_TIMEOUT_SECONDS:g} s"
+            raise FanoutUnavailable(f"cannot reach Redis at {shown_url(self.url)}: {reason}") from exc
+        try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
                 tg.start_soon(self._heartbeats)
                 tg.start_soon(self._publisher)
+                tg.start_soon(self._poll_while_degraded)
                 task_status.started()
                 await self._sessions()
         finally:
@@ -308,7 +339,9 @@ class RedisFanout:
     def _node_message(self, origin: str, kind: str) -> None:
         if origin == self.node_id:
             self._own_seen = time.monotonic()
-        elif kind == "bye":
+            return
+        self._silent.pop(origin, None)
+        if kind == "bye":
             if self._nodes.pop(origin, None) is not None and self._listener is not None:
                 self._listener.node_gone(origin)
         else:
@@ -353,6 +386,11 @@ class RedisFanout:
     # -- publishing ----------------------------------------------------------------
 
     async def publish_update(self, room: str, seq: int, update: bytes) -> None:
+        if not self.available:
+            # Degraded: the write is stored; the others poll the store meanwhile and are told
+            # to re-read the room once we can publish again (see the module doc).
+            self._dirty.add(room)
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outbox.append(_Outgoing((
             (self._channel(room), self._envelope("up", s=seq, u=update)),
@@ -409,6 +447,23 @@ class RedisFanout:
                     if item.done is not None and not item.done.done():
                         item.done.set_result(None)
 
+    @property
+    def polling(self) -> bool:
+        """True while this node catches its rooms up from the store by polling (see the module doc)."""
+        now = time.monotonic()
+        for node, since in list(self._silent.items()):
+            if now - since > SILENT_POLL_SECONDS:
+                del self._silent[node]
+        return not self.available or bool(self._silent)
+
+    async def _poll_while_degraded(self) -> None:
+        """Re-read every open room from the store each ``POLL_SECONDS`` while :attr:`polling`."""
+        while True:
+            await anyio.sleep(POLL_SECONDS)
+            if self.polling and self._listener is not None:
+                self.polls += 1
+                await self._listener.resync(None)
+
     async def _heartbeats(self) -> None:
         """Say we are alive; notice our own silence (a stalled subscription) and others'."""
         while True:
@@ -429,6 +484,7 @@ class RedisFanout:
             for node, seen in list(self._nodes.items()):
                 if now - seen > NODE_EXPIRY_SECONDS:
                     del self._nodes[node]
+                    self._silent[node] = now
                     log.info("fan-out node gone", extra={"node": node})
                     if self._listener is not None:
                         self._listener.node_gone(node)

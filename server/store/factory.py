@@ -7,6 +7,8 @@ imported only then.
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +33,12 @@ def create_store(settings: Settings, sqlite_path: Path) -> SQLiteStore | Postgre
             raise
         raise MissingDriver("--store postgresql://", "PostgreSQL (asyncpg)", "cluster") from None
 
-    return PostgresStore(settings.store, max_batch=settings.group_commit_max_batch)
+    return PostgresStore(
+        settings.store, max_batch=settings.group_commit_max_batch, timeout=settings.store_timeout_seconds,
+        connect_timeout=min(5.0, settings.store_timeout_seconds),
+        # One name per relay process, so pg_stat_activity tells the nodes apart.
+        application_name=f"syncline:{socket.gethostname()}:{os.getpid()}"[:63],
+    )
 
 
 def describe_store(settings: Settings, sqlite_path: Path) -> str:

@@ -1,28 +1,55 @@
 """The cluster store: one PostgreSQL database shared by every relay node (asyncpg).
 
-Layout (schema version 4, tracked in ``syncline_migrations``)::
+Layout (schema version 5, tracked in ``syncline_migrations``)::
 
     updates(seq bigint PRIMARY KEY, doc text, blob bytea)          -- the append log
     snapshots(doc text PRIMARY KEY, seq bigint, blob bytea)        -- one per document
-    meta(key text PRIMARY KEY, value bigint)                       -- last_seq, feed_floor, probe
+    meta(key text PRIMARY KEY, value bigint)                       -- feed_floor, probe
     changes(seq bigint PRIMARY KEY, doc, tenant, at, action)       -- the change feed
     responses(tenant, key, fingerprint, record bytea, created_at)  -- idempotent responses
     prices(tenant, product, unit_price, currency)                  -- the price catalog
     claims(tenant, key, fingerprint, holder, created_at)           -- keys of running requests (v2)
     epochs(first_seq bigint PRIMARY KEY, epoch text)               -- change-feed epochs, one per opening (v2)
     client_owners(doc, client bigint, owner)                       -- who may write each Yjs clientID (v3)
-    doc_access(doc text PRIMARY KEY, last_accessed_at, guest)      -- cart lifetimes (v4)
+    syncline_seq                                                   -- the sequence seqs come from (v4)
+    syncline_take_seqs(), syncline_feed_watermark()                -- see below (v4)
+    doc_access(doc text PRIMARY KEY, last_accessed_at, guest)      -- cart lifetimes (v5)
 
-Sequence numbers are one cluster-wide total order that equals commit order. Every
-append transaction starts with ``UPDATE meta SET value = value + n WHERE key =
-'last_seq'``: the row lock it takes is held to the end of the transaction, so append
-transactions of every node on the database take their seqs and commit one after the
-other, and a transaction with a smaller seq is visible before one with a larger seq
-is. A change-feed reader resuming at "seq > last seen" therefore never skips a row
-that commits later (a plain sequence cannot promise that: a transaction holding seq
-10 may commit after one holding seq 11). The cost is that append transactions of the
-whole cluster are serialized; group commit (one writer task per store, many updates
-per transaction) keeps the lock held once per batch, not once per update.
+Ordering without a cluster-wide lock. Seqs come from the PostgreSQL sequence
+``syncline_seq``, so append transactions of different documents never wait on each
+other. Each append transaction (one call of ``syncline_take_seqs``) first takes a
+transaction-level advisory lock per document it writes (in key order, so two batches
+never wait on each other in a cycle), and only then draws its seqs. So, per
+document, seqs commit in order: a load of a document holds every row of it up to its
+last seq, and any row of it committed later has a larger seq. Rooms, their catch-up
+from the store and compaction rely on exactly that, and nothing more.
+
+Across documents a transaction holding seq 10 may commit after one holding seq 11, so
+the change feed, which readers resume at "seq > last seen", reads only up to a
+*watermark*: the lowest seq that a transaction still in flight may yet commit, less
+one. Each append transaction, after its document locks and before drawing seqs, takes
+a shared advisory lock (its *in-flight marker*) keyed by the sequence's ``last_value``
+at that moment, a lower bound of every seq it will draw. Locks live in PostgreSQL's
+lock table, visible to every session at once and released by the end of the
+transaction however it ends (commit, rollback, a killed session): nothing to clean
+up after a dead node. ``syncline_feed_watermark`` reads the sequence's ``last_value``
+first, then the markers (``pg_locks``), and returns the smaller of ``last_value`` and
+the lowest marker; the feed then reads the committed rows up to it in a later
+statement (a later snapshot). A seq at or below the watermark therefore belongs to a
+transaction that has already ended or never will. A marker's key holds 32 bits of
+its seq: the reader restores the rest from ``last_value`` (a marker is never 2^31
+seqs behind it). Markers of other schemas on the same database only lower the
+watermark, never raise it. The price: a node frozen inside an append transaction
+holds the feed back (not the appends of other documents) until PostgreSQL ends its
+session, after ``idle_in_transaction_session_timeout``.
+
+Sessions are set up so that a vanished node's locks go within seconds:
+``statement_timeout`` and ``lock_timeout`` (the store time-out),
+``idle_in_transaction_session_timeout`` (half of it: a node that stops talking to
+PostgreSQL inside a transaction loses the session, and its locks, while the appends
+that wait on those locks still have time to commit) and TCP
+keepalives plus ``tcp_user_timeout`` (a partitioned peer's socket is noticed by the
+server in seconds, not the two hours of the default keepalive).
 
 Compaction takes the snapshot row's lock (``INSERT … ON CONFLICT DO UPDATE … WHERE
 snapshots.seq < excluded.seq``) and deletes the folded rows in the same transaction,
@@ -38,6 +65,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -56,6 +84,29 @@ from .writer import Append, GroupCommitStore
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "shown_dsn"]
 
 logger = logging.getLogger(__name__)
+
+def _lock_tag(name: str) -> int:
+    """A signed 32-bit advisory-lock class for ``name``."""
+    value = zlib.crc32(name.encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _session_settings(timeout: float) -> dict[str, str]:
+    """What every session sets besides durability: bounded waits, and a vanished peer noticed
+    in seconds (see the module doc)."""
+    millis = str(max(1, round(timeout * 1000)))
+    return {
+        "statement_timeout": millis,
+        "lock_timeout": millis,
+        # Half: a node stalled inside a transaction loses its session (and its locks) while
+        # the appends waiting on those locks still have time to commit.
+        "idle_in_transaction_session_timeout": str(max(1, round(timeout * 500))),
+        "tcp_keepalives_idle": "2",
+        "tcp_keepalives_interval": "1",
+        "tcp_keepalives_count": "3",
+        "tcp_user_timeout": millis,
+    }
+
 
 def _row_count(status: str) -> int:
     """The row count of a command tag such as ``DELETE 3``."""
@@ -102,7 +153,7 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
         max_batch: int = 1024,
         pool_size: int = 8,
         schema: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = 5.0,
         connect_timeout: float = 5.0,
         application_name: str = "syncline",
     ) -> None:
@@ -121,6 +172,9 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
         self.application_name = application_name
 
         self._pool: asyncpg.Pool | None = None
+        # Advisory-lock classes of this schema's document locks and in-flight markers (set
+        # from the schema the tables are in once open: a search_path in the DSN counts too).
+        self._doc_tag = self._mark_tag = 0
 
     def __repr__(self) -> str:
         schema = f", schema={self.schema!r}" if self.schema else ""
@@ -129,16 +183,22 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
     # -- lifecycle (see GroupCommitStore) ------------------------------------------------
 
     async def _open_resources(self) -> None:
-        settings = {"synchronous_commit": "on", "application_name": self.application_name}
+        settings = {"synchronous_commit": "on", "application_name": self.application_name,
+                    **_session_settings(self.timeout)}
         if self.schema is not None:
             settings["search_path"] = f'"{self.schema}"'
         try:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.pool_size, timeout=self.connect_timeout,
+                # min_size=0: during an outage the pool does not keep trying (and logging a traceback)
+                # to restore a floor of idle connections; connections open on demand instead.
+                self.dsn, min_size=0, max_size=self.pool_size, timeout=self.connect_timeout,
                 command_timeout=self.timeout, server_settings=settings,
             )
             async with self._pool.acquire(timeout=self.connect_timeout) as con:
                 await self._migrate(con)
+        except (OSError, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {self.connect_timeout:g} s"
+            raise self._unavailable(f"cannot connect to PostgreSQL: {reason}") from exc
         except pgsql.DB_ERRORS as exc:
             raise self._unavailable(f"cannot open: {exc}") from exc
         except ValueError as exc:  # asyncpg refuses a malformed DSN with ValueError
@@ -156,6 +216,8 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
             target_schema = await con.fetchval("SELECT current_schema()")
             if target_schema is None:
                 raise StoreUnavailable(f"{self!r}: no schema to create tables in (check search_path)")
+            self._doc_tag = _lock_tag(f"syncline.doc:{target_schema}")
+            self._mark_tag = _lock_tag(f"syncline.inflight:{target_schema}")
             await con.execute(
                 "CREATE TABLE IF NOT EXISTS syncline_migrations ("
                 " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -175,9 +237,10 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
                             f"(migration to version {target}: {exc})"
                         ) from exc
                 await con.execute("INSERT INTO syncline_migrations (version) VALUES ($1)", target)
-            # A new feed epoch from the next seq on. The counter row's lock waits for appends in
-            # flight, so none of them gets a seq at or past first_seq under the old epoch.
-            last = await con.fetchval("UPDATE meta SET value = value WHERE key = 'last_seq' RETURNING value")
+            # A new feed epoch from the next seq on. An append in flight may draw a seq on either
+            # side of it: an event id minted under the old epoch for such a seq costs its reader
+            # one reset, never a missed change.
+            last = await con.fetchval(pgsql.LAST_SEQ)
             await con.execute(
                 "INSERT INTO epochs (first_seq, epoch) VALUES ($1, $2)"
                 " ON CONFLICT (first_seq) DO UPDATE SET epoch = excluded.epoch",
@@ -212,8 +275,12 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
         if not isinstance(doc, str):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")
         request = Append(doc=doc, update=bytes(update), action=action, receipt=receipt)
-        await self._submit(request)
-        return int(await request.outcome())
+        with anyio.move_on_after(self.timeout) as scope:
+            await self._submit(request)
+            return int(await request.outcome())
+        assert scope.cancelled_caught
+        # Not acknowledged; it may still commit (then a retry is harmless, as above).
+        raise self._unavailable(f"no commit within {self.timeout:g} s")
 
     async def load(self, doc: str) -> StoredDoc:
         """The snapshot of ``doc`` (if any) and its log rows after it, in seq order."""
@@ -243,7 +310,7 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
         blob = bytes(snapshot)
 
         async def work(con: asyncpg.Connection) -> None:
-            last = int(await con.fetchval("SELECT value FROM meta WHERE key = 'last_seq'"))
+            last = int(await con.fetchval(pgsql.LAST_SEQ))
             if through_seq > last:
                 raise ValueError(f"through_seq {through_seq} is above the last assigned seq {last}")
             if await con.fetchval(pgsql.PUT_SNAPSHOT, doc, through_seq, blob) is None:
@@ -256,7 +323,9 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
         """Raise :class:`StoreUnavailable` unless a write transaction commits and a read succeeds."""
 
         async def work(con: asyncpg.Connection) -> None:
-            await con.execute("UPDATE meta SET value = value + 1 WHERE key = 'probe'")
+            # A transaction id makes COMMIT write and flush a commit record (and fails on a
+            # read-only standby), without a row that probes of every node would queue on.
+            await con.execute("SELECT pg_current_xact_id()")
 
         await self._transact(work)
         await self._fetch("SELECT 1")
@@ -274,20 +343,22 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
     async def changes_since(self, tenant: str, after_seq: int, limit: int) -> list[Change]:
         """Up to ``limit`` changes of ``tenant``'s documents after ``after_seq``, in seq order.
 
-        Seqs commit in order across the cluster, so a reader that resumes after the
-        last seq it saw never misses a change committed later."""
+        Only changes at or below the watermark are returned (see the module doc): every
+        seq up to it has committed or never will, so a reader that resumes after the last
+        seq it saw never misses a change committed later."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        rows = await self._fetch(
-            "SELECT seq, doc, at, action FROM changes WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        rows = await self._after_watermark(
+            "SELECT seq, doc, at, action FROM changes WHERE tenant = $1 AND seq > $2 AND seq <= $4"
+            " ORDER BY seq LIMIT $3",
             tenant, after_seq, limit,
         )
         return [Change(int(seq), str(doc), float(at), None if action is None else str(action))
                 for seq, doc, at, action in rows]
 
     async def head(self) -> int:
-        """The largest seq of any committed change (0 when there is none)."""
-        rows = await self._fetch("SELECT coalesce(max(seq), 0) FROM changes")
+        """The largest seq of any committed change at or below the feed's watermark (0 when there is none)."""
+        rows = await self._after_watermark("SELECT coalesce(max(seq), 0) FROM changes WHERE seq <= $1")
         return int(rows[0][0])
 
     async def feed_floor(self) -> int:
@@ -304,7 +375,9 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
         """Delete the change-feed rows committed before ``before``; return how many."""
 
         async def work(con: asyncpg.Connection) -> int:
-            floor = await con.fetchval("SELECT max(seq) FROM changes WHERE at < $1", before)
+            # Never above the watermark: a row still in flight below the floor would be skipped.
+            watermark = int(await con.fetchval(pgsql.FEED_WATERMARK, self._mark_tag))
+            floor = await con.fetchval("SELECT max(seq) FROM changes WHERE at < $1 AND seq <= $2", before, watermark)
             if floor is None:
                 return 0
             # By seq, not by time: the feed must stay a gapless suffix above its floor.
@@ -447,6 +520,12 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
     def _unavailable(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(f"{shown_dsn(self.dsn)}: {reason}")
 
+    def _reason(self, exc: BaseException) -> str:
+        """What failed, in words: a bare time-out says how long it waited."""
+        if isinstance(exc, TimeoutError) and not str(exc):
+            return f"no answer within {self.timeout:g} s"
+        return str(exc) or type(exc).__name__
+
     def _open_pool_or_raise(self) -> asyncpg.Pool:
         if self._state != "open" or self._pool is None:
             raise self._unavailable(f"store is {self._state}")
@@ -465,7 +544,10 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
         except ValueError:  # refused by this module before or after its statements: a sound session
             raise
         except BaseException:
-            con.terminate()
+            try:
+                con.terminate()
+            except asyncpg.InterfaceError:
+                pass  # the pool already took back a connection whose session the server ended
             raise
         finally:
             with anyio.CancelScope(shield=True):  # a cancelled caller must not keep the connection
@@ -474,19 +556,33 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         pool = self._open_pool_or_raise()
         try:
-            async with self._connection(pool) as con:
-                return list(await con.fetch(sql, *args, timeout=self.timeout))
+            with anyio.fail_after(self.timeout):
+                async with self._connection(pool) as con:
+                    return list(await con.fetch(sql, *args, timeout=self.timeout))
         except pgsql.DB_ERRORS as exc:
-            raise self._unavailable(f"read failed: {exc}") from exc
+            raise self._unavailable(f"read failed: {self._reason(exc)}") from exc
+
+    async def _after_watermark(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        """Run ``sql`` with the feed's watermark as its last argument, in a statement (and so a
+        snapshot) that starts after the watermark was read."""
+        pool = self._open_pool_or_raise()
+        try:
+            with anyio.fail_after(self.timeout):
+                async with self._connection(pool) as con:
+                    watermark = int(await con.fetchval(pgsql.FEED_WATERMARK, self._mark_tag, timeout=self.timeout))
+                    return list(await con.fetch(sql, *args, watermark, timeout=self.timeout))
+        except pgsql.DB_ERRORS as exc:
+            raise self._unavailable(f"read failed: {self._reason(exc)}") from exc
 
     async def _transact(self, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         """Run ``work`` in its own transaction on a pooled connection (not through the writer)."""
         pool = self._open_pool_or_raise()
         try:
-            async with self._connection(pool) as con, con.transaction():
-                return await work(con)
+            with anyio.fail_after(self.timeout):  # the whole transaction, not each statement
+                async with self._connection(pool) as con, con.transaction():
+                    return await work(con)
         except pgsql.DB_ERRORS as exc:
-            raise self._unavailable(f"write failed: {exc}") from exc
+            raise self._unavailable(f"write failed: {self._reason(exc)}") from exc
 
     async def _commit_appends(self, batch: list[Append]) -> None:
         """One group-commit transaction; resolves or fails every append of ``batch``."""
@@ -496,17 +592,22 @@ class PostgresStore(PostgresAccess, GroupCommitStore):
         docs = [r.doc for r in batch]
         responses = [receipt_row(r.receipt) for r in batch if r.receipt is not None]
         try:
-            async with self._connection(pool) as con, con.transaction():
-                last = int(await con.fetchval(pgsql.TAKE_SEQS, len(batch)))
-                first = last - len(batch) + 1
-                await con.execute(
-                    pgsql.INSERT_BATCH, first, docs, [r.update for r in batch],
-                    [doc.split("/", 1)[0] for doc in docs], [r.action for r in batch],
-                )
-                if responses:
-                    await con.executemany(pgsql.INSERT_RESPONSE, responses)
+            # The whole transaction within the time-out, so that a stalled database fails this
+            # batch in seconds and the batches behind it get their turn.
+            with anyio.fail_after(self.timeout):
+                async with self._connection(pool) as con, con.transaction():
+                    seqs = [int(seq) for seq in
+                            await con.fetchval(pgsql.TAKE_SEQS, docs, self._doc_tag, self._mark_tag)]
+                    await con.execute(
+                        pgsql.INSERT_BATCH, seqs, docs, [r.update for r in batch],
+                        [doc.split("/", 1)[0] for doc in docs], [r.action for r in batch],
+                    )
+                    if responses:
+                        await con.executemany(pgsql.INSERT_RESPONSE, responses)
         except pgsql.DB_ERRORS as exc:
+            if isinstance(exc, TimeoutError) and not str(exc):
+                exc = TimeoutError(self._reason(exc))
             self._commit_failed(batch, exc)
             return
         elapsed = time.perf_counter() - started
-        self._committed(batch, first, elapsed)
+        self._committed(batch, seqs, elapsed)

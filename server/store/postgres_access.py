@@ -1,5 +1,5 @@
 """The PostgreSQL store's access log (the :class:`~syncline.server.store.base.AccessLog` protocol):
-``doc_access(doc, last_accessed_at, guest)`` (schema version 4), and whole-document deletion.
+``doc_access(doc, last_accessed_at, guest)`` (PostgreSQL schema version 5), and whole-document deletion.
 
 A mixin of :class:`~syncline.server.store.postgres.PostgresStore`: reads through its
 ``_fetch``, writes through ``_transact`` (each its own transaction on the pool).

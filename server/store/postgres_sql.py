@@ -6,7 +6,7 @@ import re
 
 import asyncpg
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema this module writes: the largest version in ``syncline_migrations``."""
 
 # What a failing database, network or driver raises: all of it is "unavailable". The
@@ -53,6 +53,47 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " PRIMARY KEY (doc, client))",
     ),
     (
+        # Seqs come from a sequence, not from the meta.last_seq row lock (see the module doc of
+        # postgres.py). MINVALUE 0 so that setval(..., 0, true) makes the first nextval 1.
+        "CREATE SEQUENCE syncline_seq AS bigint MINVALUE 0 START WITH 0",
+        "SELECT setval('syncline_seq', (SELECT value FROM meta WHERE key = 'last_seq'), true)",
+        # A node still on version 3 would take seqs from this row: without it, it fails instead.
+        "DELETE FROM meta WHERE key = 'last_seq'",
+        # One call per append transaction: the documents' locks (ordered by key, so two batches
+        # never wait on each other in a cycle), then the in-flight marker, then the seqs.
+        """CREATE FUNCTION syncline_take_seqs(docs text[], doc_tag integer, mark_tag integer)
+        RETURNS bigint[] LANGUAGE plpgsql AS $$
+        DECLARE
+            k integer;
+            low bigint;
+        BEGIN
+            FOR k IN SELECT DISTINCT hashtext(d) FROM unnest(docs) AS d ORDER BY 1 LOOP
+                PERFORM pg_advisory_xact_lock(doc_tag, k);
+            END LOOP;
+            low := (SELECT last_value FROM syncline_seq);
+            -- The marker's key holds the low 32 bits of low; the reader restores the rest.
+            PERFORM pg_advisory_xact_lock_shared(
+                mark_tag, ((low & 4294967295) - CASE WHEN (low & 4294967295) >= 2147483648
+                                                      THEN 4294967296 ELSE 0 END)::integer);
+            RETURN ARRAY(SELECT nextval('syncline_seq') FROM generate_series(1, cardinality(docs)) ORDER BY 1);
+        END $$""",
+        # The feed's watermark: no seq at or below it can still commit (see changes_since).
+        """CREATE FUNCTION syncline_feed_watermark(mark_tag integer)
+        RETURNS bigint LANGUAGE plpgsql AS $$
+        DECLARE
+            cur bigint;
+            low bigint;
+        BEGIN
+            cur := (SELECT last_value FROM syncline_seq);
+            SELECT min(cur - ((cur - l.objid::bigint) % 4294967296 + 4294967296) % 4294967296) INTO low
+            FROM pg_locks AS l
+            WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.classid = (mark_tag::bigint & 4294967295)::oid
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND ((cur - l.objid::bigint) % 4294967296 + 4294967296) % 4294967296 < 2147483648;
+            RETURN least(cur, coalesce(low, cur));
+        END $$""",
+    ),
+    (
         "CREATE TABLE doc_access (doc text PRIMARY KEY, last_accessed_at double precision NOT NULL,"
         " guest boolean NOT NULL DEFAULT false)",
         "CREATE INDEX doc_access_guest_idle ON doc_access (guest, last_accessed_at)",
@@ -60,16 +101,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
-# The row lock this takes orders every append transaction of the cluster (see the module doc).
-TAKE_SEQS = "UPDATE meta SET value = value + $1 WHERE key = 'last_seq' RETURNING value"
+# The seqs of one append transaction, one per row, after its documents' locks and its
+# in-flight marker (see the module doc of postgres.py); $2 and $3 are the store's lock tags.
+TAKE_SEQS = "SELECT syncline_take_seqs($1::text[], $2, $3)"
+FEED_WATERMARK = "SELECT syncline_feed_watermark($1)"
+LAST_SEQ = "SELECT last_value FROM syncline_seq"
 # The log rows and their change rows, in one statement; ``at`` is the database's clock,
 # one clock for every node.
 INSERT_BATCH = (
     "WITH u AS (INSERT INTO updates (seq, doc, blob)"
-    " SELECT $1 + t.i - 1, t.doc, t.blob FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS t(doc, blob, i))"
+    " SELECT t.seq, t.doc, t.blob FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS t(seq, doc, blob))"
     " INSERT INTO changes (seq, doc, tenant, at, action)"
-    " SELECT $1 + t.i - 1, t.doc, t.tenant, extract(epoch FROM clock_timestamp())::double precision, t.action"
-    " FROM unnest($2::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(doc, tenant, action, i)"
+    " SELECT t.seq, t.doc, t.tenant, extract(epoch FROM clock_timestamp())::double precision, t.action"
+    " FROM unnest($1::bigint[], $2::text[], $4::text[], $5::text[]) AS t(seq, doc, tenant, action)"
 )
 INSERT_RESPONSE = (
     "INSERT INTO responses (tenant, key, fingerprint, record, created_at) VALUES ($1, $2, $3, $4, $5)"

@@ -359,7 +359,7 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
             return
         elapsed = time.perf_counter() - started
         self._next_seq = first + len(batch)
-        self._committed(batch, first, elapsed)
+        self._committed(batch, range(first, first + len(batch)), elapsed)
 
     def _transaction_sync(self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
         db.execute("BEGIN IMMEDIATE")

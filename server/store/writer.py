@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -109,12 +109,13 @@ class GroupCommitStore:
 
     # -- what every implementation does after its commit ---------------------------------
 
-    def _committed(self, batch: list[Append], first: int, seconds: float) -> None:
-        """``batch`` committed as seqs ``first``…: count it, resolve every append, tell ``on_commit``."""
+    def _committed(self, batch: list[Append], seqs: Sequence[int], seconds: float) -> None:
+        """``batch`` committed as ``seqs`` (one each, in order): count it, resolve every append,
+        tell ``on_commit``."""
         self.commits += 1
         self.committed_updates += len(batch)
-        for i, request in enumerate(batch):
-            request.resolve(first + i)
+        for request, seq in zip(batch, seqs, strict=True):
+            request.resolve(seq)
         if self.on_commit is not None:
             try:
                 self.on_commit(len(batch), seconds)

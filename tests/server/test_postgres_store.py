@@ -192,6 +192,84 @@ async def test_nodes_opening_one_fresh_schema_at_once_migrate_it_once(dsn: str, 
     assert [row[0] for row in rows] == list(range(1, SCHEMA_VERSION + 1))
 
 
+async def _in_flight(dsn: str, schema: str, store: PostgresStore, doc: str) -> tuple[asyncpg.Connection, int]:
+    """An append transaction of another node, left open after it drew its seq and wrote its
+    change row: ``(connection, seq)``; ``COMMIT`` on the connection ends it."""
+    con = await asyncpg.connect(dsn, timeout=5, server_settings={"search_path": f'"{schema}"'})
+    try:
+        await con.execute("BEGIN")
+        seqs = await con.fetchval("SELECT syncline_take_seqs($1::text[], $2, $3)", [doc],
+                                  store._doc_tag, store._mark_tag)
+        await con.execute(
+            "INSERT INTO changes (seq, doc, tenant, at, action) VALUES ($1, $2, 'acme', 0, NULL)", seqs[0], doc)
+    except BaseException:
+        await con.close()
+        raise
+    return con, int(seqs[0])
+
+
+async def test_an_append_in_flight_holds_back_the_feed_but_not_appends_to_other_documents(
+    dsn: str, schema: str
+) -> None:
+    async with PostgresStore(dsn, schema=schema) as store:
+        first = await store.append("acme/cart/a", b"a1")
+        con, held = await _in_flight(dsn, schema, store, "acme/cart/a")
+        try:
+            with anyio.fail_after(2):  # another document: no lock in common with the open transaction
+                later = await store.append("acme/cart/b", b"b1")
+            assert later > held > first
+            # The feed stops below the seq still in flight, though a larger one has committed.
+            assert [c.seq for c in await store.changes_since("acme", 0, 10)] == [first]
+            assert await store.head() == first
+            await con.execute("COMMIT")
+            assert [c.seq for c in await store.changes_since("acme", first, 10)] == [held, later]
+            assert await store.head() == later
+        finally:
+            await con.close()
+
+
+async def test_an_append_to_a_document_locked_by_a_frozen_node_fails_within_the_store_timeout(
+    dsn: str, schema: str
+) -> None:
+    async with PostgresStore(dsn, schema=schema, timeout=1) as store:
+        con, _ = await _in_flight(dsn, schema, store, "acme/cart/a")
+        try:
+            started = anyio.current_time()
+            with pytest.raises(StoreUnavailable):
+                await store.append("acme/cart/a", b"waits")
+            assert anyio.current_time() - started < 2.5
+            await store.append("acme/cart/b", b"goes on")
+        finally:
+            await con.close()  # the frozen node's session ends: its locks and marker go with it
+        seq = await store.append("acme/cart/a", b"after")
+        assert [c.doc for c in await store.changes_since("acme", 0, 10)][-1] == "acme/cart/a"
+        assert await store.head() == seq
+
+
+async def test_sessions_bound_lock_waits_idle_transactions_and_dead_peers(dsn: str, schema: str) -> None:
+    async with PostgresStore(dsn, schema=schema, timeout=2) as store:
+        rows = await store._fetch(
+            "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'),"
+            " current_setting('idle_in_transaction_session_timeout'), current_setting('tcp_user_timeout')"
+        )
+    assert tuple(rows[0]) == ("2s", "2s", "1s", "2000")  # tcp_user_timeout shows milliseconds
+
+
+async def test_a_node_that_stops_inside_its_transaction_loses_its_session_and_locks(dsn: str, schema: str) -> None:
+    async with PostgresStore(dsn, schema=schema, timeout=1) as store:
+        pool = store._pool
+        assert pool is not None
+        async with pool.acquire() as frozen:  # a pooled session of this node, stuck in a transaction
+            tr = frozen.transaction()
+            await tr.start()
+            await frozen.fetchval("SELECT syncline_take_seqs($1::text[], $2, $3)", ["acme/cart/a"],
+                                  store._doc_tag, store._mark_tag)
+            await anyio.sleep(1.5)  # PostgreSQL ends it after idle_in_transaction_session_timeout
+            with anyio.fail_after(1):
+                await store.append("acme/cart/a", b"goes on")
+            assert len(await store.changes_since("acme", 0, 10)) == 1
+
+
 # -- schema and settings -------------------------------------------------------------------
 
 
@@ -231,20 +309,25 @@ async def test_a_schema_from_a_newer_syncline_is_refused(dsn: str, schema: str) 
 async def test_a_version_1_schema_is_migrated_in_place_and_keeps_its_data(dsn: str, schema: str) -> None:
     async with PostgresStore(dsn, schema=schema) as store:
         await store.append("acme/cart/1", b"x", action="cart.add_item")
-    # Back to what the first release left: its tables and rows, without those of versions 2 to 4.
+    # Back to what the first release left: its tables and rows, without those of versions 2 to 5.
     await sql(dsn, f'DROP TABLE "{schema}".claims, "{schema}".epochs, "{schema}".client_owners,'
                    f' "{schema}".doc_access')
+    await sql(dsn, f'DROP FUNCTION "{schema}".syncline_take_seqs, "{schema}".syncline_feed_watermark')
+    await sql(dsn, f'DROP SEQUENCE "{schema}".syncline_seq')
+    await sql(dsn, f"INSERT INTO \"{schema}\".meta (key, value) VALUES ('last_seq', 1)")
     await sql(dsn, f'DELETE FROM "{schema}".syncline_migrations WHERE version > 1')
     async with PostgresStore(dsn, schema=schema) as store:
         assert (await store.load("acme/cart/1")).updates == [(1, b"x")]
         assert [c.seq for c in await store.changes_since("acme", 0, 10)] == [1]
         assert [first for first, _ in await store.epochs()] == [2]
+        assert await store.append("acme/cart/1", b"y") == 2, "the sequence goes on from the old counter"
+        assert [c.seq for c in await store.changes_since("acme", 0, 10)] == [1, 2]
         assert await store.claim("acme", "k", "fp", "h", expire_after=60) is None
         assert await store.bind_clients("acme/cart/1", "sub:a", claim=[5], check=[]) == {5: "sub:a"}
         await store.touch({"acme/cart/1": 5.0})
         assert (await store.accessed(["acme/cart/1"]))["acme/cart/1"].last_accessed_at == 5.0
     rows = await sql(dsn, f'SELECT version FROM "{schema}".syncline_migrations ORDER BY version')
-    assert [row[0] for row in rows] == [1, 2, 3, 4] == list(range(1, SCHEMA_VERSION + 1))
+    assert [row[0] for row in rows] == [1, 2, 3, 4, 5] == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_bad_arguments_are_refused_before_connecting() -> None:
@@ -382,6 +465,9 @@ async def test_opening_against_a_closed_port_raises_store_unavailable_without_th
         async with store:
             pass
     assert "hunter2secret" not in str(caught.value) and "hunter2secret" not in repr(store)
+    message = str(caught.value)
+    assert message.startswith(f"postgresql://127.0.0.1:{port}/db: cannot connect to PostgreSQL:"), message
+    assert "\n" not in message
     with pytest.raises(StoreUnavailable):
         await store.check()
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 from pycrdt import Doc, Map
 
@@ -151,19 +152,18 @@ async def test_resync_applies_and_forwards_only_what_the_room_lacks(store: SQLit
     assert len(peer.updates()) == 1, "nothing new: nothing forwarded"
 
 
-async def test_a_write_is_refused_before_it_is_stored_while_the_fanout_is_down(store: SQLiteStore) -> None:
+async def test_a_write_is_stored_delivered_and_acknowledged_while_the_fanout_is_down(store: SQLiteStore) -> None:
     fanout = FakeFanout()
     room = await node(store, fanout)
+    peer = Recorder()
+    room.join(peer)
     fanout.available, fanout.reason = False, "ConnectionError: test"
-    with pytest.raises(FanoutUnavailable, match="test"):
-        await room.write(None, edit("k", 1))
-    assert (await store.load(NAME)).updates == []
+    first = await room.write(None, edit("k", 1))  # no exception: acknowledged
     fanout.available = True
-    fanout.fail_publish = True  # the publish itself fails: stored, not acknowledged (the caller closes 4505)
-    with pytest.raises(FanoutUnavailable):
-        await room.write(None, edit("k", 2))
-    assert len((await store.load(NAME)).updates) == 1
-    assert closecodes.CLOSE_REASONS[closecodes.FANOUT_UNAVAILABLE] == "fan-out unavailable"
+    fanout.fail_publish = True  # the publish itself fails: stored and acknowledged all the same
+    second = await room.write(None, edit("k", 2))
+    assert [seq for seq, _ in (await store.load(NAME)).updates] == [first, second]
+    assert len(peer.updates()) == 2, "this node's own peers got both"
 
 
 async def test_awareness_news_crosses_nodes_echoes_do_not_and_a_gone_node_takes_its_clients(
@@ -223,3 +223,17 @@ async def test_the_single_node_default_never_touches_the_fanout(store: SQLiteSto
     with anyio.fail_after(5):
         await room.write(None, edit("k", 1))
     assert room._fanout is None
+
+
+async def test_redis_fanout_that_cannot_reach_redis_at_start_says_so_in_one_line_without_the_password() -> None:
+    from syncline.server.fanout.redis import RedisFanout
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()  # nothing listens there now
+    fanout = RedisFanout(f"redis://syncline:hunter2secret@127.0.0.1:{port}/0", prefix="t")
+    with pytest.raises(FanoutUnavailable) as caught, anyio.fail_after(10):
+        await fanout.run()
+    message = str(caught.value)
+    assert message.startswith(f"fan-out unavailable: cannot reach Redis at redis://127.0.0.1:{port}/0: "), message
+    assert "hunter2secret" not in message and "\n" not in message
