@@ -82,16 +82,21 @@ def current_request_id() -> str | None:
 
 def note_cause(
     cause: str, detail: str | None = None, *, scope: MutableMapping[str, Any] | None = None
-) -> None:
+) -> bool:
     """Record why the current request, or the connection of ``scope``, is refused; the first note counts.
 
     ``scope`` is for code that may run in another connection's task (a broadcast closing a
     slow consumer): the connection's own scope names it. ``detail`` is for operators; never a token.
+    Returns whether a request or connection is being logged by :class:`AccessLog` (its refusal
+    line will carry the cause), so that a caller outside one logs the refusal itself.
     """
     access = scope.get(SCOPE_KEY) if scope is not None else _current.get()
-    if isinstance(access, Access) and access.cause is None:
+    if not isinstance(access, Access):
+        return False
+    if access.cause is None:
         access.cause = cause
         access.detail = detail
+    return True
 
 
 def request_id_from(scope: Scope) -> str:

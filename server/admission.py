@@ -91,7 +91,7 @@ class Admission:
         """``cookies``: the guest session cookie counts too (REST and SSE; never a WebSocket's)."""
         token = token_from_request(headers, query, cookie=GUEST_COOKIE if cookies else None)
         if token is None:
-            log_refusal("missing_token", "no Authorization: Bearer header and no token parameter")
+            log_refusal("missing_token", "the request carries no token")
             raise Refused("missing_token", "send Authorization: Bearer TOKEN")
         try:
             return verify_token(self._secret, token)

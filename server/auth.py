@@ -18,6 +18,7 @@ from pathlib import Path
 
 from syncline.engine.tokens import MIN_SECRET_CHARS
 
+from .access import note_cause
 from .errors import DataDirError, SecretFileError
 
 log = logging.getLogger("syncline.auth")
@@ -74,9 +75,13 @@ def cookie_from_headers(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def log_refusal(reason: str, detail: str) -> None:
-    """Log, at info, why a request's token was refused: a fixed ``reason`` label and a ``detail``
-    that never quotes the token (the engine's messages do not)."""
-    log.info("token refused: %s (%s)", reason, detail, extra={"reason": reason, "detail": detail})
+    """Say, at info, why a request's token was refused: a fixed ``reason`` label and a ``detail``
+    that never quotes the token (the engine's messages do not).
+
+    Inside a request or connection the access log serves (:mod:`.access`), the reason goes into
+    its one refusal line (``cause=... detail=...``); elsewhere it is a line of its own."""
+    if not note_cause(reason, detail):
+        log.info("token refused: %s (%s)", reason, detail, extra={"reason": reason, "detail": detail})
 
 
 def create_data_dir(data_dir: Path) -> None:

@@ -305,8 +305,7 @@ class Settings:
             "feed_retention_seconds", "sse_heartbeat_seconds", "request_timeout_seconds", "ws_ping_seconds",
             "broadcast_rate_per_second", "rest_rate_per_second", "rest_tenant_rate_per_second",
             "cart_idle_seconds", "cart_retention_seconds", "cart_sweep_seconds",
-    )
-            "broadcast_rate_per_second", "store_timeout_seconds", "ready_timeout_seconds",
+            "store_timeout_seconds", "ready_timeout_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(name, "must be greater than 0")

@@ -124,5 +124,6 @@ def test_serve_refusals_are_logged_with_their_reason(served: Served) -> None:
     assert answer.status_code == 401
     served.process.terminate()
     _, err = served.process.communicate(timeout=15)
-    assert "INFO syncline.auth: token refused: invalid_token (signature does not verify)" in err
+    [line] = [line for line in err.splitlines() if "/v1/tenants/{tenant}/carts/{cart_id} 401" in line]
+    assert 'cause=invalid_token detail="signature does not verify"' in line, err
     assert foreign.split(".")[2] not in err
