@@ -194,7 +194,7 @@ def _signed(claims: dict[str, object], secret: str = _LOG_SECRET) -> str:
 
 
 @pytest.mark.parametrize(("token", "reason", "detail"), [
-    (None, "missing_token", "no Authorization"),
+    (None, "missing_token", "carries no token"),
     (_signed({}), "invalid_token", "missing claim iss"),
     (_signed({"iss": "someone-else"}), "invalid_token", "issuer is not syncline"),
     (_signed({"iss": "syncline", "aud": "shop"}), "invalid_token", "audience is not accepted"),
