@@ -279,3 +279,11 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(ROOT))
     except ValueError:
         return str(path)
+
+
+def connection_caps(connections: int) -> list[str]:
+    """``syncline serve`` flags that let one benchmark token hold ``connections`` WebSockets:
+    the per-tenant, per-token and per-process caps all raised to it (at least their defaults)."""
+    n = str(connections)
+    return ["--max-connections-per-tenant", n, "--max-connections-per-token", n,
+            "--max-connections", str(max(connections, 10_000))]

@@ -6,7 +6,7 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import ROOT
+from benchmarks.common import ROOT, connection_caps
 from benchmarks.pinning import NONE as NO_PINNING
 from benchmarks.pinning import Pinning
 from benchmarks.procs import memory_kib
@@ -105,11 +105,11 @@ def syncline_flags(workload: str, cfg: Config) -> list[str]:
         most = max((cfg.rooms, cfg.sweep_rooms, *cfg.scaling_rooms)) * cfg.clients
         # the sweep's clients send up to max(sweep_rates) messages a second (edits and awareness)
         rate = str(max(100, 4 * int(max(cfg.sweep_rates))))
-        return ["--max-connections-per-tenant", str(max(1000, 4 * most)), "--rate-messages-per-second", rate,
+        return [*connection_caps(max(1000, 4 * most)), "--rate-messages-per-second", rate,
                 "--rate-burst", rate]
     if workload in ("capacity", "memory"):
-        return ["--max-connections-per-tenant", many, "--max-rooms", many, "--room-idle-seconds", "3600"]
+        return [*connection_caps(int(many)), "--max-rooms", many, "--room-idle-seconds", "3600"]
     if workload == "cold_start":
         return ["--room-idle-seconds", "3600"]
     # durability: writers send as fast as their confirmations come back (relay.py's commits do the same)
-    return ["--max-connections-per-tenant", "5000", "--rate-messages-per-second", "1000000", "--rate-burst", "1000000"]
+    return [*connection_caps(5000), "--rate-messages-per-second", "1000000", "--rate-burst", "1000000"]

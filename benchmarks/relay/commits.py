@@ -13,7 +13,7 @@ from syncline.engine.protocol import Kind
 from syncline.server.store.sqlite import SQLiteStore
 from websockets.asyncio.client import ClientConnection, connect
 
-from benchmarks.common import percentiles
+from benchmarks.common import connection_caps, percentiles
 from benchmarks.procs import (
     STORE_FILE,
     cpu_seconds,
@@ -138,7 +138,7 @@ def bench_commits(cfg: Config, work: Path) -> dict[str, Any]:
         store_rows.append(asyncio.run(store_commit_rate(path, n, cfg.store_seconds)))
     relay_rows = []
     # Peers here send as fast as their acks come back: lift the per-connection rate limit.
-    flags = ("--max-connections-per-tenant", "5000", "--rate-messages-per-second", "1000000", "--rate-burst", "1000000")
+    flags = (*connection_caps(5000), "--rate-messages-per-second", "1000000", "--rate-burst", "1000000")
     with relay_running(work / "commits-relay", *flags) as relay:
         for n in cfg.commit_writers:
             relay_rows.append(asyncio.run(relay_commit_rate(relay, n, cfg.commit_seconds)))

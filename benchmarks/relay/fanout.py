@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, ratio
+from benchmarks.common import ROOT, connection_caps, ratio
 from benchmarks.pinning import NONE as NO_PINNING
 from benchmarks.pinning import Pinning, cpus_busy
 from benchmarks.procs import (
@@ -120,7 +120,7 @@ def run_fanout_client(
 
 def fanout_syncline(cfg: Config, work: Path, tag: str, profile_dir: Path | None = None) -> dict[str, Any]:
     data = work / f"syncline-fanout-{tag}"
-    flags = ["--max-connections-per-tenant", str(max(1000, 4 * cfg.rooms * cfg.clients))]
+    flags = connection_caps(max(1000, 4 * cfg.rooms * cfg.clients))
     with relay_running(data, *flags) as relay:
         assert relay.process is not None
         before = scrape_metrics(relay)

@@ -11,6 +11,7 @@ from pycrdt import Array, Doc, Map
 from syncline.engine import protocol
 from websockets.asyncio.client import ClientConnection, connect
 
+from benchmarks.common import connection_caps
 from benchmarks.procs import (
     memory_kib,
     relay_running,
@@ -69,7 +70,7 @@ async def rss_series(relay: RelayProcess, counts: Sequence[int], stay: bool, def
 
 
 def bench_rss(cfg: Config, work: Path) -> dict[str, Any]:
-    flags = ("--room-idle-seconds", "3600", "--max-connections-per-tenant", "20000", "--max-rooms", "20000")
+    flags = ("--room-idle-seconds", "3600", *connection_caps(20_000), "--max-rooms", "20000")
     out: dict[str, Any] = {}
     modes = {"left": (False, False), "connected": (True, False), "connected_deflate": (True, True)}
     for mode in cfg.rss_modes:

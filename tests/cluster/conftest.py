@@ -8,6 +8,9 @@ Redis on loopback the tests skip (fail under ``SYNCLINE_REQUIRE_SERVICES=1``).
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +73,17 @@ class Cluster:
         await anyio.to_thread.run_sync(direct.start)
         await anyio.to_thread.run_sync(gated.start)
         return gate, direct, gated
+
+    def load_catalog(self, prices: dict[str, int] | None = None, tenant: str = "acme") -> None:
+        """Load a price catalog (EUR; ``tee`` at 12.99 unless ``prices`` says otherwise) into the
+        cluster's store with ``syncline catalog load``, as an operator would."""
+        path = self.root / "catalog.json"
+        path.write_text(json.dumps({"currency": "EUR", "prices": prices or {"tee": 1299}}))
+        subprocess.run(
+            [sys.executable, "-m", "syncline.app.cli", "catalog", "load", str(path), "--store", self.store_url,
+             "--data-dir", str(self.root / "cli"), "--tenant", tenant],
+            check=True, capture_output=True, timeout=60,
+        )
 
     def start(self, count: int, *extra: str) -> list[RelayProcess]:
         """Start ``count`` nodes at once (their start-ups overlap)."""

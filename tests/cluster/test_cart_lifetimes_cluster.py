@@ -11,7 +11,6 @@ import httpx
 from harness.services import run_async
 
 from .conftest import Cluster
-from .test_idempotency import load_catalog
 
 LIFETIMES = ["--guest-tenant", "acme", "--cart-idle-seconds", "1", "--cart-retention-seconds", "2",
              "--cart-sweep-seconds", "0.2", "--room-idle-seconds", "0.3"]
@@ -35,7 +34,7 @@ def stored_rows(cluster: Cluster, doc: str) -> int:
 def test_an_edit_on_one_node_is_the_carts_access_everywhere_and_the_sweep_clears_the_shared_store(
     cluster: Cluster,
 ) -> None:
-    load_catalog(cluster)
+    cluster.load_catalog()
     one, two = cluster.start(2, *LIFETIMES)
     with httpx.Client(base_url=one.http_url, timeout=10) as on_one, \
             httpx.Client(base_url=two.http_url, timeout=10) as on_two:

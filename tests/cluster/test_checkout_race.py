@@ -24,7 +24,6 @@ from syncline.engine.names import DocName
 from tests.rest.helpers import PROBLEM_BASE, fire_at_once, is_in_use
 
 from .conftest import Cluster
-from .test_idempotency import load_catalog
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -62,7 +61,7 @@ def assert_sold_once(cluster: Cluster, cart: str, location: str) -> dict[str, ob
 async def test_a_checkout_sent_to_two_nodes_at_once_sells_once_and_both_answers_agree(
     cluster: Cluster, keys: str
 ) -> None:
-    load_catalog(cluster)
+    cluster.load_catalog()
     nodes = cluster.start(2)
     token = nodes[0].token("acme")
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
@@ -107,7 +106,7 @@ async def test_a_retry_on_a_node_that_fan_out_has_not_reached_reads_the_order_fr
 ) -> None:
     """Node two holds the rooms open but hears nothing from Redis (its link is a black hole):
     a checkout retried there after node one placed the order still finds it, in the store."""
-    load_catalog(cluster)
+    cluster.load_catalog()
     async with anyio.create_task_group() as tg:
         gate, one, two = await cluster.gated_pair(tg, "redis")
         token = one.token("acme")
@@ -133,7 +132,7 @@ async def test_a_checkout_waits_for_a_claim_left_by_a_dead_node_then_takes_it_ov
     """A node killed mid-checkout leaves the order's claim: checkouts of that order wait a while,
     then answer ``409 checkout-in-progress`` (nothing written); once the claim has expired
     (``--idempotency-claim-seconds``) the next one runs, once."""
-    load_catalog(cluster)
+    cluster.load_catalog()
     [node] = cluster.start(1, "--idempotency-claim-seconds", "7")
     token = node.token("acme")
     async with httpx.AsyncClient(base_url=node.http_url, headers={"Authorization": f"Bearer {token}"},

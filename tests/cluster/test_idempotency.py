@@ -7,9 +7,6 @@ line must hold exactly one application, and each key exactly one change-feed row
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 import anyio
@@ -28,23 +25,13 @@ KEYS = 20
 QUANTITY = 30
 
 
-def load_catalog(cluster: Cluster) -> None:
-    path = cluster.root / "catalog.json"
-    path.write_text(json.dumps({"currency": "EUR", "prices": {"tee": 1299}}))
-    subprocess.run(
-        [sys.executable, "-m", "syncline.app.cli", "catalog", "load", str(path), "--store", cluster.store_url,
-         "--data-dir", str(cluster.root / "cli"), "--tenant", "acme"],
-        check=True, capture_output=True, timeout=60,
-    )
-
-
 def add(n: int) -> dict[str, Any]:
     return {"product": "tee", "quantity": QUANTITY, "attributes": {"n": n}}
 
 
 @pytest.mark.slow
 async def test_one_key_sent_to_two_nodes_at_once_applies_exactly_once(cluster: Cluster) -> None:
-    load_catalog(cluster)
+    cluster.load_catalog()
     nodes = cluster.start(2)
     token = nodes[0].token("acme")
     for round_ in range(3):
@@ -86,7 +73,7 @@ async def test_one_key_sent_to_two_nodes_at_once_applies_exactly_once(cluster: C
 async def test_a_key_left_claimed_by_a_dead_node_is_refused_until_its_claim_expires(cluster: Cluster) -> None:
     """A node killed mid-write leaves its claim row behind; nothing was applied under it, so once
     ``--idempotency-claim-seconds`` have passed the next request with the key runs (once)."""
-    load_catalog(cluster)
+    cluster.load_catalog()
     nodes = cluster.start(2, "--idempotency-claim-seconds", "2")
     token = nodes[0].token("acme")
     path = "/v1/tenants/acme/carts/orphan/items"
