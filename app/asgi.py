@@ -69,7 +69,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         routes=[*sync_routes(), *probe_routes(metrics), *rest_routes(), *page_routes()],
         # The access log outermost: it sees every answer, CORS refusals and 429s included;
         # CORS outside the rate limit so that a 429 carries its headers too.
-        middleware=[Middleware(AccessLog, metrics=metrics, enabled=settings.access_log),
+        middleware=[Middleware(AccessLog, metrics=metrics, enabled=settings.access_log,
+                               on_error=EXCEPTION_HANDLERS[Exception]),
                     *cors_middleware(settings.cors_origin), Middleware(RateLimitMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -26,14 +26,15 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from starlette.datastructures import MutableHeaders
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -130,10 +131,21 @@ def install_request_ids() -> None:
 class AccessLog:
     """The middleware: request ids, one line per request (or per refusal only), HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics | None = None,
+        enabled: bool = True,
+        on_error: Callable[[Request, Exception], Awaitable[Response]] | None = None,
+    ) -> None:
+        """``on_error`` answers an HTTP request whose handler raised before answering (and
+        logs it): answered here, the 500 carries the request's ``X-Request-ID`` like every
+        other answer. Without it the error goes on to the server's outermost handler."""
         self.app = app
         self.metrics = metrics
         self.enabled = enabled
+        self.on_error = on_error
         install_request_ids()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -176,10 +188,14 @@ class AccessLog:
                 access.status = CLIENT_CLOSED
                 note_cause("client_disconnected" if isinstance(exc, ClientDisconnect) else "cancelled")
             raise
-        except Exception:
-            access.status = 500  # the error handler answers 500 after us
+        except Exception as exc:
+            answered, access.status = access.status is not None, 500
             note_cause("internal_error")
-            raise
+            if scope["type"] != "http" or answered or self.on_error is None:
+                raise  # the outermost handler logs it (and answers 500 if it still can)
+            response = await self.on_error(Request(scope), exc)
+            await response(scope, receive, observed_send)
+            failed = False
         finally:
             self._done(scope, access, time.perf_counter() - started)
             if not failed:  # an error is logged again outside: keep the id on that line
