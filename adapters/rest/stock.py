@@ -231,11 +231,15 @@ async def resolve_conflict(request: Request) -> Response:
         return 200, {"resolution": resolution.to_json(), "level": ledger.level(resolution.sku)}
 
     response = await _ledger_write(request, name, body, "stock.resolve", apply)
-    for resolution in resolved[-1:]:  # none when the reply was replayed for its Idempotency-Key
+    _log_resolutions(name, resolved[-1:])  # none when the reply was replayed for its Idempotency-Key
+    return response
+
+
+def _log_resolutions(name: DocName, resolutions: list[Resolution]) -> None:
+    for resolution in resolutions:
         log.info("stock conflict resolved", extra={"tenant": name.tenant, "location": name.doc_id,
                                                    "conflict": resolution.conflict, "resolution": resolution.id,
                                                    "sku": resolution.sku, "strategy": str(resolution.strategy)})
-    return response
 
 
 async def post_batch(request: Request) -> Response:
@@ -264,8 +268,11 @@ async def post_batch(request: Request) -> Response:
         except Problem as problem:
             parsed.append(problem)
 
+    resolved: list[Resolution] = []
+
     def apply(ledger: StockLedger) -> tuple[int, dict[str, Any]]:
         results = []
+        resolved.clear()  # of an earlier attempt at this write
         for index, entry in enumerate(parsed):
             if isinstance(entry, Problem):
                 results.append({"index": index, "status": "rejected", "problem": entry.body()})
@@ -285,6 +292,8 @@ async def post_batch(request: Request) -> Response:
                 else:
                     known = _has_resolution(ledger, values["resolution_id"])
                     resolution = ledger.resolve(**values)
+                    if not known:
+                        resolved.append(resolution)
                     results.append({"index": index, "status": "duplicate" if known else "applied",
                                     "resolution": resolution.to_json()})
             except EngineError as exc:
@@ -294,7 +303,9 @@ async def post_batch(request: Request) -> Response:
                 results.append({"index": index, "status": "rejected", "problem": problem.body()})
         return 200, {"location": name.doc_id, "results": results, "levels": dict(ledger.levels())}
 
-    return await _ledger_write(request, name, body, "stock.batch", apply)
+    response = await _ledger_write(request, name, body, "stock.batch", apply)
+    _log_resolutions(name, resolved)
+    return response
 
 
 def _has_adjustment(ledger: StockLedger, adjustment_id: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 import httpx
@@ -354,7 +355,9 @@ def test_resolving_an_unknown_conflict_is_a_404(
 
 
 def test_a_batch_can_resolve_a_conflict_and_replays_as_duplicates(module_relay: InProcessRelay,
-                                                                   module_api: httpx.Client) -> None:
+                                                                   module_api: httpx.Client,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="syncline.rest")
     location = new_id("loc")
     sales = [{"type": "adjust", **adjustment("in", "tee", 1, T0)},
              {"type": "adjust", **adjustment("s1", "tee", -2, T0 + 1, reason="sale")}]
@@ -371,11 +374,18 @@ def test_a_batch_can_resolve_a_conflict_and_replays_as_duplicates(module_relay: 
                                              "detail": "conflict nope"}
     assert body["results"][2]["resolution"]["adjustment"] == f"resolve:{conflict_id}"
     assert body["levels"] == {"tee": 0}
+
+    def resolved_lines() -> list[tuple[str, str, str, str]]:
+        return [(r.location, r.conflict, r.resolution, r.strategy) for r in caplog.records
+                if r.getMessage() == "stock conflict resolved" and r.location == location]
+
+    assert resolved_lines() == [(location, conflict_id, "res-1", "compensate")]  # the applied one, once
     before = store_state(module_relay)
     replay = batch(module_api, location, operations[:3]).json()
     assert [r["status"] for r in replay["results"]] == ["duplicate"] * 3
     assert replay["levels"] == {"tee": 0}
     assert store_state(module_relay) == before
+    assert len(resolved_lines()) == 1, "a duplicate resolution is not logged again"
 
 
 def test_a_ledger_etag_is_computed_once_per_view_and_keeps_no_view_alive() -> None:
