@@ -23,22 +23,19 @@ benchmarks/results/flood.json. See docs/hardening.md.
 
 from __future__ import annotations
 
-import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 from pycrdt import Array, Map
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from benchmarks import common
 from harness.probes import MIB, rss_bytes
+from harness.hostile import non_reading_peer
 from harness.relay_process import RelayProcess
 from harness.ypeer import ypeer
 
@@ -47,16 +44,6 @@ UNLIMITED = str(10**12)
 FLOODED = "flood/cart/big"
 FLOOD_CAP_BYTES = 400 * 1_000_000
 """The flooder stops after this much (the unlimited relay's log would otherwise fill the disk)."""
-
-
-@asynccontextmanager
-async def _stalled_reader(url: str) -> AsyncIterator[ClientConnection]:
-    """A peer that connects and then never reads: a small receive buffer, a one-frame queue."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
-    async with connect(url, sock=sock, max_queue=1, max_size=None, compression=None) as ws:
-        yield ws
 
 
 async def _round_trips(relay: RelayProcess, room: str, seconds: float, out: list[float]) -> None:
@@ -109,7 +96,7 @@ async def _phase(relay: RelayProcess, name: str, seconds: float, rooms: int, flo
             for r in range(rooms):
                 load.start_soon(_round_trips, relay, f"calm/cart/room-{r}-{name.split(',')[0]}", seconds, trips)
             if flood:
-                async with ypeer(relay.url_for(FLOODED)) as reader, _stalled_reader(relay.url_for(FLOODED)) as stalled:
+                async with ypeer(relay.url_for(FLOODED)) as reader, non_reading_peer(relay.url_for(FLOODED)) as stalled:
                     await _flood(relay, seconds, flood_result)
                     flood_result["reader_close_code"] = reader.close_code
                     try:

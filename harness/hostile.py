@@ -1,7 +1,8 @@
 """Helpers for hostile-input tests: refused connections, bystanders that must keep syncing.
 
 ``closed_with`` opens a raw WebSocket, sends what it is given and returns the close
-code the relay answered with. ``Bystanders`` keeps one peer in the offender's room
+code the relay answered with; ``non_reading_peer`` connects and never reads, and
+``close_code_after_draining`` reads what was queued for it until the relay closes it. ``Bystanders`` keeps one peer in the offender's room
 and one in another room; ``check()`` then proves the relay contained the fault: both
 still get an edit stored and acknowledged, the store holds exactly those two new
 rows, no room was opened or dropped, and the relay process is alive with a clean log.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -21,7 +23,7 @@ from typing import Any
 
 import anyio
 from pycrdt import Array, Doc
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from harness.relay_process import RelayProcess
@@ -53,6 +55,28 @@ async def closed_with(
         except ConnectionClosed:
             pass
         return ws.close_code
+
+
+@asynccontextmanager
+async def non_reading_peer(url: str) -> AsyncIterator[ClientConnection]:
+    """A peer that stops reading at once: tiny receive buffer, no compression, a one-frame queue."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
+    async with connect(url, sock=sock, max_queue=1, max_size=None, compression=None) as ws:
+        yield ws
+
+
+async def close_code_after_draining(ws: ClientConnection, timeout: float = 10.0) -> int | None:
+    """Read everything queued for ``ws`` until the relay closes it, and return its close code;
+    raises ``TimeoutError`` if the relay has not closed it within ``timeout`` seconds."""
+    try:
+        with anyio.fail_after(timeout):
+            async for _ in ws:
+                pass
+    except ConnectionClosed:
+        pass
+    return ws.close_code
 
 
 def http_get(relay: RelayProcess, path: str) -> tuple[int, str]:

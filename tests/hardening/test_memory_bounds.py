@@ -13,20 +13,22 @@ Each test prints what it measured (``pytest -s`` shows it).
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 import pytest
 from pycrdt import Array
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from syncline.engine import closecodes, protocol
 from syncline.server.awareness import entry_bytes
 from syncline.engine.protocol import AwarenessEntry, Kind
-from harness.hostile import append_op, assert_alive, bystanders, gauge, rejected, wait_for
+from harness.hostile import (
+    append_op, assert_alive, bystanders, close_code_after_draining,
+    gauge, non_reading_peer, rejected, wait_for,
+)
 from harness.relay_process import RelayProcess
 from harness.ypeer import YPeer, ypeer
 
@@ -37,26 +39,6 @@ pytestmark = pytest.mark.anyio
 RelayFactory = Callable[..., RelayProcess]
 EDIT_BYTES = 900_000
 """One edit of the big document: under the 1 MiB message limit."""
-
-
-@asynccontextmanager
-async def _non_reading_peer(url: str) -> AsyncIterator[ClientConnection]:
-    """A peer that stops reading at once: tiny receive buffer, no compression, a one-frame queue."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
-    async with connect(url, sock=sock, max_queue=1, max_size=None, compression=None) as ws:
-        yield ws
-
-
-async def _close_code_after_draining(ws: ClientConnection, timeout: float = 10.0) -> int | None:
-    try:
-        with anyio.fail_after(timeout):
-            async for _ in ws:
-                pass
-    except ConnectionClosed:
-        pass
-    return ws.close_code
 
 
 class RssSampler:
@@ -108,7 +90,7 @@ async def test_a_peer_flooding_step_1_and_never_reading_is_closed_with_4408_and_
     room = "acme/cart/huge"
     size = await _big_document(relay, room, 4)
     assert size > 3 * 1_000_000
-    async with bystanders(relay, room) as watch, _non_reading_peer(relay.url_for(room, read_only=True)) as flooder:
+    async with bystanders(relay, room) as watch, non_reading_peer(relay.url_for(room, read_only=True)) as flooder:
         sampler = RssSampler(relay)
         async with sampler.sampling():
             for _ in range(300):  # 4 bytes each, each asking for the whole document
@@ -116,7 +98,7 @@ async def test_a_peer_flooding_step_1_and_never_reading_is_closed_with_4408_and_
             with anyio.fail_after(15):
                 while rejected(relay)["slow_consumer"] == 0:
                     await anyio.sleep(0.02)
-            code = await _close_code_after_draining(flooder)
+            code = await close_code_after_draining(flooder)
         print(f"\nstep 1 flood against a {size / MIB:.1f} MiB document: relay RSS {sampler.baseline / MIB:.0f} MiB "
               f"-> peak {sampler.peak / MIB:.0f} MiB (+{sampler.growth / MIB:.0f} MiB); closed with {code}")
         assert code == closecodes.SLOW_CONSUMER
@@ -137,7 +119,7 @@ async def test_a_step_1_flood_within_the_budget_holds_two_answers_and_the_keepal
     relay = relay_factory("--ws-ping-seconds", "1")
     room = "acme/cart/huge"
     size = await _big_document(relay, room, 4)
-    async with _non_reading_peer(relay.url_for(room, read_only=True)) as flooder:
+    async with non_reading_peer(relay.url_for(room, read_only=True)) as flooder:
         sampler = RssSampler(relay)
         async with sampler.sampling():
             for _ in range(300):

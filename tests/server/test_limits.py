@@ -10,23 +10,21 @@ stays up.
 
 from __future__ import annotations
 
-import socket
 import statistics
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 import httpx
 import pytest
 from pycrdt import Array, Doc
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from syncline.engine import closecodes, protocol
 from syncline.engine.tokens import issue_token
 
-from harness.hostile import append_op, assert_alive, bystanders, closed_with, gauge, open_rooms, rejected, wait_for
+from harness.hostile import (
+    append_op, assert_alive, bystanders, close_code_after_draining, closed_with,
+    gauge, non_reading_peer, open_rooms, rejected, wait_for,
+)
 from harness.relay_process import SECRET, RelayProcess
 from harness.ypeer import ypeer
 
@@ -41,33 +39,13 @@ def _connections(relay: RelayProcess) -> float:
     return gauge(relay, "syncline_connections")
 
 
-@asynccontextmanager
-async def _non_reading_peer(url: str) -> AsyncIterator[ClientConnection]:
-    """A peer that stops reading at once: tiny receive buffer, no compression, a one-frame queue."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
-    async with connect(url, sock=sock, max_queue=1, max_size=None, compression=None) as ws:
-        yield ws
-
-
-async def _close_code_after_draining(ws: ClientConnection) -> int | None:
-    try:
-        with anyio.fail_after(10):
-            async for _ in ws:
-                pass
-    except ConnectionClosed:
-        pass
-    return ws.close_code
-
-
 async def test_a_slow_consumer_is_dropped_with_4408_and_the_room_keeps_going(
     relay_factory: type[RelayProcess],
 ) -> None:
     relay = relay_factory("--send-queue-messages", "8")  # type: ignore[call-arg]
     room = "acme/cart/flood"
     flood: list[tuple[str, bytes]] = []
-    async with bystanders(relay, room) as watch, _non_reading_peer(relay.url_for(room)) as slow:
+    async with bystanders(relay, room) as watch, non_reading_peer(relay.url_for(room)) as slow:
         async with ypeer(relay.url_for(room), acks=True) as flooder, ypeer(relay.url_for(room)) as reader:
             # Large edits fill the slow peer's socket buffers quickly; then its queue of 8 overflows.
             while rejected(relay)["slow_consumer"] == 0:
@@ -86,7 +64,7 @@ async def test_a_slow_consumer_is_dropped_with_4408_and_the_room_keeps_going(
             await reader.wait_until(lambda d: len(_ops(d)) == len(flood))
             assert [op["i"] for op in _ops(reader.doc)] == list(range(len(flood)))  # type: ignore[index]
             assert flooder.close_code is None and reader.close_code is None
-            assert await _close_code_after_draining(slow) == closecodes.SLOW_CONSUMER
+            assert await close_code_after_draining(slow) == closecodes.SLOW_CONSUMER
             # Its connection is gone: the two bystanders, the flooder and the reader remain.
             await wait_for(lambda: _connections(relay), 4.0)
         assert watch.same is not None
