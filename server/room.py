@@ -97,6 +97,8 @@ class Room:
         self._synced_through = 0
         """Every stored row of this document with a seq up to this one is in ``doc``."""
         self._inflight = 0
+        self._unsure = False
+        """An append failed: it may have committed all the same, so read the store before the next write."""
         self._compacting = False
         self._awareness = RoomAwareness(awareness_limits)
         """Each client's state and owner: a local peer, or the id of the node whose client it is (a str)."""
@@ -192,7 +194,9 @@ class Room:
         ``action`` and ``receipt`` go to the store with the update (see
         :meth:`Store.append`). Raises, with nothing stored: :class:`InvalidUpdate`,
         :class:`UpdateOutOfOrder` (it depends on clocks the room lacks: send them first),
-        :class:`ClientIdTaken` or :class:`StoreUnavailable` (nothing broadcast either).
+        :class:`ClientIdTaken` or :class:`StoreUnavailable` (nothing broadcast either; an
+        append that lost its answer during COMMIT may be stored all the same, so the room
+        reads the store again before its next write and sends its peers what it finds).
         Raises after storing: :class:`UpdateNotIntegrated` (kept out of compaction, not
         broadcast). In a cluster whose fan-out is down the write is stored, broadcast here
         and acknowledged all the same: the store is the source of truth, and the other
@@ -203,11 +207,17 @@ class Room:
         fanout = self._fanout
         self._inflight += 1
         try:
+            if self._unsure:
+                await self._settle()
             await self._check_writer(shape, writer)
             missing = shape.missing(self._document.clock)
             if missing:
                 raise UpdateOutOfOrder(missing)
-            seq = await self._store.append(self.name, update, action=action, receipt=receipt)
+            try:
+                seq = await self._store.append(self.name, update, action=action, receipt=receipt)
+            except StoreUnavailable:
+                self._unsure = True
+                raise
         finally:
             self._inflight -= 1
         try:
@@ -237,6 +247,19 @@ class Room:
         if self._tail >= self._compaction_updates and not self.busy:
             await self.compact()
         return seq
+
+    async def _settle(self) -> None:
+        """After an append whose answer was lost: take in what the store holds that this room
+        lacks (that append, if it committed), and pass it on to the other nodes, which were
+        not told either. Raises :class:`StoreUnavailable` while the store is still away."""
+        found = await self.resync()
+        self._unsure = False
+        if self._fanout is not None:
+            for seq, update in found:
+                try:
+                    await self._fanout.publish_update(self.name, seq, update)
+                except FanoutUnavailable:
+                    break  # the fan-out marked the room for the other nodes to re-read
 
     async def _check_writer(self, shape: UpdateShape, writer: str) -> None:
         """Refuse structs of a client ID bound to another writer; bind the new ones to ``writer``.
@@ -326,10 +349,11 @@ class Room:
         if self._on_change is not None:
             self._on_change(self.name, seq)
 
-    async def resync(self) -> None:
+    async def resync(self) -> list[tuple[int, bytes]]:
         """Read the store and apply (and forward) what this room lacks: after this node may
-        have missed published updates. Raises :class:`StoreUnavailable`."""
-        self._integrate(await self._store.load(self.name))
+        have missed published updates. Returns the stored rows that brought the room
+        something new. Raises :class:`StoreUnavailable`."""
+        return self._integrate(await self._store.load(self.name))
 
     async def catch_up(self) -> None:
         """In a cluster, read what other nodes stored that fan-out has not delivered yet
@@ -340,9 +364,10 @@ class Room:
         if self._fanout is not None:
             await self.resync()
 
-    def _integrate(self, stored: StoredDoc) -> None:
+    def _integrate(self, stored: StoredDoc) -> list[tuple[int, bytes]]:
         rows = ([(stored.snapshot_seq, stored.snapshot)] if stored.snapshot else []) + stored.updates
         missing: list[bytes] = []
+        news: list[tuple[int, bytes]] = []
 
         def collect(event: TransactionEvent) -> None:
             missing.append(event.update)
@@ -352,6 +377,7 @@ class Room:
             for seq, update in rows:
                 if seq <= self._synced_through:
                     continue
+                before = len(missing)
                 try:
                     short = self._document.apply(update, read_trusted_update(update))
                 except InvalidUpdate as exc:
@@ -362,6 +388,8 @@ class Room:
                 if short:
                     self._document.uncovered.add(seq)
                     log.error("stored update did not integrate fully", extra={"doc": self.name, "seq": seq})
+                if len(missing) > before:
+                    news.append((seq, update))
             self._remote_pending = [(seq, update) for seq, update in self._remote_pending if seq > stored.last_seq]
         finally:
             self.doc.unobserve(subscription)
@@ -373,6 +401,7 @@ class Room:
             self._advanced()
             if self._on_change is not None:
                 self._on_change(self.name, stored.last_seq)
+        return news
 
     def remote_awareness(self, origin: str, payload: bytes) -> None:
         """Awareness entries of clients of node ``origin``: remember them, forward the news."""

@@ -26,7 +26,9 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """Raised when the store cannot be reached or written; nothing was committed."""
+    """Raised when the store cannot be reached or written. What was being written is not
+    committed, except when the link broke during its COMMIT: then its outcome is unknown
+    (PostgreSQL may have committed it), and a reader finds out by reading the store again."""
 
 
 class StoreCorrupt(StoreUnavailable):
