@@ -30,3 +30,5 @@ export {
   type PlaceOptions, type Stage, type Transition, type TransitionKind,
 } from "./order.js";
 export { OrderNotPlaced, TransitionRefused } from "./errors.js";
+export { allOrders, listOrders, MAX_ORDER_PAGE, RestProblem } from "./orders-api.js";
+export type { ListOrdersOptions, OrderPage, OrderSummary } from "./orders-api.js";

@@ -111,6 +111,11 @@ describe("ChangeFeed against a real relay", () => {
     const carts = feed({ types: ["cart.*"], documents: [cartDoc] });
     const byOrder = feed({ orders: ["o-1"] });
     await within(Promise.all([opened(levels), opened(carts), opened(byOrder)]), 10_000, "the feeds to open");
+    // The stream opens with its headers; its `connected` event, a sign of life, comes right after.
+    if (levels.health().lastHeartbeatAt === null) {
+      await next<FeedHealth>((l) => levels.on("status", l), (h) => h.lastHeartbeatAt !== null, 10_000,
+        "the connected event");
+    }
     assert.notEqual(levels.health().lastHeartbeatAt, null, "the connected event counts as a sign of life");
     await edit(stockDoc, (doc) => new StockLedger(doc, "typed").record("tee", 2, { id: "in", reason: "restock", actor: "js" }));
     await edit(stockDoc, (doc) => new StockLedger(doc, "typed").record("tee", -3,
