@@ -10,5 +10,6 @@ installed with the package. Nothing here imports ``tests``.
 - ``writers``: raw writers that send updates out of order or under another client ID.
 - ``fuzzing``: protocol fuzz cases with the outcome the codec's rules predict.
 - ``services``: PostgreSQL and Redis found, or the test skipped (failed under CI).
+- ``own_services``: a Redis and a PostgreSQL server of a test's own, to crash and restart.
 - ``catalog``: a price catalog loaded with ``syncline catalog load``.
 """

@@ -83,7 +83,7 @@ async def _readyz(request: Request) -> Response:
         with anyio.fail_after(bound):
             await relay.store.check()
     except StoreUnavailable as exc:
-        return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        return JSONResponse({"status": "unavailable", "reason": f"store unavailable: {exc}"}, status_code=503)
     except TimeoutError:
         reason = f"store unavailable: no answer within {bound:g} s"
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
