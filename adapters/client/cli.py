@@ -8,13 +8,16 @@ Examples::
     syncline client ... status              # every document here: pending, status, last ack
     syncline client ... sync                # deliver what is pending, then exit
     syncline client ... watch acme/cart/c-1 # live status and remote changes until Ctrl-C
+    syncline client ... orders list --tenant acme --stage confirmed [--all]   # asks the relay (REST)
 
 An edit is applied and stored locally first, then the command tries to deliver it for
 up to ``--wait`` seconds. Offline, it exits 0 with ``queued, N pending``; the next
 command that reaches the relay (any edit, ``sync`` or ``watch``) delivers the queue.
 Exit codes: 0 done (synced or queued), 1 ``sync`` left updates pending, or ``show`` found a
 replica that has never synced with the relay (it would show only this device's edits), 2 bad
-usage or input, 3 the relay refused the document (token, permissions), 4 the local store failed.
+usage or input, 3 the relay refused the document (token, permissions), 4 the local store failed;
+``orders list`` exits 1 when the relay did not answer (unreachable, or 429 or 5xx: retry), 2 when it
+refused the query (400, 404, 422), 3 when it refused the token (401, 403).
 ``show`` first catches up with the relay for up to ``--wait`` seconds.
 Flags fall back to ``SYNCLINE_CLIENT_URLS`` (comma-separated), ``SYNCLINE_CLIENT_TOKEN``
 and ``SYNCLINE_CLIENT_DATA_DIR``.
@@ -40,8 +43,9 @@ from syncline.engine import Cart, EngineError, Order, StockLedger, line_key
 from syncline.engine.order import PAYMENTS, STAGES
 
 from .client import SyncClient, parse_name
-from .errors import ClientError, LocalStoreError, RelayRejected, SyncTimeout
+from .errors import ClientError, LocalStoreError, RelayRejected, RelayUnreachable, RestProblem, SyncTimeout
 from .local_store import LocalStore
+from .orders import MAX_ORDER_PAGE, OrderSummary, all_orders
 from .replica import Replica
 from .same_device import DocumentLease
 from .settings import ClientSettings
@@ -57,6 +61,8 @@ EXIT_PENDING = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_STORE = 4
+EXIT_UNANSWERED = 1
+"""``orders list``: the relay did not answer (unreachable, or busy: 429, 5xx)."""
 
 
 def add_client_parser(commands: Any) -> argparse.ArgumentParser:
@@ -123,6 +129,17 @@ def add_client_parser(commands: Any) -> argparse.ArgumentParser:
         move.add_argument("--actor", default=None, help="who (default cli@HOSTNAME)")
         move.add_argument("--note", default=None)
 
+    orders = actions.add_parser("orders", help="ask the relay for a tenant's orders: orders list")
+    orders_ops = orders.add_subparsers(dest="op", required=True, metavar="OP")
+    listing = orders_ops.add_parser("list", help="one page of the tenant's orders in id order (or --all of them)")
+    listing.add_argument("--tenant", required=True, help="the tenant whose orders to list (the token's)")
+    listing.add_argument("--stage", choices=STAGES, default=None, help="only orders at this stage")
+    listing.add_argument("--payment", choices=PAYMENTS, default=None, help="only orders with this payment status")
+    listing.add_argument("--limit", type=int, default=None, metavar="N",
+                         help=f"orders per page, 1 to {MAX_ORDER_PAGE} [default: the relay's, 25]")
+    listing.add_argument("--cursor", default=None, help="go on after a previous page: the next cursor it printed")
+    listing.add_argument("--all", action="store_true", help="follow the cursors to the last page")
+
     actions.add_parser("status", help="every document in the data directory: pending, status, last ack")
     actions.add_parser("sync", help="deliver every pending update, then exit (1 if some stay pending)")
     watch = actions.add_parser("watch", help="print status and remote changes live until interrupted")
@@ -187,6 +204,8 @@ async def _dispatch(args: argparse.Namespace, settings: ClientSettings, out: Tex
     command = args.client_command
     if command == "status":
         return _status(settings, out)
+    if command == "orders":
+        return await _orders(SyncClient(settings), args, out)  # a REST query: no replica, no data directory
     async with SyncClient(settings) as client:
         if command == "cart":
             return await _cart(client, args, out)
@@ -294,6 +313,45 @@ async def _order(client: SyncClient, args: argparse.Namespace, out: TextIO) -> i
     view = order.view()
     print(f"{name}: stage {view.stage}, payment {view.payment}" + ("" if moved else " (already there)"), file=out)
     return await _deliver(replica, args.wait, out)
+
+
+async def _orders(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    """``orders list``: one line per order, then the next cursor when there is one."""
+    settings = client.settings
+    if not settings.urls:
+        raise ValueError("orders list needs --url")
+    query = {"stage": args.stage, "payment": args.payment, "limit": args.limit, "cursor": args.cursor}
+    cursor = None
+    shown = False
+    try:
+        if args.all:
+            async for summary in all_orders(settings.urls[0], settings.token, args.tenant, **query):
+                _print_summary(summary, out)
+                shown = True
+        else:
+            page = await client.list_orders(args.tenant, **query)
+            for summary in page.orders:
+                _print_summary(summary, out)
+                shown = True
+            cursor = page.next_cursor
+    except RestProblem as exc:
+        if exc.status in (401, 403):
+            print(f"syncline client: {exc}; check --token and --tenant", file=sys.stderr)
+            return EXIT_REFUSED
+        print(f"syncline client: {exc}", file=sys.stderr)
+        return EXIT_USAGE if 400 <= exc.status < 500 and exc.status not in (408, 429) else EXIT_UNANSWERED
+    except RelayUnreachable as exc:
+        print(f"syncline client: {exc}", file=sys.stderr)
+        return EXIT_UNANSWERED
+    if cursor is not None:
+        print(f"next cursor: {cursor}", file=out)
+    elif not shown:
+        print("no orders", file=out)
+    return 0
+
+
+def _print_summary(summary: OrderSummary, out: TextIO) -> None:
+    print(f"{summary.id:<20} {summary.stage:<10} {summary.payment:<10} {summary.total:>9} {summary.currency}", file=out)
 
 
 def _print_order(name: str, order: Order, out: TextIO) -> None:

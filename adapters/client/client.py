@@ -30,8 +30,10 @@ from syncline.engine.errors import InvalidDocumentName as EngineNameError
 from syncline.engine.names import DocName
 
 from .connection import sync_forever
-from .errors import ClientClosed, DocumentKindMismatch, InvalidDocumentName
+from .errors import ClientClosed, ClientSettingsError, DocumentKindMismatch, InvalidDocumentName
 from .local_store import DocSummary, LocalStore
+from .orders import OrderPage
+from .orders import list_orders as list_orders_page
 from .replica import Replica
 from .same_device import watch_device
 from .settings import ClientSettings
@@ -152,6 +154,18 @@ class SyncClient:
         model = (await self.open(name)).model
         assert isinstance(model, Order)
         return model
+
+    async def list_orders(self, tenant: str, *, stage: str | None = None, payment: str | None = None,
+                          limit: int | None = None, cursor: str | None = None, timeout: float = 10.0) -> OrderPage:
+        """One page of ``tenant``'s orders, asked of the first relay URL with this client's token.
+
+        A list spans documents, so it is a REST query, not a replica: it needs the relay, and
+        works with or without ``async with``. See :func:`syncline.adapters.client.list_orders`.
+        """
+        if not self.settings.urls:
+            raise ClientSettingsError("urls", "listing orders needs a relay URL")
+        return await list_orders_page(self.settings.urls[0], self.settings.token, tenant, stage=stage,
+                                      payment=payment, limit=limit, cursor=cursor, timeout=timeout)
 
     def replica(self, name: str) -> Replica:
         """The open replica of ``name`` (status, pending count, subscriptions); KeyError if not open."""

@@ -111,3 +111,54 @@ class SyncTimeout(ClientError, TimeoutError):
         self.name = name
         self.timeout = timeout
         self.pending = pending
+
+
+class InvalidQuery(ClientError, ValueError):
+    """Raised before any request when an argument of a REST query breaks a rule the relay would
+    refuse it for (a stage not in ``STAGES``, a limit above 100, a malformed URL); ``field`` says which."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class RestProblem(ClientError):
+    """Raised when the relay answers a REST request with an error status (401, 403, 400, 429, 503...).
+
+    ``status`` is the HTTP status; ``type``, ``title`` and ``detail`` are the RFC 9457
+    problem's (``type`` is ``about:blank`` and ``title`` the reason phrase when the body was
+    no problem, a proxy's page say); ``problem`` holds the whole body, extension members
+    included; ``url`` is the request's, without its query.
+    """
+
+    def __init__(self, status: int, problem: dict[str, object], url: str, reason_phrase: str = "") -> None:
+        type_, title, detail = problem.get("type"), problem.get("title"), problem.get("detail")
+        self.status = status
+        self.type = type_ if isinstance(type_, str) else "about:blank"
+        self.title = title if isinstance(title, str) else reason_phrase or f"HTTP {status}"
+        self.detail = detail if isinstance(detail, str) else None
+        self.problem = problem
+        self.url = url
+        explained = f"{self.title}: {self.detail}" if self.detail else self.title
+        super().__init__(f"relay {url} answered {status} {explained}")
+
+
+class RelayUnreachable(ClientError, ConnectionError):
+    """Raised when a REST request got no answer: connection refused, unknown host, or no
+    answer within the timeout. ``url`` is the request's, without its query; ``reason`` says what failed."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"relay {url} unreachable: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class UnexpectedResponse(ClientError):
+    """Raised when a REST answer is not the documented body (not a Syncline relay, or a proxy's
+    page answered 200); ``url`` is the request's, ``reason`` what was wrong."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"relay {url} gave an unexpected answer: {reason}")
+        self.url = url
+        self.reason = reason
