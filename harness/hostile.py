@@ -49,12 +49,9 @@ async def closed_with(
         try:
             for frame in frames:
                 await ws.send(frame)
-            with anyio.fail_after(timeout):
-                async for _ in ws:
-                    pass
         except ConnectionClosed:
-            pass
-        return ws.close_code
+            return ws.close_code
+        return await close_code_after_draining(ws, timeout)
 
 
 @asynccontextmanager
