@@ -272,6 +272,12 @@ IDEMPOTENCY_P = _param("Idempotency-Key", {"type": "string", "minLength": 1, "ma
 IF_MATCH_P = _param("If-Match", {"type": "string"}, "header", "the ETag the write is based on (412 if stale)")
 IF_NONE_MATCH_P = _param("If-None-Match", {"type": "string"}, "header")
 ETAG_H = {"ETag": {"schema": {"type": "string"}, "description": "strong ETag of the document's content"}}
+REQUEST_ID_P = _param("X-Request-ID", {"type": "string"}, "header",
+                      "an id for this request: kept when it is 1 to 128 visible ASCII characters, echoed in "
+                      "the answer and carried by every log line of the request; any other value, or none, "
+                      "is replaced by a generated one (never refused)")
+REQUEST_ID_H = {"X-Request-ID": {"schema": {"type": "string"},
+                                 "description": "the request's id: the one sent, or the one generated for it"}}
 
 
 def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -288,7 +294,18 @@ RATE_LIMITED = {**PROBLEM, "description": "over the token's or the tenant's requ
 
 def _problems(*statuses: int) -> dict[str, Any]:
     return {str(status): RATE_LIMITED if status == 429 else PROBLEM
-            for status in sorted({400, 401, 403, 404, 405, 429, 503, *statuses})}
+            for status in sorted({400, 401, 403, 404, 405, 429, 500, 503, *statuses})}
+
+
+def _with_request_ids(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation takes an ``X-Request-ID`` and every answer carries one."""
+    for item in paths.values():
+        for operation in item.values():
+            operation["parameters"] = [*operation.get("parameters", []), REQUEST_ID_P]
+            operation["responses"] = {
+                status: {**response, "headers": {**response.get("headers", {}), **REQUEST_ID_H}}
+                for status, response in operation["responses"].items()}
+    return paths
 
 
 def _read_op(summary: str, schema: str, params: list[dict[str, Any]]) -> dict[str, Any]:
@@ -510,7 +527,7 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "tags": TAGS,
         "security": [{"bearer": []}, {"guestCookie": []}],
-        "paths": paths,
+        "paths": _with_request_ids(paths),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {

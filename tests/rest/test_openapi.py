@@ -190,3 +190,14 @@ def test_every_served_operation_has_a_unique_operation_id_and_a_declared_tag(ser
         seen[operation_id] = where
         assert len(operation["tags"]) >= 1 and set(operation["tags"]) <= declared, where
     assert count == len(seen) == sum(1 for _ in operations(openapi_document())) > 0
+
+
+def test_every_operation_takes_a_request_id_and_every_answer_carries_one(served: httpx.Response) -> None:
+    for path, method, operation in operations(openapi_document()):
+        header = [p for p in operation["parameters"] if p["in"] == "header" and p["name"] == "X-Request-ID"]
+        assert len(header) == 1 and not header[0]["required"], f"{method} {path}"
+        for status, response in operation["responses"].items():
+            assert "X-Request-ID" in response["headers"], f"{method} {path} {status}"
+        if path.startswith("/v1/tenants/"):
+            assert "500" in operation["responses"], f"{method} {path}"
+    assert served.headers["X-Request-ID"]  # and the server does send one
