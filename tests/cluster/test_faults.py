@@ -9,13 +9,13 @@ import os
 import signal
 import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 
 import anyio
 import httpx
 import pytest
 
 from syncline.engine import Cart, closecodes
+from harness.line_writer import LineWriter
 from harness.relay_process import RelayProcess
 from harness.ypeer import YPeer, ypeer
 
@@ -23,44 +23,6 @@ from .conftest import Cluster
 from .gate import Gate
 
 pytestmark = pytest.mark.anyio
-
-
-MIN_INTERVAL = 0.008
-"""Seconds between one writer's writes at the least."""
-
-
-@dataclass
-class Writer:
-    """A durable-ack peer adding 1 to its own line as fast as acks come back."""
-
-    peer: YPeer
-    line: str
-    latencies: list[float] = field(default_factory=list)
-    failed: BaseException | None = None
-    failed_at: float = 0.0
-
-    base: int = -1
-
-    @property
-    def acked(self) -> int:
-        """Updates of this writer the relay acknowledged (its ack counter, from where it started)."""
-        return self.peer.acked - max(self.base, 0)
-
-    async def run(self, until: anyio.Event, *, patience: float = 5.0) -> None:
-        cart = Cart(self.peer.doc, "c1")
-        self.base = self.peer.acked
-        try:
-            while not until.is_set():
-                target = self.peer.acked + 1
-                started = time.perf_counter()
-                await self.peer.edit(lambda doc: cart.add_item(self.line, 1))
-                await self.peer.wait_acked(target, timeout=patience)
-                self.latencies.append(time.perf_counter() - started)
-                # Under the relay's 200 messages/s per connection: a rate-limited write is not acknowledged.
-                await anyio.sleep(max(0.0, MIN_INTERVAL - (time.perf_counter() - started)))
-        except (TimeoutError, OSError) as exc:
-            self.failed = exc
-            self.failed_at = time.perf_counter()
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -101,7 +63,7 @@ async def test_a_node_frozen_mid_append_does_not_stall_the_others_and_loses_noth
     stop_writing = anyio.Event()
     async with AsyncExitStack() as stack:
         writers = [
-            Writer(await stack.enter_async_context(ypeer(node.url_for(f"acme/cart/n{i}-{w}"), acks=True)), "tee")
+            LineWriter(await stack.enter_async_context(ypeer(node.url_for(f"acme/cart/n{i}-{w}"), acks=True)), "tee")
             for i, node in enumerate(nodes) for w in range(3)
         ]
         async with anyio.create_task_group() as tg:
@@ -151,7 +113,7 @@ async def test_a_node_frozen_holding_a_rooms_lock_delays_that_room_on_other_node
     assert frozen.process is not None
     stop_writing = anyio.Event()
     async with AsyncExitStack() as stack:
-        writers = [Writer(await stack.enter_async_context(ypeer(node.url_for(shared), acks=True)), f"n{i}")
+        writers = [LineWriter(await stack.enter_async_context(ypeer(node.url_for(shared), acks=True)), f"n{i}")
                    for i, node in enumerate(nodes)]
         async with anyio.create_task_group() as tg:
             for writer in writers:
@@ -225,7 +187,7 @@ async def test_a_node_whose_postgresql_goes_silent_says_so_quickly_and_loses_not
             cart_three = Cart(peer_three.doc, "c1")
             await peer_three.edit(lambda d: cart_three.add_item("mug", 1))
             await peer_three.wait_acked(2)
-            healthy = Writer(peer_one, "tee")
+            healthy = LineWriter(peer_one, "tee")
             stop = anyio.Event()
             async with anyio.create_task_group() as writing:
                 writing.start_soon(healthy.run, stop)

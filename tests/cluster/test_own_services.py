@@ -12,29 +12,24 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 from syncline.engine import Cart, closecodes
-from websockets.exceptions import ConnectionClosed
 
+from harness.line_writer import LineWriter
 from harness.own_services import OwnPostgres, OwnRedis, own_postgres, own_redis
 from harness.relay_process import RelayProcess
 from harness.services import create_schema, fresh_channel_prefix, fresh_schema_name, redis_url
-from harness.ypeer import YPeer, ypeer
+from harness.ypeer import ypeer
 
 from .conftest import Cluster
 
 pytestmark = pytest.mark.anyio
 
 CART = "acme/cart/crash"
-MIN_INTERVAL = 0.008
-"""Seconds between one writer's writes at the least (under the relay's 200 messages/s per connection)."""
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[OwnRedis]:
     with own_redis(tmp_path / "redis") as server:
@@ -59,37 +54,11 @@ def private_cluster(tmp_path: Path, postgres_server: OwnPostgres) -> Iterator[Cl
         made.stop()  # before the server goes (the fixture order): no node outlives its store
 
 
-@dataclass
-class Writer:
-    """A durable-ack peer adding 1 to its own line until told to stop, refused or left unanswered."""
-
-    peer: YPeer
-    line: str
-    sent: int = 0
-    acked: int = 0
-    ended_at: float | None = None
-    """When it stopped: told to, closed by the relay, or its last write unacknowledged for ``patience``."""
-
-    async def run(self, until: anyio.Event, *, patience: float = 5.0) -> None:
-        cart = Cart(self.peer.doc, "c1")
-        base = self.peer.acked
-        while not until.is_set() and self.peer.close_code is None:
-            target = self.peer.acked + 1
-            started = time.perf_counter()
-            try:
-                await self.peer.edit(lambda doc: cart.add_item(self.line, 1))
-            except ConnectionClosed:  # the relay closed it: nothing more is sent
-                break
-            self.sent += 1
-            with anyio.move_on_after(patience):
-                while self.peer.acked < target and self.peer.close_code is None:
-                    self.peer.ack_changed = anyio.Event()
-                    await self.peer.ack_changed.wait()
-            self.acked = self.peer.acked - base
-            if self.peer.acked < target:
-                break
-            await anyio.sleep(max(0.0, MIN_INTERVAL - (time.perf_counter() - started)))
-        self.ended_at = time.perf_counter()
+async def _each_acked(writers: list[LineWriter], count: int, timeout: float = 10.0) -> None:
+    """Wait until every writer has ``count`` writes acknowledged."""
+    with anyio.fail_after(timeout):
+        while min(writer.acked for writer in writers) < count:
+            await anyio.sleep(0.05)
 
 
 async def _ready(http: httpx.AsyncClient) -> tuple[int, dict[str, object], float]:
@@ -216,14 +185,12 @@ async def test_postgresql_crashed_under_two_nodes_refuses_writes_quickly_loses_n
         timings[key] = time.perf_counter() - crashed
 
     async with AsyncExitStack() as stack:
-        writers = [Writer(await stack.enter_async_context(ypeer(node.url_for(CART), acks=True)), f"n{i + 1}")
+        writers = [LineWriter(await stack.enter_async_context(ypeer(node.url_for(CART), acks=True)), f"n{i + 1}")
                    for i, node in enumerate(nodes)]
         async with anyio.create_task_group() as writing:
             for writer in writers:
                 writing.start_soon(writer.run, stop)
-            with anyio.fail_after(10):
-                while min(writer.acked for writer in writers) < 50:
-                    await anyio.sleep(0.05)
+            await _each_acked(writers, 50)
             crashed = time.perf_counter()
             await anyio.to_thread.run_sync(postgres_server.kill)  # mid-writes
             timings["killed"] = time.perf_counter() - crashed
@@ -251,14 +218,12 @@ async def test_postgresql_crashed_under_two_nodes_refuses_writes_quickly_loses_n
 
     again = anyio.Event()
     async with AsyncExitStack() as stack:
-        fresh = [Writer(await stack.enter_async_context(ypeer(node.url_for(CART), acks=True)), f"n{i + 1}")
+        fresh = [LineWriter(await stack.enter_async_context(ypeer(node.url_for(CART), acks=True)), f"n{i + 1}")
                  for i, node in enumerate(nodes)]
         async with anyio.create_task_group() as writing:
             for writer in fresh:
                 writing.start_soon(writer.run, again)
-            with anyio.fail_after(10):
-                while min(writer.acked for writer in fresh) < 20:
-                    await anyio.sleep(0.05)
+            await _each_acked(fresh, 20)
             again.set()
         for writer in fresh:
             assert writer.ended_at is not None and writer.peer.close_code is None
