@@ -45,7 +45,7 @@ from syncline.engine.order import PAYMENTS, STAGES
 from .client import SyncClient, parse_name
 from .errors import ClientError, LocalStoreError, RelayRejected, RelayUnreachable, RestProblem, SyncTimeout
 from .local_store import LocalStore
-from .orders import MAX_ORDER_PAGE, OrderSummary, all_orders
+from .orders import MAX_ORDER_PAGE, OrderSummary, all_orders, list_orders
 from .replica import Replica
 from .same_device import DocumentLease
 from .settings import ClientSettings
@@ -205,7 +205,7 @@ async def _dispatch(args: argparse.Namespace, settings: ClientSettings, out: Tex
     if command == "status":
         return _status(settings, out)
     if command == "orders":
-        return await _orders(SyncClient(settings), args, out)  # a REST query: no replica, no data directory
+        return await _orders(settings, args, out)  # a REST query: no replica, no data directory
     async with SyncClient(settings) as client:
         if command == "cart":
             return await _cart(client, args, out)
@@ -315,21 +315,21 @@ async def _order(client: SyncClient, args: argparse.Namespace, out: TextIO) -> i
     return await _deliver(replica, args.wait, out)
 
 
-async def _orders(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+async def _orders(settings: ClientSettings, args: argparse.Namespace, out: TextIO) -> int:
     """``orders list``: one line per order, then the next cursor when there is one."""
-    settings = client.settings
     if not settings.urls:
         raise ValueError("orders list needs --url")
+    relay, token = settings.urls[0], settings.token
     query = {"stage": args.stage, "payment": args.payment, "limit": args.limit, "cursor": args.cursor}
     cursor = None
     shown = False
     try:
         if args.all:
-            async for summary in all_orders(settings.urls[0], settings.token, args.tenant, **query):
+            async for summary in all_orders(relay, token, args.tenant, **query):
                 _print_summary(summary, out)
                 shown = True
         else:
-            page = await client.list_orders(args.tenant, **query)
+            page = await list_orders(relay, token, args.tenant, **query)
             for summary in page.orders:
                 _print_summary(summary, out)
                 shown = True

@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http.client import HTTPException
-from typing import Any
+from typing import Any, get_type_hints
 from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
@@ -208,8 +208,8 @@ def _problem(raw: bytes) -> dict[str, object]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-_FIELDS: dict[str, type] = {"id": str, "cart": str, "location": str, "currency": str, "total": int,
-                            "stage": str, "payment": str, "placed_at": int, "lines": int}
+_FIELDS: dict[str, type] = get_type_hints(OrderSummary)
+"""Each summary field's type, as the answer must give it."""
 
 
 def _page(raw: bytes, url: str) -> OrderPage:
