@@ -15,9 +15,10 @@ Layout (schema version 5, tracked in ``PRAGMA user_version``)::
 Two connections: the *writer* (a plain ``sqlite3`` connection) belongs to the single
 writer task, which takes every write (appends, compactions, probes, the adapters'
 records) from one bounded memory object stream, so writes are serialized in arrival
-order and never interleave inside a transaction. Appends waiting in the stream are
-drained into one ``BEGIN IMMEDIATE … COMMIT`` (group commit): many updates share one
-fsync, and the whole transaction runs in one worker-thread call. The *reader*
+order and never interleave inside a transaction. The writes waiting in the stream are
+drained into one ``BEGIN IMMEDIATE … COMMIT`` (group commit), each write other than an
+append in a savepoint of its own, so that one that fails is undone alone: many writes
+share one fsync, and the whole transaction runs in one worker-thread call. The *reader*
 connection (aiosqlite, ``query_only``) serves the reads with single-statement queries,
 each a consistent WAL snapshot of committed data.
 
@@ -33,7 +34,6 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +53,16 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger(__name__)
 
-@dataclass(eq=False)
 class _Transaction(Pending):
-    """Any other write: ``work(connection)`` runs inside one ``BEGIN IMMEDIATE … COMMIT``
+    """Any other write: ``work(connection)`` runs in a savepoint of a group-commit transaction
     on the writer's thread; its return value is the result. A ``ValueError`` it returns
     (not raises) refuses the request after the commit of whatever it did (usually nothing)."""
 
-    work: Callable[[sqlite3.Connection], Any] = field(default=lambda db: None)
+    __slots__ = ("work",)
+
+    def __init__(self, *, work: Callable[[sqlite3.Connection], Any]) -> None:
+        super().__init__()
+        self.work = work
 
 
 class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
@@ -101,6 +104,7 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         if busy_timeout < 0:
             raise ValueError(f"busy_timeout must not be negative, not {busy_timeout}")
         super().__init__(max_batch)
+        self.commits_others_with_appends = True
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
@@ -318,75 +322,63 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
             # aiosqlite raises ValueError when its connection closed underneath the call.
             raise self._unavailable(f"read failed: {exc}") from exc
 
-    def _commit_sync(self, db: sqlite3.Connection, batch: list[Append]) -> int:
-        """One whole group-commit transaction, in the worker thread; returns the first seq."""
+    def _commit_sync(self, db: sqlite3.Connection, batch: list[Pending]) -> tuple[int, list[Any]]:
+        """One whole group-commit transaction, in the worker thread: the appends and, each in a
+        savepoint of its own, the other writes, in arrival order. Returns the first seq and the
+        outcome of each other write (its result, or the error that rolled back its savepoint)."""
         db.execute("BEGIN IMMEDIATE")
         try:
             if self._next_seq is None:  # this task is the file's only writer: read it once
                 self._next_seq = _last_seq(db) + 1
-            first = self._next_seq
+            first = seq = self._next_seq
             now = time.time()
-            db.executemany(
-                "INSERT INTO updates (seq, doc, blob) VALUES (?, ?, ?)",
-                [(first + i, r.doc, r.update) for i, r in enumerate(batch)],
-            )
-            db.executemany(
-                "INSERT INTO changes (seq, doc, tenant, at, action) VALUES (?, ?, ?, ?, ?)",
-                [(first + i, r.doc, r.doc.split("/", 1)[0], now, r.action) for i, r in enumerate(batch)],
-            )
-            responses = [receipt_row(r.receipt) for r in batch if r.receipt is not None]
-            if responses:
-                db.executemany(litesql.INSERT_RESPONSE, responses)
+            outcomes: list[Any] = []
+            run: list[Append] = []
+            for request in batch:
+                if isinstance(request, Append):
+                    run.append(request)
+                    continue
+                seq += _insert_appends(db, seq, run, now)
+                run = []
+                outcomes.append(_in_savepoint(db, request.work))  # type: ignore[attr-defined]
+            _insert_appends(db, seq, run, now)
             db.execute("COMMIT")
         except BaseException:
             self._rollback_sync(db)
             raise
-        return first
+        return first, outcomes
 
-    async def _commit_appends(self, batch: list[Append]) -> None:
+    async def _commit_appends(self, batch: list[Pending]) -> None:  # type: ignore[override]
         if self._broken is not None:
             for request in batch:
                 request.fail(self._unavailable("writer connection is broken"), self._broken)
             return
         db = self._writer
         assert db is not None
+        appends = [request for request in batch if isinstance(request, Append)]
         started = time.perf_counter()
         try:
-            first = await anyio.to_thread.run_sync(self._commit_sync, db, batch)
+            first, outcomes = await anyio.to_thread.run_sync(self._commit_sync, db, batch)
         except (sqlite3.Error, ValueError) as exc:
             self._next_seq = None
-            self._commit_failed(batch, exc)
+            if appends:
+                self._commit_failed(appends, exc)
+            for request in batch:
+                if not isinstance(request, Append):
+                    request.fail(self._unavailable(f"write failed: {exc}"), exc)
             return
         elapsed = time.perf_counter() - started
-        self._next_seq = first + len(batch)
-        self._committed(batch, range(first, first + len(batch)), elapsed)
-
-    def _transaction_sync(self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(db)
-            db.execute("COMMIT")
-        except BaseException:
-            self._rollback_sync(db)
-            raise
-        return result
-
-    async def _run_other(self, request: Pending) -> None:
-        assert isinstance(request, _Transaction)
-        if self._broken is not None:
-            request.fail(self._unavailable("writer connection is broken"), self._broken)
-            return
-        db = self._writer
-        assert db is not None
-        try:
-            result = await anyio.to_thread.run_sync(self._transaction_sync, db, request.work)
-        except (sqlite3.Error, ValueError) as exc:
-            request.fail(self._unavailable(f"write failed: {exc}"), exc)
-            return
-        if isinstance(result, ValueError):
-            request.fail(result)
-        else:
-            request.resolve(result)
+        self._next_seq = first + len(appends)
+        others = (request for request in batch if not isinstance(request, Append))
+        for request, outcome in zip(others, outcomes, strict=True):
+            if isinstance(outcome, _RolledBack):
+                request.fail(self._unavailable(f"write failed: {outcome.error}"), outcome.error)
+            elif isinstance(outcome, ValueError):
+                request.fail(outcome)
+            else:
+                request.resolve(outcome)
+        if appends:
+            self._committed(appends, range(first, first + len(appends)), elapsed)
 
     def _rollback_sync(self, db: sqlite3.Connection) -> None:
         """Roll back an open transaction; if that fails, the writer connection is unusable."""
@@ -396,6 +388,46 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         except sqlite3.Error as exc:
             logger.error("rollback on %s failed; refusing further writes: %s", self.path, exc)
             self._broken = exc
+
+
+class _RolledBack:
+    """A write whose savepoint was rolled back: the error it raised."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _in_savepoint(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    """Run ``work`` in a savepoint: its result, or a :class:`_RolledBack` with what it raised
+    (a database error, or a ValueError), everything it did undone and the batch going on."""
+    db.execute("SAVEPOINT other_write")
+    try:
+        result = work(db)
+    except (sqlite3.Error, ValueError) as exc:
+        db.execute("ROLLBACK TO other_write")  # if this fails too, the whole batch rolls back
+        db.execute("RELEASE other_write")
+        return _RolledBack(exc)
+    db.execute("RELEASE other_write")
+    return result
+
+
+def _insert_appends(db: sqlite3.Connection, first: int, run: list[Append], now: float) -> int:
+    """Insert ``run``'s rows as seqs ``first``, ``first + 1``, ...; return how many."""
+    if run:
+        db.executemany(
+            "INSERT INTO updates (seq, doc, blob) VALUES (?, ?, ?)",
+            [(first + i, r.doc, r.update) for i, r in enumerate(run)],
+        )
+        db.executemany(
+            "INSERT INTO changes (seq, doc, tenant, at, action) VALUES (?, ?, ?, ?, ?)",
+            [(first + i, r.doc, r.doc.split("/", 1)[0], now, r.action) for i, r in enumerate(run)],
+        )
+        responses = [receipt_row(r.receipt) for r in run if r.receipt is not None]
+        if responses:
+            db.executemany(litesql.INSERT_RESPONSE, responses)
+    return len(run)
 
 
 def _last_seq(db: sqlite3.Connection) -> int:

@@ -5,7 +5,10 @@ resources, how to commit a batch of :class:`Append` requests in one transaction,
 (optionally) how to run its other queued writes. The base class owns the lifecycle
 (``async with store:`` opens once; leaving commits what is queued, even when the owner
 is cancelled) and the batching: appends waiting in the queue behind the first are
-committed with it, up to ``max_batch``, in arrival order.
+committed with it, up to ``max_batch``, in arrival order. A store whose
+``commits_others_with_appends`` is true takes its other writes into the same batches
+(each is then its own savepoint inside the batch's transaction), so that a burst of them
+(a new client ID bound per connection, say) costs one commit, not one each.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -26,18 +28,20 @@ from .base import Receipt, StoreUnavailable
 logger = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
 class Pending:
     """One write waiting for the writer task; the caller waits on ``done``.
 
-    A bare asyncio future, not an anyio.Event: this is the per-update hot path, and
-    both stores' drivers tie them to asyncio anyway.
+    A bare asyncio future, not an anyio.Event, and a slotted class, not a dataclass: this
+    is the per-update hot path, and both stores' drivers tie them to asyncio anyway.
     """
 
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future(), init=False)
-    result: Any = field(default=None, init=False)
-    error: Exception | None = field(default=None, init=False)
-    cause: BaseException | None = field(default=None, init=False)
+    __slots__ = ("cause", "done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.result: Any = None
+        self.error: Exception | None = None
+        self.cause: BaseException | None = None
 
     def resolve(self, result: Any = None) -> None:
         self.result = result
@@ -58,18 +62,25 @@ class Pending:
         return self.result
 
 
-@dataclass(eq=False)
 class Append(Pending):
-    doc: str = ""
-    update: bytes = b""
-    action: str | None = None
-    receipt: Receipt | None = None
+    """Append ``update`` to ``doc``'s log, with its change row's ``action`` and its ``receipt``."""
+
+    __slots__ = ("action", "doc", "receipt", "update")
+
+    def __init__(self, *, doc: str, update: bytes, action: str | None = None, receipt: Receipt | None = None) -> None:
+        super().__init__()
+        self.doc = doc
+        self.update = update
+        self.action = action
+        self.receipt = receipt
 
 
 class GroupCommitStore:
     """The lifecycle and the writer loop; subclasses implement the four hooks below."""
 
     max_batch: int
+    commits_others_with_appends = False
+    """True: :meth:`_commit_appends` also receives the other writes queued among the appends."""
 
     def __init__(self, max_batch: int) -> None:
         if max_batch < 1:
@@ -97,7 +108,8 @@ class GroupCommitStore:
         raise NotImplementedError
 
     async def _commit_appends(self, batch: list[Append]) -> None:
-        """Commit ``batch`` in one transaction and resolve (or fail) every request of it."""
+        """Commit ``batch`` in one transaction and resolve (or fail) every request of it (in
+        arrival order; other writes among them if ``commits_others_with_appends``)."""
         raise NotImplementedError
 
     async def _run_other(self, request: Pending) -> None:
@@ -227,20 +239,21 @@ class GroupCommitStore:
                     leftover.fail(self._unavailable("writer stopped"))
 
     async def _serve(self, request: Pending, receive: MemoryObjectReceiveStream[Pending]) -> None:
-        """Run ``request``, batching it with the appends queued right behind it."""
+        """Run ``request``, batching it with the writes queued right behind it."""
+        joins = self.commits_others_with_appends
         pending: Pending | None = request
         while pending is not None:
-            if not isinstance(pending, Append):
+            if not joins and not isinstance(pending, Append):
                 await self._run_other(pending)
                 return
-            batch: list[Append] = [pending]
+            batch: list[Any] = [pending]
             pending = None
             while len(batch) < self.max_batch:
                 try:
                     queued = receive.receive_nowait()
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
-                if isinstance(queued, Append):
+                if joins or isinstance(queued, Append):
                     batch.append(queued)
                 else:
                     pending = queued  # keep arrival order: it runs after this batch

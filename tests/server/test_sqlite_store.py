@@ -6,6 +6,7 @@ Behaviour every store shares is in ``test_store_conformance.py``.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -184,6 +185,58 @@ async def test_a_failed_commit_fails_its_whole_batch_and_stores_none_of_it(tmp_p
         seq = await store.append("t/cart/1", b"after")
         assert seq > outcomes[b"first"]
         await store.check()
+
+
+async def test_other_writes_queued_among_appends_share_their_commit_and_fail_alone(tmp_path: Path) -> None:
+    """Client bindings queued among appends commit in the appends' transaction (one COMMIT for
+    the burst); one refused by the database is undone alone, and every other write of that
+    transaction stands."""
+    path = tmp_path / "s.db"
+    outcomes: dict[str, object] = {}
+
+    async def run(name: str, write: Callable[[], Awaitable[object]]) -> None:
+        try:
+            outcomes[name] = await write()
+        except StoreUnavailable as exc:
+            outcomes[name] = exc
+
+    async with SQLiteStore(path) as store:
+        statements: list[str] = []
+        assert store._writer is not None
+        store._writer.set_trace_callback(statements.append)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute(
+                "CREATE TRIGGER reject_poison BEFORE INSERT ON client_owners WHEN NEW.owner = 'poison'"
+                " BEGIN SELECT RAISE(ABORT, 'poisoned owner'); END"
+            )
+            blocker.execute("BEGIN IMMEDIATE")  # the writer's BEGIN IMMEDIATE now waits
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run, "first", lambda: store.append("t/cart/1", b"first"))
+                    await anyio.wait_all_tasks_blocked()  # the writer holds "first", waiting for the lock
+                    tg.start_soon(run, "bind-a", lambda: store.bind_clients("t/cart/1", "alice", claim=[1, 2], check=[]))
+                    tg.start_soon(run, "good-1", lambda: store.append("t/cart/1", b"good-1"))
+                    tg.start_soon(run, "poison", lambda: store.bind_clients("t/cart/1", "poison", claim=[3], check=[]))
+                    tg.start_soon(run, "good-2", lambda: store.append("t/cart/2", b"good-2"))
+                    tg.start_soon(run, "bind-b", lambda: store.bind_clients("t/cart/2", "bob", claim=[4], check=[1]))
+                    await anyio.wait_all_tasks_blocked()  # these five are queued behind it
+                    statements.clear()
+                    blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["COMMIT", "BEGIN IMMEDIATE", "COMMIT"]
+        assert outcomes["bind-a"] == {1: "alice", 2: "alice"}
+        assert outcomes["bind-b"] == {4: "bob"}  # client 1 is bound in t/cart/1, not in t/cart/2
+        poisoned = outcomes["poison"]
+        assert isinstance(poisoned, StoreUnavailable)
+        assert isinstance(poisoned.__cause__, sqlite3.IntegrityError)
+        first, good_1, good_2 = outcomes["first"], outcomes["good-1"], outcomes["good-2"]
+        assert isinstance(first, int) and good_1 == first + 1 and good_2 == first + 2
+        assert store.commits == 2
+        assert await store.load("t/cart/1") == StoredDoc(updates=[(first, b"first"), (good_1, b"good-1")])
+        assert await store.load("t/cart/2") == StoredDoc(updates=[(good_2, b"good-2")])
+        assert await store.bind_clients("t/cart/1", "carol", claim=[], check=[1, 2, 3]) == {1: "alice", 2: "alice"}
 
 
 async def test_a_locked_database_makes_appends_and_check_unavailable(tmp_path: Path) -> None:
