@@ -56,7 +56,7 @@ from .room import EMPTY_UPDATE, Room
 from .settings import Settings
 from .store import StoreUnavailable
 from .throttle import ByteThrottle
-from .tally import send_tally
+from .tally import message_tally
 
 log = logging.getLogger("syncline.connection")
 
@@ -97,7 +97,8 @@ class Connection:
         extensions = websocket.scope.get("extensions") or {}
         self._writer: FrameWriter | None = extensions.get(EXTENSION)
         """The socket's transport, for frames written whole (None: send through ASGI)."""
-        self._tally = send_tally(metrics)
+        self._tally = message_tally(metrics, "out")
+        self._received = message_tally(metrics, "in")
         self._queued_bytes = 0
         """Bytes of ``_frames`` and of the frame the sender is handing to the WebSocket layer."""
         self._answer: bytes | None = None
@@ -273,8 +274,7 @@ class Connection:
             self._scope.cancel()  # the client went away while we were sending
 
     async def _receiver(self) -> None:
-        messages = self._metrics.messages.labels("in")
-        received_bytes = self._metrics.bytes.labels("in")
+        received = self._received
         while True:
             event = await self._ws.receive()
             if event["type"] == "websocket.disconnect":
@@ -283,15 +283,16 @@ class Connection:
             if frame is None:
                 self.abort(closecodes.INVALID_MESSAGE, "text_frame")
                 return
-            messages.inc()
-            received_bytes.inc(len(frame))
+            received.add(1, len(frame))
             if len(frame) > self._settings.max_message_bytes:
                 self.abort(closecodes.TOO_LARGE, "too_large")
                 return
             if not self._limiter.take():
                 self.abort(closecodes.RATE_LIMITED, "rate_limited")
                 return
-            await self._throttle.admit(len(frame))  # over the byte rate: stop reading this socket a while
+            wait = self._throttle.delay(len(frame))
+            if wait > 0:
+                await self._throttle.pause(wait)  # over the byte rate: stop reading this socket a while
             try:
                 message = protocol.decode(frame)
                 await self._handle(message)

@@ -1,8 +1,9 @@
-"""Sent messages and bytes, counted in plain integers and added to Prometheus once per loop turn.
+"""Messages and bytes, counted in plain integers and added to Prometheus once per loop turn.
 
-A broadcast to N peers would otherwise take two locked counter increments per peer. Counts
-added during one turn of the event loop reach ``syncline_messages{direction="out"}`` and
-``syncline_bytes{direction="out"}`` together, at the start of the next turn.
+A broadcast to N peers would otherwise take two locked counter increments per peer, and
+every received message two more. Counts added during one turn of the event loop reach
+``syncline_messages{direction=...}`` and ``syncline_bytes{direction=...}`` together, at
+the start of the next turn.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from weakref import WeakKeyDictionary
 from .metrics import Metrics
 
 
-class SendTally:
-    """Messages and payload bytes sent, pending their addition to the relay's counters."""
+class MessageTally:
+    """Messages and payload bytes of one direction, pending their addition to the relay's counters."""
 
     __slots__ = ("_bytes", "_count", "_messages", "_scheduled", "_size")
 
-    def __init__(self, metrics: Metrics) -> None:
-        self._messages = metrics.messages.labels("out")
-        self._bytes = metrics.bytes.labels("out")
+    def __init__(self, metrics: Metrics, direction: str) -> None:
+        self._messages = metrics.messages.labels(direction)
+        self._bytes = metrics.bytes.labels(direction)
         self._count = 0
         self._size = 0
         self._scheduled = False
@@ -42,12 +43,15 @@ class SendTally:
             self._count = self._size = 0
 
 
-_tallies: WeakKeyDictionary[Metrics, SendTally] = WeakKeyDictionary()
+_tallies: WeakKeyDictionary[Metrics, dict[str, MessageTally]] = WeakKeyDictionary()
 
 
-def send_tally(metrics: Metrics) -> SendTally:
-    """The one tally of ``metrics`` (every connection of a relay shares it)."""
-    tally = _tallies.get(metrics)
+def message_tally(metrics: Metrics, direction: str) -> MessageTally:
+    """The one tally of ``metrics`` for ``direction`` ("in" or "out"; every connection of a relay shares it)."""
+    tallies = _tallies.get(metrics)
+    if tallies is None:
+        tallies = _tallies[metrics] = {}
+    tally = tallies.get(direction)
     if tally is None:
-        tally = _tallies[metrics] = SendTally(metrics)
+        tally = tallies[direction] = MessageTally(metrics, direction)
     return tally

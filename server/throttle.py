@@ -52,7 +52,11 @@ class ByteThrottle:
         """Wait until ``size`` more bytes may be handled; return the seconds waited."""
         wait = self.delay(size)
         if wait > 0:
-            if self._waited is not None:
-                self._waited(wait)
-            await anyio.sleep(wait)
+            await self.pause(wait)
         return wait
+
+    async def pause(self, seconds: float) -> None:
+        """Wait the ``seconds`` that :meth:`delay` asked for (and report them)."""
+        if self._waited is not None:
+            self._waited(seconds)
+        await anyio.sleep(seconds)
