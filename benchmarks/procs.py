@@ -175,4 +175,10 @@ def store_counters(before: dict[str, float], after: dict[str, float]) -> dict[st
         # commits slower than these bounds (histogram buckets): stalls every write waits behind
         "commits_over_50ms": int(commits - delta('syncline_commit_seconds_bucket{le="0.05"}')),
         "commits_over_100ms": int(commits - delta('syncline_commit_seconds_bucket{le="0.1"}')),
+        # the garbage collector's pauses, in which the relay's event loop serves no one
+        "gc_full_collections": int(delta('syncline_gc_pause_seconds_count{generation="2"}')),
+        "gc_full_ms": round(1000 * delta('syncline_gc_pause_seconds_sum{generation="2"}'), 2),
+        "gc_pauses_over_10ms": int(sum(
+            delta(f'syncline_gc_pause_seconds_count{{generation="{g}"}}')
+            - delta(f'syncline_gc_pause_seconds_bucket{{generation="{g}",le="0.01"}}') for g in range(3))),
     }

@@ -7,7 +7,7 @@ tenants with the most connections (then rooms, then name) get a series each; the
 summed under ``tenant="_other"`` (an underscore cannot start a tenant name, so it is never one).
 
 Each registry also holds the process, platform (Python version) and garbage-collector
-collectors, and no counter has a ``_created`` series (:func:`disable_created_metrics`).
+collectors (prometheus-client's counts, and the collector's pauses of :mod:`.gcpauses`), and no counter has a ``_created`` series (:func:`disable_created_metrics`).
 HTTP requests are labelled by route template (``/v1/tenants/{tenant}/carts/{cart_id}``),
 never the raw path, so ids cannot multiply the series.
 """
@@ -30,6 +30,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+
+from .gcpauses import GCPauseCollector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "OTHER_TENANTS"]
 
@@ -122,6 +124,7 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
+        GCPauseCollector(registry=r)
         self.http_requests = Counter(
             "syncline_http_requests", "HTTP requests answered, by route template, method and status.",
             ["route", "method", "status"], registry=r,

@@ -28,6 +28,7 @@ from syncline.engine.tokens import issue_token
 from .auth import create_data_dir, load_or_create_secret
 from .deadlines import guarded_http_protocol
 from .errors import DataDirError, DataDirInUse, ListenError
+from .gcpauses import freeze_startup_heap
 from .lockfile import LockFile, acquire, holder_pid
 from .logs import configure_logging
 from .relay import STORE_FILE, Relay
@@ -101,6 +102,7 @@ class _RelayServer(uvicorn.Server):
                 raise self._startup.error from None
             raise
         if not self.should_exit:
+            freeze_startup_heap()  # a full collection then walks only what peers brought
             self._banner()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:

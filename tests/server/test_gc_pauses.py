@@ -1,0 +1,73 @@
+"""The garbage collector's pauses in /metrics, and the relay's startup heap frozen out of its reach."""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from prometheus_client import generate_latest
+
+from harness.relay_process import RelayProcess
+from syncline.server.gcpauses import BUCKETS
+from syncline.server.metrics import Metrics
+
+_SAMPLE = re.compile(r'^(syncline_gc_\w+?)(?:\{(.*)\})? (\S+)$', re.MULTILINE)
+
+
+def gc_samples(text: str) -> dict[tuple[str, str], float]:
+    """``{(name, labels): value}`` of the ``syncline_gc_*`` samples of a text exposition."""
+    return {(name, labels or ""): float(value) for name, labels, value in _SAMPLE.findall(text)}
+
+
+def pauses(metrics: Metrics, generation: int) -> tuple[float, float, list[float]]:
+    """(count, sum, cumulative bucket counts) of one generation's pause histogram."""
+    samples = gc_samples(generate_latest(metrics.registry).decode())
+    label = f'generation="{generation}"'
+    buckets = [samples[("syncline_gc_pause_seconds_bucket", f'{label},le="{bound}"')]
+               for bound in [*map(repr, BUCKETS), "+Inf"]]
+    return (samples[("syncline_gc_pause_seconds_count", label)],
+            samples[("syncline_gc_pause_seconds_sum", label)], buckets)
+
+
+@pytest.fixture
+def no_automatic_collections() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@pytest.mark.usefixtures("no_automatic_collections")
+def test_each_collection_is_counted_once_in_its_generation_whatever_the_number_of_registries() -> None:
+    first, second = Metrics(), Metrics()
+    before = {generation: pauses(first, generation) for generation in (0, 1, 2)}
+
+    gc.collect(0)
+    gc.collect(2)
+    gc.collect(2)
+
+    for metrics in (first, second):
+        counts = {generation: pauses(metrics, generation)[0] - before[generation][0] for generation in (0, 1, 2)}
+        assert counts == {0: 1, 1: 0, 2: 2}
+    count, total, buckets = pauses(second, 2)
+    assert total > before[2][1]
+    assert buckets[-1] == count  # +Inf holds every pause
+    assert buckets == sorted(buckets)  # cumulative
+    assert pauses(first, 2) == pauses(second, 2)
+
+
+def test_the_relay_freezes_its_startup_heap_after_one_full_collection(
+    relay_factory: Callable[..., RelayProcess],
+) -> None:
+    relay = relay_factory()
+    samples = gc_samples(httpx.get(f"{relay.http_url}/metrics", timeout=5).text)
+    # The relay's modules, application and store: tens of thousands of objects.
+    assert samples[("syncline_gc_frozen_objects", "")] > 10_000
+    assert samples[("syncline_gc_pause_seconds_count", 'generation="2"')] >= 1
+    assert samples[("syncline_gc_pause_seconds_sum", 'generation="2"')] > 0
