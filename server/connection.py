@@ -27,6 +27,11 @@ sync step 1 so that the peer's step 2 brings what is missing; held writes are re
 whenever the room integrates something new, from any peer or node. Acknowledgements
 count a prefix, so a held write holds back the acknowledgement of every write after it
 until it lands.
+
+When the peer leaves, the sender and the retrier return at their next wake-up rather than
+being cancelled (a cancelled task's exception keeps its frames, and this connection, in a
+reference cycle), and the token's expiry is a loop timer, not a sleeping task: the connection
+and its queues are freed by reference counting as soon as the peer has gone.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import time
 from collections import deque
 
 import anyio
+from anyio.abc import TaskGroup
 from pycrdt import Doc
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -127,6 +133,10 @@ class Connection:
         # checks the task's cancel scopes on every acquire; cancellation reaches a waiter all the same.
         self._write_lock = asyncio.Lock()
         self._room_advanced = asyncio.Event()
+        self._finished = False
+        """The receive loop has ended: the sender and the retrier return at their next wake-up."""
+        self._waiting_writable = False
+        """The sender waits for the socket (or the ASGI server) to take more."""
 
     # -- Peer ------------------------------------------------------------------------
 
@@ -202,10 +212,13 @@ class Connection:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._sender)
                     tg.start_soon(self._retrier)
-                    if self._grant.expires_at is not None:
-                        tg.start_soon(self._expire, self._grant.expires_at)
-                    await self._receiver()
-                    tg.cancel_scope.cancel()
+                    expiry = self._expiry()
+                    try:
+                        await self._receiver()
+                    finally:
+                        if expiry is not None:
+                            expiry.cancel()
+                    self._finish_helpers(tg)
         finally:
             self._room.leave(self)
             if self.close_code is not None and self._ws.application_state == WebSocketState.CONNECTED:
@@ -215,10 +228,24 @@ class Connection:
                     except (WebSocketDisconnect, OSError, RuntimeError):
                         pass  # the client is already gone; nothing left to tell it
 
-    async def _expire(self, expires_at: int) -> None:
+    def _expiry(self) -> asyncio.TimerHandle | None:
         """Close the peer with 4419 when its token's ``exp`` passes during the session."""
-        await anyio.sleep(max(0.0, expires_at - time.time()))
-        self.abort(closecodes.TOKEN_EXPIRED, "token_expired")
+        expires_at = self._grant.expires_at
+        if expires_at is None:
+            return None
+        loop = asyncio.get_running_loop()
+        return loop.call_later(max(0.0, expires_at - time.time()), self.abort, closecodes.TOKEN_EXPIRED, "token_expired")
+
+    def _finish_helpers(self, tg: TaskGroup) -> None:
+        """Let the sender and the retrier return instead of cancelling them: a cancelled task
+        keeps its CancelledError, whose traceback holds the task's frames, in a reference
+        cycle, and this connection (its queues and buffers with it) would then wait for the
+        cyclic garbage collector to be freed. A sender stuck on a full socket is cancelled."""
+        self._finished = True
+        self._wakeup.set()
+        self._room_advanced.set()
+        if self._waiting_writable:
+            tg.cancel_scope.cancel()
 
     async def _sender(self) -> None:
         if self._writer is not None:
@@ -231,6 +258,8 @@ class Connection:
         frames = self._frames
         while True:
             await self._wakeup.wait()
+            if self._finished:
+                return
             self._wakeup.clear()
             count = size = 0
             while frames:
@@ -238,7 +267,11 @@ class Connection:
                     if count:
                         self._tally.add(count, size)
                         count = size = 0
-                    await writer.wait_writable()
+                    self._waiting_writable = True
+                    try:
+                        await writer.wait_writable()
+                    finally:
+                        self._waiting_writable = False
                     if writer.gone:
                         self._scope.cancel()  # the client went away with frames still queued
                         return
@@ -259,11 +292,17 @@ class Connection:
         try:
             while True:
                 await self._wakeup.wait()
+                if self._finished:
+                    return
                 self._wakeup.clear()
                 count = size = 0
                 while frames:  # frames queued while we await a send go out in the same wake-up
                     frame = frames.popleft()
-                    await self._ws.send_bytes(frame)
+                    self._waiting_writable = True
+                    try:
+                        await self._ws.send_bytes(frame)
+                    finally:
+                        self._waiting_writable = False
                     self._queued_bytes -= len(frame)
                     if frame is self._answer:
                         self._answered()
@@ -389,6 +428,8 @@ class Connection:
         """Retry the held writes each time the room integrates something another peer sent."""
         while True:
             await self._room_advanced.wait()
+            if self._finished:
+                return
             if not self._held:
                 self._room_advanced.clear()
                 continue
