@@ -175,6 +175,12 @@ def store_counters(before: dict[str, float], after: dict[str, float]) -> dict[st
         # commits slower than these bounds (histogram buckets): stalls every write waits behind
         "commits_over_50ms": int(commits - delta('syncline_commit_seconds_bucket{le="0.05"}')),
         "commits_over_100ms": int(commits - delta('syncline_commit_seconds_bucket{le="0.1"}')),
+        # how late the relay's event loop woke its 50 ms timer: stalls every peer waits through
+        "loop_lag_samples": int(delta("syncline_event_loop_lag_seconds_count")),
+        "loop_late_over_10ms": int(delta("syncline_event_loop_lag_seconds_count")
+                                   - delta('syncline_event_loop_lag_seconds_bucket{le="0.01"}')),
+        "loop_late_over_25ms": int(delta("syncline_event_loop_lag_seconds_count")
+                                   - delta('syncline_event_loop_lag_seconds_bucket{le="0.025"}')),
         # the garbage collector's pauses, in which the relay's event loop serves no one
         "gc_full_collections": int(delta('syncline_gc_pause_seconds_count{generation="2"}')),
         "gc_full_ms": round(1000 * delta('syncline_gc_pause_seconds_sum{generation="2"}'), 2),

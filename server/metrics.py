@@ -32,6 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from .gcpauses import GCPauseCollector
+from .looplag import BUCKETS as LAG_BUCKETS
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "OTHER_TENANTS"]
 
@@ -84,6 +85,12 @@ class Metrics:
             "syncline_updates_committed", "Updates durably committed to the store.", registry=r
         )
         self.commits = Counter("syncline_commits", "Store transactions committed (group commits).", registry=r)
+        self.event_loop_lag = Histogram(
+            "syncline_event_loop_lag_seconds",
+            "How much later than due the event loop woke a timer (sampled every 50 ms): what a busy "
+            "or stalled loop makes every peer wait.",
+            buckets=LAG_BUCKETS, registry=r,
+        )
         self.commit_seconds = Histogram(
             "syncline_commit_seconds",
             "Time to commit one group of updates.",

@@ -1,7 +1,8 @@
 """The running relay: what its connections share, its hooks, and the lifespan that runs it.
 
 :func:`open_relay` opens the store, starts the fan-out, the room evictor, the hourly
-pruning and the cart lifetimes' task (:mod:`.lifetimes`) in one task group, and yields
+pruning, the cart lifetimes' task (:mod:`.lifetimes`) and the event loop's lag watch
+(:mod:`.looplag`) in one task group, and yields
 the :class:`Relay`; leaving it tells every peer the
 relay is going away (close code 1001), compacts and closes the rooms, stops the tasks and
 flushes the store. Whatever runs beside the relay (the REST change feed, say) plugs in
@@ -39,6 +40,7 @@ from .connection import Connection
 from .fanout import Fanout, LocalFanout, create_fanout, describe_fanout
 from .lifetimes import Lifetimes
 from .live import DocFilter, TenantActivity, tenant_activity, tenant_counts
+from .looplag import watch_loop_lag
 from .metrics import Metrics
 from .room import ChangeListener
 from .rooms import RoomManager
@@ -183,6 +185,7 @@ async def open_relay(
         await tg.start(relay.rooms.run_evictions)
         await tg.start(_prune_periodically, store, settings, clock)
         await tg.start(relay.lifetimes.run)
+        await tg.start(watch_loop_lag, metrics.event_loop_lag)
         try:
             yield relay
         finally:

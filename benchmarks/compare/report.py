@@ -77,7 +77,10 @@ def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
                    + (f", {st['commits_over_50ms']} commits over 50 ms ({st['commits_over_100ms']} over 100 ms)"
                       if "commits_over_50ms" in st else "")
                    + (f"; {st['gc_full_collections']} full garbage collections ({fmt(st['gc_full_ms'])} ms in all), "
-                      f"{st['gc_pauses_over_10ms']} collections over 10 ms" if "gc_full_collections" in st else ""))
+                      f"{st['gc_pauses_over_10ms']} collections over 10 ms" if "gc_full_collections" in st else "")
+                   + (f"; its event loop woke a 50 ms timer late by over 10 ms in {st['loop_late_over_10ms']} of "
+                      f"{st['loop_lag_samples']:,} wake-ups (over 25 ms in {st['loop_late_over_25ms']})"
+                      if "loop_lag_samples" in st else ""))
     if len(next(iter(f["all_runs"].values()), [])) > 1:
         out.append("\nEvery run (interleaved; the headline is each server's least disturbed run):\n")
         out.append(fanout_table([(f"{LABELS[k]} #{i + 1}", r) for k, rs in f["all_runs"].items() for i, r in enumerate(rs)]))

@@ -121,6 +121,11 @@ class InProcessRelay:
         self.stop()
         return self.start(**settings)
 
+    def call_in_loop(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Call ``func(*args)`` in the relay's event loop thread (a blocking call blocks the relay)."""
+        assert self._portal is not None, "the relay is not running"
+        return self._portal.call(func, *args)
+
     @property
     def running(self) -> bool:
         return self._running is not None and self._portal is not None and self.app is not None

@@ -1,9 +1,11 @@
 """/metrics of a relay served by uvicorn on a loopback port: HTTP requests by route template,
-cart merges and checkouts, room loads, the process and Python collectors, no ``_created`` series."""
+cart merges and checkouts, room loads, the event loop's lag, the process and Python
+collectors, no ``_created`` series."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +121,28 @@ def test_process_and_python_collectors_are_there_and_no_created_series(relay: In
         "syncline_http_request_duration_seconds", "syncline_room_load_seconds", "syncline_cart_merges_total",
         "syncline_cart_merge_failures_total",
         "syncline_checkouts_total", "syncline_checkout_failures_total", "syncline_commit_seconds",
+        "syncline_event_loop_lag_seconds", "syncline_gc_pause_seconds", "syncline_gc_frozen_objects",
     } <= families
     assert "_created" not in text
     assert _samples(text)[_at("process_resident_memory_bytes")] > 10_000_000
+
+
+def test_a_stalled_event_loop_shows_in_the_loop_lag_histogram(relay: InProcessRelay) -> None:
+    def lags() -> tuple[float, float]:
+        """(samples, samples late by more than 0.25 s)"""
+        samples = _samples(httpx.get(f"{relay.http_url}/metrics").text)
+        count = samples[_at("syncline_event_loop_lag_seconds_count")]
+        return count, count - samples[_at("syncline_event_loop_lag_seconds_bucket", le="0.25")]
+
+    time.sleep(0.3)  # the watch samples every 50 ms
+    sampled, late = lags()
+    assert sampled >= 2
+    assert late == 0  # an idle relay runs its timers on time
+
+    relay.call_in_loop(time.sleep, 0.4)  # nothing else runs in the relay's loop meanwhile
+
+    deadline = time.monotonic() + 5
+    while lags()[1] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # 0.4 s late, less what the timer had left to wait (at most 50 ms): one sample, once
+    assert lags()[1] == 1
