@@ -5,8 +5,9 @@ Behaviour every store shares is in ``test_store_conformance.py``.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -144,6 +145,20 @@ async def test_max_batch_bounds_each_transaction(tmp_path: Path) -> None:
     assert max(sizes) > 1
 
 
+@contextlib.contextmanager
+def writer_lock_held(path: Path, poison: str) -> Iterator[sqlite3.Connection]:
+    """A second connection that adds a trigger refusing the inserts ``poison`` names
+    (``BEFORE INSERT ON table WHEN ...``) and holds the write lock: the store's writer waits
+    with its first request while the next ones queue up as one batch, until ``ROLLBACK``."""
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute(f"CREATE TRIGGER reject_poison {poison} BEGIN SELECT RAISE(ABORT, 'poisoned'); END")
+        blocker.execute("BEGIN IMMEDIATE")  # the writer's BEGIN IMMEDIATE now waits
+        yield blocker
+    finally:
+        blocker.close()
+
+
 async def test_a_failed_commit_fails_its_whole_batch_and_stores_none_of_it(tmp_path: Path) -> None:
     """Hold the write lock from outside so the next appends queue up as one batch, one of them
     rejected by a trigger: every waiter of that batch gets StoreUnavailable and no row lands."""
@@ -157,23 +172,15 @@ async def test_a_failed_commit_fails_its_whole_batch_and_stores_none_of_it(tmp_p
             outcomes[update] = exc
 
     async with SQLiteStore(path) as store:
-        blocker = sqlite3.connect(path, isolation_level=None)
-        try:
-            blocker.execute(
-                "CREATE TRIGGER reject_poison BEFORE INSERT ON updates WHEN NEW.blob = X'DEAD'"
-                " BEGIN SELECT RAISE(ABORT, 'poisoned update'); END"
-            )
-            blocker.execute("BEGIN IMMEDIATE")  # the writer's BEGIN IMMEDIATE now waits
-            with anyio.fail_after(10):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(append, store, b"first")
-                    await anyio.wait_all_tasks_blocked()  # the writer holds "first", waiting for the lock
-                    for update in (b"good-1", b"good-2", b"\xde\xad", b"good-3"):
-                        tg.start_soon(append, store, update)
-                    await anyio.wait_all_tasks_blocked()  # these four are queued behind it
-                    blocker.execute("ROLLBACK")
-        finally:
-            blocker.close()
+        poison = "BEFORE INSERT ON updates WHEN NEW.blob = X'DEAD'"
+        with writer_lock_held(path, poison) as blocker, anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(append, store, b"first")
+                await anyio.wait_all_tasks_blocked()  # the writer holds "first", waiting for the lock
+                for update in (b"good-1", b"good-2", b"\xde\xad", b"good-3"):
+                    tg.start_soon(append, store, update)
+                await anyio.wait_all_tasks_blocked()  # these four are queued behind it
+                blocker.execute("ROLLBACK")
         assert isinstance(outcomes[b"first"], int)
         for update in (b"good-1", b"good-2", b"\xde\xad", b"good-3"):
             error = outcomes[update]
@@ -204,27 +211,19 @@ async def test_other_writes_queued_among_appends_share_their_commit_and_fail_alo
         statements: list[str] = []
         assert store._writer is not None
         store._writer.set_trace_callback(statements.append)
-        blocker = sqlite3.connect(path, isolation_level=None)
-        try:
-            blocker.execute(
-                "CREATE TRIGGER reject_poison BEFORE INSERT ON client_owners WHEN NEW.owner = 'poison'"
-                " BEGIN SELECT RAISE(ABORT, 'poisoned owner'); END"
-            )
-            blocker.execute("BEGIN IMMEDIATE")  # the writer's BEGIN IMMEDIATE now waits
-            with anyio.fail_after(10):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(run, "first", lambda: store.append("t/cart/1", b"first"))
-                    await anyio.wait_all_tasks_blocked()  # the writer holds "first", waiting for the lock
-                    tg.start_soon(run, "bind-a", lambda: store.bind_clients("t/cart/1", "alice", claim=[1, 2], check=[]))
-                    tg.start_soon(run, "good-1", lambda: store.append("t/cart/1", b"good-1"))
-                    tg.start_soon(run, "poison", lambda: store.bind_clients("t/cart/1", "poison", claim=[3], check=[]))
-                    tg.start_soon(run, "good-2", lambda: store.append("t/cart/2", b"good-2"))
-                    tg.start_soon(run, "bind-b", lambda: store.bind_clients("t/cart/2", "bob", claim=[4], check=[1]))
-                    await anyio.wait_all_tasks_blocked()  # these five are queued behind it
-                    statements.clear()
-                    blocker.execute("ROLLBACK")
-        finally:
-            blocker.close()
+        with writer_lock_held(path, "BEFORE INSERT ON client_owners WHEN NEW.owner = 'poison'") as blocker, \
+                anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run, "first", lambda: store.append("t/cart/1", b"first"))
+                await anyio.wait_all_tasks_blocked()  # the writer holds "first", waiting for the lock
+                tg.start_soon(run, "bind-a", lambda: store.bind_clients("t/cart/1", "alice", claim=[1, 2], check=[]))
+                tg.start_soon(run, "good-1", lambda: store.append("t/cart/1", b"good-1"))
+                tg.start_soon(run, "poison", lambda: store.bind_clients("t/cart/1", "poison", claim=[3], check=[]))
+                tg.start_soon(run, "good-2", lambda: store.append("t/cart/2", b"good-2"))
+                tg.start_soon(run, "bind-b", lambda: store.bind_clients("t/cart/2", "bob", claim=[4], check=[1]))
+                await anyio.wait_all_tasks_blocked()  # these five are queued behind it
+                statements.clear()
+                blocker.execute("ROLLBACK")
         assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["COMMIT", "BEGIN IMMEDIATE", "COMMIT"]
         assert outcomes["bind-a"] == {1: "alice", 2: "alice"}
         assert outcomes["bind-b"] == {4: "bob"}  # client 1 is bound in t/cart/1, not in t/cart/2
