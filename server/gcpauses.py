@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import gc
 import time
-from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["BUCKETS", "GCPauseCollector", "freeze_startup_heap"]
@@ -25,20 +25,23 @@ __all__ = ["BUCKETS", "GCPauseCollector", "freeze_startup_heap"]
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 """Upper bounds, in seconds, of the pause histogram's buckets (``+Inf`` follows)."""
 
-GENERATIONS = (0, 1, 2)
+_PAUSES = Histogram(
+    "syncline_gc_pause_seconds",
+    "Time the cyclic garbage collector held the process (and its event loop), per collection.",
+    ["generation"], buckets=BUCKETS, registry=None,  # process-wide: each relay's collector yields it
+)
 
 
 class _Recorder:
-    """The ``gc.callbacks`` entry: counts each collection's pause into its generation's buckets.
+    """The ``gc.callbacks`` entry: times each collection into its generation's histogram.
 
-    Collections do not nest, so one start time is enough; they can run in any thread, always
-    holding the GIL, so the counts are never updated concurrently."""
+    Collections do not nest, so one start time is enough; they run in any thread, always
+    holding the GIL."""
 
-    __slots__ = ("buckets", "sums", "_started")
+    __slots__ = ("_by_generation", "_started")
 
     def __init__(self) -> None:
-        self.buckets = {generation: [0] * (len(BUCKETS) + 1) for generation in GENERATIONS}
-        self.sums = dict.fromkeys(GENERATIONS, 0.0)
+        self._by_generation = {generation: _PAUSES.labels(str(generation)) for generation in (0, 1, 2)}
         self._started: float | None = None
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
@@ -46,23 +49,19 @@ class _Recorder:
             self._started = time.perf_counter()
             return
         started, self._started = self._started, None
-        generation = info.get("generation")
-        if started is None or generation not in self.sums:
-            return
-        pause = time.perf_counter() - started
-        self.buckets[generation][bisect_left(BUCKETS, pause)] += 1
-        self.sums[generation] += pause
+        histogram = self._by_generation.get(info.get("generation", -1))
+        if started is not None and histogram is not None:
+            histogram.observe(time.perf_counter() - started)
 
 
 _recorder: _Recorder | None = None
 
 
-def _installed() -> _Recorder:
+def _install() -> None:
     global _recorder
     if _recorder is None:
         _recorder = _Recorder()
         gc.callbacks.append(_recorder)
-    return _recorder
 
 
 class GCPauseCollector(Collector):
@@ -70,24 +69,12 @@ class GCPauseCollector(Collector):
     ``syncline_gc_frozen_objects`` (objects the collector no longer walks)."""
 
     def __init__(self, registry: Any = None) -> None:
-        self._recorder = _installed()
+        _install()
         if registry is not None:
             registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
-        pauses = HistogramMetricFamily(
-            "syncline_gc_pause_seconds",
-            "Time the cyclic garbage collector held the process (and its event loop), per collection.",
-            labels=["generation"],
-        )
-        recorder = self._recorder
-        for generation in GENERATIONS:
-            cumulative, buckets = 0, []
-            for bound, count in zip((*BUCKETS, float("inf")), recorder.buckets[generation], strict=True):
-                cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            pauses.add_metric([str(generation)], buckets, recorder.sums[generation])
-        yield pauses
+        yield from _PAUSES.collect()
         yield GaugeMetricFamily(
             "syncline_gc_frozen_objects",
             "Objects moved out of the garbage collector's reach once the relay had started.",

@@ -7,7 +7,8 @@ tenants with the most connections (then rooms, then name) get a series each; the
 summed under ``tenant="_other"`` (an underscore cannot start a tenant name, so it is never one).
 
 Each registry also holds the process, platform (Python version) and garbage-collector
-collectors (prometheus-client's counts, and the collector's pauses of :mod:`.gcpauses`), and no counter has a ``_created`` series (:func:`disable_created_metrics`).
+collectors (prometheus-client's counts, and the collector's pauses of :mod:`.gcpauses`),
+and no counter has a ``_created`` series (:func:`disable_created_metrics`).
 HTTP requests are labelled by route template (``/v1/tenants/{tenant}/carts/{cart_id}``),
 never the raw path, so ids cannot multiply the series.
 """

@@ -7,6 +7,7 @@ or ``SYNCLINE_HYPOTHESIS_PROFILE=deep``.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +41,20 @@ settings.load_profile(os.environ.get("SYNCLINE_HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # aiosqlite, and with it the relay, runs on asyncio
+
+
+@pytest.fixture
+def no_automatic_collections() -> Iterator[None]:
+    """The cyclic garbage collector runs only when the test calls it (after one run that
+    clears what earlier tests left)."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @pytest.fixture

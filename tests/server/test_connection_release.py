@@ -27,16 +27,6 @@ def relay(tmp_path: Path) -> Iterator[InProcessRelay]:
         relay.stop()
 
 
-@pytest.fixture
-def no_automatic_collections() -> Iterator[None]:
-    gc.collect()  # what earlier tests left
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def connections_alive() -> list[Connection]:
     """Every Connection the interpreter still tracks, cyclic garbage included."""
     return [o for o in gc.get_objects() if isinstance(o, Connection)]

@@ -3,44 +3,25 @@
 from __future__ import annotations
 
 import gc
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 from prometheus_client import generate_latest
 
+from harness.prometheus_text import samples, series
 from harness.relay_process import RelayProcess
 from syncline.server.gcpauses import BUCKETS
 from syncline.server.metrics import Metrics
 
-_SAMPLE = re.compile(r'^(syncline_gc_\w+?)(?:\{(.*)\})? (\S+)$', re.MULTILINE)
-
-
-def gc_samples(text: str) -> dict[tuple[str, str], float]:
-    """``{(name, labels): value}`` of the ``syncline_gc_*`` samples of a text exposition."""
-    return {(name, labels or ""): float(value) for name, labels, value in _SAMPLE.findall(text)}
-
-
 def pauses(metrics: Metrics, generation: int) -> tuple[float, float, list[float]]:
     """(count, sum, cumulative bucket counts) of one generation's pause histogram."""
-    samples = gc_samples(generate_latest(metrics.registry).decode())
-    label = f'generation="{generation}"'
-    buckets = [samples[("syncline_gc_pause_seconds_bucket", f'{label},le="{bound}"')]
+    found = samples(generate_latest(metrics.registry).decode())
+    at = str(generation)
+    buckets = [found[series("syncline_gc_pause_seconds_bucket", generation=at, le=bound)]
                for bound in [*map(repr, BUCKETS), "+Inf"]]
-    return (samples[("syncline_gc_pause_seconds_count", label)],
-            samples[("syncline_gc_pause_seconds_sum", label)], buckets)
-
-
-@pytest.fixture
-def no_automatic_collections() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+    return (found[series("syncline_gc_pause_seconds_count", generation=at)],
+            found[series("syncline_gc_pause_seconds_sum", generation=at)], buckets)
 
 
 @pytest.mark.usefixtures("no_automatic_collections")
@@ -66,8 +47,8 @@ def test_the_relay_freezes_its_startup_heap_after_one_full_collection(
     relay_factory: Callable[..., RelayProcess],
 ) -> None:
     relay = relay_factory()
-    samples = gc_samples(httpx.get(f"{relay.http_url}/metrics", timeout=5).text)
+    found = samples(httpx.get(f"{relay.http_url}/metrics", timeout=5).text)
     # The relay's modules, application and store: tens of thousands of objects.
-    assert samples[("syncline_gc_frozen_objects", "")] > 10_000
-    assert samples[("syncline_gc_pause_seconds_count", 'generation="2"')] >= 1
-    assert samples[("syncline_gc_pause_seconds_sum", 'generation="2"')] > 0
+    assert found[series("syncline_gc_frozen_objects")] > 10_000
+    assert found[series("syncline_gc_pause_seconds_count", generation="2")] >= 1
+    assert found[series("syncline_gc_pause_seconds_sum", generation="2")] > 0

@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from harness.catalog import CATALOG, load_catalog
+from harness import prometheus_text
+from harness.prometheus_text import series
 from tests.rest.inprocess import InProcessRelay
 
 TENANT = "/v1/tenants/acme"
@@ -29,25 +31,6 @@ def relay(tmp_path: Path) -> Iterator[InProcessRelay]:
         relay.stop()
 
 
-Sample = tuple[str, frozenset[tuple[str, str]]]
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def _samples(text: str) -> dict[Sample, float]:
-    """``{(name, labels): value}`` of every sample in a Prometheus text exposition."""
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            name, _, labels = series.partition("{")
-            samples[(name, frozenset(_LABEL.findall(labels)))] = float(value)
-    return samples
-
-
-def _at(name: str, **labels: str) -> Sample:
-    return name, frozenset(labels.items())
-
-
 def _api(relay: InProcessRelay) -> httpx.Client:
     return httpx.Client(base_url=relay.http_url, headers={"Authorization": f"Bearer {relay.token('acme')}"})
 
@@ -61,16 +44,16 @@ def test_http_requests_are_counted_by_route_template_and_timed(relay: InProcessR
         assert api.get("/nowhere/at/all").status_code == 404
         assert api.patch(f"{TENANT}/carts/{carts[0]}").status_code == 405
         text = api.get("/metrics").text
-    samples = _samples(text)
+    samples = prometheus_text.samples(text)
     route = "/v1/tenants/{tenant}/carts/{cart_id}"
     requests = "syncline_http_requests_total"
-    assert samples[_at(requests, route=route, method="GET", status="200")] == 3
-    assert samples[_at(requests, route=route, method="GET", status="401")] == 1
-    assert samples[_at(requests, route=route, method="PATCH", status="405")] == 1
-    assert samples[_at(requests, route="unmatched", method="GET", status="404")] == 1
+    assert samples[series(requests, route=route, method="GET", status="200")] == 3
+    assert samples[series(requests, route=route, method="GET", status="401")] == 1
+    assert samples[series(requests, route=route, method="PATCH", status="405")] == 1
+    assert samples[series(requests, route="unmatched", method="GET", status="404")] == 1
     duration = "syncline_http_request_duration_seconds"
-    assert samples[_at(duration + "_count", route=route, method="GET")] == 4
-    assert samples[_at(duration + "_bucket", route=route, method="GET", le="+Inf")] == 4
+    assert samples[series(duration + "_count", route=route, method="GET")] == 4
+    assert samples[series(duration + "_bucket", route=route, method="GET", le="+Inf")] == 4
     for cart in carts:  # raw ids never become labels
         assert cart not in text
     assert "nowhere" not in text
@@ -84,11 +67,11 @@ def test_a_preflight_answered_before_routing_counts_under_its_route_template(tmp
                 "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
                 "Access-Control-Request-Headers": "authorization, content-type, x-request-id"})
             assert preflight.status_code == 200
-            samples = _samples(http.get("/metrics").text)
+            samples = prometheus_text.samples(http.get("/metrics").text)
     finally:
         relay.stop()
     route = "/v1/tenants/{tenant}/carts/{cart_id}/items"
-    assert samples[_at("syncline_http_requests_total", route=route, method="OPTIONS", status="200")] == 1
+    assert samples[series("syncline_http_requests_total", route=route, method="OPTIONS", status="200")] == 1
 
 
 def test_cart_merges_checkouts_and_their_failures_are_counted(relay: InProcessRelay) -> None:
@@ -102,14 +85,14 @@ def test_cart_merges_checkouts_and_their_failures_are_counted(relay: InProcessRe
         assert api.post(f"{TENANT}/carts/{user}/checkout", json=body).status_code == 201
         assert api.post(f"{TENANT}/carts/{user}/checkout", json=body).status_code == 200  # replayed
         assert api.post(f"{TENANT}/carts/{other}/checkout", json=body).status_code == 422  # empty cart
-        samples = _samples(api.get("/metrics").text)
-    assert samples[_at("syncline_cart_merges_total")] == 1
-    assert samples[_at("syncline_cart_merge_failures_total", cause="already-merged")] == 1
-    assert samples[_at("syncline_checkouts_total", outcome="placed")] == 1
-    assert samples[_at("syncline_checkouts_total", outcome="replayed")] == 1
-    assert samples[_at("syncline_checkout_failures_total", cause="empty-cart")] == 1
-    assert samples[_at("syncline_room_load_seconds_count")] >= 5  # guest, user, other, the order, the ledger
-    assert samples[_at("syncline_commit_seconds_count")] >= 1
+        samples = prometheus_text.samples(api.get("/metrics").text)
+    assert samples[series("syncline_cart_merges_total")] == 1
+    assert samples[series("syncline_cart_merge_failures_total", cause="already-merged")] == 1
+    assert samples[series("syncline_checkouts_total", outcome="placed")] == 1
+    assert samples[series("syncline_checkouts_total", outcome="replayed")] == 1
+    assert samples[series("syncline_checkout_failures_total", cause="empty-cart")] == 1
+    assert samples[series("syncline_room_load_seconds_count")] >= 5  # guest, user, other, the order, the ledger
+    assert samples[series("syncline_commit_seconds_count")] >= 1
 
 
 def test_process_and_python_collectors_are_there_and_no_created_series(relay: InProcessRelay) -> None:
@@ -124,15 +107,15 @@ def test_process_and_python_collectors_are_there_and_no_created_series(relay: In
         "syncline_event_loop_lag_seconds", "syncline_gc_pause_seconds", "syncline_gc_frozen_objects",
     } <= families
     assert "_created" not in text
-    assert _samples(text)[_at("process_resident_memory_bytes")] > 10_000_000
+    assert prometheus_text.samples(text)[series("process_resident_memory_bytes")] > 10_000_000
 
 
 def test_a_stalled_event_loop_shows_in_the_loop_lag_histogram(relay: InProcessRelay) -> None:
     def lags() -> tuple[float, float]:
         """(samples, samples late by more than 0.25 s)"""
-        samples = _samples(httpx.get(f"{relay.http_url}/metrics").text)
-        count = samples[_at("syncline_event_loop_lag_seconds_count")]
-        return count, count - samples[_at("syncline_event_loop_lag_seconds_bucket", le="0.25")]
+        samples = prometheus_text.samples(httpx.get(f"{relay.http_url}/metrics").text)
+        count = samples[series("syncline_event_loop_lag_seconds_count")]
+        return count, count - samples[series("syncline_event_loop_lag_seconds_bucket", le="0.25")]
 
     time.sleep(0.3)  # the watch samples every 50 ms
     sampled, late = lags()
