@@ -18,9 +18,10 @@ records) from one bounded memory object stream, so writes are serialized in arri
 order and never interleave inside a transaction. The writes waiting in the stream are
 drained into one ``BEGIN IMMEDIATE … COMMIT`` (group commit), each write other than an
 append in a savepoint of its own, so that one that fails is undone alone: many writes
-share one fsync, and the whole transaction runs in one worker-thread call. The *reader*
-connection (aiosqlite, ``query_only``) serves the reads with single-statement queries,
-each a consistent WAL snapshot of committed data.
+share one fsync, and the whole transaction runs in one call on the writer connection's
+own thread (:class:`~.thread.CallThread`). The *reader* connection (aiosqlite,
+``query_only``) serves the reads with single-statement queries, each a consistent WAL
+snapshot of committed data.
 
 Sequence numbers are assigned inside the write transaction as one more than the
 largest seq ever used (``sqlite_sequence`` of the AUTOINCREMENT table, so a seq
@@ -47,6 +48,7 @@ from . import sqlite_sql as litesql
 from .sqlite_sql import SCHEMA_VERSION
 from .sqlite_access import SQLiteAccess
 from .sqlite_tables import SQLiteTables
+from .thread import CallThread
 from .writer import Append, GroupCommitStore, Pending
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -113,6 +115,8 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         self._claims: dict[tuple[str, str], tuple[Claim, str]] = {}  # (tenant, key) -> (claim, holder)
 
         self._writer: sqlite3.Connection | None = None
+        self._thread: CallThread | None = None
+        """The writer connection's own thread: it opens, commits on and closes that connection."""
         self._reader: aiosqlite.Connection | None = None
         self._broken: BaseException | None = None
         self._lock: LockFile | None = None
@@ -135,8 +139,9 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
                 raise StoreUnavailable(f"{self.path}: cannot lock {lock_path}: {exc}") from exc
             if self._lock is None:
                 raise StoreLocked(self.path, holder_pid(lock_path))
+        self._thread = CallThread(f"syncline-sqlite-writer {self.path.name}")
         try:
-            self._writer = await anyio.to_thread.run_sync(self._open_writer)
+            self._writer = await self._thread.call(self._open_writer)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
             await self._reader.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             await self._reader.execute("PRAGMA query_only=1")
@@ -149,7 +154,8 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
 
     def _open_writer(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; this module says BEGIN and COMMIT.
-        # check_same_thread=False: only the writer task uses it, one worker-thread call at a time.
+        # check_same_thread=False: opened and closed in the writer's thread; the writer task
+        # (one call at a time) is its only user.
         db = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False)
         try:
             db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
@@ -207,11 +213,14 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
                 await reader.close()
             except sqlite3.Error as exc:
                 errors.append(exc)
-        if writer is not None:
+        thread, self._thread = self._thread, None
+        if writer is not None and thread is not None:
             try:
-                await anyio.to_thread.run_sync(writer.close)
+                await thread.call(writer.close)
             except sqlite3.Error as exc:
                 errors.append(exc)
+        if thread is not None:
+            await thread.stop()
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.release()  # after the connections: the next holder finds everything committed
@@ -323,7 +332,7 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
             raise self._unavailable(f"read failed: {exc}") from exc
 
     def _commit_sync(self, db: sqlite3.Connection, batch: list[Pending]) -> tuple[int, list[Any]]:
-        """One whole group-commit transaction, in the worker thread: the appends and, each in a
+        """One whole group-commit transaction, in the writer's thread: the appends and, each in a
         savepoint of its own, the other writes, in arrival order. Returns the first seq and the
         outcome of each other write (its result, or the error that rolled back its savepoint)."""
         db.execute("BEGIN IMMEDIATE")
@@ -353,12 +362,12 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
             for request in batch:
                 request.fail(self._unavailable("writer connection is broken"), self._broken)
             return
-        db = self._writer
-        assert db is not None
+        db, thread = self._writer, self._thread
+        assert db is not None and thread is not None
         appends = [request for request in batch if isinstance(request, Append)]
         started = time.perf_counter()
         try:
-            first, outcomes = await anyio.to_thread.run_sync(self._commit_sync, db, batch)
+            first, outcomes = await thread.call(self._commit_sync, db, batch)
         except (sqlite3.Error, ValueError) as exc:
             self._next_seq = None
             if appends:
