@@ -100,6 +100,14 @@ def note_cause(
     return True
 
 
+def note_close(code: int, *, scope: MutableMapping[str, Any]) -> None:
+    """Record the close code a WebSocket's peer ended the connection with, for a receive path
+    that does not go through ASGI ``receive`` (where the middleware sees it itself)."""
+    access = scope.get(SCOPE_KEY)
+    if isinstance(access, Access) and access.close_code is None:
+        access.close_code = code
+
+
 def request_id_from(scope: Scope) -> str:
     """The client's ``X-Request-ID`` if it is acceptable, else a new one (32 hex digits)."""
     for name, value in scope.get("headers", ()):

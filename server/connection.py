@@ -52,10 +52,11 @@ from syncline.engine.errors import ProtocolError
 from syncline.engine.protocol import Kind
 from syncline.engine.tokens import Grant
 
-from .access import note_cause
+from .access import note_cause, note_close
 from .errors import AwarenessOverShare, ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .frames import EXTENSION, FrameWriter, binary_frame
 from .held import HeldWrites
+from .inbox import Inbox
 from .fanout import FanoutUnavailable
 from .metrics import Metrics
 from .room import EMPTY_UPDATE, Room
@@ -103,6 +104,8 @@ class Connection:
         extensions = websocket.scope.get("extensions") or {}
         self._writer: FrameWriter | None = extensions.get(EXTENSION)
         """The socket's transport, for frames written whole (None: send through ASGI)."""
+        self._inbox: Inbox | None = self._writer.open_inbox() if self._writer is not None else None
+        """The peer's messages, straight from the WebSocket protocol (None: ASGI receive)."""
         self._tally = message_tally(metrics, "out")
         self._received = message_tally(metrics, "in")
         self._queued_bytes = 0
@@ -314,12 +317,15 @@ class Connection:
 
     async def _receiver(self) -> None:
         received = self._received
+        inbox = self._inbox
+        next_message = inbox.get if inbox is not None else self._asgi_message
         while True:
-            event = await self._ws.receive()
-            if event["type"] == "websocket.disconnect":
-                return
-            frame = event.get("bytes")
+            frame = await next_message()
             if frame is None:
+                if inbox is not None and inbox.close_code is not None:
+                    note_close(inbox.close_code, scope=self._ws.scope)
+                return
+            if type(frame) is not bytes:
                 self.abort(closecodes.INVALID_MESSAGE, "text_frame")
                 return
             received.add(1, len(frame))
@@ -347,6 +353,14 @@ class Connection:
                 return
             if self.close_code is not None:
                 return
+
+    async def _asgi_message(self) -> bytes | str | None:
+        """The next message through ASGI ``receive`` (None: the peer is gone)."""
+        event = await self._ws.receive()
+        if event["type"] == "websocket.disconnect":
+            return None
+        data: bytes | None = event.get("bytes")
+        return data if data is not None else str(event.get("text", ""))
 
     async def _handle(self, message: protocol.Message) -> None:
         kind = message.kind

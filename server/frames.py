@@ -7,13 +7,16 @@ length form), and remembers the last message it encoded, so a broadcast to N pee
 once and each peer writes the same frame bytes to its socket.
 
 :class:`FrameWriter` is what a connection needs to write those bytes itself, under the
-ASGI server: :mod:`.wsprotocol` gives one per WebSocket in the ASGI scope's extensions
-(:data:`EXTENSION`). A server that does not offer it is served through ASGI sends.
+ASGI server, and to read its peer's messages from an :class:`~.inbox.Inbox` rather than ASGI
+events: :mod:`.wsprotocol` gives one per WebSocket in the ASGI scope's extensions
+(:data:`EXTENSION`). A server that does not offer it is served through ASGI sends and receives.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+from .inbox import Inbox
 
 EXTENSION = "syncline.frames"
 """The ASGI scope extension holding the connection's :class:`FrameWriter`."""
@@ -70,4 +73,9 @@ class FrameWriter(Protocol):
 
     async def wait_writable(self) -> None:
         """Return once ``writable`` or ``gone``."""
+        ...
+
+    def open_inbox(self) -> Inbox:
+        """The connection's inbox, holding what arrived so far: every message, and the end of
+        the connection, goes there from now on instead of to ASGI ``receive``."""
         ...

@@ -5,8 +5,12 @@
 :class:`TransportFrameWriter` in the ASGI scope's extensions under
 :data:`~.frames.EXTENSION`. A connection then writes complete, pre-encoded frames
 (:func:`~.frames.binary_frame`) straight to the socket's transport, with no ASGI message,
-no per-recipient frame encoding and no wait on an event per frame; everything else
-(the handshake, receiving, pings, the close handshake) stays uvicorn's.
+no per-recipient frame encoding and no wait on an event per frame. The same writer opens the
+connection's :class:`~.inbox.Inbox`: from then on the messages uvicorn parses go straight into
+it, and the end of the connection (the peer's close, a lost socket, a keepalive timeout, the
+server shutting down) ends it, instead of ASGI ``websocket.receive`` and
+``websocket.disconnect`` events. Everything else (the handshake, parsing, pings, the close
+handshake) stays uvicorn's.
 
 Frames written this way and frames uvicorn writes (pongs, pings, the close frame) share one
 transport and are written whole, each in one ``transport.write``, so they never interleave
@@ -16,12 +20,16 @@ wrote before it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 from websockets.http11 import Request
 
 from .deadlines import GuardedWebSocketProtocol
 from .frames import EXTENSION
+from .inbox import Inbox
 
 
 class TransportFrameWriter:
@@ -49,9 +57,72 @@ class TransportFrameWriter:
         # uvicorn's own flag: cleared by pause_writing, set by resume_writing and by connection_lost.
         await self._protocol.writable.wait()
 
+    def open_inbox(self) -> Inbox:
+        return self._protocol.open_inbox()
+
+
+class _AppEvents(asyncio.Queue):  # type: ignore[type-arg]
+    """Uvicorn's queue of ASGI events for the application; once the connection's inbox is open,
+    each ``websocket.disconnect`` (from any of uvicorn's paths) also ends the inbox."""
+
+    def __init__(self, protocol: FrameWebSocketProtocol) -> None:
+        super().__init__()
+        self._protocol = protocol
+
+    def put_nowait(self, item: Any) -> None:
+        inbox = self._protocol.inbox
+        if inbox is not None and item["type"] == "websocket.disconnect":
+            inbox.end(item.get("code", 1005))
+        super().put_nowait(item)
+
 
 class FrameWebSocketProtocol(GuardedWebSocketProtocol):
     """Uvicorn's guarded WebSocket protocol, with a :class:`TransportFrameWriter` in each scope."""
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.queue = _AppEvents(self)
+        self.inbox: Inbox | None = None
+        """Where received messages go once the application opened it (else uvicorn's queue)."""
+
+    def open_inbox(self) -> Inbox:
+        """Move what uvicorn queued for the application into a new inbox, which from now on
+        receives every message and the end of the connection."""
+        if self.inbox is None:
+            inbox = Inbox(self._pause_reading, self._resume_reading)
+            while not self.queue.empty():
+                event = self.queue.get_nowait()
+                if event["type"] == "websocket.receive":
+                    data = event.get("bytes")
+                    inbox.put(data if data is not None else event.get("text", ""))
+                elif event["type"] == "websocket.disconnect":
+                    inbox.end(event.get("code", 1005))
+            self.inbox = inbox
+            if self.read_paused:  # uvicorn pauses after each message it queues
+                inbox.reading_paused()
+        return self.inbox
+
+    def send_receive_event_to_app(self) -> None:
+        inbox = self.inbox
+        if inbox is None:
+            super().send_receive_event_to_app()
+            return
+        frames, self.frames = self.frames, []
+        if self.close_sent:
+            return  # past the application's close: discarded, as uvicorn does
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        inbox.put(bytes(data) if self.curr_msg_data_type == "bytes" else bytes(data).decode("utf-8", "replace"))
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

@@ -193,6 +193,22 @@ def test_a_connection_closed_for_a_bad_frame_logs_its_cause_and_every_line_has_i
     assert access.endswith("request_id=ws-bad-frame tenant=acme cause=invalid_message")
 
 
+@pytest.mark.parametrize("code", [1000, 1001])
+def test_a_peer_that_closes_is_logged_with_its_own_close_code_and_no_cause(plain: RelayProcess, code: int) -> None:
+    request_id = f"ws-peer-close-{code}"
+
+    async def run() -> None:
+        async with websockets.connect(plain.url_for(f"acme/cart/{_new_id()}"),
+                                      additional_headers={"X-Request-ID": request_id}) as ws:
+            await asyncio.wait_for(ws.recv(), 5)  # the relay's sync step 1: the peer is in its room
+            await ws.close(code=code)
+
+    asyncio.run(run())
+    (line,) = _lines(plain, request_id)
+    assert f"INFO syncline.access: WS /v1/sync/{{tenant}}/{{kind}}/{{doc_id}} {code} " in line, plain.log()
+    assert "cause=" not in line
+
+
 def test_probes_are_not_logged_when_they_succeed(plain: RelayProcess) -> None:
     for path in ("/healthz", "/readyz", "/metrics"):
         request_id = httpx.get(plain.http_url + path).headers["x-request-id"]

@@ -1,11 +1,13 @@
-"""The send path: frames encoded once and written to each peer's transport, or sent through ASGI.
+"""The send and receive paths: frames written to each peer's transport and messages read from
+an inbox the protocol fills, or both through ASGI.
 
 Under the relay's own WebSocket protocol a connection writes complete frames to its socket's
 transport (``Connection.writes_frames``); under plain uvicorn (any server without the
 ``syncline.frames`` extension) it hands each frame to the server. Both keep one order per
 connection, the same for every peer of a room; both bound what a peer that stops reading
 holds, in bytes, and drop it with 4408; both end with the documented close code after every
-frame written before it. Every test runs a real uvicorn on 127.0.0.1 with real WebSocket
+frame written before it. On the receive side, every message a peer sends is handled once, in
+order, including those sent before its connection joined its room. Every test runs a real uvicorn on 127.0.0.1 with real WebSocket
 clients; the relay runs in this process so that the tests can see which path its
 connections took.
 """
@@ -25,11 +27,14 @@ import uvicorn
 from pycrdt import Array, Doc
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.protocol import State
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
+from websockets.uri import parse_uri
 
-from syncline.engine import closecodes, protocol
+from syncline.engine import closecodes, encode_diff, protocol
 from syncline.engine.protocol import Kind
 from syncline.engine.tokens import issue_token
 from syncline.server.endpoints import probe_routes, sync_routes
@@ -373,3 +378,56 @@ async def test_a_late_joiner_on_the_frames_path_is_answered_before_the_updates_a
                 await writer.edit(append({"i": i}))
             await late.wait_until(lambda d: len(ops(d)) == 15)
             assert [op["i"] for op in ops(late.doc)] == list(range(15))
+
+
+# -- the receive path ---------------------------------------------------------------------------
+
+
+async def burst_once_open(url: str, messages: list[bytes]) -> AsyncIterator[protocol.Message]:
+    """Open a WebSocket and, as soon as the handshake's answer is in, send ``messages`` in one
+    write (the relay is still admitting the peer); then yield each message the relay sends."""
+    client = ClientProtocol(parse_uri(url), max_size=None)
+    client.send_request(client.connect())
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    async with await anyio.connect_tcp(host, int(port)) as stream:
+        await stream.send(b"".join(client.data_to_send()))
+        while client.state is State.CONNECTING:
+            client.receive_data(await stream.receive())
+        for message in messages:
+            client.send_binary(message)
+        await stream.send(b"".join(client.data_to_send()))
+        while client.state is not State.CLOSED:
+            for event in client.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.BINARY:
+                    yield protocol.decode(bytes(event.data))
+            client.receive_data(await stream.receive())
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_burst_sent_at_once_is_handled_whole_and_in_order(tmp_path: Path, path: str) -> None:
+    """hello, step 1 and 120 updates sent the moment the socket opens: they usually arrive while the
+    relay is still admitting the peer (uvicorn queues them; the relay's protocol moves them into
+    the inbox), and all arrive faster than their commits (the inbox fills, reading pauses, then
+    resumes)."""
+    name, count = "acme/cart/burst", 120
+    source = Doc()
+    updates = []
+    for i in range(count):
+        before = source.get_state()
+        append({"i": i})(source)
+        updates.append(encode_diff(source, before))
+    burst = [protocol.extension({"op": "hello", "acks": True}), protocol.sync_step1(Doc().get_state())]
+    burst += [protocol.sync_update(update) for update in updates]
+    async with served_relay(tmp_path, path) as served, recording(served.url(name)) as reader:
+        acked = 0
+        with anyio.fail_after(20):
+            async for message in burst_once_open(served.url(name), burst):
+                if message.kind is Kind.EXTENSION:
+                    body = protocol.decode_extension(message.payload)
+                    if body["op"] == "ack":
+                        assert body["n"] > acked
+                        acked = body["n"]
+                        if acked == count:
+                            break
+        await reader.wait_for(count)
+        assert op_numbers(reader.updates) == list(range(count))
