@@ -12,16 +12,15 @@ Layout (schema version 5, tracked in ``PRAGMA user_version``)::
     client_owners(doc, client, owner)                           -- who may write each Yjs clientID (v4)
     doc_access(doc, last_accessed_at, guest)                    -- cart lifetimes (v5)
 
-Two connections: the *writer* (a plain ``sqlite3`` connection) belongs to the single
-writer task, which takes every write (appends, compactions, probes, the adapters'
-records) from one bounded memory object stream, so writes are serialized in arrival
-order and never interleave inside a transaction. The writes waiting in the stream are
-drained into one ``BEGIN IMMEDIATE … COMMIT`` (group commit), each write other than an
-append in a savepoint of its own, so that one that fails is undone alone: many writes
-share one fsync, and the whole transaction runs in one call on the writer connection's
-own thread (:class:`~.thread.CallThread`). The *reader* connection (aiosqlite,
-``query_only``) serves the reads with single-statement queries, each a consistent WAL
-snapshot of committed data.
+Two connections: the *writer* (a plain ``sqlite3`` connection) belongs to one thread of
+its own (:class:`~.thread.WriterThread`), which takes every write (appends, compactions,
+probes, the adapters' records) from one queue, so writes are serialized in arrival order
+and never interleave inside a transaction. The writes waiting in the queue are drained into
+one ``BEGIN IMMEDIATE … COMMIT`` (group commit), each write other than an append in a
+savepoint of its own, so that one that fails is undone alone: many writes share one fsync.
+The thread hands each batch's outcome to the event loop and goes on with the next batch at
+once. The *reader* connection (aiosqlite, ``query_only``) serves the reads with
+single-statement queries, each a consistent WAL snapshot of committed data.
 
 Sequence numbers are assigned inside the write transaction as one more than the
 largest seq ever used (``sqlite_sequence`` of the AUTOINCREMENT table, so a seq
@@ -48,7 +47,7 @@ from . import sqlite_sql as litesql
 from .sqlite_sql import SCHEMA_VERSION
 from .sqlite_access import SQLiteAccess
 from .sqlite_tables import SQLiteTables
-from .thread import CallThread
+from .thread import WriterThread
 from .writer import Append, GroupCommitStore, Pending
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -115,8 +114,9 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         self._claims: dict[tuple[str, str], tuple[Claim, str]] = {}  # (tenant, key) -> (claim, holder)
 
         self._writer: sqlite3.Connection | None = None
-        self._thread: CallThread | None = None
-        """The writer connection's own thread: it opens, commits on and closes that connection."""
+        self._thread: WriterThread[Pending] | None = None
+        """The writer connection's own thread: it opens that connection, takes the queued writes
+        and commits them in batches, and closes it."""
         self._reader: aiosqlite.Connection | None = None
         self._broken: BaseException | None = None
         self._lock: LockFile | None = None
@@ -139,7 +139,8 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
                 raise StoreUnavailable(f"{self.path}: cannot lock {lock_path}: {exc}") from exc
             if self._lock is None:
                 raise StoreLocked(self.path, holder_pid(lock_path))
-        self._thread = CallThread(f"syncline-sqlite-writer {self.path.name}")
+        self._thread = WriterThread(f"syncline-sqlite-writer {self.path.name}", max_batch=self.max_batch,
+                                    commit=self._commit_batch, settle=self._settle)
         try:
             self._writer = await self._thread.call(self._open_writer)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
@@ -244,7 +245,7 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         if not self.exclusive:
             raise self._unavailable("opened with exclusive=False, which never appends")
         request = Append(doc=doc, update=bytes(update), action=action, receipt=receipt)
-        await self._submit(request)
+        self._queue(request)
         return int(await request.outcome())
 
     async def load(self, doc: str) -> StoredDoc:
@@ -337,7 +338,7 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         outcome of each other write (its result, or the error that rolled back its savepoint)."""
         db.execute("BEGIN IMMEDIATE")
         try:
-            if self._next_seq is None:  # this task is the file's only writer: read it once
+            if self._next_seq is None:  # this thread is the file's only writer: read it once
                 self._next_seq = _last_seq(db) + 1
             first = seq = self._next_seq
             now = time.time()
@@ -357,37 +358,69 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
             raise
         return first, outcomes
 
-    async def _commit_appends(self, batch: list[Pending]) -> None:  # type: ignore[override]
+    # -- the writer thread (see WriterThread) --------------------------------------------
+
+    async def _start_writer(self) -> None:
+        pass  # the writer thread has run since _open_resources, which opened the connection on it
+
+    async def _stop_writer(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        if self._thread is not None:
+            with anyio.CancelScope(shield=True):
+                await self._thread.call(_nothing)  # after every write queued before it, and their waiters
+        return None
+
+    async def _submit(self, request: Pending) -> None:
+        self._queue(request)
+
+    def _queue(self, request: Pending) -> None:
+        if self._state != "open" or self._thread is None:
+            raise self._unavailable(f"store is {self._state}")
+        self._thread.queue(request)
+
+    @property
+    def queued_writes(self) -> int:
+        """Writes waiting for the writer thread to take them into a transaction."""
+        return self._thread.queued if self._thread is not None else 0
+
+    def _commit_batch(self, batch: list[Pending]) -> Any:
+        """In the writer thread: commit ``batch``; the outcome :meth:`_settle` reads."""
         if self._broken is not None:
-            for request in batch:
-                request.fail(self._unavailable("writer connection is broken"), self._broken)
-            return
-        db, thread = self._writer, self._thread
-        assert db is not None and thread is not None
-        appends = [request for request in batch if isinstance(request, Append)]
+            return _Broken(self._broken)
+        db = self._writer
+        assert db is not None
         started = time.perf_counter()
         try:
-            first, outcomes = await thread.call(self._commit_sync, db, batch)
+            first, outcomes = self._commit_sync(db, batch)
         except (sqlite3.Error, ValueError) as exc:
             self._next_seq = None
+            return exc
+        self._next_seq = first + sum(1 for request in batch if isinstance(request, Append))
+        return _Committed(first, outcomes, time.perf_counter() - started)
+
+    def _settle(self, batch: list[Pending], outcome: Any) -> None:
+        """On the event loop: resolve or fail every write of ``batch`` by its commit's outcome."""
+        appends = [request for request in batch if isinstance(request, Append)]
+        if isinstance(outcome, _Broken):
+            for request in batch:
+                request.fail(self._unavailable("writer connection is broken"), outcome.error)
+            return
+        if isinstance(outcome, Exception):
             if appends:
-                self._commit_failed(appends, exc)
+                self._commit_failed(appends, outcome)
             for request in batch:
                 if not isinstance(request, Append):
-                    request.fail(self._unavailable(f"write failed: {exc}"), exc)
+                    request.fail(self._unavailable(f"write failed: {outcome}"), outcome)
             return
-        elapsed = time.perf_counter() - started
-        self._next_seq = first + len(appends)
         others = (request for request in batch if not isinstance(request, Append))
-        for request, outcome in zip(others, outcomes, strict=True):
-            if isinstance(outcome, _RolledBack):
-                request.fail(self._unavailable(f"write failed: {outcome.error}"), outcome.error)
-            elif isinstance(outcome, ValueError):
-                request.fail(outcome)
+        for request, result in zip(others, outcome.outcomes, strict=True):
+            if isinstance(result, _RolledBack):
+                request.fail(self._unavailable(f"write failed: {result.error}"), result.error)
+            elif isinstance(result, ValueError):
+                request.fail(result)
             else:
-                request.resolve(outcome)
+                request.resolve(result)
         if appends:
-            self._committed(appends, range(first, first + len(appends)), elapsed)
+            self._committed(appends, range(outcome.first, outcome.first + len(appends)), outcome.seconds)
 
     def _rollback_sync(self, db: sqlite3.Connection) -> None:
         """Roll back an open transaction; if that fails, the writer connection is unusable."""
@@ -397,6 +430,26 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         except sqlite3.Error as exc:
             logger.error("rollback on %s failed; refusing further writes: %s", self.path, exc)
             self._broken = exc
+
+
+def _nothing() -> None:
+    return None
+
+
+class _Broken:
+    """The writer connection could not roll back a transaction: every write is refused."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Committed:
+    __slots__ = ("first", "outcomes", "seconds")
+
+    def __init__(self, first: int, outcomes: list[Any], seconds: float) -> None:
+        self.first, self.outcomes, self.seconds = first, outcomes, seconds
 
 
 class _RolledBack:

@@ -1,73 +1,142 @@
-"""A thread of its own for one blocking connection: calls run there one at a time, in order.
+"""The thread that owns a store's blocking write connection: it takes the queued writes itself.
 
-The SQLite writer commits every group of appends on a blocking ``sqlite3`` connection, so each
-commit is handed to a thread and awaited. :class:`CallThread` is that hand-off at its cheapest:
-a :class:`queue.SimpleQueue` (C) into one long-lived thread, and one
-``call_soon_threadsafe`` back with the outcome. anyio's ``to_thread.run_sync`` does the same
-through a capacity limiter, cancel-scope checks and a pool of threads, which in the fan-out
-workload cost about twice as much CPU per commit (the hand-off is paid once per group commit).
+The SQLite writer commits on a blocking ``sqlite3`` connection. :class:`WriterThread` is one
+long-lived thread that owns it. The event loop appends each write to a deque and wakes
+the thread only if it is idle. The thread takes everything queued, up to ``max_batch``, as
+one batch and runs ``commit(batch)``. It hands the outcome back with one
+``call_soon_threadsafe`` and goes straight on to the writes that queued meanwhile.
+
+No task of the event loop sits between two commits. The loop's work per write is one
+deque append, and per batch one callback that settles the waiters. The thread never waits
+for the loop to start the next commit, so commits follow each other as closely as the disk
+allows.
+
+:meth:`WriterThread.call` runs any other function there (opening and closing the
+connection), in order with the writes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
 T = TypeVar("T")
+W = TypeVar("W")
 
-_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+class _Call:
+    __slots__ = ("args", "func", "future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
+                 func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.loop, self.future, self.func, self.args = loop, future, func, args
 
 
-class CallThread:
-    """One daemon thread running the calls handed to it, one at a time, in the order handed.
+class WriterThread(Generic[W]):
+    """One daemon thread running, in the order given, the calls handed to it and the writes queued
+    for it; writes queued back to back (no call between them) run together, ``max_batch`` at most.
 
-    ``await call(func, *args)`` returns what ``func(*args)`` returned in the thread, or raises
-    what it raised. A caller cancelled while waiting stops waiting; the call itself still runs
-    to its end, and the calls handed after it run after it. :meth:`stop` lets the calls already
-    handed finish, then ends the thread.
+    ``commit(batch)`` runs in the thread and returns the batch's outcome; ``settle(batch, outcome)``
+    then runs on the event loop that queued the batch's first write. If ``commit`` raises, the
+    exception is the outcome. ``await call(func, *args)`` returns what ``func(*args)`` returned in
+    the thread, or raises what it raised; a caller cancelled while waiting stops waiting, and the
+    call still runs to its end. :meth:`stop` lets everything handed before it run, then ends the thread.
     """
 
-    def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+    def __init__(self, name: str, *, max_batch: int, commit: Callable[[list[W]], Any],
+                 settle: Callable[[list[W], Any], None]) -> None:
+        self._max_batch = max_batch
+        self._commit = commit
+        self._settle = settle
+        self._items: deque[W | _Call] = deque()
+        self._ready = threading.Condition(threading.Lock())
+        self._idle = False
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-        self._stopped = False
+
+    def queue(self, write: W) -> None:
+        """Queue ``write`` for the next batch (from the event loop's thread)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        with self._ready:
+            if self._stopping:
+                raise RuntimeError(f"{self._thread.name} is stopped")
+            self._items.append(write)
+            if self._idle:
+                self._ready.notify()
+
+    @property
+    def queued(self) -> int:
+        """Writes and calls handed to the thread that it has not taken yet."""
+        return len(self._items)
 
     async def call(self, func: Callable[..., T], *args: Any) -> T:
-        if self._stopped:
-            raise RuntimeError(f"{self._thread.name} is stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, func, args))
+        with self._ready:
+            if self._stopping:
+                raise RuntimeError(f"{self._thread.name} is stopped")
+            self._items.append(_Call(loop, future, func, args))
+            if self._idle:
+                self._ready.notify()
         return await future
 
     async def stop(self) -> None:
-        """End the thread once the calls already handed to it have run, and wait for that."""
-        if not self._stopped:
-            self._stopped = True
-            self._calls.put(None)
+        """End the thread once everything already handed to it has run, and wait for that."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
         await anyio.to_thread.run_sync(self._thread.join)
 
     def _run(self) -> None:
-        calls = self._calls
-        while (handed := calls.get()) is not None:
-            loop, future, func, args = handed
-            try:
-                result = func(*args)
-            except BaseException as exc:  # handed back to the caller's task, raised there
-                _report(loop, _fail, future, exc)
+        items, ready = self._items, self._ready
+        while True:
+            with ready:
+                while not items:
+                    if self._stopping:
+                        return
+                    self._idle = True
+                    ready.wait()
+                self._idle = False
+                first = items.popleft()
+                batch: list[W] | None = None
+                if not isinstance(first, _Call):
+                    batch = [first]
+                    while items and len(batch) < self._max_batch and not isinstance(items[0], _Call):
+                        batch.append(items.popleft())  # type: ignore[arg-type]
+            if batch is None:
+                assert isinstance(first, _Call)
+                self._run_call(first)
             else:
-                _report(loop, _succeed, future, result)
+                self._run_batch(batch)
+
+    def _run_call(self, call: _Call) -> None:
+        try:
+            result = call.func(*call.args)
+        except BaseException as exc:  # handed back to the caller's task, raised there
+            _report(call.loop, _fail, call.future, exc)
+        else:
+            _report(call.loop, _succeed, call.future, result)
+
+    def _run_batch(self, batch: list[W]) -> None:
+        try:
+            outcome = self._commit(batch)
+        except Exception as exc:  # settled on the loop: every write of the batch fails with it
+            outcome = exc
+        if self._loop is not None:
+            _report(self._loop, self._settle, batch, outcome)
 
 
-def _report(loop: asyncio.AbstractEventLoop, settle: Callable[..., None], *args: Any) -> None:
+def _report(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
     try:
-        loop.call_soon_threadsafe(settle, *args)
+        loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:
         pass  # the loop is closed: nobody is waiting any more
 

@@ -9,6 +9,10 @@ committed with it, up to ``max_batch``, in arrival order. A store whose
 ``commits_others_with_appends`` is true takes its other writes into the same batches
 (each is then its own savepoint inside the batch's transaction), so that a burst of them
 (a new client ID bound per connection, say) costs one commit, not one each.
+
+A store with a blocking driver takes its writes on a thread instead of the writer task: it
+overrides :meth:`~GroupCommitStore._start_writer`, :meth:`~GroupCommitStore._stop_writer` and
+:meth:`~GroupCommitStore._submit` (the SQLite store, with :class:`~.thread.WriterThread`).
 """
 
 from __future__ import annotations
@@ -148,21 +152,17 @@ class GroupCommitStore:
         self._state = "opening"
         try:
             await self._open_resources()
-            self._send, self._receive = anyio.create_memory_object_stream[Pending](4 * self.max_batch)
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._release()
             self._state = "closed"
             raise
         try:
-            await self._task_group.start(self._write_loop)
+            await self._start_writer()
         except BaseException as exc:
             self._state = "closing"
-            self._send.close()
             try:
-                await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
+                await self._stop_writer(type(exc), exc, exc.__traceback__)
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._release()
@@ -178,16 +178,32 @@ class GroupCommitStore:
         tb: TracebackType | None,
     ) -> bool | None:
         self._state = "closing"
-        assert self._send is not None and self._task_group is not None
-        # The writer drains what is queued, then sees the end of the stream. Its loop is
-        # shielded, so the final commits complete even when this task is being cancelled.
-        self._send.close()
         try:
-            return await self._task_group.__aexit__(exc_type, exc, tb)
+            return await self._stop_writer(exc_type, exc, tb)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._release()
             self._state = "closed"
+
+    async def _start_writer(self) -> None:
+        """Start taking writes: here, the writer task and its queue (a store may take them otherwise)."""
+        self._send, self._receive = anyio.create_memory_object_stream[Pending](4 * self.max_batch)
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        await task_group.start(self._write_loop)
+
+    async def _stop_writer(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        """Stop taking writes once those queued are done (even when this task is being cancelled)."""
+        if self._send is not None:
+            # The writer drains what is queued, then sees the end of the stream. Its loop is
+            # shielded, so the final commits complete even when this task is being cancelled.
+            self._send.close()
+        if self._task_group is None:
+            return None
+        return await self._task_group.__aexit__(exc_type, exc, tb)
 
     async def _release(self) -> None:
         if self._receive is not None:

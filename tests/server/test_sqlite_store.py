@@ -159,6 +159,19 @@ def writer_lock_held(path: Path, poison: str) -> Iterator[sqlite3.Connection]:
         blocker.close()
 
 
+async def taken(store: SQLiteStore) -> None:
+    """Wait until the writer thread has taken every queued write into its transaction."""
+    with anyio.fail_after(5):
+        while store.queued_writes:
+            await anyio.sleep(0.001)
+
+
+async def queued(store: SQLiteStore, count: int) -> None:
+    """Wait until ``count`` writes wait in the queue (the thread is held in its transaction)."""
+    await anyio.wait_all_tasks_blocked()
+    assert store.queued_writes == count
+
+
 async def test_a_failed_commit_fails_its_whole_batch_and_stores_none_of_it(tmp_path: Path) -> None:
     """Hold the write lock from outside so the next appends queue up as one batch, one of them
     rejected by a trigger: every waiter of that batch gets StoreUnavailable and no row lands."""
@@ -176,10 +189,11 @@ async def test_a_failed_commit_fails_its_whole_batch_and_stores_none_of_it(tmp_p
         with writer_lock_held(path, poison) as blocker, anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(append, store, b"first")
-                await anyio.wait_all_tasks_blocked()  # the writer holds "first", waiting for the lock
+                await anyio.wait_all_tasks_blocked()
+                await taken(store)  # the writer holds "first", waiting for the lock
                 for update in (b"good-1", b"good-2", b"\xde\xad", b"good-3"):
                     tg.start_soon(append, store, update)
-                await anyio.wait_all_tasks_blocked()  # these four are queued behind it
+                await queued(store, 4)  # these four are queued behind it
                 blocker.execute("ROLLBACK")
         assert isinstance(outcomes[b"first"], int)
         for update in (b"good-1", b"good-2", b"\xde\xad", b"good-3"):
@@ -215,13 +229,14 @@ async def test_other_writes_queued_among_appends_share_their_commit_and_fail_alo
                 anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run, "first", lambda: store.append("t/cart/1", b"first"))
-                await anyio.wait_all_tasks_blocked()  # the writer holds "first", waiting for the lock
+                await anyio.wait_all_tasks_blocked()
+                await taken(store)  # the writer holds "first", waiting for the lock
                 tg.start_soon(run, "bind-a", lambda: store.bind_clients("t/cart/1", "alice", claim=[1, 2], check=[]))
                 tg.start_soon(run, "good-1", lambda: store.append("t/cart/1", b"good-1"))
                 tg.start_soon(run, "poison", lambda: store.bind_clients("t/cart/1", "poison", claim=[3], check=[]))
                 tg.start_soon(run, "good-2", lambda: store.append("t/cart/2", b"good-2"))
                 tg.start_soon(run, "bind-b", lambda: store.bind_clients("t/cart/2", "bob", claim=[4], check=[1]))
-                await anyio.wait_all_tasks_blocked()  # these five are queued behind it
+                await queued(store, 5)  # these five are queued behind it
                 statements.clear()
                 blocker.execute("ROLLBACK")
         assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["COMMIT", "BEGIN IMMEDIATE", "COMMIT"]
