@@ -13,8 +13,10 @@ queue is empty and the transport is under its mark, :meth:`Connection.send` writ
 at once, in the caller's turn, with no hand-off to the sender task; otherwise the frame is
 queued and the sender writes it when the transport has drained. Our sync step 2 answers are
 always queued and written by the sender, so that the step 1s a peer sends back to back are
-answered together, as described below. Under any other ASGI server
-the sender hands each frame to the server (``websocket.send``), as the only path.
+answered together, as described below. The receive loop takes the peer's messages from the
+protocol's :class:`~.inbox.Inbox`, not from ASGI events. Under any other ASGI server the
+sender hands each frame to the server (``websocket.send``) and the receive loop reads ASGI
+``websocket.receive`` events, as the only path.
 
 A sync step 1 is answered only when the answer can be queued. While this connection's previous
 answer is still queued, a new step 1 is not answered at once: its state vector waits (only the

@@ -41,23 +41,31 @@ class Log:
     def thread(self, max_batch: int = 100) -> WriterThread[int]:
         return WriterThread("test-writer", max_batch=max_batch, commit=self.commit, settle=self.settle)
 
+    async def hold(self, thread: WriterThread[int], write: int) -> None:
+        """Queue ``write`` and wait until the thread has taken it alone and waits at the gate."""
+        self.gate.clear()
+        thread.queue(write)
+        with anyio.fail_after(5):
+            while thread.queued:
+                await anyio.sleep(0.001)
+
+    async def release(self, expect: int) -> None:
+        """Open the gate and wait until ``expect`` writes in all are settled on the loop."""
+        self.expect = expect
+        self.gate.set()
+        with anyio.fail_after(5):
+            await self.all_settled.wait()
+
 
 async def test_writes_queued_while_the_thread_commits_are_taken_together_up_to_max_batch() -> None:
     log = Log()
     thread = log.thread(max_batch=3)
     try:
-        log.gate.clear()
-        thread.queue(1)  # the thread takes this one alone and waits at the gate
-        with anyio.fail_after(5):
-            while thread.queued:
-                await anyio.sleep(0.001)
+        await log.hold(thread, 1)
         for n in range(2, 9):
             thread.queue(n)
         assert thread.queued == 7
-        log.expect = 8
-        log.gate.set()
-        with anyio.fail_after(5):
-            await log.all_settled.wait()
+        await log.release(8)
     finally:
         await thread.stop()
     assert [batch for _, batch, _ in log.ran] == [[1], [2, 3, 4], [5, 6, 7], [8]]
@@ -72,11 +80,7 @@ async def test_a_call_runs_after_the_writes_queued_before_it_and_splits_their_ba
     log = Log()
     thread = log.thread()
     try:
-        log.gate.clear()
-        thread.queue(1)
-        with anyio.fail_after(5):
-            while thread.queued:
-                await anyio.sleep(0.001)
+        await log.hold(thread, 1)
         thread.queue(2)
         thread.queue(3)
         results: list[Any] = []
@@ -88,10 +92,7 @@ async def test_a_call_runs_after_the_writes_queued_before_it_and_splits_their_ba
             tg.start_soon(call)
             await anyio.wait_all_tasks_blocked()
             thread.queue(4)
-            log.expect = 4
-            log.gate.set()
-        with anyio.fail_after(5):
-            await log.all_settled.wait()
+            await log.release(4)
     finally:
         await thread.stop()
     assert results == [[[1], [2, 3]]]  # the call saw both batches before it, not the one after
