@@ -11,7 +11,6 @@ rows, no room was opened or dropped, and the relay process is alive with a clean
 from __future__ import annotations
 
 import json
-import re
 import socket
 import urllib.error
 import urllib.request
@@ -26,13 +25,12 @@ from pycrdt import Array, Doc
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from harness.prometheus_text import by_label, value
 from harness.relay_process import RelayProcess
 from harness.ypeer import YPeer, ypeer
 
 CLOSE_TIMEOUT = 5.0
 
-_REJECTED = re.compile(r'^syncline_rejected_total\{reason="([^"]+)"\} (\S+)$', re.M)
-_GAUGE = r"^{name} (\S+)$"
 
 
 async def closed_with(
@@ -94,13 +92,12 @@ def metrics_text(relay: RelayProcess) -> str:
 
 def rejected(relay: RelayProcess) -> Counter[str]:
     """``syncline_rejected_total`` by reason."""
-    return Counter({reason: int(float(value)) for reason, value in _REJECTED.findall(metrics_text(relay))})
+    found = by_label(metrics_text(relay), "syncline_rejected_total", "reason")
+    return Counter({reason: int(count) for reason, count in found.items()})
 
 
 def gauge(relay: RelayProcess, name: str) -> float:
-    match = re.search(_GAUGE.format(name=re.escape(name)), metrics_text(relay), re.M)
-    assert match is not None, f"{name} missing from /metrics"
-    return float(match.group(1))
+    return value(metrics_text(relay), name)
 
 
 def open_rooms(relay: RelayProcess) -> int:

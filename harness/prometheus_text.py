@@ -24,3 +24,17 @@ def samples(text: str) -> dict[Sample, float]:
 def series(name: str, **labels: str) -> Sample:
     """The key of one series in :func:`samples`: ``series("x_bucket", le="0.1")``."""
     return name, frozenset(labels.items())
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The value of one series in ``text``; AssertionError if ``/metrics`` lacks it."""
+    key = series(name, **labels)
+    found = samples(text)
+    assert key in found, f"{name}{labels or ''} missing from /metrics"
+    return found[key]
+
+
+def by_label(text: str, name: str, label: str) -> dict[str, float]:
+    """``{label value: value}`` of the series of ``name`` in ``text`` that carry ``label``."""
+    return {dict(labels)[label]: found for (sample, labels), found in samples(text).items()
+            if sample == name and label in dict(labels)}

@@ -23,6 +23,7 @@ from syncline.adapters.client import SyncClient
 from syncline.engine import Cart, StockLedger
 from syncline.engine import closecodes, protocol
 from syncline.engine.protocol import Kind
+from harness.prometheus_text import value
 from harness.relay_process import RelayProcess
 from harness.ypeer import YPeer, ypeer
 
@@ -227,10 +228,6 @@ async def _metrics(node: RelayProcess) -> str:
         return (await http.get("/metrics")).text
 
 
-def _metric(text: str, name: str) -> float:
-    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
-
-
 async def _wait_ready(node: RelayProcess, status: int, timeout: float) -> dict[str, object]:
     with anyio.fail_after(timeout):
         while True:
@@ -266,7 +263,7 @@ async def test_a_node_cut_off_from_redis_stays_ready_keeps_acknowledging_and_the
             gate.close()  # Redis is gone for node 3 (and only for it)
             body = await _wait_fanout(three, "degraded", 10)
             assert "fan-out unavailable" in str(body["reason"]), body
-            assert _metric(await _metrics(three), "syncline_fanout_available") == 0
+            assert value(await _metrics(three), "syncline_fanout_available") == 0
 
             # A write on node 3 is stored, delivered to node 3's own peers and acknowledged.
             await writer_three.edit(lambda doc: cart_three.add_item("mug", 1))

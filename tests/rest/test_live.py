@@ -21,6 +21,7 @@ import pytest
 from syncline.engine import protocol
 from syncline.engine.protocol import AwarenessEntry
 
+from harness.prometheus_text import by_label
 from harness.ypeer import YPeer, ypeer
 
 from .conftest import catalogued
@@ -402,7 +403,7 @@ async def test_ping_echoes_the_send_time_with_the_servers_clock(rest_relay: InPr
 
 
 def gauges(text: str, name: str) -> dict[str, float]:
-    return {match[1]: float(match[2]) for match in re.finditer(rf'^{name}{{tenant="([^"]+)"}} (\S+)$', text, re.M)}
+    return by_label(text, name, "tenant")
 
 
 async def test_per_tenant_gauges_count_connections_and_rooms_with_a_bounded_label_set(
