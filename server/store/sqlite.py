@@ -398,7 +398,17 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         return _Committed(first, outcomes, time.perf_counter() - started)
 
     def _settle(self, batch: list[Pending], outcome: Any) -> None:
-        """On the event loop: resolve or fail every write of ``batch`` by its commit's outcome."""
+        """On the event loop: resolve or fail every write of ``batch`` by its commit's outcome.
+        A fault of ours while doing so fails the writes still waiting: none is left hanging."""
+        try:
+            self._settle_outcome(batch, outcome)
+        except Exception as exc:
+            logger.exception("settling a commit of %d writes to %r failed", len(batch), self)
+            for request in batch:
+                if not request.done.done():
+                    request.fail(self._unavailable(f"settling the commit failed: {exc}"), exc)
+
+    def _settle_outcome(self, batch: list[Pending], outcome: Any) -> None:
         appends = [request for request in batch if isinstance(request, Append)]
         if isinstance(outcome, _Broken):
             for request in batch:

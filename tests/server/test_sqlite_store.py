@@ -9,6 +9,7 @@ import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -106,6 +107,26 @@ async def test_a_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match="schema version"):
         async with SQLiteStore(path):
             pass
+
+
+async def test_a_fault_while_settling_a_commit_fails_its_waiters_instead_of_leaving_them_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug of ours between the commit and its waiters (here: one outcome too many for the
+    batch's other writes) must not leave a write waiting for ever."""
+    original = SQLiteStore._commit_sync
+
+    def one_outcome_too_many(self: SQLiteStore, db: sqlite3.Connection, batch: list[Any]) -> tuple[int, list[Any]]:
+        first, outcomes = original(self, db, batch)
+        return first, [*outcomes, None]
+
+    async with SQLiteStore(tmp_path / "s.db") as store:
+        monkeypatch.setattr(SQLiteStore, "_commit_sync", one_outcome_too_many)
+        with anyio.fail_after(5), pytest.raises(StoreUnavailable, match="settling the commit failed"):
+            await store.append("t/cart/1", b"one")
+        assert "settling a commit of 1 writes" in caplog.text
+        monkeypatch.setattr(SQLiteStore, "_commit_sync", original)
+        assert await store.append("t/cart/1", b"two") == 2  # the store goes on
 
 
 async def test_on_commit_reports_every_batch(tmp_path: Path) -> None:
