@@ -173,6 +173,7 @@ def store_counters(before: dict[str, float], after: dict[str, float]) -> dict[st
         "rejected": {k.split('"')[1]: v for k, v in after.items() if k.startswith("syncline_rejected_total")},
         "compactions": int(delta("syncline_compactions_total")),
         # commits slower than these bounds (histogram buckets): stalls every write waits behind
+        "commits_over_10ms": int(commits - delta('syncline_commit_seconds_bucket{le="0.01"}')),
         "commits_over_50ms": int(commits - delta('syncline_commit_seconds_bucket{le="0.05"}')),
         "commits_over_100ms": int(commits - delta('syncline_commit_seconds_bucket{le="0.1"}')),
         # how late the relay's event loop woke its 50 ms timer: stalls every peer waits through

@@ -74,7 +74,8 @@ def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
     if st:
         out.append(f"Syncline store during the run: {st['commits']:,} commits, {st['updates_committed']:,} updates, "
                    f"mean batch {fmt(st['mean_batch'])}, mean commit {fmt(st['mean_commit_ms'], 2)} ms"
-                   + (f", {st['commits_over_50ms']} commits over 50 ms ({st['commits_over_100ms']} over 100 ms)"
+                   + (f", {st['commits_over_10ms']} commits over 10 ms" if "commits_over_10ms" in st else "")
+                   + (f", {st['commits_over_50ms']} over 50 ms ({st['commits_over_100ms']} over 100 ms)"
                       if "commits_over_50ms" in st else "")
                    + (f"; {st['gc_full_collections']} full garbage collections ({fmt(st['gc_full_ms'])} ms in all), "
                       f"{st['gc_pauses_over_10ms']} collections over 10 ms" if "gc_full_collections" in st else "")
