@@ -36,5 +36,9 @@ def value(text: str, name: str, **labels: str) -> float:
 
 def by_label(text: str, name: str, label: str) -> dict[str, float]:
     """``{label value: value}`` of the series of ``name`` in ``text`` that carry ``label``."""
-    return {dict(labels)[label]: found for (sample, labels), found in samples(text).items()
-            if sample == name and label in dict(labels)}
+    found: dict[str, float] = {}
+    for (sample, labels), number in samples(text).items():
+        values = dict(labels)
+        if sample == name and label in values:
+            found[values[label]] = number
+    return found

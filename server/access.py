@@ -102,7 +102,8 @@ def note_cause(
 
 def note_close(code: int, *, scope: MutableMapping[str, Any]) -> None:
     """Record the close code a WebSocket's peer ended the connection with, for a receive path
-    that does not go through ASGI ``receive`` (where the middleware sees it itself)."""
+    that does not go through ASGI ``receive`` (where the middleware sees it itself); a code
+    recorded earlier (the relay's own close) stands."""
     access = scope.get(SCOPE_KEY)
     if isinstance(access, Access) and access.close_code is None:
         access.close_code = code

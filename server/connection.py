@@ -42,6 +42,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -54,7 +55,7 @@ from syncline.engine.errors import ProtocolError
 from syncline.engine.protocol import Kind
 from syncline.engine.tokens import Grant
 
-from .access import note_cause, note_close
+from .access import note_cause
 from .errors import AwarenessOverShare, ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .frames import EXTENSION, FrameWriter, binary_frame
 from .held import HeldWrites
@@ -252,6 +253,15 @@ class Connection:
         if self._waiting_writable:
             tg.cancel_scope.cancel()
 
+    async def _blocked_on(self, waiting: Awaitable[None]) -> None:
+        """Await the socket (or the ASGI server) taking more; meanwhile the end of the
+        connection cancels the sender instead of letting it return."""
+        self._waiting_writable = True
+        try:
+            await waiting
+        finally:
+            self._waiting_writable = False
+
     async def _sender(self) -> None:
         if self._writer is not None:
             await self._write_queued(self._writer)
@@ -272,11 +282,7 @@ class Connection:
                     if count:
                         self._tally.add(count, size)
                         count = size = 0
-                    self._waiting_writable = True
-                    try:
-                        await writer.wait_writable()
-                    finally:
-                        self._waiting_writable = False
+                    await self._blocked_on(writer.wait_writable())
                     if writer.gone:
                         self._scope.cancel()  # the client went away with frames still queued
                         return
@@ -303,11 +309,7 @@ class Connection:
                 count = size = 0
                 while frames:  # frames queued while we await a send go out in the same wake-up
                     frame = frames.popleft()
-                    self._waiting_writable = True
-                    try:
-                        await self._ws.send_bytes(frame)
-                    finally:
-                        self._waiting_writable = False
+                    await self._blocked_on(self._ws.send_bytes(frame))
                     self._queued_bytes -= len(frame)
                     if frame is self._answer:
                         self._answered()
@@ -319,13 +321,10 @@ class Connection:
 
     async def _receiver(self) -> None:
         received = self._received
-        inbox = self._inbox
-        next_message = inbox.get if inbox is not None else self._asgi_message
+        next_message = self._inbox.get if self._inbox is not None else self._asgi_message
         while True:
             frame = await next_message()
             if frame is None:
-                if inbox is not None and inbox.close_code is not None:
-                    note_close(inbox.close_code, scope=self._ws.scope)
                 return
             if type(frame) is not bytes:
                 self.abort(closecodes.INVALID_MESSAGE, "text_frame")

@@ -81,9 +81,6 @@ class Inbox:
             self._resume()
         return message
 
-    def __len__(self) -> int:
-        return len(self._messages)
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():

@@ -27,6 +27,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.http11 import Request
 
+from .access import note_close
 from .deadlines import GuardedWebSocketProtocol
 from .frames import EXTENSION
 from .inbox import Inbox
@@ -70,9 +71,8 @@ class _AppEvents(asyncio.Queue):  # type: ignore[type-arg]
         self._protocol = protocol
 
     def put_nowait(self, item: Any) -> None:
-        inbox = self._protocol.inbox
-        if inbox is not None and item["type"] == "websocket.disconnect":
-            inbox.end(item.get("code", 1005))
+        if self._protocol.inbox is not None and item["type"] == "websocket.disconnect":
+            self._protocol.deliver(item)
         super().put_nowait(item)
 
 
@@ -90,18 +90,24 @@ class FrameWebSocketProtocol(GuardedWebSocketProtocol):
         """Move what uvicorn queued for the application into a new inbox, which from now on
         receives every message and the end of the connection."""
         if self.inbox is None:
-            inbox = Inbox(self._pause_reading, self._resume_reading)
+            self.inbox = Inbox(self._pause_reading, self._resume_reading)
             while not self.queue.empty():
-                event = self.queue.get_nowait()
-                if event["type"] == "websocket.receive":
-                    data = event.get("bytes")
-                    inbox.put(data if data is not None else event.get("text", ""))
-                elif event["type"] == "websocket.disconnect":
-                    inbox.end(event.get("code", 1005))
-            self.inbox = inbox
+                self.deliver(self.queue.get_nowait())
             if self.read_paused:  # uvicorn pauses after each message it queues
-                inbox.reading_paused()
+                self.inbox.reading_paused()
         return self.inbox
+
+    def deliver(self, event: Any) -> None:
+        """Put an ASGI receive or disconnect event into the inbox; a disconnect's code also goes
+        to the connection's access log line (the access middleware sees no ASGI receive here)."""
+        assert self.inbox is not None
+        if event["type"] == "websocket.receive":
+            data = event.get("bytes")
+            self.inbox.put(data if data is not None else event.get("text", ""))
+        elif event["type"] == "websocket.disconnect":
+            code = event.get("code", 1005)
+            self.inbox.end(code)
+            note_close(code, scope=self.scope)
 
     def send_receive_event_to_app(self) -> None:
         inbox = self.inbox

@@ -105,7 +105,6 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         if busy_timeout < 0:
             raise ValueError(f"busy_timeout must not be negative, not {busy_timeout}")
         super().__init__(max_batch)
-        self.commits_others_with_appends = True
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.busy_timeout = busy_timeout
@@ -155,8 +154,8 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
 
     def _open_writer(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; this module says BEGIN and COMMIT.
-        # check_same_thread=False: opened and closed in the writer's thread; the writer task
-        # (one call at a time) is its only user.
+        # check_same_thread=False: made in the writer thread, the only thread that ever uses it
+        # (the flag only spares sqlite3 its check).
         db = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False)
         try:
             db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
@@ -366,7 +365,9 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
     async def _stop_writer(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
         if self._thread is not None:
             with anyio.CancelScope(shield=True):
-                await self._thread.call(_nothing)  # after every write queued before it, and their waiters
+                # A call runs after every write queued before it: those are committed and settled
+                # before _close_resources takes the connection away.
+                await self._thread.call(_nothing)
         return None
 
     async def _submit(self, request: Pending) -> None:

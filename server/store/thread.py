@@ -41,8 +41,8 @@ class WriterThread(Generic[W]):
     """One daemon thread running, in the order given, the calls handed to it and the writes queued
     for it; writes queued back to back (no call between them) run together, ``max_batch`` at most.
 
-    ``commit(batch)`` runs in the thread and returns the batch's outcome; ``settle(batch, outcome)``
-    then runs on the event loop that queued the batch's first write. If ``commit`` raises, the
+    Made on the event loop that queues the writes. ``commit(batch)`` runs in the thread and
+    returns the batch's outcome; ``settle(batch, outcome)`` then runs on that loop. If ``commit`` raises, the
     exception is the outcome. ``await call(func, *args)`` returns what ``func(*args)`` returned in
     the thread, or raises what it raised; a caller cancelled while waiting stops waiting, and the
     call still runs to its end. :meth:`stop` lets everything handed before it run, then ends the thread.
@@ -57,20 +57,13 @@ class WriterThread(Generic[W]):
         self._ready = threading.Condition(threading.Lock())
         self._idle = False
         self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def queue(self, write: W) -> None:
         """Queue ``write`` for the next batch (from the event loop's thread)."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        with self._ready:
-            if self._stopping:
-                raise RuntimeError(f"{self._thread.name} is stopped")
-            self._items.append(write)
-            if self._idle:
-                self._ready.notify()
+        self._hand(write)
 
     @property
     def queued(self) -> int:
@@ -80,12 +73,7 @@ class WriterThread(Generic[W]):
     async def call(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        with self._ready:
-            if self._stopping:
-                raise RuntimeError(f"{self._thread.name} is stopped")
-            self._items.append(_Call(loop, future, func, args))
-            if self._idle:
-                self._ready.notify()
+        self._hand(_Call(loop, future, func, args))
         return await future
 
     async def stop(self) -> None:
@@ -94,6 +82,14 @@ class WriterThread(Generic[W]):
             self._stopping = True
             self._ready.notify()
         await anyio.to_thread.run_sync(self._thread.join)
+
+    def _hand(self, item: W | _Call) -> None:
+        with self._ready:
+            if self._stopping:
+                raise RuntimeError(f"{self._thread.name} is stopped")
+            self._items.append(item)
+            if self._idle:
+                self._ready.notify()
 
     def _run(self) -> None:
         items, ready = self._items, self._ready
@@ -130,8 +126,7 @@ class WriterThread(Generic[W]):
             outcome = self._commit(batch)
         except Exception as exc:  # settled on the loop: every write of the batch fails with it
             outcome = exc
-        if self._loop is not None:
-            _report(self._loop, self._settle, batch, outcome)
+        _report(self._loop, self._settle, batch, outcome)
 
 
 def _report(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
