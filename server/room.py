@@ -4,7 +4,8 @@ The write path is: read the update strictly (:func:`~syncline.engine.read_update
 refuse it if it depends on clocks the document lacks (:class:`UpdateOutOfOrder`: Yrs
 would integrate it only in part, silently) or writes structs of a client ID bound to
 another writer (:class:`ClientIdTaken`), append it to the store (group commit,
-durable), integrate it into the document and check that every clock it carries is
+durable; the client IDs it is the first to write are bound to its writer in that same
+commit), integrate it into the document and check that every clock it carries is
 now in the document, broadcast it to the other peers (encoded once), acknowledge it
 to its sender. A peer therefore never sees an edit that is not on disk, a late joiner
 is served only what was stored, and nothing is acknowledged that the document lacks.
@@ -35,7 +36,7 @@ from .errors import ClientIdTaken, UpdateNotIntegrated, UpdateOutOfOrder
 from .fanout import Fanout, FanoutUnavailable
 from .metrics import Metrics
 from .roomdoc import RoomDocument
-from .store import DocumentLog, Receipt, StoredDoc, StoreUnavailable
+from .store import Binding, ClientsBound, DocumentLog, Receipt, StoredDoc, StoreUnavailable
 
 log = logging.getLogger("syncline.room")
 
@@ -209,15 +210,21 @@ class Room:
         try:
             if self._unsure:
                 await self._settle()
-            await self._check_writer(shape, writer)
+            binding = self._check_writer(shape, writer)
             missing = shape.missing(self._document.clock)
             if missing:
                 raise UpdateOutOfOrder(missing)
             try:
-                seq = await self._store.append(self.name, update, action=action, receipt=receipt)
+                seq = await self._store.append(self.name, update, action=action, receipt=receipt, binding=binding)
             except StoreUnavailable:
                 self._unsure = True
                 raise
+            except ClientsBound as exc:
+                self._owners.update(exc.owners)
+                raise ClientIdTaken(min(client for client, who in exc.owners.items() if who != writer)) from None
+            if binding is not None:
+                for client in binding.claim:
+                    self._owners[client] = writer
         finally:
             self._inflight -= 1
         try:
@@ -261,26 +268,25 @@ class Room:
                 except FanoutUnavailable:
                     break  # the fan-out marked the room for the other nodes to re-read
 
-    async def _check_writer(self, shape: UpdateShape, writer: str) -> None:
-        """Refuse structs of a client ID bound to another writer; bind the new ones to ``writer``.
+    def _check_writer(self, shape: UpdateShape, writer: str) -> Binding | None:
+        """Refuse structs of a client ID known to be bound to another writer; return the
+        :class:`Binding` the append must carry for the client IDs the room knows no owner of.
 
         A client ID is bound, durably and for every node, to the first writer that writes a
-        clock range of it the room did not have. Structs of a bound client ID from another
-        writer are refused even when the room already holds their range: that is how a
-        client whose ID collides with another's learns of it, instead of being ignored.
+        clock range of it the room did not have: in the transaction that stores that write,
+        so a writer's first update costs one commit, not two. Structs of a bound client ID
+        from another writer are refused even when the room already holds their range: that
+        is how a client whose ID collides with another's learns of it, instead of being ignored.
         """
         owners = self._owners
-        beyond = shape.writes_beyond(self._document.clock)
-        claim = [client for client in beyond if owners.get(client) is None]
-        check = [client for client in shape.runs if client not in owners and client not in beyond]
-        if claim or check:
-            bound = await self._store.bind_clients(self.name, writer, claim=claim, check=check)
-            for client in (*claim, *check):
-                owners[client] = bound.get(client)
         for client in shape.runs:
             owner = owners.get(client)
             if owner is not None and owner != writer:
                 raise ClientIdTaken(client)
+        beyond = shape.writes_beyond(self._document.clock)
+        claim = tuple(client for client in beyond if owners.get(client) is None)
+        check = tuple(client for client in shape.runs if client not in owners and client not in beyond)
+        return Binding(writer, claim, check) if claim or check else None
 
     def awareness(self, sender: Peer, payload: bytes) -> None:
         """Remember each client's latest state and relay the update to the others.

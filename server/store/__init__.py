@@ -16,3 +16,5 @@ from .base import Receipt as Receipt
 from .base import Claim as Claim
 from .base import Access as Access
 from .base import AccessLog as AccessLog
+from .base import Binding as Binding
+from .base import ClientsBound as ClientsBound

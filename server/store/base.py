@@ -50,6 +50,30 @@ class StoreLocked(StoreUnavailable):
         self.pid = pid
 
 
+class ClientsBound(StoreError):
+    """An append's :class:`Binding` found a client ID bound to another writer: the append was
+    not stored (its claim was bound all the same). ``owners`` is the recorded owner of each
+    client of the binding that has one."""
+
+    def __init__(self, owners: dict[int, str]) -> None:
+        super().__init__(f"client IDs bound to another writer: {sorted(owners)}")
+        self.owners = owners
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The client IDs an append writes, for :meth:`DocumentLog.append` to bind with it.
+
+    Each client of ``claim`` that has no owner yet is bound to ``owner``; each client of
+    ``claim`` and ``check`` must then be bound to ``owner`` or to nobody, else the append is
+    refused with :class:`ClientsBound`.
+    """
+
+    owner: str
+    claim: tuple[int, ...]
+    check: tuple[int, ...] = ()
+
+
 @dataclass(frozen=True)
 class StoredDoc:
     """What :meth:`Store.load` returns: a snapshot (or None) and the updates after it.
@@ -143,13 +167,18 @@ class DocumentLog(Protocol):
     and the writer bound to each Yjs client ID. All the relay's rooms need of a store."""
 
     async def append(
-        self, doc: str, update: bytes, *, action: str | None = None, receipt: Receipt | None = None
+        self, doc: str, update: bytes, *, action: str | None = None, receipt: Receipt | None = None,
+        binding: Binding | None = None,
     ) -> int:
         """Durably append ``update`` to ``doc``'s log; return its sequence number.
 
         The same transaction adds the update's :class:`Change` (with ``action``) and,
         if given, ``receipt`` (unless a receipt is already kept under its key), so an
-        idempotent write and its receipt commit together or not at all.
+        idempotent write and its receipt commit together or not at all. With a ``binding``,
+        its claim is bound as :meth:`bind_clients` binds it (durably, before returning), and
+        the append is refused with :class:`ClientsBound`, none of its rows stored, if a client
+        of the binding is bound to another writer: a writer's first update and its claim can
+        share one commit.
 
         Raises :class:`StoreUnavailable` if the store is not open or the commit failed;
         then nothing of the transaction this update shared was stored.

@@ -74,7 +74,7 @@ from urllib.parse import urlsplit
 import anyio
 import asyncpg
 
-from .base import Change, StoredDoc, Receipt, StoreUnavailable
+from .base import Binding, Change, ClientsBound, StoredDoc, Receipt, StoreUnavailable
 from .records import receipt_row
 from . import postgres_sql as pgsql
 from .postgres_sql import SCHEMA_VERSION
@@ -257,12 +257,14 @@ class PostgresStore(PostgresTables, PostgresAccess, GroupCommitStore):
     # -- the Store interface -----------------------------------------------------------
 
     async def append(
-        self, doc: str, update: bytes, *, action: str | None = None, receipt: Receipt | None = None
+        self, doc: str, update: bytes, *, action: str | None = None, receipt: Receipt | None = None,
+        binding: Binding | None = None,
     ) -> int:
         """Durably append ``update`` to ``doc``'s log; return its seq once PostgreSQL committed it.
 
         Its change row (with ``action``) and ``receipt``, if given, commit in the same
-        transaction. Raises :class:`StoreUnavailable` if the store is not open or the
+        transaction. A ``binding`` is bound first, in a transaction of its own (see
+        :meth:`bind_clients`): :class:`ClientsBound` if it is refused, nothing appended. Raises :class:`StoreUnavailable` if the store is not open or the
         commit failed. If the connection broke while COMMIT was in flight, PostgreSQL
         may still have committed the transaction: the append is then not acknowledged
         but stored, which a retry makes harmless (Yjs updates are idempotent, and a
@@ -270,6 +272,10 @@ class PostgresStore(PostgresTables, PostgresAccess, GroupCommitStore):
         """
         if not isinstance(doc, str):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")
+        if binding is not None:
+            owners = await self.bind_clients(doc, binding.owner, claim=binding.claim, check=binding.check)
+            if any(who != binding.owner for who in owners.values()):
+                raise ClientsBound(owners)
         request = Append(doc=doc, update=bytes(update), action=action, receipt=receipt)
         with anyio.move_on_after(self.timeout) as scope:
             await self._submit(request)

@@ -41,12 +41,12 @@ import aiosqlite
 import anyio
 
 from ..lockfile import LockFile, acquire, holder_pid
-from .base import Claim, Receipt, StoreCorrupt, StoredDoc, StoreLocked, StoreUnavailable
+from .base import Binding, Claim, ClientsBound, Receipt, StoreCorrupt, StoredDoc, StoreLocked, StoreUnavailable
 from .records import receipt_row
 from . import sqlite_sql as litesql
 from .sqlite_sql import SCHEMA_VERSION
 from .sqlite_access import SQLiteAccess
-from .sqlite_tables import SQLiteTables
+from .sqlite_tables import SQLiteTables, bind_in
 from .thread import WriterThread
 from .writer import Append, GroupCommitStore, Pending
 
@@ -230,12 +230,14 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
     # -- the Store interface -----------------------------------------------------------
 
     async def append(
-        self, doc: str, update: bytes, *, action: str | None = None, receipt: Receipt | None = None
+        self, doc: str, update: bytes, *, action: str | None = None, receipt: Receipt | None = None,
+        binding: Binding | None = None,
     ) -> int:
         """Durably append ``update`` to ``doc``'s log; return its seq once committed.
 
         Its change row (with ``action``) and ``receipt``, if given, commit in the same
-        transaction. Raises :class:`StoreUnavailable` if the store is not open or the
+        transaction, and so does its ``binding``: a refused one (:class:`ClientsBound`) takes
+        no seq and inserts no row. Raises :class:`StoreUnavailable` if the store is not open or the
         commit failed; in that case nothing of the transaction this update was part of
         is stored.
         """
@@ -243,7 +245,7 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")
         if not self.exclusive:
             raise self._unavailable("opened with exclusive=False, which never appends")
-        request = Append(doc=doc, update=bytes(update), action=action, receipt=receipt)
+        request = Append(doc=doc, update=bytes(update), action=action, receipt=receipt, binding=binding)
         self._queue(request)
         return int(await request.outcome())
 
@@ -332,30 +334,38 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
             raise self._unavailable(f"read failed: {exc}") from exc
 
     def _commit_sync(self, db: sqlite3.Connection, batch: list[Pending]) -> tuple[int, list[Any]]:
-        """One whole group-commit transaction, in the writer's thread: the appends and, each in a
-        savepoint of its own, the other writes, in arrival order. Returns the first seq and the
-        outcome of each other write (its result, or the error that rolled back its savepoint)."""
+        """One whole group-commit transaction, in the writer's thread: the writes of ``batch`` in
+        arrival order, each write other than an append in a savepoint of its own. Returns
+        the next free seq and the outcome of each write: an append's seq or its
+        :class:`ClientsBound`; another write's result, or the error that rolled back its savepoint."""
         db.execute("BEGIN IMMEDIATE")
         try:
             if self._next_seq is None:  # this thread is the file's only writer: read it once
                 self._next_seq = _last_seq(db) + 1
-            first = seq = self._next_seq
+            seq = self._next_seq
             now = time.time()
             outcomes: list[Any] = []
             run: list[Append] = []
             for request in batch:
-                if isinstance(request, Append):
+                if isinstance(request, Append) and request.binding is None:
                     run.append(request)
+                    outcomes.append(seq + len(run) - 1)
                     continue
                 seq += _insert_appends(db, seq, run, now)
                 run = []
-                outcomes.append(_in_savepoint(db, request.work))  # type: ignore[attr-defined]
-            _insert_appends(db, seq, run, now)
+                if isinstance(request, Append):
+                    outcome = _bind_and_insert(db, seq, request, now)
+                    if not isinstance(outcome, ClientsBound):
+                        seq += 1
+                else:
+                    outcome = _in_savepoint(db, request.work)  # type: ignore[attr-defined]
+                outcomes.append(outcome)
+            seq += _insert_appends(db, seq, run, now)
             db.execute("COMMIT")
         except BaseException:
             self._rollback_sync(db)
             raise
-        return first, outcomes
+        return seq, outcomes
 
     # -- the writer thread (see WriterThread) --------------------------------------------
 
@@ -391,12 +401,11 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
         assert db is not None
         started = time.perf_counter()
         try:
-            first, outcomes = self._commit_sync(db, batch)
+            self._next_seq, outcomes = self._commit_sync(db, batch)
         except (sqlite3.Error, ValueError) as exc:
             self._next_seq = None
             return exc
-        self._next_seq = first + sum(1 for request in batch if isinstance(request, Append))
-        return _Committed(first, outcomes, time.perf_counter() - started)
+        return _Committed(outcomes, time.perf_counter() - started)
 
     def _settle(self, batch: list[Pending], outcome: Any) -> None:
         """On the event loop: resolve or fail every write of ``batch`` by its commit's outcome.
@@ -422,16 +431,20 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
                 if not isinstance(request, Append):
                     request.fail(self._unavailable(f"write failed: {outcome}"), outcome)
             return
-        others = (request for request in batch if not isinstance(request, Append))
-        for request, result in zip(others, outcome.outcomes, strict=True):
-            if isinstance(result, _RolledBack):
+        stored: list[Append] = []
+        seqs: list[int] = []
+        for request, result in zip(batch, outcome.outcomes, strict=True):
+            if isinstance(request, Append) and isinstance(result, int):
+                stored.append(request)
+                seqs.append(result)
+            elif isinstance(result, _RolledBack):
                 request.fail(self._unavailable(f"write failed: {result.error}"), result.error)
-            elif isinstance(result, ValueError):
+            elif isinstance(result, (ValueError, ClientsBound)):
                 request.fail(result)
             else:
                 request.resolve(result)
-        if appends:
-            self._committed(appends, range(outcome.first, outcome.first + len(appends)), outcome.seconds)
+        if stored:
+            self._committed(stored, seqs, outcome.seconds)
 
     def _rollback_sync(self, db: sqlite3.Connection) -> None:
         """Roll back an open transaction; if that fails, the writer connection is unusable."""
@@ -457,10 +470,10 @@ class _Broken:
 
 
 class _Committed:
-    __slots__ = ("first", "outcomes", "seconds")
+    __slots__ = ("outcomes", "seconds")
 
-    def __init__(self, first: int, outcomes: list[Any], seconds: float) -> None:
-        self.first, self.outcomes, self.seconds = first, outcomes, seconds
+    def __init__(self, outcomes: list[Any], seconds: float) -> None:
+        self.outcomes, self.seconds = outcomes, seconds
 
 
 class _RolledBack:
@@ -484,6 +497,18 @@ def _in_savepoint(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], A
         return _RolledBack(exc)
     db.execute("RELEASE other_write")
     return result
+
+
+def _bind_and_insert(db: sqlite3.Connection, seq: int, request: Append, now: float) -> int | ClientsBound:
+    """Bind ``request``'s claim, then insert its rows as ``seq``: its seq, or the
+    :class:`ClientsBound` that refused it (its claim bound all the same, no row inserted)."""
+    binding = request.binding
+    assert binding is not None
+    owners = bind_in(db, request.doc, binding.owner, binding.claim, binding.check)
+    if any(who != binding.owner for who in owners.values()):
+        return ClientsBound(owners)
+    _insert_appends(db, seq, [request], now)
+    return seq
 
 
 def _insert_appends(db: sqlite3.Connection, first: int, run: list[Append], now: float) -> int:

@@ -136,22 +136,14 @@ class SQLiteTables:
 
     async def bind_clients(self, doc: str, owner: str, claim: Iterable[int], check: Iterable[int]) -> dict[int, str]:
         """Bind the unbound clients of ``claim`` to ``owner``; return the owner of each client of both."""
-        claimed = sorted(set(claim))
-        asked = sorted(set(claimed) | set(check))
-
-        def work(db: sqlite3.Connection) -> dict[int, str]:
-            db.executemany(
-                "INSERT INTO client_owners (doc, client, owner) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                [(doc, client, owner) for client in claimed],
-            )
-            return _owners(db, doc, asked)
-
+        claimed = tuple(claim)
         if not claimed:
             owners: dict[int, str] = {}
-            for sql, params in _chunked_in(_SELECT_OWNERS, (doc,), asked):
+            for sql, params in _chunked_in(_SELECT_OWNERS, (doc,), sorted(set(check))):
                 owners.update((int(client), str(who)) for client, who in await self._read(sql, params))
             return owners
-        bound: dict[int, str] = await self._transact(work)
+        checked = tuple(check)
+        bound: dict[int, str] = await self._transact(lambda db: bind_in(db, doc, owner, claimed, checked))
         return bound
 
     async def prices(self, tenant: str, products: Iterable[str]) -> dict[str, Price]:
@@ -197,8 +189,15 @@ def _chunked_in(select: str, head: tuple[object, ...], values: list[Any]) -> Ite
         yield select.format(",".join("?" * len(chunk))), (*head, *chunk)
 
 
-def _owners(db: sqlite3.Connection, doc: str, clients: list[int]) -> dict[int, str]:
+def bind_in(db: sqlite3.Connection, doc: str, owner: str, claim: Iterable[int], check: Iterable[int]) -> dict[int, str]:
+    """On the writer connection, in its transaction: bind the unbound clients of ``claim`` to
+    ``owner``; return the owner of each client of ``claim`` and ``check`` that has one."""
+    claimed = sorted(set(claim))
+    db.executemany(
+        "INSERT INTO client_owners (doc, client, owner) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        [(doc, client, owner) for client in claimed],
+    )
     owners: dict[int, str] = {}
-    for sql, params in _chunked_in(_SELECT_OWNERS, (doc,), clients):
+    for sql, params in _chunked_in(_SELECT_OWNERS, (doc,), sorted(set(claimed) | set(check))):
         owners.update((int(client), str(who)) for client, who in db.execute(sql, params))
     return owners

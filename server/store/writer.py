@@ -27,7 +27,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .base import Receipt, StoreUnavailable
+from .base import Binding, Receipt, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +67,19 @@ class Pending:
 
 
 class Append(Pending):
-    """Append ``update`` to ``doc``'s log, with its change row's ``action`` and its ``receipt``."""
+    """Append ``update`` to ``doc``'s log, with its change row's ``action`` and its ``receipt``
+    (and, in a store that binds with the append, its ``binding``)."""
 
-    __slots__ = ("action", "doc", "receipt", "update")
+    __slots__ = ("action", "binding", "doc", "receipt", "update")
 
-    def __init__(self, *, doc: str, update: bytes, action: str | None = None, receipt: Receipt | None = None) -> None:
+    def __init__(self, *, doc: str, update: bytes, action: str | None = None, receipt: Receipt | None = None,
+                 binding: Binding | None = None) -> None:
         super().__init__()
         self.doc = doc
         self.update = update
         self.action = action
         self.receipt = receipt
+        self.binding = binding
 
 
 class GroupCommitStore:

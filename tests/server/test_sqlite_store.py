@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from syncline.server.store import StoredDoc, StoreUnavailable
+from syncline.server.store import Binding, ClientsBound, StoredDoc, StoreUnavailable
 from syncline.server.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -272,6 +272,46 @@ async def test_other_writes_queued_among_appends_share_their_commit_and_fail_alo
         assert await store.load("t/cart/1") == StoredDoc(updates=[(first, b"first"), (good_1, b"good-1")])
         assert await store.load("t/cart/2") == StoredDoc(updates=[(good_2, b"good-2")])
         assert await store.bind_clients("t/cart/1", "carol", claim=[], check=[1, 2, 3]) == {1: "alice", 2: "alice"}
+
+
+async def test_appends_carrying_bindings_share_the_commit_of_plain_ones_and_a_refused_one_takes_no_seq(
+    tmp_path: Path,
+) -> None:
+    """Appends with a binding queued among plain appends commit in the same transaction; one
+    whose binding finds its client bound to another writer stores nothing, and the appends
+    after it still get consecutive seqs."""
+    path = tmp_path / "s.db"
+    outcomes: dict[str, object] = {}
+
+    async def run(name: str, update: bytes, binding: Binding | None = None) -> None:
+        try:
+            outcomes[name] = await store.append("t/cart/1", update, binding=binding)
+        except ClientsBound as exc:
+            outcomes[name] = exc
+
+    async with SQLiteStore(path) as store:
+        with writer_lock_held(path, "BEFORE INSERT ON updates WHEN 0") as blocker, anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run, "first", b"first", Binding("alice", (1,)))
+                await anyio.wait_all_tasks_blocked()
+                await taken(store)  # the writer holds "first", waiting for the lock
+                tg.start_soon(run, "plain-1", b"plain-1")
+                tg.start_soon(run, "bob-on-1", b"bob-on-1", Binding("bob", (2,), (1,)))
+                tg.start_soon(run, "plain-2", b"plain-2")
+                tg.start_soon(run, "alice-on-3", b"alice-on-3", Binding("alice", (3,), (1,)))
+                tg.start_soon(run, "bob-on-3", b"bob-on-3", Binding("bob", (3,)))
+                await queued(store, 5)  # these five are queued behind it
+                blocker.execute("ROLLBACK")
+        first = outcomes["first"]
+        assert isinstance(first, int)
+        assert [outcomes[name] for name in ("plain-1", "plain-2", "alice-on-3")] == [first + 1, first + 2, first + 3]
+        for name, owners in (("bob-on-1", {1: "alice", 2: "bob"}), ("bob-on-3", {3: "alice"})):
+            refused = outcomes[name]
+            assert isinstance(refused, ClientsBound) and refused.owners == owners
+        assert store.commits == 2 and store.committed_updates == 4
+        assert await store.load("t/cart/1") == StoredDoc(updates=[
+            (first, b"first"), (first + 1, b"plain-1"), (first + 2, b"plain-2"), (first + 3, b"alice-on-3")])
+        assert await store.append("t/cart/1", b"after") == first + 4
 
 
 async def test_a_locked_database_makes_appends_and_check_unavailable(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import anyio.lowlevel
 import pycrdt
 import pytest
 
-from syncline.server.store import StoredDoc, StoreUnavailable
+from syncline.server.store import Binding, ClientsBound, StoredDoc, StoreUnavailable
 from syncline.server.store.sqlite import SQLiteStore
 from harness.services import drop_schema, fresh_schema_name, postgres_dsn
 
@@ -502,6 +502,56 @@ async def test_binding_and_checking_more_clients_than_one_statement_takes(store_
             client: "sub:ann" for client in clients[:700]}
         assert await store.bind_clients("t/cart/1", "sub:bob", claim=[], check=clients) == {
             client: "sub:ann" for client in clients[:700]}
+
+
+async def test_an_append_binds_its_claim_in_its_own_commit(store_factory: StoreFactory) -> None:
+    till: pycrdt.Doc[Any] = pycrdt.Doc(client_id=7)
+    async with store_factory() as store:
+        first = await store.append("t/cart/1", map_update(till, "a", 1), binding=Binding("sub:ann", (7,), (9,)))
+        second = await store.append("t/cart/1", map_update(till, "b", 2), binding=Binding("sub:ann", (7,)))
+        assert second > first
+    async with store_factory() as store:
+        assert await store.bind_clients("t/cart/1", "sub:bob", claim=[7, 9], check=[]) == {7: "sub:ann", 9: "sub:bob"}
+        assert [seq for seq, _ in (await store.load("t/cart/1")).updates] == [first, second]
+
+
+async def test_an_append_whose_binding_finds_another_owner_stores_nothing(store_factory: StoreFactory) -> None:
+    ann: pycrdt.Doc[Any] = pycrdt.Doc(client_id=7)
+    async with store_factory() as store:
+        first = await store.append("t/cart/1", map_update(ann, "a", 1), binding=Binding("sub:ann", (7,)))
+        with pytest.raises(ClientsBound) as refused:
+            await store.append("t/cart/1", map_update(ann, "b", 2), binding=Binding("sub:bob", (8, 7)))
+        assert refused.value.owners == {7: "sub:ann", 8: "sub:bob"}  # 8 was unbound: bound all the same
+        with pytest.raises(ClientsBound) as checked:
+            await store.append("t/cart/1", map_update(ann, "c", 3), binding=Binding("sub:eve", (), (7,)))
+        assert checked.value.owners == {7: "sub:ann"}
+        later = await store.append("t/cart/1", map_update(pycrdt.Doc(client_id=8), "d", 4),
+                                   binding=Binding("sub:bob", (8,)))
+    async with store_factory() as store:
+        stored = await store.load("t/cart/1")
+        assert [seq for seq, _ in stored.updates] == [first, later]
+        assert rebuild(stored).get("m", type=pycrdt.Map).to_py() == {"a": 1, "d": 4}
+        assert await store.bind_clients("t/cart/1", "sub:x", claim=[], check=[7, 8]) == {7: "sub:ann", 8: "sub:bob"}
+
+
+async def test_of_concurrent_appends_claiming_one_client_exactly_one_is_stored(store_factory: StoreFactory) -> None:
+    outcomes: dict[str, int | ClientsBound] = {}
+    async with store_factory() as store:
+
+        async def write(owner: str) -> None:
+            update = map_update(pycrdt.Doc(client_id=42), owner, 1)
+            try:
+                outcomes[owner] = await store.append("t/cart/1", update, binding=Binding(owner, (42,)))
+            except ClientsBound as exc:
+                outcomes[owner] = exc
+
+        async with anyio.create_task_group() as tg:
+            for index in range(8):
+                tg.start_soon(write, f"sub:{index}")
+        stored = [owner for owner, outcome in outcomes.items() if isinstance(outcome, int)]
+        assert len(outcomes) == 8 and len(stored) == 1
+        assert all(outcome.owners == {42: stored[0]} for outcome in outcomes.values() if isinstance(outcome, ClientsBound))
+        assert [seq for seq, _ in (await store.load("t/cart/1")).updates] == [outcomes[stored[0]]]
 
 
 async def test_touch_keeps_the_latest_access_of_each_document_and_marks_guests(store_factory: StoreFactory) -> None:
