@@ -68,7 +68,8 @@ class FrameWriter(Protocol):
         ...
 
     def write(self, frame: bytes) -> None:
-        """Queue ``frame`` (complete, header included) on the transport, after everything before it."""
+        """Queue ``frame`` (complete, header included) on the transport, after everything before it
+        (frames written in one turn of the event loop may reach the transport together at its end)."""
         ...
 
     async def wait_writable(self) -> None:

@@ -12,15 +12,22 @@ server shutting down) ends it, instead of ASGI ``websocket.receive`` and
 ``websocket.disconnect`` events. Everything else (the handshake, parsing, pings, the close
 handshake) stays uvicorn's.
 
-Frames written this way and frames uvicorn writes (pongs, pings, the close frame) share one
-transport and are written whole, each in one ``transport.write``, so they never interleave
-within a frame, and the close frame the application sends goes after every data frame it
-wrote before it.
+Frames written to one peer during one turn of the event loop go out together, in one
+``transport.write`` at the end of that turn (:class:`TurnWrites`): a group commit wakes the
+writers of every update it stored in the same turn, so a peer of a busy room is sent their
+broadcasts in one system call instead of one each. Frames past :data:`FLUSH_BYTES` go at
+once, so the transport's buffer, and with it back-pressure, sees every frame within that
+bound. Frames uvicorn writes (pongs, pings, the close frame) share the transport and are
+written whole too, so nothing interleaves within a frame; the relay's frames pending when the
+application sends its close are written before it, and those still pending once a close was
+sent or the transport is closing are dropped (a peer is sent nothing after a close).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import weakref
 from typing import Any
 
 from uvicorn.config import Config
@@ -33,13 +40,58 @@ from .frames import EXTENSION
 from .inbox import Inbox
 
 
+log = logging.getLogger("syncline.wsprotocol")
+
+FLUSH_BYTES = 64 * 1024
+"""Frames pending for one peer past this many bytes are written at once, not at the end of the turn."""
+
+
+class TurnWrites:
+    """The writers holding frames written during the current turn of one event loop: one
+    callback, scheduled by the first of them, writes every writer's frames at the end of the turn."""
+
+    __slots__ = ("_loop", "_writers")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._writers: list[TransportFrameWriter] = []
+
+    def add(self, writer: TransportFrameWriter) -> None:
+        if not self._writers:
+            self._loop.call_soon(self._flush)
+        self._writers.append(writer)
+
+    def _flush(self) -> None:
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            try:
+                writer.flush()
+            except Exception:  # one transport's fault must not keep the others' frames
+                log.exception("writing frames to a peer's transport failed")
+
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnWrites] = weakref.WeakKeyDictionary()
+
+
+def turn_writes(loop: asyncio.AbstractEventLoop) -> TurnWrites:
+    """The :class:`TurnWrites` of ``loop`` (one per loop)."""
+    turn = _turns.get(loop)
+    if turn is None:
+        turn = _turns[loop] = TurnWrites(loop)
+    return turn
+
+
 class TransportFrameWriter:
-    """A :class:`~.frames.FrameWriter` on one uvicorn WebSocket protocol's transport."""
+    """A :class:`~.frames.FrameWriter` on one uvicorn WebSocket protocol's transport; frames
+    written in one turn of the loop go to the transport together at its end (see the module)."""
 
-    __slots__ = ("_protocol",)
+    __slots__ = ("_pending", "_pending_bytes", "_protocol", "_turn")
 
-    def __init__(self, protocol: GuardedWebSocketProtocol) -> None:
+    def __init__(self, protocol: GuardedWebSocketProtocol, turn: TurnWrites) -> None:
         self._protocol = protocol
+        self._turn = turn
+        self._pending: list[bytes] | None = None
+        self._pending_bytes = 0
 
     @property
     def writable(self) -> bool:
@@ -52,7 +104,25 @@ class TransportFrameWriter:
         return p.disconnected or p.close_sent or p.transport.is_closing()
 
     def write(self, frame: bytes) -> None:
-        self._protocol.transport.write(frame)
+        pending = self._pending
+        if pending is None:
+            self._pending = [frame]
+            self._pending_bytes = len(frame)
+            self._turn.add(self)
+        else:
+            pending.append(frame)
+            self._pending_bytes += len(frame)
+        if self._pending_bytes > FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending frames now, in one ``transport.write``; drop them if a close was sent
+        or the transport is closing."""
+        pending, self._pending = self._pending, None
+        if pending:
+            p = self._protocol
+            if not (p.close_sent or p.transport.is_closing()):
+                p.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def wait_writable(self) -> None:
         # uvicorn's own flag: cleared by pause_writing, set by resume_writing and by connection_lost.
@@ -85,6 +155,7 @@ class FrameWebSocketProtocol(GuardedWebSocketProtocol):
         self.queue = _AppEvents(self)
         self.inbox: Inbox | None = None
         """Where received messages go once the application opened it (else uvicorn's queue)."""
+        self.frame_writer: TransportFrameWriter | None = None
 
     def open_inbox(self) -> Inbox:
         """Move what uvicorn queued for the application into a new inbox, which from now on
@@ -138,4 +209,11 @@ class FrameWebSocketProtocol(GuardedWebSocketProtocol):
             extensions: dict[str, Any] | None = scope.get("extensions")
             if extensions is None:
                 extensions = scope["extensions"] = {}
-            extensions[EXTENSION] = TransportFrameWriter(self)
+            self.frame_writer = TransportFrameWriter(self, turn_writes(self.loop))
+            extensions[EXTENSION] = self.frame_writer
+
+    async def send(self, message: Any) -> None:
+        """The application's ASGI send (its close, on this path): the frames it wrote first go first."""
+        if self.frame_writer is not None:
+            self.frame_writer.flush()
+        await super().send(message)

@@ -431,3 +431,29 @@ async def test_a_burst_sent_at_once_is_handled_whole_and_in_order(tmp_path: Path
                             break
         await reader.wait_for(count)
         assert op_numbers(reader.updates) == list(range(count))
+
+
+async def test_an_ack_written_just_before_a_close_arrives_before_it(tmp_path: Path) -> None:
+    """A peer's update and a message that gets it closed arrive together: the relay acknowledges
+    the update and closes with 4400 right after, and on the frames path the acknowledgement,
+    written to the transport at the end of its turn, still comes first. (Through ASGI the ack
+    is queued for the sender task, and the close drops the queue: the peer resends the update.)"""
+    name = "acme/cart/ack-then-close"
+    doc = Doc()
+    doc.get("ops", type=Array).append("x")
+    async with served_relay(tmp_path, "frames") as served, connect(served.url(name), compression=None) as ws:
+        await ws.send(protocol.extension({"op": "hello", "acks": True}))
+        await ws.send(protocol.sync_update(doc.get_update()))
+        await ws.send(b"\x07")  # an unknown message type: 4400
+        acks: list[int] = []
+        with anyio.fail_after(5):
+            try:
+                async for frame in ws:
+                    assert isinstance(frame, bytes)
+                    message = protocol.decode(frame)
+                    if message.kind is Kind.EXTENSION and protocol.decode_extension(message.payload)["op"] == "ack":
+                        acks.append(protocol.decode_extension(message.payload)["n"])
+            except ConnectionClosed:
+                pass
+        assert ws.close_code == closecodes.INVALID_MESSAGE
+        assert acks == [1]
