@@ -47,6 +47,21 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+LOAD_GENERATOR_BUSY = 0.85
+"""Cores of its one CPU past which the load generator's own queueing shows in every server's latency."""
+
+
+def load_generator_note(runs: list[dict[str, Any]]) -> str | None:
+    """A line saying so when the load generator was near the end of its CPU in any of ``runs``."""
+    cores = [r["machine_during_run"].get("client_cores") for r in runs]
+    busiest = max((c for c in cores if c is not None), default=None)
+    if busiest is None or busiest < LOAD_GENERATOR_BUSY:
+        return None
+    return (f"The load generator used up to {busiest:.2f} of its CPU in these runs: past {LOAD_GENERATOR_BUSY} its own "
+            "queueing adds to every server's latency, so there latencies compare the server and load generator "
+            "together, and delivery may be capped by what the generator sends.")
+
+
 def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
     out = [f"\n## 1. Fan-out: {c['rooms']} rooms x {c['clients']} Yjs clients, {fmt(c['rate'], 0)} edits/s each for "
            f"{fmt(c['duration'], 0)} s (Syncline commits every update with fsync before broadcasting it; "
@@ -70,6 +85,9 @@ def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
                    f"every update before broadcasting it, and stock Yjs clients cannot ask for its acks): **{'MET' if node['verdict']['meets_target'] else 'MISSED'}**: p99 "
                    f"{fmt(s['latency_ms']['p99'])} vs {fmt(n['latency_ms']['p99'])} ms ({r2(ra['p99'])}x), throughput "
                    f"{fmt(s['delivered_per_s'])} vs {fmt(n['delivered_per_s'])}/s ({ra['throughput']:.3f}x)")
+    busy = load_generator_note(list(head.values()))
+    if busy:
+        out.append(busy)
     st = head.get("syncline", {}).get("server", {}).get("store")
     if st:
         out.append(f"Syncline store during the run: {st['commits']:,} commits, {st['updates_committed']:,} updates, "
@@ -100,12 +118,16 @@ def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
                                      f"{r2(ratio(row['syncline']['latency_ms']['p99'], row[ref]['latency_ms']['p99']))}")
                 rows.append([row["clients"], LABELS[k], r["offered_deliveries_per_s"], r["delivered_per_s"],
                              f"{r['delivered']:,}/{r['expected_deliveries']:,}", r["latency_ms"]["p50"], r["latency_ms"]["p99"],
-                             r["server"]["cpu_us_per_delivery"], r["machine_during_run"]["background_cores"],
+                             r["server"]["cpu_us_per_delivery"], r["machine_during_run"].get("client_cores"),
+                             r["machine_during_run"]["background_cores"],
                              r["machine_during_run"].get("others_on_server_cpu"),
                              "; ".join(extra)])
         out.append(table(["clients", "server", "offered deliveries/s", "delivered/s", "delivered/expected", "p50 ms",
-                          "p99 ms", "CPU us/delivery", "other procs (cores)", "others on the server's CPU",
-                          "Syncline / ref: throughput / p99"], rows))
+                          "p99 ms", "CPU us/delivery", "load generator (cores)", "other procs (cores)",
+                          "others on the server's CPU", "Syncline / ref: throughput / p99"], rows))
+        busy = load_generator_note([r for row in f["scaling"] for k, r in row.items() if k in LABELS])
+        if busy:
+            out.append("\n" + busy)
     prof = f.get("profiled_syncline_run", {}).get("profile")
     if prof and "self" in prof:
         pr = f["profiled_syncline_run"]
