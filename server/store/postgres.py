@@ -264,8 +264,8 @@ class PostgresStore(PostgresTables, PostgresAccess, GroupCommitStore):
 
         Its change row (with ``action``) and ``receipt``, if given, commit in the same
         transaction. A ``binding`` is bound first, in a transaction of its own (see
-        :meth:`bind_clients`): :class:`ClientsBound` if it is refused, nothing appended. Raises :class:`StoreUnavailable` if the store is not open or the
-        commit failed. If the connection broke while COMMIT was in flight, PostgreSQL
+        :meth:`bind_clients`): :class:`ClientsBound` if it is refused, nothing appended.
+        Raises :class:`StoreUnavailable` if the store is not open or the commit failed. If the connection broke while COMMIT was in flight, PostgreSQL
         may still have committed the transaction: the append is then not acknowledged
         but stored, which a retry makes harmless (Yjs updates are idempotent, and a
         retried idempotent request finds its stored response).

@@ -237,9 +237,9 @@ class SQLiteStore(SQLiteTables, SQLiteAccess, GroupCommitStore):
 
         Its change row (with ``action``) and ``receipt``, if given, commit in the same
         transaction, and so does its ``binding``: a refused one (:class:`ClientsBound`) takes
-        no seq and inserts no row. Raises :class:`StoreUnavailable` if the store is not open or the
-        commit failed; in that case nothing of the transaction this update was part of
-        is stored.
+        no seq and inserts no row. Raises :class:`StoreUnavailable` if the store is not open or
+        the commit failed; in that case nothing of the transaction this update was part of is
+        stored.
         """
         if not isinstance(doc, str):
             raise TypeError(f"doc must be str, not {type(doc).__name__}")

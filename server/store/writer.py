@@ -8,7 +8,7 @@ is cancelled) and the batching: appends waiting in the queue behind the first ar
 committed with it, up to ``max_batch``, in arrival order. A store whose
 ``commits_others_with_appends`` is true takes its other writes into the same batches
 (each is then its own savepoint inside the batch's transaction), so that a burst of them
-(a new client ID bound per connection, say) costs one commit, not one each.
+(compactions of many rooms, say) costs one commit, not one each.
 
 A store with a blocking driver takes its writes on a thread instead of the writer task: it
 overrides :meth:`~GroupCommitStore._start_writer`, :meth:`~GroupCommitStore._stop_writer` and
