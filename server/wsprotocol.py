@@ -50,15 +50,16 @@ class TurnWrites:
     """The writers holding frames written during the current turn of one event loop: one
     callback, scheduled by the first of them, writes every writer's frames at the end of the turn."""
 
-    __slots__ = ("_loop", "_writers")
+    __slots__ = ("_writers",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._writers: list[TransportFrameWriter] = []
 
     def add(self, writer: TransportFrameWriter) -> None:
+        """Called on the loop the writer belongs to (no reference to the loop is kept: see
+        :func:`turn_writes`)."""
         if not self._writers:
-            self._loop.call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush)
         self._writers.append(writer)
 
     def _flush(self) -> None:
@@ -74,10 +75,10 @@ _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnWrites] = weakr
 
 
 def turn_writes(loop: asyncio.AbstractEventLoop) -> TurnWrites:
-    """The :class:`TurnWrites` of ``loop`` (one per loop)."""
+    """The :class:`TurnWrites` of ``loop`` (one per loop, forgotten with the loop)."""
     turn = _turns.get(loop)
     if turn is None:
-        turn = _turns[loop] = TurnWrites(loop)
+        turn = _turns[loop] = TurnWrites()
     return turn
 
 

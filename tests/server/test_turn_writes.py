@@ -5,7 +5,9 @@ the transport is wrapped only to count its writes."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -161,3 +163,17 @@ async def test_a_transport_that_fails_its_write_costs_the_other_peers_nothing(ca
         to_broken.write(b"next")  # the writer is not stuck: its next turn is written
         await asyncio.sleep(0)
         assert broken.transport.writes == [b"next"]
+
+
+def test_a_loop_s_turn_writes_are_forgotten_with_the_loop() -> None:
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def use() -> None:
+        loop = asyncio.get_running_loop()
+        assert turn_writes(loop) is turn_writes(loop)
+        loops.append(weakref.ref(loop))
+
+    for _ in range(3):
+        asyncio.run(use())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]
