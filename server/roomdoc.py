@@ -19,6 +19,8 @@ from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, enc
 from syncline.engine.structs import UpdateShape, read_trusted_update
 from syncline.engine.sync import decode_state_vector, merge, update_diff, update_state_vector
 
+from .clocks import Clocks
+
 log = logging.getLogger("syncline.room")
 
 EMPTY_STATE_VECTOR = b"\x00"
@@ -30,15 +32,16 @@ small updates: 17 ms), so a longer uncompacted log is integrated instead."""
 
 STATE_VECTOR_CLIENTS_MAX = 16
 """Up to this many client IDs, the clocks after an update are read from the document's state
-vector (4 us for 5 clients); beyond it, from the updates Yrs reports integrating (15-20 us,
-whatever the count), since decoding a state vector grows with it (20 us for 64 clients)."""
+vector (:class:`~.clocks.Clocks`: predicted, else decoded); beyond it, from the updates Yrs
+reports integrating (15-20 us, whatever the count), since decoding a state vector grows
+with it (20 us for 64 clients)."""
 
 
 class RoomDocument:
     def __init__(self, name: str) -> None:
         self.name = name
         self._doc = Doc()
-        self._clock: dict[int, int] = {}
+        self._clocks = Clocks()
         """Per client ID, the clock up to which the document holds its structs (kept as Yrs integrates)."""
         self.uncovered: set[int] = set()
         """Seqs of stored rows that the document does not fully hold: never folded by compaction."""
@@ -55,7 +58,7 @@ class RoomDocument:
     def clock(self) -> dict[int, int]:
         """Per client ID, the clock up to which the document holds its structs (builds it if cold)."""
         self.doc  # noqa: B018 - builds the document (and its clocks) from a cold load
-        return self._clock
+        return self._clocks.clock
 
     @property
     def doc(self) -> Doc:
@@ -77,14 +80,14 @@ class RoomDocument:
         loaded, self._loaded, cold = self._loaded or [], None, self._cold
         self._cold = None
         self._apply_rows(loaded)
-        self._clock = decode_state_vector(self._doc.get_state())
+        self._clocks.read(self._doc.get_state())
         if not loaded:
             return
         expected = decode_state_vector(cold[1]) if cold is not None else None
         if expected is not None and not self._short_of(expected):
             return
         self._apply_rows(loaded)  # the heal: cheaper than merging the rows to find out whether it is needed
-        self._clock = decode_state_vector(self._doc.get_state())
+        self._clocks.read(self._doc.get_state())
         short = self._short_of(expected) if expected is not None else {}
         if short:
             log.error("the document lacks clocks its stored rows hold; compaction is off for this room",
@@ -104,19 +107,20 @@ class RoomDocument:
 
     def _short_of(self, expected: dict[int, int]) -> dict[int, int]:
         """The clients whose clock in ``expected`` the document has not reached."""
-        clock = self._clock
+        clock = self._clocks.clock
         return {client: end for client, end in expected.items() if clock.get(client, 0) < end}
 
     def apply(self, update: bytes, shape: UpdateShape) -> dict[int, int]:
         """Integrate ``update`` and return what it carries that the document still lacks
         (empty when all of it is in). Raises :class:`InvalidUpdate` if Yrs refuses it."""
+        ends = shape.clocks()
         for attempt in range(2):  # Yrs integrates on a second application what it dropped on the first
-            if len(self._clock) <= STATE_VECTOR_CLIENTS_MAX:
+            if len(self._clocks.clock) <= STATE_VECTOR_CLIENTS_MAX:
                 apply_update(self._doc, update)
-                self._clock = decode_state_vector(self._doc.get_state())
+                self._clocks.advance(self._doc.get_state(), ends)
             else:
                 self._apply_observed(update)
-            short = self._short_of(shape.clocks())
+            short = self._short_of(ends)
             if not short:
                 return short
             if attempt == 0:
@@ -138,8 +142,7 @@ class RoomDocument:
             self._doc.unobserve(subscription)
         for integrated in captured:
             for client, end in read_trusted_update(integrated).clocks().items():
-                if self._clock.get(client, 0) < end:
-                    self._clock[client] = end
+                self._clocks.raise_to(client, end)
 
     def state_vector(self) -> bytes:
         """The document's state vector (from the stored bytes while it is not built yet)."""
