@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -44,8 +44,10 @@ class Kind(Enum):
     EXTENSION = "extension"
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    """One decoded message (a named tuple: one is made per message received, and a frozen
+    dataclass's ``__init__`` costs twice as much)."""
+
     kind: Kind
     payload: bytes = b""
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import InvalidUpdate
 
@@ -69,9 +70,11 @@ Run = tuple[int, int, bool]
 """``(start clock, end clock, is_skip)``: a client's consecutive structs of one kind."""
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateShape:
-    """What one update writes, points at and deletes, by client id."""
+class UpdateShape(NamedTuple):
+    """What one update writes, points at and deletes, by client id.
+
+    A named tuple, not a frozen dataclass: one is made per update the relay receives, and a
+    frozen dataclass's ``__init__`` costs twice as much."""
 
     runs: dict[int, tuple[Run, ...]]
     """Per client, its structs as runs in clock order; adjacent non-skip structs form one run."""
