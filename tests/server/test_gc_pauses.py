@@ -52,3 +52,10 @@ def test_the_relay_freezes_its_startup_heap_after_one_full_collection(
     assert found[series("syncline_gc_frozen_objects")] > 10_000
     assert found[series("syncline_gc_pause_seconds_count", generation="2")] >= 1
     assert found[series("syncline_gc_pause_seconds_sum", generation="2")] > 0
+
+
+def test_the_relay_collects_young_objects_every_fifty_thousand_allocations(
+    relay_factory: Callable[..., RelayProcess],
+) -> None:
+    found = samples(httpx.get(f"{relay_factory().http_url}/metrics", timeout=5).text)
+    assert [found[series("syncline_gc_threshold", generation=str(g))] for g in range(3)] == [50_000, 20, 10]
