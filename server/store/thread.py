@@ -30,18 +30,17 @@ W = TypeVar("W")
 
 
 class _Call:
-    __slots__ = ("args", "func", "future", "loop")
+    __slots__ = ("args", "func", "future")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
-                 func: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.loop, self.future, self.func, self.args = loop, future, func, args
+    def __init__(self, future: asyncio.Future[Any], func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.future, self.func, self.args = future, func, args
 
 
 class WriterThread(Generic[W]):
     """One daemon thread running, in the order given, the calls handed to it and the writes queued
     for it; writes queued back to back (no call between them) run together, ``max_batch`` at most.
 
-    Made on the event loop that queues the writes. ``commit(batch)`` runs in the thread and
+    Made on the event loop that hands it writes and calls. ``commit(batch)`` runs in the thread and
     returns the batch's outcome; ``settle(batch, outcome)`` then runs on that loop. If ``commit`` raises, the
     exception is the outcome. ``await call(func, *args)`` returns what ``func(*args)`` returned in
     the thread, or raises what it raised; a caller cancelled while waiting stops waiting, and the
@@ -71,9 +70,8 @@ class WriterThread(Generic[W]):
         return len(self._items)
 
     async def call(self, func: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._hand(_Call(loop, future, func, args))
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._hand(_Call(future, func, args))
         return await future
 
     async def stop(self) -> None:
@@ -117,9 +115,9 @@ class WriterThread(Generic[W]):
         try:
             result = call.func(*call.args)
         except BaseException as exc:  # handed back to the caller's task, raised there
-            _report(call.loop, _fail, call.future, exc)
+            _report(self._loop, _fail, call.future, exc)
         else:
-            _report(call.loop, _succeed, call.future, result)
+            _report(self._loop, _succeed, call.future, result)
 
     def _run_batch(self, batch: list[W]) -> None:
         try:

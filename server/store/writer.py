@@ -1,14 +1,11 @@
 """What every store shares: one writer task, fed by a bounded queue, committing appends in groups.
 
 A store subclasses :class:`GroupCommitStore` and supplies how to open and close its
-resources, how to commit a batch of :class:`Append` requests in one transaction, and
-(optionally) how to run its other queued writes. The base class owns the lifecycle
-(``async with store:`` opens once; leaving commits what is queued, even when the owner
-is cancelled) and the batching: appends waiting in the queue behind the first are
-committed with it, up to ``max_batch``, in arrival order. A store whose
-``commits_others_with_appends`` is true takes its other writes into the same batches
-(each is then its own savepoint inside the batch's transaction), so that a burst of them
-(compactions of many rooms, say) costs one commit, not one each.
+resources and how to commit a batch of :class:`Append` requests in one transaction. The base
+class owns the lifecycle (``async with store:`` opens once; leaving commits what is queued,
+even when the owner is cancelled) and the batching: appends waiting in the queue behind the
+first are committed with it, up to ``max_batch``, in arrival order. The writer task's queue
+holds appends only; a store's other writes run in transactions of their own.
 
 A store with a blocking driver takes its writes on a thread instead of the writer task: it
 overrides :meth:`~GroupCommitStore._start_writer`, :meth:`~GroupCommitStore._stop_writer` and
@@ -83,11 +80,9 @@ class Append(Pending):
 
 
 class GroupCommitStore:
-    """The lifecycle and the writer loop; subclasses implement the four hooks below."""
+    """The lifecycle and the writer loop; subclasses implement the three hooks below."""
 
     max_batch: int
-    commits_others_with_appends = False
-    """True: :meth:`_commit_appends` also receives the other writes queued among the appends."""
 
     def __init__(self, max_batch: int) -> None:
         if max_batch < 1:
@@ -115,13 +110,9 @@ class GroupCommitStore:
         raise NotImplementedError
 
     async def _commit_appends(self, batch: list[Append]) -> None:
-        """Commit ``batch`` in one transaction and resolve (or fail) every request of it (in
-        arrival order; other writes among them if ``commits_others_with_appends``)."""
+        """Commit ``batch`` in one transaction and resolve (or fail) every request of it, in
+        arrival order."""
         raise NotImplementedError
-
-    async def _run_other(self, request: Pending) -> None:
-        """Run a queued write that is not an append, in its own transaction."""
-        raise TypeError(f"{type(self).__name__} queues no {type(request).__name__}")
 
     def _unavailable(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(f"{self!r}: {reason}")
@@ -258,23 +249,11 @@ class GroupCommitStore:
                     leftover.fail(self._unavailable("writer stopped"))
 
     async def _serve(self, request: Pending, receive: MemoryObjectReceiveStream[Pending]) -> None:
-        """Run ``request``, batching it with the writes queued right behind it."""
-        joins = self.commits_others_with_appends
-        pending: Pending | None = request
-        while pending is not None:
-            if not joins and not isinstance(pending, Append):
-                await self._run_other(pending)
-                return
-            batch: list[Any] = [pending]
-            pending = None
-            while len(batch) < self.max_batch:
-                try:
-                    queued = receive.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-                if joins or isinstance(queued, Append):
-                    batch.append(queued)
-                else:
-                    pending = queued  # keep arrival order: it runs after this batch
-                    break
-            await self._commit_appends(batch)
+        """Commit ``request`` with the appends queued right behind it, ``max_batch`` at most."""
+        batch: list[Any] = [request]
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        await self._commit_appends(batch)

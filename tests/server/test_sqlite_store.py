@@ -117,8 +117,8 @@ async def test_a_fault_while_settling_a_commit_fails_its_waiters_instead_of_leav
     original = SQLiteStore._commit_sync
 
     def one_outcome_too_many(self: SQLiteStore, db: sqlite3.Connection, batch: list[Any]) -> tuple[int, list[Any]]:
-        first, outcomes = original(self, db, batch)
-        return first, [*outcomes, None]
+        next_seq, outcomes = original(self, db, batch)
+        return next_seq, [*outcomes, None]
 
     async with SQLiteStore(tmp_path / "s.db") as store:
         monkeypatch.setattr(SQLiteStore, "_commit_sync", one_outcome_too_many)
