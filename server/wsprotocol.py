@@ -9,8 +9,11 @@ no per-recipient frame encoding and no wait on an event per frame. The same writ
 connection's :class:`~.inbox.Inbox`: from then on the messages uvicorn parses go straight into
 it, and the end of the connection (the peer's close, a lost socket, a keepalive timeout, the
 server shutting down) ends it, instead of ASGI ``websocket.receive`` and
-``websocket.disconnect`` events. Everything else (the handshake, parsing, pings, the close
-handshake) stays uvicorn's.
+``websocket.disconnect`` events. From the handshake on, the protocol cuts the peer's bytes
+into frames itself (:mod:`.peerframes`): a whole, final, masked binary frame is unmasked and
+put in the inbox without the websockets parser; every other frame goes to that parser, whole
+or with everything after it. Everything else (the handshake, pings, the close handshake,
+refusing bad frames) stays uvicorn's and the websockets library's.
 
 Frames written to one peer during one turn of the event loop go out together, in one
 ``transport.write`` at the end of that turn (:class:`TurnWrites`): a group commit wakes the
@@ -33,11 +36,13 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.http11 import Request
+from websockets.protocol import State
 
 from .access import note_close
 from .deadlines import GuardedWebSocketProtocol
 from .frames import EXTENSION
 from .inbox import Inbox
+from .peerframes import BINARY, OTHER, SHORT, HeldFrame, apply_mask, frame_at
 
 
 log = logging.getLogger("syncline.wsprotocol")
@@ -157,6 +162,53 @@ class FrameWebSocketProtocol(GuardedWebSocketProtocol):
         self.inbox: Inbox | None = None
         """Where received messages go once the application opened it (else uvicorn's queue)."""
         self.frame_writer: TransportFrameWriter | None = None
+        self._cutting = False
+        """Whether this protocol cuts the peer's bytes into frames itself (see :mod:`.peerframes`)."""
+        self._request_tail = b""
+        self._held: HeldFrame | None = None
+        self._max_size = config.ws_max_size
+        self._can_cut = not config.ws_per_message_deflate  # compressed frames are the parser's
+
+    def data_received(self, data: bytes) -> None:
+        if self._cutting:
+            self._cut(data)
+        elif self.handshake_initiated or not self._can_cut:
+            super().data_received(data)
+        else:
+            seen = self._request_tail + data
+            super().data_received(data)
+            if self.handshake_initiated:
+                # The parser reads frames right after the request's blank line, so it is at a
+                # frame boundary with nothing buffered when that line ends these bytes exactly.
+                self._cutting = seen.find(b"\r\n\r\n") == len(seen) - 4
+            else:
+                self._request_tail = seen[-3:]
+
+    def _cut(self, data: bytes) -> None:
+        """Read the whole binary frames in ``data`` (after what is held) into the inbox, and
+        hand every other frame to the parser: whole, or with everything after it."""
+        held = self._held
+        if held is not None:
+            joined = held.add(data)
+            if joined is None:
+                return
+            self._held = None
+            data = joined
+        pos, end, max_size, conn = 0, len(data), self._max_size, self.conn
+        while pos < end:
+            kind, start, frame_end = frame_at(data, pos, max_size)
+            if kind == SHORT or (kind != OTHER and frame_end > end):
+                self._held = HeldFrame(data[pos:], frame_end - pos)
+                return
+            if kind == OTHER or conn.state is not State.OPEN:
+                self._cutting = False
+                super().data_received(data[pos:] if pos else data)
+                return
+            if kind == BINARY and self.inbox is not None:
+                self.inbox.put(apply_mask(data[start:frame_end], data[start - 4:start]))
+            else:  # a control frame, or a message before the application opened its inbox
+                super().data_received(data[pos:frame_end])
+            pos = frame_end
 
     def open_inbox(self) -> Inbox:
         """Move what uvicorn queued for the application into a new inbox, which from now on
