@@ -32,6 +32,7 @@ from .structs import StructLimits as StructLimits
 from .structs import UpdateShape as UpdateShape
 from .structs import read_update as read_update
 from .sync import apply_update as apply_update
+from .sync import apply_update_state as apply_update_state
 from .sync import encode_diff as encode_diff
 from .sync import state_vector as state_vector
 from .sync import validate_update as validate_update

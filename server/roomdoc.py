@@ -15,7 +15,7 @@ import logging
 
 from pycrdt import Doc
 
-from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, encode_diff, protocol
+from syncline.engine import InvalidStateVector, InvalidUpdate, apply_update, apply_update_state, encode_diff, protocol
 from syncline.engine.structs import UpdateShape, read_trusted_update
 from syncline.engine.sync import decode_state_vector, merge, update_diff, update_state_vector
 
@@ -116,8 +116,7 @@ class RoomDocument:
         ends = shape.clocks()
         for attempt in range(2):  # Yrs integrates on a second application what it dropped on the first
             if len(self._clocks.clock) <= STATE_VECTOR_CLIENTS_MAX:
-                apply_update(self._doc, update)
-                self._clocks.advance(self._doc.get_state(), ends)
+                self._clocks.advance(apply_update_state(self._doc, update), ends)
             else:
                 self._apply_observed(update)
             short = self._short_of(ends)

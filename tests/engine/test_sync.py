@@ -16,7 +16,7 @@ from syncline.engine import (
     state_vector,
     validate_update,
 )
-from syncline.engine.sync import decode_state_vector
+from syncline.engine.sync import apply_update_state, decode_state_vector
 
 from .helpers import copy_doc, snapshot, sync
 
@@ -168,13 +168,25 @@ def test_arbitrary_state_vector_bytes_decode_or_raise_invalid_state_vector(data:
 
 
 def assert_refused_or_applied(doc: Doc, data: object, **kwargs: int) -> bool:
-    """Apply ``data``; if refused, the document must be exactly as before. Return whether it applied."""
+    """Apply ``data``; if refused, the document must be exactly as before. Return whether it
+    applied. :func:`apply_update_state` (the relay's, on a copy) must agree, and return the
+    state vector the document then has."""
     before = snapshot(doc)
+    twin = copy_doc(doc, client_id=987_654)
+    twin_before = snapshot(twin)
     try:
         apply_update(doc, data, **kwargs)  # type: ignore[arg-type]
     except InvalidUpdate:
         assert snapshot(doc) == before
+        if not kwargs:
+            with pytest.raises(InvalidUpdate):
+                apply_update_state(twin, data)  # type: ignore[arg-type]
+            assert snapshot(twin) == twin_before
         return False
+    if not kwargs:
+        state = apply_update_state(twin, data)  # type: ignore[arg-type]
+        assert state == twin.get_state()
+        assert decode_state_vector(state) == decode_state_vector(doc.get_state())
     # Accepted: the document is still a working document.
     snapshot(doc)
     Cart(doc, "cart-1").view()
