@@ -28,6 +28,7 @@ Layout (v1)::
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -102,9 +103,10 @@ class UpdateShape(NamedTuple):
         that integrated all of this update has reached at least these clocks."""
         ends = {}
         for client, runs in self.runs.items():
-            written = [end for _, end, skip in runs if not skip]
-            if written:
-                ends[client] = max(written)
+            for _, end, skip in reversed(runs):  # in clock order: the last one ends furthest
+                if not skip:
+                    ends[client] = end
+                    break
         return ends
 
     def writes_beyond(self, state: Mapping[int, int]) -> list[int]:
@@ -146,12 +148,13 @@ def read_update(data: bytes, *, limits: StructLimits = DEFAULT_LIMITS) -> Update
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidUpdate(f"expected bytes, got {type(data).__name__}")
-    reader = _Reader(bytes(data), limits)
+    reader = _Reader(data if type(data) is bytes else bytes(data), limits)
     runs, references, structs = reader.structs()
     deletes = reader.delete_set()
     if reader.pos != reader.end:
         raise InvalidUpdate(f"{reader.end - reader.pos} trailing bytes after the update at byte {reader.pos}")
-    return UpdateShape(runs, references, deletes, structs, reader.end)
+    # tuple.__new__ skips the named tuple's own __new__, a Python function
+    return tuple.__new__(UpdateShape, (runs, references, deletes, structs, reader.end))
 
 
 def read_trusted_update(data: bytes) -> UpdateShape:
@@ -167,11 +170,20 @@ _UNDEFINED, _NULL, _VARINT, _FLOAT32, _FLOAT64, _BIGINT, _FALSE, _TRUE = 127, 12
 _ANY_STRING, _ANY_OBJECT, _ANY_ARRAY, _ANY_BYTES = 119, 118, 117, 116
 _FIXED_WIDTH = {_FLOAT32: 4, _FLOAT64: 8, _BIGINT: 8}
 _CONSTANTS = frozenset((_UNDEFINED, _NULL, _FALSE, _TRUE))
-_ASTRAL_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
+_SIMPLE_WIDTH = {**_FIXED_WIDTH, **dict.fromkeys(_CONSTANTS, 0)}
+"""Bytes after the tag of an ``any`` value that is neither a string, a variable-length
+integer nor a container."""
+_NOT_ASTRAL_LEADS = bytes(range(0xF0)) + bytes(range(0xF5, 0x100))
+_UINT64 = struct.Struct("<Q").unpack_from
 
 
 class _Reader:
-    """A cursor over the bytes; every read checks the bytes left and raises InvalidUpdate."""
+    """A cursor over the bytes; every read checks the bytes left and raises InvalidUpdate.
+
+    The struct and delete-set loops read with a local position and inline the common cases
+    (one-byte integers, ASCII strings, one simple ``any`` value); anything else, errors
+    included, goes through the general methods below from the same position, so an input
+    gives the same shape or the same error either way."""
 
     __slots__ = ("data", "end", "limits", "pos")
 
@@ -188,16 +200,40 @@ class _Reader:
 
     def uint(self) -> int:
         """A lib0 variable-length unsigned integer of at most 53 bits."""
-        pos = self.pos
-        if pos >= self.end:
+        data, pos, end = self.data, self.pos, self.end
+        if pos >= end:
             raise self.fail("truncated")
-        byte = self.data[pos]
+        byte = data[pos]
         if byte < 0x80:
             self.pos = pos + 1
             return byte
+        if pos + 1 < end and data[pos + 1] < 0x80:
+            self.pos = pos + 2
+            return (byte & 0x7F) | data[pos + 1] << 7
+        if end - pos >= 8:
+            word: int = _UINT64(data, pos)[0]
+            if word & 0x8080808080808080 == 0x0080808080808080:  # 8 bytes, as most 53-bit client ids
+                word = (word & 0x007F007F007F007F) | ((word & 0x7F007F007F007F00) >> 1)
+                word = (word & 0x00003FFF00003FFF) | ((word & 0x3FFF00003FFF0000) >> 2)
+                word = (word & 0x000000000FFFFFFF) | ((word & 0x0FFFFFFF00000000) >> 4)
+                if word <= MAX_SAFE_INTEGER:
+                    self.pos = pos + 8
+                    return word
         return self._long_uint(pos)
 
     def _long_uint(self, start: int) -> int:
+        result = shift = 0
+        for byte in self.data[start:start + 8]:
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                if result > MAX_SAFE_INTEGER:
+                    break
+                self.pos = start + 1 + shift // 7
+                return result
+            shift += 7
+        return self._checked_long_uint(start)  # cut short, too long or too large: say which
+
+    def _checked_long_uint(self, start: int) -> int:
         data, pos, end = self.data, start, self.end
         result = shift = 0
         while True:
@@ -243,7 +279,7 @@ class _Reader:
         return start
 
     def string(self) -> None:
-        """A length-prefixed UTF-8 string, checked and skipped (the hottest read: inlined)."""
+        """A length-prefixed UTF-8 string, checked and skipped."""
         data, pos = self.data, self.pos
         if pos < self.end and data[pos] < 0x80:
             size, start = data[pos], pos + 1
@@ -253,25 +289,27 @@ class _Reader:
         stop = start + size
         if stop > self.end:
             raise self.fail(f"{size} bytes claimed with {self.end - start} bytes left", start)
-        try:
-            data[start:stop].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise self.fail(f"invalid UTF-8 ({exc.reason})", start + exc.start) from exc
+        raw = data[start:stop]
+        if not raw.isascii():
+            try:
+                raw.decode()
+            except UnicodeDecodeError as exc:
+                raise self.fail(f"invalid UTF-8 ({exc.reason})", start + exc.start) from exc
         self.pos = stop
 
     def utf16_length(self) -> int:
         """A String content's clock length: the UTF-16 length of its text."""
         size = self.uint()
         start = self.take(size)
-        data, end = self.data, self.pos
+        raw = self.data[start:self.pos]
+        if raw.isascii():
+            return size
         try:
-            text = data[start:end].decode("utf-8")
+            text = raw.decode()
         except UnicodeDecodeError as exc:
             raise self.fail(f"invalid UTF-8 ({exc.reason})", start + exc.start) from exc
-        if len(text) == size:  # ASCII
-            return size
         # A character outside the BMP (4 UTF-8 bytes, lead byte 0xF0..0xF4) takes two UTF-16 units.
-        return len(text) + sum(data.count(lead, start, end) for lead in _ASTRAL_LEADS)
+        return len(text) + len(raw.translate(None, _NOT_ASTRAL_LEADS))
 
     def varint(self) -> None:
         """A lib0 signed variable-length integer (sign in bit 6 of the first byte)."""
@@ -290,28 +328,41 @@ class _Reader:
         data, end, max_depth = self.data, self.end, self.limits.max_depth
         stack: list[tuple[int, bool]] = []  # (values left, is an object) of each enclosing container
         left, in_object = count, False
+        pos = self.pos
         while True:
             if not left:
                 if not stack:
+                    self.pos = pos
                     return
                 left, in_object = stack.pop()
                 continue
             left -= 1
-            if in_object:
-                self.string()  # the key
-            at = self.pos
+            if in_object:  # the key
+                if pos < end and (size := data[pos]) < 0x80 and (stop := pos + 1 + size) <= end \
+                        and data[pos + 1:stop].isascii():
+                    pos = stop
+                else:
+                    self.pos = pos
+                    self.string()
+                    pos = self.pos
+            at = pos
             if at >= end:
-                raise self.fail("truncated")
+                raise self.fail("truncated", at)
             tag = data[at]
-            self.pos = at + 1
+            pos = at + 1
             if tag in _CONSTANTS:
                 continue
+            width = _FIXED_WIDTH.get(tag)
+            if width is not None and width <= end - pos:
+                pos += width
+                continue
+            self.pos = pos
             if tag == _ANY_STRING:
                 self.string()
             elif tag == _VARINT:
                 self.varint()
-            elif tag in _FIXED_WIDTH:
-                self.take(_FIXED_WIDTH[tag])
+            elif width is not None:
+                self.take(width)
             elif tag == _ANY_OBJECT or tag == _ANY_ARRAY:
                 if len(stack) >= max_depth:
                     raise self.fail(f"values nested deeper than {max_depth}", at)
@@ -322,29 +373,96 @@ class _Reader:
                 self.take(self.uint())
             else:
                 raise self.fail(f"unknown value tag {tag}", at)
+            pos = self.pos
 
     # -- structs -------------------------------------------------------------------
 
     def structs(self) -> tuple[dict[int, tuple[Run, ...]], dict[int, int], int]:
-        limits = self.limits
+        data, end, limits = self.data, self.end, self.limits
+        max_clients, max_structs = limits.max_clients, limits.max_structs
         runs: dict[int, tuple[Run, ...]] = {}
         references: dict[int, int] = {}
         seen: set[int] = set()
         total = 0
-        for _ in range(self.count("clients", limits.max_clients)):
-            count = self.count("structs", limits.max_structs)
-            at = self.pos
+        pos = self.pos
+        if pos < end and (clients := data[pos]) < 0x80 and clients <= max_clients and clients < end - pos:
+            pos += 1
+        else:
+            clients = self.count("clients", max_clients)
+            pos = self.pos
+        for _ in range(clients):
+            if pos < end and (count := data[pos]) < 0x80 and count <= max_structs and count < end - pos:
+                pos += 1
+            else:
+                self.pos = pos
+                count = self.count("structs", max_structs)
+                pos = self.pos
+            at = self.pos = pos
             client = self.uint()
             if client in seen:
                 raise self.fail(f"client {client} listed twice", at)
             seen.add(client)
-            clock = self.uint()
+            pos = self.pos
+            if pos < end and (clock := data[pos]) < 0x80:
+                pos += 1
+            else:
+                clock = self.uint()
+                pos = self.pos
             total += count
             client_runs: list[Run] = []
             run_start, run_skip = clock, False
             for index in range(count):
-                at = self.pos
-                length, skip = self.struct(references)
+                at = pos
+                if at >= end:
+                    raise self.fail("truncated", at)
+                info = data[at]
+                ref = info & 0x1F
+                pos = at + 1
+                if ref == _GC or ref == _SKIP:
+                    kind = "GC" if ref == _GC else "Skip"
+                    if info != ref:
+                        raise self.fail(f"flags {info & 0xE0:#x} on a {kind} struct", at)
+                    self.pos = pos
+                    length, skip = self.length(kind), ref == _SKIP
+                    pos = self.pos
+                else:
+                    if ref > _DOC:
+                        raise self.fail(f"unknown struct ref {ref}", at)
+                    skip = False
+                    if info & (_ORIGIN | _RIGHT_ORIGIN):
+                        self.pos = pos
+                        if info & _ORIGIN:
+                            self.reference(references)
+                        if info & _RIGHT_ORIGIN:
+                            self.reference(references)
+                        pos = self.pos
+                    else:  # the parent, a root type's name (flag 1) or an item's id (flag 0), and a map key
+                        if pos + 1 < end and data[pos] == 1 and (size := data[pos + 1]) < 0x80 \
+                                and (stop := pos + 2 + size) <= end and data[pos + 2:stop].isascii():
+                            pos = stop
+                        else:
+                            self.pos = pos
+                            self.parent(references)
+                            pos = self.pos
+                        if info & _PARENT_SUB:
+                            if pos < end and (size := data[pos]) < 0x80 and (stop := pos + 1 + size) <= end \
+                                    and data[pos + 1:stop].isascii():
+                                pos = stop
+                            else:
+                                self.pos = pos
+                                self.string()
+                                pos = self.pos
+                    if ref == _ANY and pos + 1 < end and data[pos] == 1 \
+                            and (width := _SIMPLE_WIDTH.get(data[pos + 1])) is not None \
+                            and (stop := pos + 2 + width) <= end:
+                        length, pos = 1, stop
+                    elif ref == _STRING and pos < end and (length := data[pos]) < 0x80 \
+                            and (stop := pos + 1 + length) <= end and data[pos + 1:stop].isascii():
+                        pos = stop
+                    else:
+                        self.pos = pos
+                        length = self.utf16_length() if ref == _STRING else self.content(ref)
+                        pos = self.pos
                 if index and skip != run_skip:
                     client_runs.append((run_start, clock, run_skip))
                     run_start = clock
@@ -353,40 +471,24 @@ class _Reader:
                 if clock > MAX_SAFE_INTEGER:
                     raise self.fail(f"client {client}'s clock passes 2**53", at)
             if count:
-                client_runs.append((run_start, clock, run_skip))
-                runs[client] = tuple(client_runs)
+                if client_runs:
+                    client_runs.append((run_start, clock, run_skip))
+                    runs[client] = tuple(client_runs)
+                else:
+                    runs[client] = ((run_start, clock, run_skip),)
+        self.pos = pos
         return runs, references, total
 
-    def struct(self, references: dict[int, int]) -> tuple[int, bool]:
-        """One struct; return its clock length and whether it is a Skip."""
-        at = self.pos
-        if at >= self.end:
-            raise self.fail("truncated")
-        info = self.data[at]
-        self.pos = at + 1
-        ref = info & 0x1F
-        if ref == _GC or ref == _SKIP:
-            if info != ref:
-                raise self.fail(f"flags {info & 0xE0:#x} on a {'GC' if ref == _GC else 'Skip'} struct", at)
-            return self.length("GC" if ref == _GC else "Skip"), ref == _SKIP
-        if ref > _DOC:
-            raise self.fail(f"unknown struct ref {ref}", at)
-        if info & _ORIGIN:
+    def parent(self, references: dict[int, int]) -> None:
+        """An item's parent, when it has no origin: flag 1 and a root type's name, or 0 and an id."""
+        parent_at = self.pos
+        parent = self.uint()
+        if parent == 1:
+            self.string()
+        elif parent == 0:
             self.reference(references)
-        if info & _RIGHT_ORIGIN:
-            self.reference(references)
-        if not info & (_ORIGIN | _RIGHT_ORIGIN):
-            parent_at = self.pos
-            parent = self.uint()
-            if parent == 1:
-                self.string()
-            elif parent == 0:
-                self.reference(references)
-            else:
-                raise self.fail(f"parent flag {parent} is neither 0 nor 1", parent_at)
-            if info & _PARENT_SUB:
-                self.string()
-        return self.content(ref), False
+        else:
+            raise self.fail(f"parent flag {parent} is neither 0 nor 1", parent_at)
 
     def reference(self, references: dict[int, int]) -> None:
         client = self.uint()
@@ -436,14 +538,28 @@ class _Reader:
     # -- delete set ----------------------------------------------------------------
 
     def delete_set(self) -> dict[int, int]:
+        data, end, max_clients = self.data, self.end, self.limits.max_clients
         deletes: dict[int, int] = {}
-        for _ in range(self.count("delete-set clients", self.limits.max_clients)):
+        pos = self.pos
+        if pos < end and (clients := data[pos]) < 0x80 and clients <= max_clients and clients < end - pos:
+            self.pos = pos + 1
+        else:
+            clients = self.count("delete-set clients", max_clients)
+        for _ in range(clients):
             client = self.uint()
-            for _ in range(self.count("delete ranges", self.limits.max_delete_ranges)):
-                at = self.pos
-                end = self.uint() + self.uint()
-                if end > MAX_SAFE_INTEGER:
-                    raise self.fail("delete range passes 2**53", at)
-                if end > deletes.get(client, 0):
-                    deletes[client] = end
+            ranges = self.count("delete ranges", self.limits.max_delete_ranges)
+            pos = self.pos
+            for _ in range(ranges):
+                if pos + 1 < end and data[pos] < 0x80 and data[pos + 1] < 0x80:
+                    stop = data[pos] + data[pos + 1]
+                    pos += 2
+                else:
+                    at = self.pos = pos
+                    stop = self.uint() + self.uint()
+                    if stop > MAX_SAFE_INTEGER:
+                        raise self.fail("delete range passes 2**53", at)
+                    pos = self.pos
+                if stop > deletes.get(client, 0):
+                    deletes[client] = stop
+            self.pos = pos
         return deletes
