@@ -1,8 +1,9 @@
 """The thread that owns a store's blocking write connection: it takes the queued writes itself.
 
 The SQLite writer commits on a blocking ``sqlite3`` connection. :class:`WriterThread` is one
-long-lived thread that owns it. The event loop appends each write to a deque and wakes
-the thread only if it is idle. The thread takes everything queued, up to ``max_batch``, as
+long-lived thread that owns it. The event loop appends each write to a deque (no lock:
+only the loop appends, only the thread takes) and wakes the thread, through a
+``queue.SimpleQueue``, only if it is idle. The thread takes everything queued, up to ``max_batch``, as
 one batch and runs ``commit(batch)``. It hands the outcome back with one
 ``call_soon_threadsafe`` and goes straight on to the writes that queued meanwhile.
 
@@ -18,6 +19,7 @@ connection), in order with the writes.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -53,7 +55,7 @@ class WriterThread(Generic[W]):
         self._commit = commit
         self._settle = settle
         self._items: deque[W | _Call] = deque()
-        self._ready = threading.Condition(threading.Lock())
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._idle = False
         self._stopping = False
         self._loop = asyncio.get_running_loop()
@@ -76,40 +78,42 @@ class WriterThread(Generic[W]):
 
     async def stop(self) -> None:
         """End the thread once everything already handed to it has run, and wait for that."""
-        with self._ready:
-            self._stopping = True
-            self._ready.notify()
+        self._stopping = True
+        self._wake.put(None)
         await anyio.to_thread.run_sync(self._thread.join)
 
     def _hand(self, item: W | _Call) -> None:
-        with self._ready:
-            if self._stopping:
-                raise RuntimeError(f"{self._thread.name} is stopped")
-            self._items.append(item)
-            if self._idle:
-                self._ready.notify()
+        if self._stopping:
+            raise RuntimeError(f"{self._thread.name} is stopped")
+        self._items.append(item)
+        if self._idle:
+            self._idle = False
+            self._wake.put(None)
 
     def _run(self) -> None:
-        items, ready = self._items, self._ready
+        # The loop appends and the thread takes, each deque operation atomic. The thread says
+        # it is idle before it looks at the deque a last time, so a write appended after that
+        # look finds it idle and wakes it; a wake-up that finds nothing to do (the write was
+        # taken by that last look) is harmless.
+        items, wake = self._items, self._wake
         while True:
-            with ready:
-                while not items:
-                    if self._stopping:
+            if not items:
+                self._idle = True
+                stopping = self._stopping  # read before the last look: stop() follows every write
+                if not items:
+                    if stopping:
                         return
-                    self._idle = True
-                    ready.wait()
+                    wake.get()
                 self._idle = False
-                first = items.popleft()
-                batch: list[W] | None = None
-                if not isinstance(first, _Call):
-                    batch = [first]
-                    while items and len(batch) < self._max_batch and not isinstance(items[0], _Call):
-                        batch.append(items.popleft())  # type: ignore[arg-type]
-            if batch is None:
-                assert isinstance(first, _Call)
+                continue
+            first = items.popleft()
+            if isinstance(first, _Call):
                 self._run_call(first)
-            else:
-                self._run_batch(batch)
+                continue
+            batch: list[W] = [first]
+            while items and len(batch) < self._max_batch and not isinstance(items[0], _Call):
+                batch.append(items.popleft())  # type: ignore[arg-type]
+            self._run_batch(batch)
 
     def _run_call(self, call: _Call) -> None:
         try:

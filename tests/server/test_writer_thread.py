@@ -3,13 +3,17 @@ them in their place, everything in the order handed, in one thread other than th
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
 
+from syncline.server.store import thread as thread_module
 from syncline.server.store.thread import WriterThread
 
 pytestmark = pytest.mark.anyio
@@ -159,3 +163,71 @@ async def test_stop_runs_what_was_handed_first_and_refuses_the_rest() -> None:
         thread.queue(8)
     with pytest.raises(RuntimeError, match="stopped"):
         await thread.call(time.sleep, 0)
+
+
+class _LateDeque(deque):  # type: ignore[type-arg]
+    """A deque that, when the writer thread finds it empty on its way to idle, can have the loop
+    append a write right after that look and before the thread acts on it: the moment a lost
+    wake-up would happen in. ``late`` holds, per such look, the append to make or None."""
+
+    loop: asyncio.AbstractEventLoop
+    late: list[Callable[[], None] | None] = []
+    batching = False
+
+    def popleft(self) -> Any:
+        self.batching = True  # the next look is the thread's, for more of the same batch
+        return super().popleft()
+
+    def __len__(self) -> int:
+        n = super().__len__()
+        if threading.current_thread().name != "test-writer":
+            return n
+        if self.batching:
+            self.batching = False
+        elif n == 0 and self.late:
+            append = self.late.pop(0)
+            if append is not None:
+                appended = threading.Event()
+                self.loop.call_soon_threadsafe(lambda: (append(), appended.set()))
+                assert appended.wait(5)
+        return n
+
+
+async def test_a_write_handed_just_after_the_thread_found_nothing_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The loop hands writes without a lock and wakes the thread only when it says it is idle.
+    # Here the loop hands a write right after the thread's looks at an empty deque, before it
+    # acts on what it saw: at its first look, and (None skips a look) at its last before the
+    # wait. Each write must run, none waiting for a later one.
+    monkeypatch.setattr(thread_module, "deque", _LateDeque)
+    _LateDeque.loop = asyncio.get_running_loop()
+    log = Log()
+    thread = log.thread()
+    try:
+        log.expect = 1
+        thread.queue(0)
+        with anyio.fail_after(5):
+            await log.all_settled.wait()
+        _LateDeque.late = [lambda: thread.queue(2), lambda: thread.queue(3), None, lambda: thread.queue(4),
+                           None, lambda: thread.queue(5), lambda: thread.queue(6)]
+        log.expect = 7
+        log.all_settled = anyio.Event()
+        thread.queue(1)
+        with anyio.fail_after(5):
+            await log.all_settled.wait()
+        assert _LateDeque.late == []
+    finally:
+        _LateDeque.late = []
+        await thread.stop()
+    assert [batch for _, batch, _ in log.ran] == [[n] for n in range(7)]
+
+
+async def test_stop_right_behind_a_burst_runs_every_write_of_it() -> None:
+    log = Log()
+    thread = log.thread(max_batch=7)
+    log.expect = 50
+    for n in range(50):
+        thread.queue(n)
+    await thread.stop()
+    with anyio.fail_after(5):
+        await log.all_settled.wait()
+    assert [n for _, batch, _ in log.ran for n in batch] == list(range(50))
