@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, merge_updates
 
 from syncline.engine.structs import read_update
 from syncline.engine.sync import decode_state_vector
@@ -50,12 +50,13 @@ def test_clocks_equal_the_decoded_state_vector_after_every_write(script: list[tu
 
 def test_writes_of_known_clients_are_predicted_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     decoded: list[bytes] = []
+    index = clocks_module.index_state_vector
 
-    def counting(state: bytes) -> dict[int, int]:
+    def counting(state: bytes) -> tuple[dict[int, int], dict[int, tuple[int, int]]]:
         decoded.append(state)
-        return decode_state_vector(state)
+        return index(state)
 
-    monkeypatch.setattr(clocks_module, "decode_state_vector", counting)
+    monkeypatch.setattr(clocks_module, "index_state_vector", counting)
     room, clocks = Doc(), Clocks()
     writers = [Doc(client_id=client) for client in BIG_IDS]
     for round_ in range(40):
@@ -89,3 +90,26 @@ def test_clocks_raised_without_a_state_vector_are_checked_against_the_next_one()
     room.apply_update(later)
     clocks.advance(room.get_state(), read_update(later).clocks())
     assert clocks.clock == {5: 5}
+
+
+def test_a_write_advancing_several_known_clients_at_once_is_predicted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merged write (an offline client's backlog, say) that moves three clocks at once, two
+    of them across a varint length, the other entries shifted by what grew before them."""
+    decoded: list[bytes] = []
+    index = clocks_module.index_state_vector
+    monkeypatch.setattr(clocks_module, "index_state_vector", lambda state: decoded.append(state) or index(state))
+    room, clocks = Doc(), Clocks()
+    writers = [Doc(client_id=client) for client in BIG_IDS]
+    for writer in writers:  # every client known, each clock in one byte
+        writer.apply_update(room.get_update(writer.get_state()))
+        update = edit(writer, 100)
+        room.apply_update(update)
+        clocks.advance(room.get_state(), read_update(update).clocks())
+    assert len(decoded) == len(BIG_IDS)
+    for sizes in ((50, 0, 20000, 3), (1, 2, 3, 4), (0, 400, 0, 0)):
+        updates = [edit(writer, size) for writer, size in zip(writers, sizes) if size]
+        merged = merge_updates(*updates)
+        room.apply_update(merged)
+        clocks.advance(room.get_state(), read_update(merged).clocks())
+        assert clocks.clock == decode_state_vector(room.get_state())
+    assert len(decoded) == len(BIG_IDS)
