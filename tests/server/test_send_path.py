@@ -14,9 +14,10 @@ connections took.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,13 @@ def non_reading_socket(base: str) -> socket.socket:
 
 def append(item: dict[str, Any]) -> Callable[[Doc], None]:
     return lambda doc: doc.get("ops", type=Array).append(item)
+
+
+def edit(doc: Doc, change: Callable[[Doc], None]) -> bytes:
+    """Apply ``change`` to ``doc`` and return the update it made."""
+    before = doc.get_state()
+    change(doc)
+    return encode_diff(doc, before)
 
 
 def ops(doc: Doc) -> list[Any]:
@@ -378,6 +386,45 @@ async def test_a_late_joiner_on_the_frames_path_is_answered_before_the_updates_a
                 await writer.edit(append({"i": i}))
             await late.wait_until(lambda d: len(ops(d)) == 15)
             assert [op["i"] for op in ops(late.doc)] == list(range(15))
+
+
+def helper_tasks() -> dict[str, int]:
+    """How many sender and retrier tasks of the relay's connections run in this loop."""
+    names = [task.get_name() for task in asyncio.all_tasks()]
+    return {kind: sum(name.endswith(f"Connection.{kind}") for name in names) for kind in ("_sender", "_retrier")}
+
+
+async def helpers_become(expected: dict[str, int]) -> None:
+    with anyio.fail_after(5):
+        while helper_tasks() != expected:
+            await anyio.sleep(0.005)
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_idle_peers_hold_no_helper_task_and_a_held_write_has_a_retrier_until_it_lands(
+    tmp_path: Path, path: str
+) -> None:
+    """A sender runs while frames are queued (each peer's sync step 2 answer, every frame on the
+    ASGI path) and a retrier while a write is held; an idle peer keeps neither."""
+    name = "acme/cart/idle"
+    theirs, ours = Doc(), Doc()
+    first = edit(theirs, append({"i": 0}))  # another writer's
+    ours.apply_update(first)
+    second = edit(ours, append({"i": 1}))  # placed after the first: it depends on it
+    async with served_relay(tmp_path, path) as served, AsyncExitStack() as stack:
+        peers = [await stack.enter_async_context(ypeer(served.url(name), acks=True)) for _ in range(5)]
+        await helpers_become({"_sender": 0, "_retrier": 0})
+        await peers[0].send_update(second)  # needs the other writer's clocks: held
+        peers[0].doc.apply_update(second)  # (the relay does not echo a peer's own writes)
+        await helpers_become({"_sender": 0, "_retrier": 1})
+        await peers[1].send_update(first)  # the room advances; the retrier lands the held write
+        peers[1].doc.apply_update(first)
+        await peers[4].wait_until(lambda doc: len(ops(doc)) == 2)
+        await peers[0].wait_acked(2)
+        await helpers_become({"_sender": 0, "_retrier": 0})
+        await peers[2].edit(append({"i": 2}))  # and the peers are served as before
+        for peer in peers:
+            await peer.wait_until(lambda doc: [op["i"] for op in ops(doc)] == [0, 1, 2])
 
 
 # -- the receive path ---------------------------------------------------------------------------
