@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from statistics import median
 from typing import Any
 
 from benchmarks.common import fmt, ratio, table
@@ -62,6 +63,19 @@ def load_generator_note(runs: list[dict[str, Any]]) -> str | None:
             "together, and delivery may be capped by what the generator sends.")
 
 
+def median_line(all_runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Each server's median p99 and CPU per delivery over its runs, against the Node reference's:
+    a tail that swings from run to run on a shared machine is judged on more than one pair."""
+    medians = {k: (median(r["latency_ms"]["p99"] for r in rs), median(r["server"]["cpu_us_per_delivery"] for r in rs))
+               for k, rs in all_runs.items() if rs}
+    parts = [f"{LABELS[k]} p99 {fmt(p99)} ms, CPU {fmt(cpu)} us/delivery" for k, (p99, cpu) in medians.items()]
+    line = "\nMedian over each server's runs: " + "; ".join(parts)
+    if "syncline" in medians and "node" in medians:
+        (sp, sc), (np_, nc) = medians["syncline"], medians["node"]
+        line += f" (Syncline / Node reference: p99 {r2(ratio(sp, np_))}x, CPU {r2(ratio(sc, nc))}x)"
+    return line
+
+
 def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
     out = [f"\n## 1. Fan-out: {c['rooms']} rooms x {c['clients']} Yjs clients, {fmt(c['rate'], 0)} edits/s each for "
            f"{fmt(c['duration'], 0)} s (Syncline commits every update with fsync before broadcasting it; "
@@ -103,6 +117,7 @@ def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
     if len(next(iter(f["all_runs"].values()), [])) > 1:
         out.append("\nEvery run (interleaved; the headline is each server's least disturbed run):\n")
         out.append(fanout_table([(f"{LABELS[k]} #{i + 1}", r) for k, rs in f["all_runs"].items() for i, r in enumerate(rs)]))
+        out.append(median_line(f["all_runs"]))
     if f.get("scaling"):
         out.append(f"\n### Throughput vs clients ({fmt(c['rate'], 0)} edits/s per client, {c['clients']} per room)\n")
         rows = []
