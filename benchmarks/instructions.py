@@ -31,39 +31,32 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from syncline.engine.tokens import issue_token
-
 from benchmarks import common
-from benchmarks.procs import free_port
+from harness.relay_process import RelayProcess
 
 FANOUT_JS = common.ROOT / "benchmarks" / "js" / "fanout.mjs"
-SECRET = "instructions-benchmark-secret-0123456789"
 TENANT = "acme"
 
 
 def count(python: str, root: Path, rooms: int, rate: float, duration: float) -> dict[str, Any]:
     """One run of the relay ``root`` (served by ``python``) under callgrind; its instructions per delivery."""
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="syncline-instructions-") as work:
         out = Path(work) / "callgrind.out"
-        server = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", python, "-m", "syncline.app.cli",
-             "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(Path(work) / "data"),
-             "--secret", SECRET, "--rate-messages-per-second", "1000", "--rate-burst", "1000"],
-            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        relay = RelayProcess(
+            Path(work) / "data", ["--rate-messages-per-second", "1000", "--rate-burst", "1000"], python=python,
+            wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"],
+            startup_seconds=300,  # imports under valgrind take a while
+        ).start()
         try:
-            _wait_ready(port, server)
-            token = issue_token(SECRET, TENANT, [f"{TENANT}/*"])
-            result = _drive(server.pid, port, token, rooms, rate, duration)
+            assert relay.process is not None
+            result = _drive(relay.process.pid, relay.port, relay.token(TENANT, f"{TENANT}/*"), rooms, rate, duration)
         finally:
-            server.terminate()
-            server.wait(timeout=120)
+            relay.terminate(timeout=120)
+            relay.stop()
         dumped = [p for p in Path(work).glob("callgrind.out.*") if "Trigger: dump load" in p.read_text()[:4000]]
         if len(dumped) != 1:
             raise RuntimeError(f"expected one callgrind dump of the load, found {len(dumped)}")
@@ -71,19 +64,6 @@ def count(python: str, root: Path, rooms: int, rate: float, duration: float) -> 
     instructions = int(totals.split()[1])
     return {"root": str(root), "instructions": instructions, "delivered": result["delivered"],
             "expected": result["expected_deliveries"], "per_delivery": instructions / max(1, result["delivered"])}
-
-
-def _wait_ready(port: int, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 300  # imports under valgrind take a while
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the relay exited with {server.returncode} under valgrind")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).close()
-            return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError("the relay did not become ready under valgrind within 300 s")
 
 
 def _drive(pid: int, port: int, token: str, rooms: int, rate: float, duration: float) -> dict[str, Any]:

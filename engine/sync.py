@@ -152,6 +152,17 @@ def _bytes_call(function: object, *args: bytes) -> bytes:
 
 def decode_state_vector(data: bytes) -> dict[int, int]:
     """Decode a v1 state vector into ``{client_id: clock}``; raise on malformed bytes."""
+    return _read_state_vector(data, None)
+
+
+def index_state_vector(data: bytes) -> tuple[dict[int, int], dict[int, tuple[int, int]]]:
+    """Decode a v1 state vector into ``{client_id: clock}`` and ``{client_id: (start, stop)}``,
+    where ``data[start:stop]`` encodes that client's clock; raise on malformed bytes."""
+    spans: dict[int, tuple[int, int]] = {}
+    return _read_state_vector(data, spans), spans
+
+
+def _read_state_vector(data: bytes, spans: dict[int, tuple[int, int]] | None) -> dict[int, int]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidStateVector(f"expected bytes, got {type(data).__name__}")
     view = bytes(data)
@@ -178,7 +189,10 @@ def decode_state_vector(data: bytes) -> dict[int, int]:
     clocks = {}
     for _ in range(count):
         client = varuint()
+        start = pos
         clocks[client] = varuint()
+        if spans is not None:
+            spans[client] = (start, pos)
     if pos != len(view):
         raise InvalidStateVector(f"{len(view) - pos} trailing bytes")
     return clocks

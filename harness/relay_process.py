@@ -31,6 +31,11 @@ class RelayProcess:
     log_path: Path | None = None
     module: str = "syncline.app.cli"
     """The module run with ``python -m`` and ``serve ...`` (benchmarks run variants of the relay)."""
+    python: str = sys.executable
+    """The interpreter (another build's virtualenv, for benchmarks that compare builds)."""
+    wrapper: list[str] = field(default_factory=list)
+    """A command the interpreter runs under (``valgrind ...``); its process is the relay's."""
+    startup_seconds: float = STARTUP_SECONDS
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -42,13 +47,13 @@ class RelayProcess:
         log: IO[str] = open(self.log_path, "a")  # noqa: SIM115 - owned by the child process
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module, "serve", "--host", "127.0.0.1",
+            [*self.wrapper, self.python, "-m", self.module, "serve", "--host", "127.0.0.1",
              "--port", str(self.port), "--data-dir", str(self.data_dir), "--secret", SECRET, *UNLIMITED_REST, *self.flags],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env,
         )
         log.close()
         assert self.process.stdout is not None
-        deadline = time.monotonic() + STARTUP_SECONDS
+        deadline = time.monotonic() + self.startup_seconds
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:

@@ -13,7 +13,12 @@ always exactly the document's.
 
 from __future__ import annotations
 
-from syncline.engine.protocol import read_varuint, write_varuint
+from syncline.engine.protocol import write_varuint
+from syncline.engine.sync import index_state_vector
+
+Change = tuple[int, int, bytes, int, int]
+"""One advanced clock: where the old one is encoded (start, stop), the new one encoded, the
+client and its new clock."""
 
 
 class Clocks:
@@ -37,37 +42,15 @@ class Clocks:
     def advance(self, state: bytes, ends: dict[int, int]) -> None:
         """Take the clocks of ``state``, the document's state vector after integrating a write
         that carries the clocks ``ends``: predicted when it is the last one advanced by ``ends``."""
-        clock, last, spans = self.clock, self._state, self._spans
-        if last is not None:
-            changes: list[tuple[int, int, bytes, int]] = []
-            for client, end in ends.items():
-                if end > clock.get(client, 0):
-                    span = spans.get(client)
-                    if span is None:
-                        break  # a client the document did not have: its entry is new
-                    changes.append((span[0], span[1], write_varuint(end), client))
-            else:
-                if len(changes) == 1:
-                    start, stop, encoded, _ = changes[0]
-                    predicted = last[:start] + encoded + last[stop:]
-                else:
-                    changes.sort()
-                    pieces, at = [], 0
-                    for start, stop, encoded, _ in changes:
-                        pieces += (last[at:start], encoded)
-                        at = stop
-                    pieces.append(last[at:])
-                    predicted = b"".join(pieces)
-                if predicted == state:
-                    self._state = state
-                    resized = False
-                    for start, stop, encoded, client in changes:
-                        clock[client] = ends[client]
-                        resized = resized or len(encoded) != stop - start
-                    if resized:
-                        self._spans = _shifted(spans, changes)
-                    return
-        self.read(state)
+        last, changes = self._state, self._changes(ends)
+        if last is None or changes is None or _spliced(last, changes) != state:
+            self.read(state)
+            return
+        self._state = state
+        for _, _, _, client, end in changes:
+            self.clock[client] = end
+        if any(len(encoded) != stop - start for start, stop, encoded, _, _ in changes):
+            self._spans = _shifted(self._spans, changes)
 
     def raise_to(self, client: int, end: int) -> None:
         """The document now holds ``client``'s structs up to ``end`` (learnt without its state vector)."""
@@ -75,25 +58,34 @@ class Clocks:
             self.clock[client] = end
             self._state = None
 
+    def _changes(self, ends: dict[int, int]) -> list[Change] | None:
+        """The clocks in ``ends`` beyond the document's, in the order of their entries; None if
+        one is a client the document did not have (its entry is new: nothing to predict from)."""
+        clock, spans = self.clock, self._spans
+        changes = []
+        for client, end in ends.items():
+            if end > clock.get(client, 0):
+                span = spans.get(client)
+                if span is None:
+                    return None
+                changes.append((span[0], span[1], write_varuint(end), client, end))
+        changes.sort()
+        return changes
 
-def index_state_vector(state: bytes) -> tuple[dict[int, int], dict[int, tuple[int, int]]]:
-    """Decode a v1 state vector that Yrs encoded: its clocks, and where each clock's bytes are."""
-    count, pos = read_varuint(state, 0)
-    clock: dict[int, int] = {}
-    spans: dict[int, tuple[int, int]] = {}
-    for _ in range(count):
-        client, start = read_varuint(state, pos)
-        clock[client], pos = read_varuint(state, start)
-        spans[client] = (start, pos)
-    if pos != len(state):
-        raise ValueError(f"state vector has {len(state) - pos} trailing bytes")
-    return clock, spans
+
+def _spliced(state: bytes, changes: list[Change]) -> bytes:
+    """``state`` with the clocks of ``changes`` put in place of the old ones."""
+    pieces, at = [], 0
+    for start, stop, encoded, _, _ in changes:
+        pieces += (state[at:start], encoded)
+        at = stop
+    pieces.append(state[at:])
+    return b"".join(pieces)
 
 
-def _shifted(spans: dict[int, tuple[int, int]], changes: list[tuple[int, int, bytes, int]]
-             ) -> dict[int, tuple[int, int]]:
+def _shifted(spans: dict[int, tuple[int, int]], changes: list[Change]) -> dict[int, tuple[int, int]]:
     """``spans`` after the clocks in ``changes`` were re-encoded, some in more bytes."""
-    grown = {client: len(encoded) - (stop - start) for start, stop, encoded, client in changes}
+    grown = {client: len(encoded) - (stop - start) for start, stop, encoded, client, _ in changes}
     moved, shift = {}, 0
     for client, (start, stop) in spans.items():
         start += shift

@@ -30,12 +30,12 @@ whenever the room integrates something new, from any peer or node. Acknowledgeme
 count a prefix, so a held write holds back the acknowledgement of every write after it
 until it lands.
 
-The sender task starts with the first frame that has to be queued, and the retrier with the
-first held write: an idle peer whose frames all went straight to its transport never has
-either (two tasks fewer, about 6 KiB of the memory an idle connection holds). When the peer
-leaves, the sender and the retrier return at their next wake-up rather than being cancelled (a cancelled task's exception keeps its frames, and this connection, in a
-reference cycle), and the token's expiry is a loop timer, not a sleeping task: the connection
-and its queues are freed by reference counting as soon as the peer has gone.
+The sender task runs only while frames are queued, and the retrier only while writes are
+held: an idle peer, whose frames went straight to its transport, holds neither task. When
+the peer leaves, they return at their next wake-up rather than being cancelled (a cancelled
+task's exception keeps its frames, and this connection, in a reference cycle), and the
+token's expiry is a loop timer, not a sleeping task: the connection and its queues are freed
+by reference counting as soon as the peer has gone.
 """
 
 from __future__ import annotations
@@ -166,8 +166,7 @@ class Connection:
             return
         self._frames.append(frame)
         self._queued_bytes = queued + len(frame)
-        if not self._sender_started:
-            self._start_sender()
+        self._start_sender()
 
     def abort(self, code: int, reason: str) -> None:
         """Stop this connection and close it with ``code``; only the first call counts.
@@ -250,9 +249,14 @@ class Connection:
         return loop.call_later(max(0.0, expires_at - time.time()), self.abort, closecodes.TOKEN_EXPIRED, "token_expired")
 
     def _start_sender(self) -> None:
-        if self._helpers is not None:
+        if not self._sender_started and self._helpers is not None:
             self._sender_started = True
             self._helpers.start_soon(self._sender)
+
+    def _start_retrier(self) -> None:
+        if not self._retrier_started and self._helpers is not None:
+            self._retrier_started = True
+            self._helpers.start_soon(self._retrier)
 
     def _finish_helpers(self, tg: TaskGroup) -> None:
         """Let the sender and the retrier return instead of cancelling them: a cancelled task
@@ -448,30 +452,29 @@ class Connection:
 
     async def _retrier(self) -> None:
         """Retry the held writes each time the room integrates something another peer sent;
-        end once none is held (the next held write starts a new retrier)."""
+        end once none is held (the next held write starts a new retrier). The write that lands
+        the last held one advances the room while this peer still waits on it, so it wakes
+        this loop to find nothing held."""
         try:
-            await self._retry_while_held()
+            while True:
+                await self._room_advanced.wait()
+                if self._finished:
+                    return
+                if not self._held:
+                    self._room_advanced.clear()
+                    return
+                async with self._write_lock:
+                    self._writing = True
+                    try:
+                        await self._retry_held()
+                    finally:
+                        self._writing = False
+                    if self.close_code is None:
+                        self._acknowledge()
+                    else:
+                        self._scope.cancel()
         finally:
             self._retrier_started = False
-
-    async def _retry_while_held(self) -> None:
-        while True:
-            await self._room_advanced.wait()
-            if self._finished:
-                return
-            if not self._held:
-                self._room_advanced.clear()
-                return
-            async with self._write_lock:
-                self._writing = True
-                try:
-                    await self._retry_held()
-                finally:
-                    self._writing = False
-                if self.close_code is None:
-                    self._acknowledge()
-                else:
-                    self._scope.cancel()
 
     async def _submit(self, number: int, update: bytes, *, retry: bool = False) -> bool:
         """Write ``update`` through the room: True once stored and integrated, False if not.
@@ -514,9 +517,7 @@ class Connection:
             return
         self._held.add(number, update)
         self._room.wait_for_clocks(self, True)
-        if not self._retrier_started and self._helpers is not None:
-            self._retrier_started = True
-            self._helpers.start_soon(self._retrier)
+        self._start_retrier()
         log.info("holding an update that arrived ahead of clocks it depends on",
                  extra={"doc": self._room.name, "reason": str(exc)})
         if not self._asked:
@@ -539,17 +540,13 @@ class Connection:
         if len(self._held) > 1 and self.close_code is None:
             await self._land_held_together()
         if not self._held:
-            self._none_held()
+            self._room.wait_for_clocks(self, False)
 
     async def _land_held_together(self) -> None:
         merged = self._held.merged()
         if merged is not None and await self._submit(self._held.first or 0, merged, retry=True):
             self._held.clear()
-            self._none_held()
-
-    def _none_held(self) -> None:
-        self._room.wait_for_clocks(self, False)
-        self._room_advanced.set()  # the retrier wakes to nothing held, and ends
+            self._room.wait_for_clocks(self, False)
 
     def _acknowledge(self) -> None:
         """Acknowledge the writes that landed, up to the first one still held."""

@@ -1,10 +1,10 @@
 """The thread that owns a store's blocking write connection: it takes the queued writes itself.
 
 The SQLite writer commits on a blocking ``sqlite3`` connection. :class:`WriterThread` is one
-long-lived thread that owns it. The event loop appends each write to a deque (no lock:
-only the loop appends, only the thread takes) and wakes the thread, through a
-``queue.SimpleQueue``, only if it is idle. The thread takes everything queued, up to ``max_batch``, as
-one batch and runs ``commit(batch)``. It hands the outcome back with one
+long-lived thread that owns it. The event loop appends each write to a deque (no lock: only
+the loop appends, only the thread takes) and wakes the thread, through a
+``queue.SimpleQueue``, only if it is idle. The thread takes everything queued, up to
+``max_batch``, as one batch and runs ``commit(batch)``. It hands the outcome back with one
 ``call_soon_threadsafe`` and goes straight on to the writes that queued meanwhile.
 
 No task of the event loop sits between two commits. The loop's work per write is one

@@ -16,7 +16,8 @@ from syncline.engine import (
     state_vector,
     validate_update,
 )
-from syncline.engine.sync import apply_update_state, decode_state_vector
+from syncline.engine.protocol import read_varuint
+from syncline.engine.sync import apply_update_state, decode_state_vector, index_state_vector
 
 from .helpers import copy_doc, snapshot, sync
 
@@ -112,6 +113,18 @@ def test_decode_state_vector_reads_what_yrs_writes() -> None:
     assert decode_state_vector(bytes([1, 0x85, 0x02, 7])) == {0x105: 7}
 
 
+def test_index_state_vector_finds_each_clock_s_bytes() -> None:
+    a, b = busy_cart(1), busy_cart(2**53 - 1)
+    sync(a.doc, b.doc)
+    data = state_vector(a.doc)
+    clocks, spans = index_state_vector(data)
+    assert clocks == decode_state_vector(data)
+    assert list(spans) == list(clocks)  # in the order of the entries
+    for client, (start, stop) in spans.items():
+        assert read_varuint(data, start) == (clocks[client], stop)
+    assert index_state_vector(bytes([2, 0x85, 0x02, 7, 3, 0x80, 0x01])) == ({0x105: 7, 3: 128}, {0x105: (3, 4), 3: (5, 7)})
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -129,6 +142,8 @@ def test_decode_state_vector_reads_what_yrs_writes() -> None:
 def test_decode_state_vector_refuses_malformed_bytes(data: bytes) -> None:
     with pytest.raises(InvalidStateVector):
         decode_state_vector(data)
+    with pytest.raises(InvalidStateVector):
+        index_state_vector(data)
     with pytest.raises(InvalidStateVector):
         encode_diff(BASE.doc, data)
 
