@@ -33,6 +33,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """utime + stime of the process's main thread alone (the one whose id is the process's),
+    from /proc/PID/task/PID/stat: the event loop of the relay and of the Node and pycrdt servers,
+    without the threads beside it (a store's writer, V8's collector, a thread pool)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) in KiB, from /proc/PID/status."""
     out: dict[str, int] = {}

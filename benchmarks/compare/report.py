@@ -63,16 +63,23 @@ def load_generator_note(runs: list[dict[str, Any]]) -> str | None:
             "together, and delivery may be capped by what the generator sends.")
 
 
+def _median_or_none(values: list[float | None]) -> float | None:
+    return None if not values or None in values else median(values)  # type: ignore[type-var]
+
+
 def median_line(all_runs: dict[str, list[dict[str, Any]]]) -> str:
     """Each server's median p99 and CPU per delivery over its runs, against the Node reference's:
     a tail that swings from run to run on a shared machine is judged on more than one pair."""
-    medians = {k: (median(r["latency_ms"]["p99"] for r in rs), median(r["server"]["cpu_us_per_delivery"] for r in rs))
+    medians = {k: (median(r["latency_ms"]["p99"] for r in rs), median(r["server"]["cpu_us_per_delivery"] for r in rs),
+                   _median_or_none([r["server"].get("main_thread_cpu_us_per_delivery") for r in rs]))
                for k, rs in all_runs.items() if rs}
-    parts = [f"{LABELS[k]} p99 {fmt(p99)} ms, CPU {fmt(cpu)} us/delivery" for k, (p99, cpu) in medians.items()]
+    parts = [f"{LABELS[k]} p99 {fmt(p99)} ms, CPU {fmt(cpu)} us/delivery (main thread {fmt(main)})"
+             for k, (p99, cpu, main) in medians.items()]
     line = "\nMedian over each server's runs: " + "; ".join(parts)
     if "syncline" in medians and "node" in medians:
-        (sp, sc), (np_, nc) = medians["syncline"], medians["node"]
-        line += f" (Syncline / Node reference: p99 {r2(ratio(sp, np_))}x, CPU {r2(ratio(sc, nc))}x)"
+        (sp, sc, sm), (np_, nc, nm) = medians["syncline"], medians["node"]
+        line += (f" (Syncline / Node reference: p99 {r2(ratio(sp, np_))}x, CPU {r2(ratio(sc, nc))}x, "
+                 f"main thread CPU {r2(ratio(sm, nm))}x)")
     return line
 
 
@@ -86,11 +93,11 @@ def render_fanout(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
     for ref, a in f["against"].items():
         ra, v = a["ratios"], a["verdict"]
         rows.append([f"Syncline / {LABELS[ref]}", f"{ra['throughput']:.3f}", r2(ra["p50"]), r2(ra["p99"]), r2(ra["max"]),
-                     r2(ra["server_cpu_per_delivery"]), r2(ra["peak_rss"]),
+                     r2(ra["server_cpu_per_delivery"]), r2(ra.get("main_thread_cpu_per_delivery")), r2(ra["peak_rss"]),
                      "MET" if v["meets_target"] else "missed"])
     if rows:
         out.append("\n" + table(["ratio", "throughput (>= 1)", "p50", "p99 (<= 1)", "max", "CPU per delivery",
-                                 "peak RSS", "target"], rows))
+                                 "main thread CPU per delivery", "peak RSS", "target"], rows))
     node = f["against"].get("node")
     if node:
         ra = node["ratios"]
@@ -176,13 +183,15 @@ def render_saturation(sw: dict[str, Any]) -> list[str]:
             lat = st.get("latency_ms") or {}
             rows.append([LABELS[k], st["rate"], st.get("offered_deliveries_per_s"), st.get("delivered_per_s"),
                          f"{st['delivered']:,}/{st['expected_deliveries']:,}" if "delivered" in st else "-",
-                         lat.get("p50"), lat.get("p99"), st.get("cpu_us_per_delivery"), st.get("server_cores"),
+                         lat.get("p50"), lat.get("p99"), st.get("cpu_us_per_delivery"),
+                         st.get("main_thread_cpu_us_per_delivery"), st.get("server_cores"),
                          st.get("client_cores"), st.get("background_cores"), st.get("others_on_server_cpu"),
                          (f"{st['store']['commits_over_50ms']} / {st['store']['commits_over_100ms']}"
                           if st.get("store") and "commits_over_50ms" in st["store"] else "-"),
                          "pass" if st["passed"] else f"FAIL ({st['why']})"])
     out.append(table(["server", "edits/s per client", "offered deliveries/s", "delivered/s", "delivered/expected",
-                      "p50 ms", "p99 ms", "CPU us/delivery", "server cores", "load generator cores",
+                      "p50 ms", "p99 ms", "CPU us/delivery", "main thread CPU us/delivery", "server cores",
+                      "load generator cores",
                       "other procs (cores)", "others on the server's CPU", "commits > 50 / > 100 ms", "step"],
                      rows))
     sat = sw["saturation_rate"]

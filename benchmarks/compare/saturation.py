@@ -56,6 +56,7 @@ def bench_saturation(cfg: Config, work: Path) -> dict[str, Any]:
                 "delivered_per_s": result["delivered_per_s"], "delivered": result["delivered"],
                 "expected_deliveries": result["expected_deliveries"], "latency_ms": result["latency_ms"],
                 "cpu_us_per_delivery": result["server"]["cpu_us_per_delivery"],
+                "main_thread_cpu_us_per_delivery": result["server"].get("main_thread_cpu_us_per_delivery"),
                 "server_cores": result["machine_during_run"]["server_cores"],
                 "client_cores": result["machine_during_run"]["client_cores"],
                 "background_cores": result["machine_during_run"]["background_cores"],

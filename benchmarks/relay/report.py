@@ -15,13 +15,15 @@ def fanout_table(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
         rows.append([label, lat["p50"], lat["p95"], lat["p99"], lat["max"], r["delivered_per_s"],
                      f"{r['delivered']:,}/{r['expected_deliveries']:,}",
                      f"{errs['connection_close']}/{errs['connection_error']}",
-                     srv["cpu_seconds"], srv["cpu_us_per_delivery"], srv["peak_rss_run_mib"],
+                     srv["cpu_seconds"], srv["cpu_us_per_delivery"], srv.get("main_thread_cpu_us_per_delivery"),
+                     srv["peak_rss_run_mib"],
                      r["machine_during_run"]["client_cores"], r["machine_during_run"]["background_cores"],
                      r["machine_during_run"].get("others_on_server_cpu"),
                      ",".join(x or "none" for x in r["negotiated_extensions"])])
     return table(["server", "p50 ms", "p95 ms", "p99 ms", "max ms", "delivered/s", "delivered/expected",
-                  "closes/errors", "server CPU s", "CPU us/delivery", "server peak RSS MiB", "client (cores)",
-                  "other procs (cores)", "others on the server's CPU (pinned)", "ws extensions"], rows)
+                  "closes/errors", "server CPU s", "CPU us/delivery", "main thread CPU us/delivery",
+                  "server peak RSS MiB", "client (cores)", "other procs (cores)", "others on the server's CPU (pinned)",
+                  "ws extensions"], rows)
 
 
 def render(results: dict[str, Any]) -> str:
