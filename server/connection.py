@@ -223,7 +223,14 @@ class Connection:
                     self._helpers = tg
                     if self._frames:  # queued while joining the room
                         self._start_sender()
-                    tg.start_soon(self._receive, tg)
+                    expiry = self._expiry()
+                    try:
+                        await self._receiver()
+                    finally:
+                        self._helpers = None
+                        if expiry is not None:
+                            expiry.cancel()
+                    self._finish_helpers(tg)
         finally:
             self._room.leave(self)
             if self.close_code is not None and self._ws.application_state == WebSocketState.CONNECTED:
@@ -232,19 +239,6 @@ class Connection:
                         await self._ws.close(self.close_code, closecodes.CLOSE_REASONS.get(self.close_code, ""))
                     except (WebSocketDisconnect, OSError, RuntimeError):
                         pass  # the client is already gone; nothing left to tell it
-
-    async def _receive(self, tg: TaskGroup) -> None:
-        """The receive loop, in a task of its own rather than the one the ASGI server runs the
-        application in: the peer's every message and every commit wakes this task, and waking
-        it resumes these few frames instead of also every middleware frame above the endpoint."""
-        expiry = self._expiry()
-        try:
-            await self._receiver()
-        finally:
-            self._helpers = None
-            if expiry is not None:
-                expiry.cancel()
-        self._finish_helpers(tg)
 
     def _expiry(self) -> asyncio.TimerHandle | None:
         """Close the peer with 4419 when its token's ``exp`` passes during the session."""
