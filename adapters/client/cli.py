@@ -319,7 +319,7 @@ async def _orders(settings: ClientSettings, args: argparse.Namespace, out: TextI
     """``orders list``: one line per order, then the next cursor when there is one."""
     if not settings.urls:
         raise ValueError("orders list needs --url")
-    relay, token = settings.urls[0], settings.token
+    relay, token = settings.urls, settings.token  # asked in turn until one answers
     query = {"stage": args.stage, "payment": args.payment, "limit": args.limit, "cursor": args.cursor}
     cursor = None
     shown = False

@@ -157,14 +157,15 @@ class SyncClient:
 
     async def list_orders(self, tenant: str, *, stage: str | None = None, payment: str | None = None,
                           limit: int | None = None, cursor: str | None = None, timeout: float = 10.0) -> OrderPage:
-        """One page of ``tenant``'s orders, asked of the first relay URL with this client's token.
+        """One page of ``tenant``'s orders, asked with this client's token of its relay URLs in
+        turn until one answers (each within ``timeout``).
 
         A list spans documents, so it is a REST query, not a replica: it needs the relay, and
         works with or without ``async with``. See :func:`syncline.adapters.client.list_orders`.
         """
         if not self.settings.urls:
             raise ClientSettingsError("urls", "listing orders needs a relay URL")
-        return await list_orders_page(self.settings.urls[0], self.settings.token, tenant, stage=stage,
+        return await list_orders_page(self.settings.urls, self.settings.token, tenant, stage=stage,
                                       payment=payment, limit=limit, cursor=cursor, timeout=timeout)
 
     def replica(self, name: str) -> Replica:

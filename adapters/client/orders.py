@@ -12,7 +12,11 @@ and still have a next page: follow ``next_cursor``, as :func:`all_orders` does.
     async for order in all_orders("ws://127.0.0.1:8787", token, "acme", payment="paid"):
         print(order.id, order.total)
 
-The request runs on the standard library's ``urllib`` in a worker thread (the client
+Given several relays (``["ws://a:8787", "ws://b:8787"]``, the nodes of one cluster), a page
+is asked of each in turn until one answers: the next is tried only when one does not answer
+at all (:class:`RelayUnreachable`); an answer, an error answer too, is the outcome.
+
+A request runs on the standard library's ``urllib`` in a worker thread (the client
 adds no HTTP dependency), within ``timeout`` seconds in all; a cancelled caller returns at
 once and the thread ends by its own socket timeout. The token goes in an
 ``Authorization: Bearer`` header, never in the URL, and no redirect is followed.
@@ -24,7 +28,7 @@ import json
 import math
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Any, get_type_hints
@@ -76,18 +80,22 @@ class OrderPage:
 
 
 async def list_orders(
-    base_url: str, token: str | None, tenant: str, *, stage: str | None = None, payment: str | None = None,
-    limit: int | None = None, cursor: str | None = None, timeout: float = 10.0,
+    base_url: str | Sequence[str], token: str | None, tenant: str, *, stage: str | None = None,
+    payment: str | None = None, limit: int | None = None, cursor: str | None = None, timeout: float = 10.0,
 ) -> OrderPage:
     """One page of the orders of ``tenant`` that ``token`` may read.
 
-    ``base_url`` is the relay's sync address (``ws://host:port``, ``wss://``) or its HTTP one.
+    ``base_url`` is the relay's sync address (``ws://host:port``, ``wss://``) or its HTTP one,
+    or several relays' addresses, asked in turn until one answers (each within ``timeout``).
     Raises :class:`InvalidQuery` before any request for a bad argument,
     :class:`RestProblem` when the relay answers with an error (401 for a refused token),
-    :class:`RelayUnreachable` when it does not answer, :class:`UnexpectedResponse` when the
-    answer is not a page of orders.
+    :class:`RelayUnreachable` when no relay answers (the last one's), :class:`UnexpectedResponse`
+    when the answer is not a page of orders.
     """
-    url = orders_url(base_url, tenant, stage=stage, payment=payment, limit=limit, cursor=cursor)
+    bases = (base_url,) if isinstance(base_url, str) else tuple(base_url)
+    if not bases:
+        raise InvalidQuery("base_url", "give at least one relay address")
+    urls = [orders_url(base, tenant, stage=stage, payment=payment, limit=limit, cursor=cursor) for base in bases]
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
         raise InvalidQuery("timeout", f"must be a positive number of seconds, not {timeout!r}")
     headers = {"Accept": "application/json", "User-Agent": "syncline-client"}
@@ -95,6 +103,15 @@ async def list_orders(
         if not token.isascii() or not token.isprintable() or " " in token:
             raise InvalidQuery("token", "must be printable ASCII without spaces")
         headers["Authorization"] = f"Bearer {token}"
+    for url in urls[:-1]:
+        try:
+            return await _ask(url, headers, timeout)
+        except RelayUnreachable:
+            continue  # the next relay may answer
+    return await _ask(urls[-1], headers, timeout)
+
+
+async def _ask(url: str, headers: dict[str, str], timeout: float) -> OrderPage:
     display = url.split("?", 1)[0]
     try:
         with anyio.fail_after(timeout):
@@ -105,12 +122,13 @@ async def list_orders(
 
 
 async def all_orders(
-    base_url: str, token: str | None, tenant: str, *, stage: str | None = None, payment: str | None = None,
-    limit: int | None = None, cursor: str | None = None, timeout: float = 10.0,
+    base_url: str | Sequence[str], token: str | None, tenant: str, *, stage: str | None = None,
+    payment: str | None = None, limit: int | None = None, cursor: str | None = None, timeout: float = 10.0,
 ) -> AsyncIterator[OrderSummary]:
     """Every order matching the filters, page after page (from ``cursor`` when given).
 
-    ``limit`` is the size of each page; ``timeout`` applies to each request. Raises as
+    ``limit`` is the size of each page; ``timeout`` applies to each request, and with several
+    relays each page is asked of them in turn as :func:`list_orders` does. Raises as
     :func:`list_orders` does, when the page that fails is reached.
     """
     while True:

@@ -133,9 +133,10 @@ async def test_pages_of_two_followed_by_their_cursors_and_all_orders_equal_the_w
     assert paid == ["lo-4", "lo-5"]
 
 
-async def test_the_sync_client_lists_through_its_first_url_with_its_token(shop: RelayProcess,
-                                                                         tmp_path: Path) -> None:
-    client = SyncClient(data_dir=tmp_path / "till", urls=[base_url(shop), f"ws://127.0.0.1:{closed_port()}"],
+async def test_the_sync_client_lists_through_the_first_of_its_urls_that_answers(shop: RelayProcess,
+                                                                                tmp_path: Path) -> None:
+    # The first node is down: the page comes from the second, with the client's token.
+    client = SyncClient(data_dir=tmp_path / "till", urls=[f"ws://127.0.0.1:{closed_port()}", base_url(shop)],
                         token=shop.token("acme"))
     page = await client.list_orders("acme", stage="confirmed", limit=1)
     assert [o.id for o in page.orders] == ["lo-2"] and page.next_cursor is not None
@@ -143,6 +144,27 @@ async def test_the_sync_client_lists_through_its_first_url_with_its_token(shop: 
     assert [o.id for o in rest.orders] == ["lo-4"] and rest.next_cursor is None
     async with client:  # the same inside the client's context
         assert _rows((await client.list_orders("acme")).orders) == EXPECTED
+
+
+async def test_several_relays_are_asked_in_turn_until_one_answers_and_an_error_answer_is_final(
+        shop: RelayProcess) -> None:
+    down, also_down = (f"ws://127.0.0.1:{closed_port()}" for _ in range(2))
+    token = shop.token("acme")
+    page = await list_orders([down, also_down, base_url(shop)], token, "acme", limit=2)
+    assert _rows(page.orders) == EXPECTED[:2]
+    assert [o.id async for o in all_orders([down, base_url(shop)], token, "acme", limit=2)] == [r[0] for r in EXPECTED]
+    with pytest.raises(RestProblem) as refused:  # the relay answered: the next one is not asked
+        await list_orders([base_url(shop), down], "forged", "acme")
+    assert refused.value.status == 401
+    with pytest.raises(RelayUnreachable) as unreachable:  # none answered: the last one's failure
+        await list_orders([down, also_down], token, "acme", timeout=2)
+    assert unreachable.value.url == f"http://127.0.0.1:{also_down.rsplit(':', 1)[1]}/v1/tenants/acme/orders"
+    with pytest.raises(InvalidQuery) as none_given:
+        await list_orders([], token, "acme")
+    assert none_given.value.field == "base_url"
+    with pytest.raises(InvalidQuery) as second_bad:  # every address is checked before any request
+        await list_orders([base_url(shop), "ftp://127.0.0.1:1"], token, "acme")
+    assert second_bad.value.field == "base_url"
 
 
 @pytest.mark.parametrize(
@@ -205,8 +227,10 @@ async def test_an_unreachable_or_silent_relay_raises_relay_unreachable() -> None
 
 def _orders_cli(relay: RelayProcess, data: Path, *args: str,
                 token: str | None = None) -> subprocess.CompletedProcess[str]:
+    # A node that is down comes first: the CLI asks the next one.
     return subprocess.run(
-        [sys.executable, "-m", "syncline.app.cli", "client", "--url", base_url(relay),
+        [sys.executable, "-m", "syncline.app.cli", "client", "--url", f"ws://127.0.0.1:{closed_port()}",
+         "--url", base_url(relay),
          "--token", token or relay.token("acme"), "--data-dir", str(data), "orders", "list", *args],
         capture_output=True, text=True, timeout=60, cwd=REPO, env=dict(os.environ),
     )
