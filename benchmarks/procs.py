@@ -28,17 +28,19 @@ QUIET_CORES = 0.3
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (every thread), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")
 
 
 def main_thread_cpu_seconds(pid: int) -> float:
     """utime + stime of the process's main thread alone (the one whose id is the process's),
     from /proc/PID/task/PID/stat: the event loop of the relay and of the Node and pycrdt servers,
     without the threads beside it (a store's writer, V8's collector, a thread pool)."""
-    with open(f"/proc/{pid}/task/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    return _stat_cpu_seconds(f"/proc/{pid}/task/{pid}/stat")
+
+
+def _stat_cpu_seconds(path: str) -> float:
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
