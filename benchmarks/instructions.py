@@ -13,7 +13,10 @@ On a shared machine the CPU seconds of a fan-out run move by 10-20% from one run
 slows it some fifty times) drives it; callgrind's counters are zeroed when the clients start
 editing and dumped when they are done, so start-up and connecting are left out. The result
 is every instruction of the relay process (its event loop, the store's writer thread,
-SQLite, pycrdt, the kernel calls' user-space side) divided by the updates delivered.
+SQLite, pycrdt, the kernel calls' user-space side) divided by the updates delivered. Each
+thread is counted apart (``--separate-threads=yes``), so the main thread's (the event loop's)
+share is printed too, and so is each library's (``benchmarks/callgrind.py``): CPython, SQLite,
+pycrdt, uvloop, libc.
 
 ``--other PYTHON --other-root DIR`` runs a second build the same way, interleaved with this
 one (a ``git worktree`` of another commit with its own ``pip install -e``), and prints both.
@@ -31,11 +34,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import common
+from benchmarks import callgrind, common
 from harness.relay_process import RelayProcess
 
 FANOUT_JS = common.ROOT / "benchmarks" / "js" / "fanout.mjs"
@@ -43,12 +47,13 @@ TENANT = "acme"
 
 
 def count(python: str, root: Path, rooms: int, rate: float, duration: float) -> dict[str, Any]:
-    """One run of the relay ``root`` (served by ``python``) under callgrind; its instructions per delivery."""
+    """One run of the relay ``root`` (served by ``python``) under callgrind: its instructions per
+    delivery, the main thread's (the event loop) among them, and every library's share."""
     with tempfile.TemporaryDirectory(prefix="syncline-instructions-") as work:
         out = Path(work) / "callgrind.out"
         relay = RelayProcess(
             Path(work) / "data", ["--rate-messages-per-second", "1000", "--rate-burst", "1000"], python=python,
-            wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"],
+            wrapper=["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}.%p"],
             startup_seconds=300,  # imports under valgrind take a while
         ).start()
         try:
@@ -57,13 +62,21 @@ def count(python: str, root: Path, rooms: int, rate: float, duration: float) -> 
         finally:
             relay.terminate(timeout=120)
             relay.stop()
+        # One dump per thread that ran while the load did: the event loop, the store's writer, ...
         dumped = [p for p in Path(work).glob("callgrind.out.*") if "Trigger: dump load" in p.read_text()[:4000]]
-        if len(dumped) != 1:
-            raise RuntimeError(f"expected one callgrind dump of the load, found {len(dumped)}")
-        totals = next(line for line in dumped[0].read_text().splitlines() if line.startswith("totals:"))
-    instructions = int(totals.split()[1])
-    return {"root": str(root), "instructions": instructions, "delivered": result["delivered"],
-            "expected": result["expected_deliveries"], "per_delivery": instructions / max(1, result["delivered"])}
+        if not any(callgrind.thread(p) == 1 for p in dumped):
+            raise RuntimeError(f"expected a callgrind dump of the load's main thread, found {sorted(p.name for p in dumped)}")
+        objects: Counter[str] = Counter()
+        for dump in dumped:
+            objects += callgrind.by_object(dump)
+        instructions = sum(objects.values())
+        main_thread = sum(callgrind.total(p) for p in dumped if callgrind.thread(p) == 1)
+    delivered = max(1, result["delivered"])
+    parts = callgrind.by_part(objects)
+    return {"root": str(root), "instructions": instructions, "main_thread_instructions": main_thread,
+            "delivered": result["delivered"], "expected": result["expected_deliveries"],
+            "per_delivery": instructions / delivered, "main_thread_per_delivery": main_thread / delivered,
+            "parts": {part: n / instructions for part, n in parts.most_common()}}
 
 
 def _drive(pid: int, port: int, token: str, rooms: int, rate: float, duration: float) -> dict[str, Any]:
@@ -111,14 +124,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name, (python, root) in builds.items():
             run = count(python, root, rooms, args.rate, seconds)
             results[name].append(run)
-            common.log("instructions", f"{name} #{i + 1}: {run['per_delivery']:,.0f} instructions per delivery "
+            common.log("instructions", f"{name} #{i + 1}: {run['per_delivery']:,.0f} instructions per delivery, "
+                                       f"{run['main_thread_per_delivery']:,.0f} on the main thread "
                                        f"({run['delivered']:,}/{run['expected']:,} delivered)")
     rows = [(name, root, ", ".join(f"{r['per_delivery']:,.0f}" for r in results[name]),
-             f"{min(r['per_delivery'] for r in results[name]):,.0f}") for name, (_, root) in builds.items()]
-    print(common.table(["build", "checkout", "instructions per delivery (each run)", "least"], rows))
+             f"{min(r['per_delivery'] for r in results[name]):,.0f}",
+             ", ".join(f"{r['main_thread_per_delivery']:,.0f}" for r in results[name]))
+            for name, (_, root) in builds.items()]
+    print(common.table(["build", "checkout", "instructions per delivery (each run)", "least",
+                        "main thread (each run)"], rows))
+    print()
+    print(_parts_table(results))
     raw = {"machine": common.machine_info(node=True), "command": " ".join(["python -m benchmarks.instructions", *(argv or sys.argv[1:])]),
            "load": {"rooms": rooms, "clients_per_room": 5, "rate": args.rate, "seconds": seconds}, "runs": results}
     common.save("instructions", raw, args.out)
+
+
+def _parts_table(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Each build's instructions by the library that ran them, as shares of its runs' sum."""
+    names = list(results)
+    shares: dict[str, dict[str, float]] = {}
+    for name in names:
+        runs = results[name]
+        whole = sum(r["instructions"] for r in runs)
+        for r in runs:
+            for part, share in r["parts"].items():
+                shares.setdefault(part, {}).setdefault(name, 0.0)
+                shares[part][name] += share * r["instructions"] / whole
+    order = sorted(shares, key=lambda part: -shares[part].get(names[0], 0.0))
+    rows = [(part, *(f"{100 * shares[part].get(name, 0.0):.1f}%" for name in names)) for part in order]
+    return common.table(["where the instructions run", *(f"{name} (share)" for name in names)], rows)
 
 
 if __name__ == "__main__":
