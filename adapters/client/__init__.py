@@ -22,6 +22,8 @@ from .errors import TokenExpired as TokenExpired
 from .errors import Unauthorized as Unauthorized
 from .errors import UnexpectedResponse as UnexpectedResponse
 from .errors import UpdateRefused as UpdateRefused
+from .feed import ChangeFeed as ChangeFeed
+from .feed import FeedEvent as FeedEvent
 from .local_store import LocalStore as LocalStore
 from .orders import OrderPage as OrderPage
 from .orders import OrderSummary as OrderSummary

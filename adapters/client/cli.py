@@ -9,6 +9,7 @@ Examples::
     syncline client ... sync                # deliver what is pending, then exit
     syncline client ... watch acme/cart/c-1 # live status and remote changes until Ctrl-C
     syncline client ... orders list --tenant acme --stage confirmed [--all]   # asks the relay (REST)
+    syncline client ... feed --tenant acme --type 'order.*' [--since ID]       # change events as JSON lines
 
 An edit is applied and stored locally first, then the command tries to deliver it for
 up to ``--wait`` seconds. Offline, it exits 0 with ``queued, N pending``; the next
@@ -17,7 +18,9 @@ Exit codes: 0 done (synced or queued), 1 ``sync`` left updates pending, or ``sho
 replica that has never synced with the relay (it would show only this device's edits), 2 bad
 usage or input, 3 the relay refused the document (token, permissions), 4 the local store failed;
 ``orders list`` exits 1 when the relay did not answer (unreachable, or 429 or 5xx: retry), 2 when it
-refused the query (400, 404, 422), 3 when it refused the token (401, 403).
+refused the query (400, 404, 422), 3 when it refused the token (401, 403). ``feed`` prints one JSON
+line per event until interrupted (exit 0) or ``--count`` events; it reconnects by itself, and
+exits 2 or 3 for the same refusals.
 ``show`` first catches up with the relay for up to ``--wait`` seconds.
 Flags fall back to ``SYNCLINE_CLIENT_URLS`` (comma-separated), ``SYNCLINE_CLIENT_TOKEN``
 and ``SYNCLINE_CLIENT_DATA_DIR``.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import signal
@@ -42,8 +46,10 @@ import anyio
 from syncline.engine import Cart, EngineError, Order, StockLedger, line_key
 from syncline.engine.order import PAYMENTS, STAGES
 
+from .backoff import Backoff
 from .client import SyncClient, parse_name
 from .errors import ClientError, LocalStoreError, RelayRejected, RelayUnreachable, RestProblem, SyncTimeout
+from .feed import ChangeFeed
 from .local_store import LocalStore
 from .orders import MAX_ORDER_PAGE, OrderSummary, all_orders, list_orders
 from .replica import Replica
@@ -140,6 +146,17 @@ def add_client_parser(commands: Any) -> argparse.ArgumentParser:
     listing.add_argument("--cursor", default=None, help="go on after a previous page: the next cursor it printed")
     listing.add_argument("--all", action="store_true", help="follow the cursors to the last page")
 
+    feed = actions.add_parser("feed", help="follow a tenant's change feed: one JSON line per event")
+    feed.add_argument("--tenant", required=True, help="the tenant whose changes to follow (the token's)")
+    feed.add_argument("--type", dest="types", action="append", default=[], metavar="TYPE",
+                      help="only this event type, or kind.* (repeatable)")
+    feed.add_argument("--doc", dest="documents", action="append", default=[], metavar="KIND/ID",
+                      help="only this document's events (repeatable)")
+    feed.add_argument("--order", dest="orders", action="append", default=[], metavar="ID",
+                      help="only this order's events (repeatable)")
+    feed.add_argument("--since", default=None, metavar="ID", help="resume after this event id")
+    feed.add_argument("--count", type=int, default=None, metavar="N", help="exit 0 after N events")
+
     actions.add_parser("status", help="every document in the data directory: pending, status, last ack")
     actions.add_parser("sync", help="deliver every pending update, then exit (1 if some stay pending)")
     watch = actions.add_parser("watch", help="print status and remote changes live until interrupted")
@@ -206,6 +223,8 @@ async def _dispatch(args: argparse.Namespace, settings: ClientSettings, out: Tex
         return _status(settings, out)
     if command == "orders":
         return await _orders(settings, args, out)  # a REST query: no replica, no data directory
+    if command == "feed":
+        return await _feed(settings, args, out)  # a stream of the relay's: no replica either
     async with SyncClient(settings) as client:
         if command == "cart":
             return await _cart(client, args, out)
@@ -347,6 +366,38 @@ async def _orders(settings: ClientSettings, args: argparse.Namespace, out: TextI
         print(f"next cursor: {cursor}", file=out)
     elif not shown:
         print("no orders", file=out)
+    return 0
+
+
+async def _feed(settings: ClientSettings, args: argparse.Namespace, out: TextIO) -> int:
+    """``feed``: each event as one JSON line ``{"id", "type", "data"}``, until a signal or ``--count``."""
+    if not settings.urls:
+        raise ValueError("feed needs --url")
+    if args.count is not None and args.count < 1:
+        raise ValueError("--count must be at least 1")
+    seen = 0
+    refused: RestProblem | None = None
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, scope)
+            try:
+                async with ChangeFeed(settings.urls, settings.token, args.tenant, types=args.types,
+                                      documents=args.documents, orders=args.orders, since=args.since,
+                                      connect_timeout=settings.connect_timeout,
+                                      backoff=Backoff(settings.backoff_base, settings.backoff_cap)) as feed:
+                    async for event in feed:
+                        _line(out, json.dumps({"id": event.id, "type": event.type, "data": event.data},
+                                              separators=(",", ":"), ensure_ascii=False))
+                        seen += 1
+                        if seen == args.count:
+                            break
+            except RestProblem as exc:  # caught in here: the task group would wrap it
+                refused = exc
+            tg.cancel_scope.cancel()
+    if refused is not None:
+        hint = "; check --token and --tenant" if refused.status in (401, 403) else ""
+        print(f"syncline client: {refused}{hint}", file=sys.stderr)
+        return EXIT_REFUSED if refused.status in (401, 403) else EXIT_USAGE
     return 0
 
 

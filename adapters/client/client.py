@@ -29,8 +29,10 @@ from syncline.engine import Cart, Order, StockLedger
 from syncline.engine.errors import InvalidDocumentName as EngineNameError
 from syncline.engine.names import DocName
 
+from .backoff import Backoff
 from .connection import sync_forever
 from .errors import ClientClosed, ClientSettingsError, DocumentKindMismatch, InvalidDocumentName
+from .feed import ChangeFeed
 from .local_store import DocSummary, LocalStore
 from .orders import OrderPage
 from .orders import list_orders as list_orders_page
@@ -167,6 +169,17 @@ class SyncClient:
             raise ClientSettingsError("urls", "listing orders needs a relay URL")
         return await list_orders_page(self.settings.urls, self.settings.token, tenant, stage=stage,
                                       payment=payment, limit=limit, cursor=cursor, timeout=timeout)
+
+    def feed(self, tenant: str, *, types: Sequence[str] = (), documents: Sequence[str] = (),
+             orders: Sequence[str] = (), since: str | None = None) -> ChangeFeed:
+        """The change feed of ``tenant`` from this client's relay URLs with its token (``async with``
+        it, then ``async for`` its events); works with or without ``async with`` on the client.
+        See :class:`syncline.adapters.client.ChangeFeed`."""
+        if not self.settings.urls:
+            raise ClientSettingsError("urls", "the change feed needs a relay URL")
+        return ChangeFeed(self.settings.urls, self.settings.token, tenant, types=types, documents=documents,
+                          orders=orders, since=since, backoff=Backoff(self.settings.backoff_base,
+                                                                      self.settings.backoff_cap))
 
     def replica(self, name: str) -> Replica:
         """The open replica of ``name`` (status, pending count, subscriptions); KeyError if not open."""

@@ -283,7 +283,9 @@ async def events(request: Request) -> Response:
     partial: tuple[int, int] | None = None
     if resume is None:
         after, reset = head, False
-    elif _followable(epochs, resume.epoch, resume.seq, head):
+    elif (resume.epoch is not None and resume.seq == 0) or _followable(epochs, resume.epoch, resume.seq, head):
+        # {epoch}-0 is before any change of any history (a new store's position): everything
+        # kept follows it, and the stream itself sends a reset if some of it was pruned.
         after, reset = resume.seq, False  # below the floor, the stream itself sends a reset
         if resume.index is not None:  # in the middle of a change: its later events are still due
             after, partial = resume.seq - 1, (resume.seq, resume.index)

@@ -475,6 +475,26 @@ async def test_resume_across_a_relay_restart_misses_nothing(
             assert as_rows([await feed.next()]) == stored_changes(rest_relay, expected[-1].seq)
 
 
+async def test_the_position_of_a_new_store_resumes_after_a_restart_without_a_reset(
+    rest_relay_process: RelayProcess,
+) -> None:
+    """A new store's stream opens at {epoch}-0, an epoch with no change yet, which the next start
+    replaces: resuming from it still follows on with the first change, as it did before."""
+    relay = rest_relay_process
+    async with client_for(relay, relay.token("acme")) as client:
+        async with open_feed(client) as feed:
+            position = feed.connected["position"]
+            assert position.endswith("-0")
+    assert relay.terminate() == 0
+    relay.start()
+    assert position.split("-")[0] not in {epoch for _, epoch in stored_epochs(relay)}  # replaced
+    async with client_for(relay, relay.token("acme")) as client:
+        await add_item(client, "c1")
+        async with open_feed(client, last_event_id=position) as feed:
+            assert feed.connected["reset"] is False
+            assert as_rows([await feed.next()], relay) == stored_changes(relay)
+
+
 async def test_resuming_below_the_pruned_floor_gets_a_reset_then_only_later_events(
     relay_with: Callable[..., InProcessRelay],
 ) -> None:
