@@ -84,7 +84,9 @@ def by_part(counts: Counter[str]) -> Counter[str]:
     parts: Counter[str] = Counter()
     for obj, n in counts.items():
         base = obj.rsplit("/", 1)[-1]
-        parts[next((part for key, part in PARTS if key in (obj if key.startswith("/") else base)), OTHER)] += n
+        parts[
+            next((part for key, part in PARTS if key in (obj if key.startswith("/") else base)), OTHER)
+        ] += n
     return parts
 
 

@@ -52,9 +52,19 @@ from .errors import InvalidQuery, RelayUnreachable, RestProblem, UnexpectedRespo
 from .orders import rest_base
 
 TYPE_FILTERS = (
-    "cart.changed", "order.created", "order.stage_changed", "order.payment_changed", "order.cancelled",
-    "stock.level_changed", "stock.conflict_opened", "stock.conflict_resolved", "stock.changed", "order.changed",
-    "cart.*", "order.*", "stock.*",
+    "cart.changed",
+    "order.created",
+    "order.stage_changed",
+    "order.payment_changed",
+    "order.cancelled",
+    "stock.level_changed",
+    "stock.conflict_opened",
+    "stock.conflict_resolved",
+    "stock.changed",
+    "order.changed",
+    "cart.*",
+    "order.*",
+    "stock.*",
 )
 """What the relay's ``type`` filter takes (docs/rest.md, "The change feed")."""
 MAX_FILTERS = 32
@@ -90,20 +100,40 @@ class ChangeFeed:
     """
 
     def __init__(
-        self, base_url: str | Sequence[str], token: Token, tenant: str, *, types: Sequence[str] = (),
-        documents: Sequence[str] = (), orders: Sequence[str] = (), since: str | None = None,
-        connect_timeout: float = 10.0, backoff: Backoff | None = None,
+        self,
+        base_url: str | Sequence[str],
+        token: Token,
+        tenant: str,
+        *,
+        types: Sequence[str] = (),
+        documents: Sequence[str] = (),
+        orders: Sequence[str] = (),
+        since: str | None = None,
+        connect_timeout: float = 10.0,
+        backoff: Backoff | None = None,
     ) -> None:
         bases = (base_url,) if isinstance(base_url, str) else tuple(base_url)
         if not bases:
             raise InvalidQuery("base_url", "give at least one relay address")
-        self._urls = [feed_url(base, tenant, types=types, documents=documents, orders=orders) for base in bases]
-        if since is not None and (not isinstance(since, str) or not since or not since.isascii()
-                                  or not since.isprintable() or len(since) > 64):
+        self._urls = [
+            feed_url(base, tenant, types=types, documents=documents, orders=orders) for base in bases
+        ]
+        if since is not None and (
+            not isinstance(since, str)
+            or not since
+            or not since.isascii()
+            or not since.isprintable()
+            or len(since) > 64
+        ):
             raise InvalidQuery("since", "must be an event id this feed gave out")
-        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) \
-                or not 0 < connect_timeout < math.inf:
-            raise InvalidQuery("connect_timeout", f"must be a positive number of seconds, not {connect_timeout!r}")
+        if (
+            isinstance(connect_timeout, bool)
+            or not isinstance(connect_timeout, (int, float))
+            or not 0 < connect_timeout < math.inf
+        ):
+            raise InvalidQuery(
+                "connect_timeout", f"must be a positive number of seconds, not {connect_timeout!r}"
+            )
         if not (token is None or isinstance(token, str) or callable(token)):
             raise InvalidQuery("token", "must be a string, None or a function returning one")
         if isinstance(token, str):
@@ -112,9 +142,11 @@ class ChangeFeed:
         self._connect_timeout = float(connect_timeout)
         self._backoff = backoff if backoff is not None else Backoff(0.5, 30.0)
         self.last_id: str | None = since
-        """The id of the last event handed out (or the stream's position before any): where the next stream resumes."""
+        """The id of the last event handed out (or the stream's position before any): where the
+        next stream resumes."""
         self.status = "connecting"
-        """``connecting`` (the first attempt), ``open``, ``reconnecting`` (waiting or retrying), ``closed``."""
+        """``connecting`` (the first attempt), ``open``, ``reconnecting`` (waiting or retrying),
+        ``closed``."""
         self.events_seen = 0
         """Events handed out since the feed was made."""
         self.url: str | None = None
@@ -135,8 +167,9 @@ class ChangeFeed:
         self._tg.start_soon(self._follow)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> bool | None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
         self.close()
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
@@ -200,15 +233,20 @@ class ChangeFeed:
             send.close()
 
     async def _stream(self, url: str, send: MemoryObjectSendStream[FeedEvent | Exception]) -> None:
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store", "User-Agent": "syncline-client"}
+        headers = {
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-store",
+            "User-Agent": "syncline-client",
+        }
         token = await self._current_token()
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         if self.last_id is not None:
             headers["Last-Event-ID"] = self.last_id
         portal = _Portal(send)
-        await anyio.to_thread.run_sync(self._read, url, headers, portal, abandon_on_cancel=True,
-                                       limiter=self._limiter)
+        await anyio.to_thread.run_sync(
+            self._read, url, headers, portal, abandon_on_cancel=True, limiter=self._limiter
+        )
 
     async def _current_token(self) -> str | None:
         given = self._token
@@ -254,7 +292,11 @@ class ChangeFeed:
                 if position is not None and portal.idle():
                     self.last_id = position  # the stream continues after it: so does the next one
                 heartbeat = event.data.get("heartbeat_seconds")
-                if isinstance(heartbeat, (int, float)) and not isinstance(heartbeat, bool) and 0 < heartbeat < 3600:
+                if (
+                    isinstance(heartbeat, (int, float))
+                    and not isinstance(heartbeat, bool)
+                    and 0 < heartbeat < 3600
+                ):
                     conn.sock.settimeout(max(3 * float(heartbeat), 1.0))
                 self.status = "open"
                 self._backoff.reset()
@@ -304,9 +346,16 @@ class _Portal:
         return self._handed == 0
 
 
-def feed_url(base_url: str, tenant: str, *, types: Sequence[str] = (), documents: Sequence[str] = (),
-             orders: Sequence[str] = ()) -> str:
-    """The feed's URL with its filters, every argument checked (:class:`InvalidQuery` names the first bad one)."""
+def feed_url(
+    base_url: str,
+    tenant: str,
+    *,
+    types: Sequence[str] = (),
+    documents: Sequence[str] = (),
+    orders: Sequence[str] = (),
+) -> str:
+    """The feed's URL with its filters, every argument checked (:class:`InvalidQuery` names the
+    first bad one)."""
     try:
         check_part("tenant", tenant)
     except EngineNameError as exc:
@@ -367,7 +416,9 @@ def _problem(response: HTTPResponse, url: str) -> RestProblem:
         parsed = json.loads(raw)
     except ValueError:
         parsed = {}  # not JSON (a proxy's page): the status says enough
-    return RestProblem(response.status, parsed if isinstance(parsed, dict) else {}, url, response.reason or "")
+    return RestProblem(
+        response.status, parsed if isinstance(parsed, dict) else {}, url, response.reason or ""
+    )
 
 
 def _events(response: HTTPResponse, url: str) -> Iterator[FeedEvent]:

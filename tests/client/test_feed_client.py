@@ -43,9 +43,12 @@ def relay(tmp_path: Path) -> Iterator[RelayProcess]:
 
 
 async def _add(relay: RelayProcess, cart: str, product: str, quantity: int) -> None:
-    async with httpx.AsyncClient(base_url=relay.http_url, timeout=10.0,
-                                 headers={"Authorization": f"Bearer {relay.token('acme')}"}) as api:
-        answer = await api.post(f"{TENANT}/carts/{cart}/items", json={"product": product, "quantity": quantity})
+    async with httpx.AsyncClient(
+        base_url=relay.http_url, timeout=10.0, headers={"Authorization": f"Bearer {relay.token('acme')}"}
+    ) as api:
+        answer = await api.post(
+            f"{TENANT}/carts/{cart}/items", json={"product": product, "quantity": quantity}
+        )
         assert answer.status_code == 200, answer.text
 
 
@@ -61,15 +64,18 @@ async def _until_open(feed: ChangeFeed, timeout: float = 15.0) -> None:
 
 
 async def test_events_arrive_typed_in_order_and_last_id_follows_them(relay: RelayProcess) -> None:
-    async with ChangeFeed(base_url(relay), relay.token("acme"), "acme", types=["cart.changed"],
-                          backoff=FAST) as feed:
+    async with ChangeFeed(
+        base_url(relay), relay.token("acme"), "acme", types=["cart.changed"], backoff=FAST
+    ) as feed:
         await _until_open(feed)
         await _add(relay, "f-1", "tee", 2)
         await _add(relay, "f-1", "mug", 1)
         first, second = await _next(feed), await _next(feed)
     assert [first.type, second.type] == ["cart.changed", "cart.changed"]
     assert first.data["doc"] == "acme/cart/f-1" and first.data["action"] == "cart.add_item"
-    assert [(line["product"], line["previous"], line["quantity"]) for line in first.data["lines"]] == [("tee", 0, 2)]
+    assert [(line["product"], line["previous"], line["quantity"]) for line in first.data["lines"]] == [
+        ("tee", 0, 2)
+    ]
     assert [(line["product"], line["quantity"]) for line in second.data["lines"]] == [("mug", 1)]
     assert second.data["seq"] > first.data["seq"]
     assert first.id is not None and second.id is not None and first.id.endswith(f"-{first.data['seq']}")
@@ -78,7 +84,8 @@ async def test_events_arrive_typed_in_order_and_last_id_follows_them(relay: Rela
 
 
 async def test_a_restart_is_resumed_from_the_last_event_missing_nothing_and_repeating_nothing(
-        relay: RelayProcess) -> None:
+    relay: RelayProcess,
+) -> None:
     async with ChangeFeed(base_url(relay), relay.token("acme"), "acme", backoff=FAST) as feed:
         await _until_open(feed)
         await _add(relay, "r-1", "tee", 1)
@@ -96,9 +103,12 @@ async def test_a_restart_is_resumed_from_the_last_event_missing_nothing_and_repe
 
 
 async def test_a_frozen_relay_is_noticed_by_its_missing_heartbeats_and_followed_again_when_it_wakes(
-        relay: RelayProcess) -> None:
+    relay: RelayProcess,
+) -> None:
     assert relay.process is not None
-    async with ChangeFeed(base_url(relay), relay.token("acme"), "acme", backoff=FAST, connect_timeout=1.0) as feed:
+    async with ChangeFeed(
+        base_url(relay), relay.token("acme"), "acme", backoff=FAST, connect_timeout=1.0
+    ) as feed:
         await _until_open(feed)
         os.kill(relay.process.pid, signal.SIGSTOP)
         try:
@@ -141,7 +151,8 @@ async def test_a_token_function_is_asked_before_every_connection(relay: RelayPro
 
 @pytest.mark.parametrize(("token", "status"), [("not-a-token", 401), (None, 401), ("other", 403)])
 async def test_a_refused_token_ends_the_iteration_with_the_relays_problem(
-        relay: RelayProcess, token: str | None, status: int) -> None:
+    relay: RelayProcess, token: str | None, status: int
+) -> None:
     if token == "other":
         token = relay.token("globex")
     async with ChangeFeed(base_url(relay), token, "acme", backoff=FAST) as feed:
@@ -180,7 +191,7 @@ def _connections_to(port: int) -> int:
         except OSError:
             continue  # closed meanwhile
         if target.startswith("socket:["):
-            sockets.add(target[len("socket:["):-1])
+            sockets.add(target[len("socket:[") : -1])
     established = 0
     with open("/proc/net/tcp") as table:
         for row in table.read().splitlines()[1:]:
@@ -192,34 +203,42 @@ def _connections_to(port: int) -> int:
 
 async def test_resuming_from_an_id_of_another_history_starts_with_a_reset(relay: RelayProcess) -> None:
     await _add(relay, "h-1", "tee", 1)
-    async with ChangeFeed(base_url(relay), relay.token("acme"), "acme", since="0123456789abcdef-1",
-                          backoff=FAST) as feed:
+    async with ChangeFeed(
+        base_url(relay), relay.token("acme"), "acme", since="0123456789abcdef-1", backoff=FAST
+    ) as feed:
         reset = await _next(feed)
         replayed = await _next(feed)
     assert reset.type == "reset" and reset.data["reason"]
     assert replayed.type == "cart.changed" and replayed.data["doc"] == "acme/cart/h-1"
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"tenant": "ac me"}, "tenant"),
-    ({"types": ["cart.exploded"]}, "types"),
-    ({"types": "cart.changed"}, "types"),
-    ({"documents": ["cart"]}, "documents"),
-    ({"documents": ["globex/cart/c-1"]}, "documents"),
-    ({"documents": ["cart/../x"]}, "documents"),
-    ({"orders": ["o/1"]}, "orders"),
-    ({"since": "x" * 65}, "since"),
-    ({"since": "caf\u00e9"}, "since"),
-    ({"connect_timeout": 0}, "connect_timeout"),
-    ({"connect_timeout": True}, "connect_timeout"),
-    ({"token": "two words"}, "token"),
-    ({"token": 42}, "token"),
-    ({"base_url": "ftp://relay"}, "base_url"),
-    ({"base_url": []}, "base_url"),
-    ({"base_url": "http://user:pw@127.0.0.1:1"}, "base_url"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"tenant": "ac me"}, "tenant"),
+        ({"types": ["cart.exploded"]}, "types"),
+        ({"types": "cart.changed"}, "types"),
+        ({"documents": ["cart"]}, "documents"),
+        ({"documents": ["globex/cart/c-1"]}, "documents"),
+        ({"documents": ["cart/../x"]}, "documents"),
+        ({"orders": ["o/1"]}, "orders"),
+        ({"since": "x" * 65}, "since"),
+        ({"since": "caf\u00e9"}, "since"),
+        ({"connect_timeout": 0}, "connect_timeout"),
+        ({"connect_timeout": True}, "connect_timeout"),
+        ({"token": "two words"}, "token"),
+        ({"token": 42}, "token"),
+        ({"base_url": "ftp://relay"}, "base_url"),
+        ({"base_url": []}, "base_url"),
+        ({"base_url": "http://user:pw@127.0.0.1:1"}, "base_url"),
+    ],
+)
 async def test_bad_arguments_are_refused_before_any_request(kwargs: dict[str, object], field: str) -> None:
-    arguments: dict[str, object] = {"base_url": f"http://127.0.0.1:{closed_port()}", "token": "t", "tenant": "acme"}
+    arguments: dict[str, object] = {
+        "base_url": f"http://127.0.0.1:{closed_port()}",
+        "token": "t",
+        "tenant": "acme",
+    }
     arguments.update(kwargs)
     with pytest.raises(InvalidQuery) as refused:
         ChangeFeed(**arguments)  # type: ignore[arg-type]
@@ -227,17 +246,43 @@ async def test_bad_arguments_are_refused_before_any_request(kwargs: dict[str, ob
 
 
 def test_the_feed_url_carries_the_filters_and_never_the_token() -> None:
-    url = feed_url("wss://relay.example/sync-relay/v1/sync", "acme", types=["order.*"],
-                   documents=["acme/cart/c-1", "stock/north"], orders=["o-1"])
-    assert url == ("https://relay.example/sync-relay/v1/tenants/acme/events"
-                   "?type=order.%2A&doc=cart%2Fc-1&doc=stock%2Fnorth&order=o-1")
+    url = feed_url(
+        "wss://relay.example/sync-relay/v1/sync",
+        "acme",
+        types=["order.*"],
+        documents=["acme/cart/c-1", "stock/north"],
+        orders=["o-1"],
+    )
+    assert url == (
+        "https://relay.example/sync-relay/v1/tenants/acme/events"
+        "?type=order.%2A&doc=cart%2Fc-1&doc=stock%2Fnorth&order=o-1"
+    )
 
 
-async def test_the_cli_prints_each_event_as_a_json_line_and_stops_after_count(relay: RelayProcess,
-                                                                           tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "syncline.app.cli", "client", "--url", f"ws://127.0.0.1:{closed_port()}",
-               "--url", base_url(relay), "--token", relay.token("acme"), "--data-dir", str(tmp_path / "cli"),
-               "feed", "--tenant", "acme", "--doc", "cart/k-1", "--count", "2"]
+async def test_the_cli_prints_each_event_as_a_json_line_and_stops_after_count(
+    relay: RelayProcess, tmp_path: Path
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "syncline.app.cli",
+        "client",
+        "--url",
+        f"ws://127.0.0.1:{closed_port()}",
+        "--url",
+        base_url(relay),
+        "--token",
+        relay.token("acme"),
+        "--data-dir",
+        str(tmp_path / "cli"),
+        "feed",
+        "--tenant",
+        "acme",
+        "--doc",
+        "cart/k-1",
+        "--count",
+        "2",
+    ]
     process = await anyio.open_process(command, cwd=REPO)
     try:
         async with ChangeFeed(base_url(relay), relay.token("acme"), "acme", backoff=FAST) as watcher:
@@ -256,22 +301,46 @@ async def test_the_cli_prints_each_event_as_a_json_line_and_stops_after_count(re
         await process.aclose()
     events = [json.loads(line) for line in lines]
     assert [(e["type"], e["data"]["doc"], e["data"]["lines"][0]["quantity"]) for e in events] == [
-        ("cart.changed", "acme/cart/k-1", 1), ("cart.changed", "acme/cart/k-1", 3)]
+        ("cart.changed", "acme/cart/k-1", 1),
+        ("cart.changed", "acme/cart/k-1", 3),
+    ]
     assert all(e["id"].endswith(f"-{e['data']['seq']}") for e in events)
 
 
 def test_the_cli_exits_3_when_the_relay_refuses_the_token(relay: RelayProcess, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "syncline.app.cli", "client", "--url", base_url(relay), "--token", "forged",
-         "--data-dir", str(tmp_path / "cli"), "feed", "--tenant", "acme"],
-        capture_output=True, text=True, timeout=60, cwd=REPO)
+        [
+            sys.executable,
+            "-m",
+            "syncline.app.cli",
+            "client",
+            "--url",
+            base_url(relay),
+            "--token",
+            "forged",
+            "--data-dir",
+            str(tmp_path / "cli"),
+            "feed",
+            "--tenant",
+            "acme",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert done.returncode == 3, done.stderr
     assert "401" in done.stderr and "check --token" in done.stderr and done.stdout == ""
 
 
 async def test_the_sync_clients_feed_uses_its_urls_and_token(relay: RelayProcess, tmp_path: Path) -> None:
-    client = SyncClient(data_dir=tmp_path / "till", urls=[f"ws://127.0.0.1:{closed_port()}", base_url(relay)],
-                        token=relay.token("acme"), backoff_base=0.05, backoff_cap=0.3)
+    client = SyncClient(
+        data_dir=tmp_path / "till",
+        urls=[f"ws://127.0.0.1:{closed_port()}", base_url(relay)],
+        token=relay.token("acme"),
+        backoff_base=0.05,
+        backoff_cap=0.3,
+    )
     async with client.feed("acme", documents=["acme/cart/s-1"]) as feed:
         await _until_open(feed)
         await _add(relay, "s-2", "tee", 1)
