@@ -293,8 +293,11 @@ export class ChangeFeed {
       });
     }
     for (const type of ["connected", "heartbeat"]) {
-      source.addEventListener(type, () => {
+      source.addEventListener(type, (message: SseMessage) => {
         if (this.source !== source) return;
+        // `connected` opens the stream with the id it continues after: a stream that drops
+        // before any change resumes from there, not from whatever is newest by then.
+        if (type === "connected" && message.lastEventId) this.lastId = message.lastEventId;
         this.heartbeatAt = Date.now();
         this.events.emit("status", this.health());
       });

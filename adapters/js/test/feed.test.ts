@@ -156,6 +156,24 @@ describe("ChangeFeed against a real relay", () => {
     assert.deepEqual(small.history().map((e) => e.id), seen.slice(-2));
   });
 
+  test("a feed that drops before any event resumes from where its stream began", async () => {
+    const doc = `${TENANT}/cart/quiet`;
+    const live = feed({ documents: [doc], backoff: { initialMs: 2_000, maxMs: 2_000, random: () => 0.95 } });
+    await within(opened(live), 10_000, "the feed to open");
+    if (live.health().lastHeartbeatAt === null) {
+      await next<FeedHealth>((l) => live.on("status", l), (h) => h.lastHeartbeatAt !== null, 10_000, "`connected`");
+    }
+    assert.match(live.health().lastEventId ?? "", /^[0-9a-f]{16}-[0-9]+$/, "the stream's position");
+    const away = next<FeedHealth>((l) => live.on("status", l), (h) => h.status === "reconnecting", 10_000, "the feed to notice");
+    await relay.stop();
+    await away;
+    await relay.restart();
+    await write(doc, "while-away");
+    assert.notEqual(live.health().status, "open", "the write happened while the feed was away");
+    const [event] = await within(received(live, 1), 15_000, "the change written while the feed was away");
+    assert.equal(event?.type, "cart.changed");
+  });
+
   test("resumes after a relay restart from the last id it saw, without losing or repeating events", async () => {
     const doc = `${TENANT}/cart/r`;
     // Retries wait 1.9 s (random pinned high), so the writes after the restart happen while the feed is away.
