@@ -33,6 +33,16 @@ class YPeer:
     ack_changed: anyio.Event = field(default_factory=anyio.Event)
     close_code: int | None = None
 
+    def awareness_states(self) -> dict[int, str]:
+        """The awareness states this peer has been told of, the newest clock of each client
+        (client id -> its JSON state; ``"null"`` once it left)."""
+        seen: dict[int, tuple[int, str]] = {}
+        for payload in self.awareness:
+            for entry in protocol.decode_awareness(payload):
+                if entry.client_id not in seen or entry.clock >= seen[entry.client_id][0]:
+                    seen[entry.client_id] = (entry.clock, entry.state)
+        return {client: state for client, (_, state) in seen.items()}
+
     async def send_update(self, update: bytes) -> None:
         await self.ws.send(protocol.sync_update(update))
 

@@ -452,9 +452,9 @@ class Connection:
 
     async def _retrier(self) -> None:
         """Retry the held writes each time the room integrates something another peer sent;
-        end once none is held (the next held write starts a new retrier). The write that lands
-        the last held one advances the room while this peer still waits on it, so it wakes
-        this loop to find nothing held."""
+        end once none is held (the next held write starts a new retrier). Whatever lands the
+        last held write, this loop or this peer's own next write, wakes it to find nothing held
+        (:meth:`_none_held`)."""
         try:
             while True:
                 await self._room_advanced.wait()
@@ -540,13 +540,20 @@ class Connection:
         if len(self._held) > 1 and self.close_code is None:
             await self._land_held_together()
         if not self._held:
-            self._room.wait_for_clocks(self, False)
+            self._none_held()
 
     async def _land_held_together(self) -> None:
         merged = self._held.merged()
         if merged is not None and await self._submit(self._held.first or 0, merged, retry=True):
             self._held.clear()
-            self._room.wait_for_clocks(self, False)
+            self._none_held()
+
+    def _none_held(self) -> None:
+        """The last held write landed: stop waiting on the room's clocks, and wake the retrier,
+        if one runs, to find nothing held and end."""
+        self._room.wait_for_clocks(self, False)
+        if self._retrier_started:
+            self._room_advanced.set()
 
     def _acknowledge(self) -> None:
         """Acknowledge the writes that landed, up to the first one still held."""

@@ -261,8 +261,7 @@ class RedisFanout:
                 assert self._task_group is not None and self._listener is not None
                 # Anything published while we were not subscribed is in the store: apply it.
                 self._task_group.start_soon(self._listener.resync, None)
-                for room in list(self._wanted):
-                    self._queue(self._channel(room), self._envelope("aq"))
+                self._task_group.start_soon(self._rejoin)
                 while True:
                     self._dispatch(await connection.read_response(disconnect_on_error=False))
             if scope.cancelled_caught:
@@ -464,20 +463,31 @@ class RedisFanout:
                 self.polls += 1
                 await self._listener.resync(None)
 
+    async def _rejoin(self) -> None:
+        """Just subscribed: find out at once whether publishing works (not at the next heartbeat),
+        then ask the other nodes for their clients' awareness, which ours may have dropped."""
+        await self._beat()
+        for room in list(self._wanted):
+            self._queue(self._channel(room), self._envelope("aq"))
+
+    async def _beat(self) -> None:
+        """Publish a heartbeat, and the rooms the others must re-read; publishing works if they went out."""
+        try:
+            with anyio.fail_after(COMMAND_TIMEOUT_SECONDS + 1):
+                await self._publish(self._nodes_channel, self._envelope("hb"))
+                for room in list(self._dirty):
+                    await self._publish(self._channel(room), self._envelope("rs"))
+                    self._dirty.discard(room)
+            if self._publish_error is not None:
+                log.info("fan-out publishing works again")
+            self._publish_error = None
+        except (FanoutUnavailable, TimeoutError) as exc:
+            self._publish_error = str(exc) or "publishing timed out"
+
     async def _heartbeats(self) -> None:
         """Say we are alive; notice our own silence (a stalled subscription) and others'."""
         while True:
-            try:
-                with anyio.fail_after(COMMAND_TIMEOUT_SECONDS + 1):
-                    await self._publish(self._nodes_channel, self._envelope("hb"))
-                    for room in list(self._dirty):
-                        await self._publish(self._channel(room), self._envelope("rs"))
-                        self._dirty.discard(room)
-                if self._publish_error is not None:
-                    log.info("fan-out publishing works again")
-                self._publish_error = None
-            except (FanoutUnavailable, TimeoutError) as exc:
-                self._publish_error = str(exc) or "publishing timed out"
+            await self._beat()
             now = time.monotonic()
             if self._subscribed and now - self._own_seen > NODE_EXPIRY_SECONDS / 2:
                 self._restart_session("our own heartbeats stopped arriving")

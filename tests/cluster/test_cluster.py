@@ -123,16 +123,6 @@ async def test_clients_spread_over_three_nodes_converge_and_each_update_is_store
     assert cluster.sql("SELECT count(*) AS n FROM snapshots")[0]["n"] >= 1, "the rooms were compacted"
 
 
-def _states(peer: YPeer) -> dict[int, str]:
-    """The awareness states ``peer`` has been told of (client id -> JSON state; "null": left)."""
-    seen: dict[int, tuple[int, str]] = {}
-    for payload in peer.awareness:
-        for entry in protocol.decode_awareness(payload):
-            if entry.client_id not in seen or entry.clock >= seen[entry.client_id][0]:
-                seen[entry.client_id] = (entry.clock, entry.state)
-    return {client: state for client, (_, state) in seen.items()}
-
-
 async def _wait_for(predicate: object, timeout: float, what: str) -> None:
     with anyio.fail_after(timeout):
         while not predicate():  # type: ignore[operator]
@@ -145,12 +135,12 @@ async def test_awareness_crosses_nodes_reaches_late_joiners_and_leaves_with_its_
     async with ypeer(two.url_for(CART)) as watcher:
         async with ypeer(one.url_for(CART)) as ann:
             await ann.ws.send(protocol.awareness(protocol.encode_awareness([protocol.AwarenessEntry(77, 1, state)])))
-            await _wait_for(lambda: _states(watcher).get(77) == state, 5, "node 2 sees ann")
+            await _wait_for(lambda: watcher.awareness_states().get(77) == state, 5, "node 2 sees ann")
             # Node 3 opens the room only now: it asks the other nodes for their clients' states.
             async with ypeer(three.url_for(CART)) as late:
-                await _wait_for(lambda: _states(late).get(77) == state, 5, "a late joiner on node 3 sees ann")
+                await _wait_for(lambda: late.awareness_states().get(77) == state, 5, "a late joiner on node 3 sees ann")
         # Ann's connection closed on node 1: node 1 tells the others her state is gone.
-        await _wait_for(lambda: _states(watcher).get(77) == "null", 5, "ann leaves node 1")
+        await _wait_for(lambda: watcher.awareness_states().get(77) == "null", 5, "ann leaves node 1")
 
 
 async def test_a_rest_write_on_node_one_reaches_a_websocket_peer_and_change_feeds_on_other_nodes(
@@ -191,7 +181,7 @@ async def test_a_node_killed_with_sigkill_loses_nothing_acknowledged_and_its_cli
         watched = Cart(watcher.doc, "c1")
         bob = await stack.enter_async_context(ypeer(two.url_for(CART)))
         await bob.ws.send(protocol.awareness(protocol.encode_awareness([protocol.AwarenessEntry(88, 1, state)])))
-        await _wait_for(lambda: _states(watcher).get(88) == state, 5, "bob on node 2 is seen on node 3")
+        await _wait_for(lambda: watcher.awareness_states().get(88) == state, 5, "bob on node 2 is seen on node 3")
         for client in clients:
             await client.wait_synced(10)
 
@@ -210,7 +200,7 @@ async def test_a_node_killed_with_sigkill_loses_nothing_acknowledged_and_its_cli
         key = carts[0].lines()[0].key
         await watcher.wait_until(lambda doc: watched.quantity(key) == total, timeout=10)
         # Node 2 stopped sending heartbeats: its client's awareness state goes with it.
-        await _wait_for(lambda: _states(watcher).get(88) == "null", 10, "bob's state expires with node 2")
+        await _wait_for(lambda: watcher.awareness_states().get(88) == "null", 10, "bob's state expires with node 2")
 
     # Acknowledged before the kill, or resent from the clients' outboxes to another node after it:
     # all of it is in the store. (Rows are not counted: a client merges its outbox when it resends.)

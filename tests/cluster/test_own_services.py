@@ -10,14 +10,14 @@ is lost; the numbers printed here are the ones in docs/cluster.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from syncline.engine import Cart, closecodes
+from syncline.engine import Cart, closecodes, protocol
 
 from harness.line_writer import LineWriter
 from harness.own_services import OwnPostgres, OwnRedis, own_postgres, own_redis
@@ -164,6 +164,37 @@ async def test_redis_killed_under_two_nodes_leaves_them_ready_acknowledging_and_
     assert _quantity(Cart(cluster.stored_doc(CART), "c1"), "tee") == 7
     for node in (a, b):
         assert "Traceback" not in node.log(), node.log()[-3000:]
+
+
+async def test_an_awareness_change_made_during_a_redis_outage_reaches_the_other_node_when_redis_is_back(
+    redis_server: OwnRedis, cluster: Cluster,
+) -> None:
+    """Bob moves while the nodes cannot hear each other; back on Redis, each node asks the others
+    to republish their clients' awareness (``aq``) as soon as it has resubscribed, so the watcher
+    on the other node gets bob's new state without bob sending it again."""
+    a, b = cluster.node(redis=redis_server.url), cluster.node(redis=redis_server.url)
+    async with anyio.create_task_group() as starting:
+        starting.start_soon(anyio.to_thread.run_sync, a.start)
+        starting.start_soon(anyio.to_thread.run_sync, b.start)
+    here, there = '{"user":{"name":"bob","at":1}}', '{"user":{"name":"bob","at":2}}'
+    async with ypeer(a.url_for(CART)) as bob, ypeer(b.url_for(CART)) as watcher:
+        await bob.ws.send(protocol.awareness(protocol.encode_awareness([protocol.AwarenessEntry(88, 1, here)])))
+        await _until(lambda: watcher.awareness_states().get(88) == here, 5)
+        await anyio.to_thread.run_sync(redis_server.kill)
+        async with anyio.create_task_group() as watching:
+            watching.start_soon(_wait_fanout, a, "degraded", 10)
+            watching.start_soon(_wait_fanout, b, "degraded", 10)
+        await bob.ws.send(protocol.awareness(protocol.encode_awareness([protocol.AwarenessEntry(88, 2, there)])))
+        await anyio.sleep(0.3)  # node A has it; it could not publish it
+        assert watcher.awareness_states().get(88) == here
+        await anyio.to_thread.run_sync(redis_server.restart)  # well within a node's 5 s expiry
+        await _until(lambda: watcher.awareness_states().get(88) == there, 4)
+
+
+async def _until(predicate: Callable[[], bool], timeout: float) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.02)
 
 
 async def test_postgresql_crashed_under_two_nodes_refuses_writes_quickly_loses_nothing_acknowledged_and_recovers(

@@ -427,6 +427,26 @@ async def test_idle_peers_hold_no_helper_task_and_a_held_write_has_a_retrier_unt
             await peer.wait_until(lambda doc: [op["i"] for op in ops(doc)] == [0, 1, 2])
 
 
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_held_write_landed_by_the_same_peers_next_write_ends_its_retrier(
+    tmp_path: Path, path: str
+) -> None:
+    """The peer sends an update ahead of the one it depends on, then that one: its own write
+    lands both, and the retrier the first one started ends with nothing held."""
+    name = "acme/cart/own"
+    source = Doc()
+    first = edit(source, append({"i": 0}))
+    second = edit(source, append({"i": 1}))
+    async with served_relay(tmp_path, path) as served, AsyncExitStack() as stack:
+        writer, reader = [await stack.enter_async_context(ypeer(served.url(name), acks=True)) for _ in range(2)]
+        await writer.send_update(second)  # ahead of its dependency: held
+        await helpers_become({"_sender": 0, "_retrier": 1})
+        await writer.send_update(first)  # lands, then the held one lands behind it
+        await writer.wait_acked(2)
+        await reader.wait_until(lambda doc: [op["i"] for op in ops(doc)] == [0, 1])
+        await helpers_become({"_sender": 0, "_retrier": 0})
+
+
 # -- the receive path ---------------------------------------------------------------------------
 
 
