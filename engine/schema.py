@@ -53,6 +53,53 @@ def array_entries(array: Array[Any]) -> list[Any]:
     return json.loads(str(array))
 
 
+class ArrayTail:
+    """An array's entries, parsed, kept from one read to the next: when the array has only grown
+    at its end since the last read, only the entries after it are decoded and parsed.
+
+    Ledgers and trails are append-only, so after a change from another replica the array's
+    JSON text usually starts with the text of the last read, less its closing bracket, and
+    goes on with a comma. Then the entries up to there are the same ones (the same text
+    decodes to the same values, and a JSON value ends where its own text says), and only the
+    text after the comma is new. Any other change (an entry inserted before the end by a
+    concurrent writer, a deletion, another writer's formatting) reads the whole array again.
+    """
+
+    __slots__ = ("_outcomes", "_text")
+
+    def __init__(self) -> None:
+        self._text: str | None = None
+        self._outcomes: list[Any] = []
+
+    def read(
+        self, array: Array[Any], parse: Callable[[Any], Any], error: type[Exception]
+    ) -> tuple[list[Any], int]:
+        """``parse(entry)`` of every entry of ``array`` in order (or the ``error`` it raised), and
+        the position of the first entry parsed by this read (0 when the whole array was)."""
+        text = str(array)
+        previous = self._text
+        if previous is not None and text == previous:
+            return self._outcomes, len(self._outcomes)
+        kept = len(previous) - 1 if previous is not None and previous != "[]" else 0
+        if kept and previous is not None and text[kept:kept + 1] == "," and text.startswith(previous[:kept]):
+            outcomes, first = list(self._outcomes), len(self._outcomes)
+            fresh = json.loads("[" + text[kept + 1:])
+        else:
+            outcomes, first = [], 0
+            fresh = json.loads(text)
+        for raw in fresh:
+            try:
+                outcomes.append(parse(raw))
+            except error as exc:
+                outcomes.append(exc)
+        self._text, self._outcomes = text, outcomes
+        return outcomes, first
+
+    def forget(self) -> None:
+        """Read the whole array next time."""
+        self._text, self._outcomes = None, []
+
+
 class ChangeCounter:
     """Counts the transactions committed on one document, so readers can cache safely.
 

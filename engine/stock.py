@@ -32,7 +32,7 @@ from .conflicts import COUNT_MISMATCH, Conflict, derive_conflicts
 from .counts import SkuCounts, fold_counts, fold_sku
 from .entries import STRATEGIES, Adjustment, Count, Resolution, Strategy
 from .errors import DuplicateAdjustment, DuplicateCount, DuplicateResolution, UnknownConflict, ValidationError
-from .schema import Clock, SchemaIssue, array_entries, change_counter, misplaced_entries, wall_clock
+from .schema import ArrayTail, Clock, SchemaIssue, change_counter, misplaced_entries, wall_clock
 from .sync import own_clock
 from .validation import (
     MAX_DELTA,
@@ -85,14 +85,25 @@ class LedgerView:
 
 @dataclass
 class _Index:
-    """The parsed ledger, valid while the document's state vector and lengths hold."""
+    """The parsed ledger, valid while the document's change count holds."""
 
     version: int
     """The document's change count when this index was last brought up to date."""
     adjustments: dict[str, list[Adjustment]] = field(default_factory=dict)
     counts: dict[str, list[Count]] = field(default_factory=dict)
     resolutions: dict[str, Resolution] = field(default_factory=dict)
-    issues: list[SchemaIssue] = field(default_factory=list)
+    misplaced: list[SchemaIssue] = field(default_factory=list)
+    entry_issues: tuple[list[SchemaIssue], list[SchemaIssue], list[SchemaIssue]] = field(
+        default_factory=lambda: ([], [], []))
+    """The entries skipped in adjustments, counts and resolutions, each in position order."""
+    read: tuple[int, int, int] = (0, 0, 0)
+    """How many entries of adjustments, counts and resolutions this index holds the reading of."""
+    pure: bool = True
+    """False once this replica's own edit added an entry to the index directly (see ``_append``)."""
+
+    @property
+    def issues(self) -> list[SchemaIssue]:
+        return [*self.misplaced, *self.entry_issues[0], *self.entry_issues[1], *self.entry_issues[2]]
 
     def add_adjustment(self, adjustment: Adjustment) -> None:
         copies = self.adjustments.setdefault(adjustment.id, [])
@@ -112,6 +123,12 @@ class _Index:
         copies = self.counts.setdefault(count.id, [])
         if count not in copies:
             copies.append(count)
+
+    def add_resolution(self, resolution: Resolution) -> None:
+        """One decision per id: when replicas wrote one id differently, the smallest canonical JSON."""
+        previous = self.resolutions.get(resolution.id)
+        if previous is None or canonical_json(resolution.to_json()) < canonical_json(previous.to_json()):
+            self.resolutions[resolution.id] = resolution
 
     def count_winner(self, count_id: str) -> Count | None:
         """The copy every replica counts when one count id arrived with different bodies."""
@@ -135,6 +152,7 @@ class StockLedger:
         self._counts = doc.get(COUNTS, type=Array)
         self._changes = change_counter(doc)
         self._index: _Index | None = None
+        self._tails = (ArrayTail(), ArrayTail(), ArrayTail())
         self._view: tuple[int, LedgerView] | None = None
 
     @classmethod
@@ -284,7 +302,7 @@ class StockLedger:
             )
             self._append(
                 self._resolutions, resolution.to_json(),
-                lambda ix: ix.resolutions.setdefault(resolution.id, resolution),
+                lambda ix: ix.add_resolution(resolution),
             )
         return resolution
 
@@ -364,9 +382,8 @@ class StockLedger:
 
     def _current(self) -> _Index:
         if self._index is None or self._index.version != self._changes.count:
-            self._index = _build_index(
-                self.doc, self._changes.count, self._adjustments, self._resolutions, self._counts
-            )
+            arrays = (self._adjustments, self._counts, self._resolutions)
+            self._index = _read_index(self.doc, self._changes.count, arrays, self._tails, self._index)
         return self._index
 
     def _append(self, array: Array, body: dict[str, Any], update_index: Callable[[_Index], object]) -> None:
@@ -374,35 +391,43 @@ class StockLedger:
         seen = self._changes.count
         array.append(body)
         update_index(index)
+        index.pure = False  # it holds an entry its reads have not given: the next read indexes everything
         if index.version == seen:  # nothing but our own append happened since the index was built
             index.version = self._changes.count
 
 
-def _build_index(
-    doc: Doc, version: int, adjustments: Array[Any], resolutions: Array[Any], counts: Array[Any]
+def _read_index(
+    doc: Doc, version: int, arrays: tuple[Array[Any], Array[Any], Array[Any]],
+    tails: tuple[ArrayTail, ArrayTail, ArrayTail], previous: _Index | None,
 ) -> _Index:
-    index = _Index(version)
-    for root in (ADJUSTMENTS, RESOLUTIONS, COUNTS):
-        index.issues += misplaced_entries(doc, root, Array)
-    for position, raw in enumerate(array_entries(adjustments)):
-        try:
-            index.add_adjustment(_parse_adjustment(raw))
-        except ValidationError as exc:
-            index.issues.append(SchemaIssue(f"{ADJUSTMENTS}[{position}]", str(exc)))
-    for position, raw in enumerate(array_entries(counts)):
-        try:
-            index.add_count(_parse_count(raw))
-        except ValidationError as exc:
-            index.issues.append(SchemaIssue(f"{COUNTS}[{position}]", str(exc)))
-    for position, raw in enumerate(array_entries(resolutions)):
-        try:
-            resolution = _parse_resolution(raw)
-        except ValidationError as exc:
-            index.issues.append(SchemaIssue(f"{RESOLUTIONS}[{position}]", str(exc)))
-            continue
-        previous = index.resolutions.get(resolution.id)
-        if previous is None or canonical_json(resolution.to_json()) < canonical_json(previous.to_json()):
-            index.resolutions[resolution.id] = resolution
+    """The ledger read from ``doc``. Each array's :class:`ArrayTail` parses only what was
+    appended since its last read; when every array only grew and ``previous`` holds exactly
+    those last reads, the new entries are added to it instead of indexing every entry again."""
+    misplaced = [issue for root in (ADJUSTMENTS, RESOLUTIONS, COUNTS)
+                 for issue in misplaced_entries(doc, root, Array)]
+    try:
+        reads = [tail.read(array, parse, ValidationError) for tail, array, parse in zip(
+            tails, arrays, (_parse_adjustment, _parse_count, _parse_resolution), strict=True)]
+    except BaseException:
+        for tail in tails:
+            tail.forget()  # the reads that did finish are not in any index: read everything next time
+        raise
+    starts = tuple(first for _, first in reads)
+    if previous is not None and previous.pure and previous.misplaced == misplaced and previous.read == starts:
+        index, starts = previous, previous.read  # grown at the ends only: add what is new
+        index.version = version
+    else:
+        index, starts = _Index(version, misplaced=misplaced), (0, 0, 0)
+    for (outcomes, _), start, root, issues, add in zip(
+            reads, starts, (ADJUSTMENTS, COUNTS, RESOLUTIONS), index.entry_issues,
+            (index.add_adjustment, index.add_count, index.add_resolution), strict=True):
+        for position in range(start, len(outcomes)):
+            outcome = outcomes[position]
+            if isinstance(outcome, ValidationError):
+                issues.append(SchemaIssue(f"{root}[{position}]", str(outcome)))
+            else:
+                add(outcome)
+    index.read = (len(reads[0][0]), len(reads[1][0]), len(reads[2][0]))
     return index
 
 

@@ -199,7 +199,31 @@ def bench_reads(cfg: Config) -> list[ReadRow]:
             "ledger.view() cold", n, lambda: StockLedger(ledger.doc, LEDGER_ID).view(), ledger_raw, reps,
             "new StockLedger: index rebuilt",
         ),
+        read_row(
+            "ledger.view() after a remote change", n, remote_adjustments(ledger, reps), ledger_raw, reps,
+            "kept StockLedger, one adjustment merged from another replica before each read",
+        ),
     ]
+
+
+def remote_adjustments(ledger: StockLedger, reps: int) -> Callable[[], object]:
+    """Each call merges one more adjustment from another replica into ``ledger``'s document,
+    then reads its view (only the appended entry is parsed and indexed)."""
+    other = StockLedger(Doc(), LEDGER_ID)
+    other.doc.apply_update(ledger.doc.get_update())
+    updates = []
+    for i in range(reps):
+        before = other.doc.get_state()
+        other.record(f"remote-{i}", "sku-00001", -1, reason="sale", actor="other-till", at=1_000 + i)
+        updates.append(other.doc.get_update(before))
+    pending = iter(updates)
+    ledger.view()
+
+    def merge_then_read() -> object:
+        ledger.doc.apply_update(next(pending))
+        return ledger.view()
+
+    return merge_then_read
 
 
 # -- 3. scaling --------------------------------------------------------------------------

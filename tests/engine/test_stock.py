@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from pycrdt import Array, Doc
 from syncline.engine import (
     Adjustment,
     DuplicateAdjustment,
@@ -11,6 +16,8 @@ from syncline.engine import (
     UnknownConflict,
     apply_update,
 )
+
+from syncline.engine.schema import ArrayTail
 
 from .helpers import copy_doc, snapshot, sync
 
@@ -368,3 +375,101 @@ def test_history_is_the_same_on_every_replica_whatever_the_delivery_order() -> N
     sync(a.doc, b.doc)
     assert a.history("sku-1") == b.history("sku-1")
     assert [e.id for e in a.history("sku-1")] == ["a2", "b1", "a1"]
+
+
+# -- a kept ledger reads what a fresh one reads ----------------------------------------------
+
+_FOREIGN_VALUES = st.one_of(
+    st.sampled_from([1, -2, True, False, 1.0, 1.5, "1", None, [], {}, "]", ",", "a,b]"]),
+    st.text(max_size=4), st.integers(-3, 3),
+)
+_ADJUSTMENT = st.fixed_dictionaries({
+    "id": st.sampled_from(["a1", "a2", "a3"]), "sku": st.sampled_from(["tee", "mug"]),
+    "delta": st.one_of(st.integers(-3, 3), _FOREIGN_VALUES), "reason": st.just("sale"),
+    "actor": st.just("till"), "at": st.sampled_from([1_000, 2_000, True, 1_000.0]),
+})
+_RESOLUTION = st.fixed_dictionaries({
+    "id": st.sampled_from(["r1", "r2"]), "conflict": st.sampled_from(["negative_level:x", "c"]),
+    "sku": st.just("tee"), "strategy": st.sampled_from(["accept", "compensate", "bogus"]),
+    "actor": st.just("boss"), "at": st.sampled_from([3_000, "3000"]),
+})
+_ENTRY = st.one_of(_ADJUSTMENT, _RESOLUTION, _FOREIGN_VALUES, st.lists(_FOREIGN_VALUES, max_size=3))
+_STEP = st.one_of(
+    st.tuples(st.just("append"), st.sampled_from(["adjustments", "resolutions", "counts"]), _ENTRY),
+    st.tuples(st.just("append there"), st.sampled_from(["adjustments", "resolutions", "counts"]), _ENTRY),
+    st.tuples(st.just("record"), st.sampled_from(["a1", "a4", "a5"]), st.integers(-3, 3)),
+    st.tuples(st.just("delete"), st.sampled_from(["adjustments", "resolutions", "counts"]), st.integers(0, 8)),
+    st.tuples(st.just("merge"), st.just(""), st.just(0)),
+)
+
+
+_SALE = {"id": "a1", "sku": "tee", "delta": 1, "reason": "sale", "actor": "till", "at": 1_000}
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(_STEP, max_size=25))
+@example(steps=[("append", "adjustments", _SALE), ("append", "adjustments", {**_SALE, "delta": True})])
+@example(steps=[("record", "a1", 1), ("merge", "", 0), ("append there", "adjustments", {**_SALE, "delta": 2}),
+                ("merge", "", 0)])
+@example(steps=[("record", "a4", 1), ("delete", "adjustments", 0)])
+def test_a_ledger_kept_across_changes_reads_what_a_fresh_ledger_reads(steps: list[tuple[str, str, Any]]) -> None:
+    """A ledger re-parses only the entries whose JSON text it has not parsed before: after any
+    edits, foreign entries (booleans for numbers, floats, strings with brackets), deletions and
+    merges from another replica, its whole view, issues and their positions included, is the
+    view of a ledger made fresh on the same document."""
+    kept = ledger(1)
+    other = replica(kept, 2)
+    for kind, where, what in steps:
+        if kind == "append":
+            kept.doc.get(where, type=Array).append(what)
+        elif kind == "append there":
+            other.doc.get(where, type=Array).append(what)
+        elif kind == "record":
+            try:
+                kept.record(where, "tee", what or 1, reason="sale", actor="till", at=1_000)
+            except DuplicateAdjustment:
+                pass
+        elif kind == "delete":
+            array = kept.doc.get(where, type=Array)
+            if what < len(array):
+                del array[what]
+        else:
+            sync(kept.doc, other.doc)
+        assert kept.view() == StockLedger(kept.doc, kept.location_id).view()
+    sync(kept.doc, other.doc)
+    assert kept.view() == StockLedger(other.doc, kept.location_id).view()
+
+
+def test_an_array_tail_parses_only_what_was_appended_and_reads_everything_after_any_other_change() -> None:
+    doc, other = Doc(client_id=1), Doc(client_id=2)
+    array = doc.get("entries", type=Array)
+    parsed: list[object] = []
+
+    def parse(raw: object) -> object:
+        parsed.append(raw)
+        return raw
+
+    tail = ArrayTail()
+    array.extend([{"n": 1}, 1])
+    assert tail.read(array, parse, ValueError) == ([{"n": 1}, 1], 0) and len(parsed) == 2
+    array.extend(["a,]", 2])  # appended: only these two are parsed
+    assert tail.read(array, parse, ValueError) == ([{"n": 1}, 1, "a,]", 2], 2) and len(parsed) == 4
+    assert tail.read(array, parse, ValueError)[1] == 4 and len(parsed) == 4  # unchanged: nothing parsed
+    del array[3]
+    array.append(23)  # the last entry's text grew ("2" -> "23"): not an append
+    assert tail.read(array, parse, ValueError) == ([{"n": 1}, 1, "a,]", 23], 0) and len(parsed) == 8
+    other.apply_update(doc.get_update())
+    other.get("entries", type=Array).insert(1, "x")  # another replica inserts before the end
+    doc.apply_update(other.get_update(doc.get_state()))
+    assert tail.read(array, parse, ValueError) == ([{"n": 1}, "x", 1, "a,]", 23], 0)
+    del array[0]
+    assert tail.read(array, parse, ValueError) == (["x", 1, "a,]", 23], 0)
+    array.append(True)  # a refused entry is kept as its error
+    outcomes, first = tail.read(array, lambda raw: _refuse_bool(raw), ValueError)
+    assert first == 4 and isinstance(outcomes[4], ValueError) and outcomes[:4] == ["x", 1, "a,]", 23]
+
+
+def _refuse_bool(raw: object) -> object:
+    if isinstance(raw, bool):
+        raise ValueError("a boolean")
+    return raw
