@@ -34,6 +34,7 @@ from pycrdt import Doc
 
 from .cart import Cart, CartStatus, CartView
 from .conflicts import Conflict
+from .names import KINDS
 from .order import Order, OrderView
 from .stock import LedgerView, StockLedger
 from .sync import apply_update
@@ -52,6 +53,12 @@ EVENT_TYPES: tuple[str, ...] = (
     STOCK_LEVEL_CHANGED, STOCK_CONFLICT_OPENED, STOCK_CONFLICT_RESOLVED,
 )
 """Every typed event a change can give."""
+FEED_EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys((*EVENT_TYPES, *(f"{kind}.changed" for kind in KINDS))))
+"""Every event a document change gives on the change feed (``{kind}.changed`` when nothing typed can be said)."""
+FEED_TYPE_FILTERS: tuple[str, ...] = (*FEED_EVENT_TYPES, *(f"{kind}.*" for kind in KINDS))
+"""What the change feed's ``type`` filter takes: an event type, or ``kind.*`` for every event of a kind."""
+MAX_FEED_FILTERS = 100
+"""The most values of one filter (``doc``, ``type``, ``order``) a change feed stream takes."""
 
 View = CartView | OrderView | LedgerView
 

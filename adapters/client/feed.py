@@ -44,6 +44,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from syncline.engine.changes import FEED_TYPE_FILTERS, MAX_FEED_FILTERS
 from syncline.engine.errors import InvalidDocumentName as EngineNameError
 from syncline.engine.names import check_kind, check_part
 
@@ -51,24 +52,6 @@ from .backoff import Backoff
 from .errors import InvalidQuery, RelayUnreachable, RestProblem, UnexpectedResponse
 from .orders import rest_base
 
-TYPE_FILTERS = (
-    "cart.changed",
-    "order.created",
-    "order.stage_changed",
-    "order.payment_changed",
-    "order.cancelled",
-    "stock.level_changed",
-    "stock.conflict_opened",
-    "stock.conflict_resolved",
-    "stock.changed",
-    "order.changed",
-    "cart.*",
-    "order.*",
-    "stock.*",
-)
-"""What the relay's ``type`` filter takes (docs/rest.md, "The change feed")."""
-MAX_FILTERS = 32
-"""The most values of one filter the relay takes."""
 MAX_LINE_BYTES = 1024 * 1024
 """The longest line of the stream read; a longer one is a broken stream (dropped, reopened)."""
 FINAL_STATUSES = frozenset({400, 401, 403, 404, 422})
@@ -364,11 +347,11 @@ def feed_url(
     for field, values in (("types", types), ("documents", documents), ("orders", orders)):
         if isinstance(values, str) or not isinstance(values, Sequence):
             raise InvalidQuery(field, "must be a list of strings")
-        if len(values) > MAX_FILTERS:
-            raise InvalidQuery(field, f"at most {MAX_FILTERS} values")
+        if len(values) > MAX_FEED_FILTERS:
+            raise InvalidQuery(field, f"at most {MAX_FEED_FILTERS} values")
     for kind in types:
-        if kind not in TYPE_FILTERS:
-            raise InvalidQuery("types", f"must be among {', '.join(TYPE_FILTERS)}, not {kind!r}")
+        if kind not in FEED_TYPE_FILTERS:
+            raise InvalidQuery("types", f"must be among {', '.join(FEED_TYPE_FILTERS)}, not {kind!r}")
         params.append(("type", kind))
     for doc in documents:
         parts = doc.split("/") if isinstance(doc, str) else []

@@ -51,21 +51,19 @@ from starlette.responses import Response
 from syncline.engine import changes as typed
 from syncline.engine.tokens import Grant
 from syncline.engine.errors import InvalidDocumentName
-from syncline.engine.names import KINDS, DocName, check_kind, check_part
+from syncline.engine.names import DocName, check_kind, check_part
 from syncline.server.store import Change, StoreUnavailable
 
 from .context import RestContext
 from .feed_events import Derived, FeedDeriver
 from .problems import Problem
 
-GENERIC_TYPES = tuple(f"{kind}.changed" for kind in KINDS)
-EVENT_TYPES = tuple(dict.fromkeys((*typed.EVENT_TYPES, *GENERIC_TYPES)))
-"""Every event a document change gives (``{kind}.changed`` when nothing typed can be said)."""
+EVENT_TYPES = typed.FEED_EVENT_TYPES
 STREAM_EVENTS = ("connected", "heartbeat", "reset", "broadcast")
 """The events of the stream itself, sent whatever the filters."""
-TYPE_FILTERS = (*EVENT_TYPES, *(f"{kind}.*" for kind in KINDS))
+TYPE_FILTERS = typed.FEED_TYPE_FILTERS
 PAGE = 256
-MAX_FILTERS = 100
+MAX_FILTERS = typed.MAX_FEED_FILTERS
 INBOX_MAX = 64
 
 
