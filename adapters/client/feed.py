@@ -33,12 +33,13 @@ import inspect
 import json
 import math
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException, HTTPResponse, HTTPSConnection
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import SplitResult, quote, urlencode, urlsplit
 
 import anyio
 from anyio.abc import TaskGroup
@@ -135,7 +136,7 @@ class ChangeFeed:
         self.url: str | None = None
         """The feed URL of the relay the open stream comes from (no query), None while none is open."""
         self._next = 0
-        self._conn: HTTPConnection | None = None
+        self._sock: socket.socket | None = None
         self._tg: TaskGroup | None = None
         self._send: MemoryObjectSendStream[FeedEvent | Exception] | None = None
         self._receive: MemoryObjectReceiveStream[FeedEvent | Exception] | None = None
@@ -250,20 +251,36 @@ class ChangeFeed:
     def _read(self, url: str, headers: dict[str, str], portal: _Portal) -> None:
         """On the feed's thread: open ``url`` and hand each event to the reader, until the stream ends."""
         display = url.split("?", 1)[0]
-        conn = _connection(url, self._connect_timeout)
-        self._conn = conn
-        if self.status == "closed":
-            return
+        parts = urlsplit(url)
         try:
-            parts = urlsplit(url)
-            conn.request("GET", f"{parts.path}?{parts.query}" if parts.query else parts.path, headers=headers)
-            response = conn.getresponse()
-            if self.status == "closed":
-                return  # closed while connecting
+            conn, sock = _connect(parts, self._connect_timeout)
         except OSError as exc:
             raise RelayUnreachable(display, f"{type(exc).__name__}: {exc}") from exc
-        except HTTPException as exc:
-            raise UnexpectedResponse(display, f"{type(exc).__name__}: {exc}") from exc
+        self._sock = sock
+        try:
+            if self.status == "closed":
+                return  # closed while connecting
+            try:
+                conn.request(
+                    "GET", f"{parts.path}?{parts.query}" if parts.query else parts.path, headers=headers
+                )
+                response = conn.getresponse()
+            except OSError as exc:
+                raise RelayUnreachable(display, f"{type(exc).__name__}: {exc}") from exc
+            except HTTPException as exc:
+                raise UnexpectedResponse(display, f"{type(exc).__name__}: {exc}") from exc
+            try:
+                self._follow_stream(response, sock, display, portal)
+            finally:
+                response.close()
+        finally:
+            self._sock = None
+            conn.close()
+            sock.close()
+
+    def _follow_stream(
+        self, response: HTTPResponse, sock: socket.socket, display: str, portal: _Portal
+    ) -> None:
         if response.status != 200:
             raise _problem(response, display)
         if response.getheader("Content-Type", "").split(";", 1)[0].strip() != "text/event-stream":
@@ -280,7 +297,7 @@ class ChangeFeed:
                     and not isinstance(heartbeat, bool)
                     and 0 < heartbeat < 3600
                 ):
-                    conn.sock.settimeout(max(3 * float(heartbeat), 1.0))
+                    sock.settimeout(max(3 * float(heartbeat), 1.0))
                 self.status = "open"
                 self._backoff.reset()
             elif event.type != "heartbeat":
@@ -288,14 +305,12 @@ class ChangeFeed:
         raise _Dropped(display)
 
     def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and conn.sock is not None:
+        sock = self._sock
+        if sock is not None:
             try:
-                conn.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it, which closes it
             except OSError:
-                pass  # already closed by the other side
-        if conn is not None:
-            conn.close()
+                pass  # closed already
 
 
 class _Dropped(Exception):
@@ -384,10 +399,20 @@ def _check_token(token: str) -> None:
         raise InvalidQuery("token", "must be printable ASCII without spaces")
 
 
-def _connection(url: str, timeout: float) -> HTTPConnection:
-    parts = urlsplit(url)
-    kind = HTTPSConnection if parts.scheme == "https" else HTTPConnection
-    return kind(parts.hostname or "", parts.port, timeout=timeout)
+def _connect(parts: SplitResult, timeout: float) -> tuple[HTTPConnection, socket.socket]:
+    """A connection to the relay on a socket of our own: http.client lets go of its socket when
+    an answer says ``Connection: close``, and the feed must still be able to shut it down."""
+    https = parts.scheme == "https"
+    host, port = parts.hostname or "", parts.port or (443 if https else 80)
+    raw = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock = ssl.create_default_context().wrap_socket(raw, server_hostname=host) if https else raw
+    except BaseException:
+        raw.close()
+        raise
+    conn = (HTTPSConnection if https else HTTPConnection)(host, port, timeout=timeout)
+    conn.sock = sock
+    return conn, sock
 
 
 def _problem(response: HTTPResponse, url: str) -> RestProblem:

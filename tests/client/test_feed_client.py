@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,3 +350,60 @@ async def test_the_sync_clients_feed_uses_its_urls_and_token(relay: RelayProcess
         event = await _next(feed)
     assert event.data["doc"] == "acme/cart/s-1"
     assert feed.url == f"{relay.http_url}{TENANT}/events"
+
+
+class _Scripted:
+    """A loopback HTTP server that answers the n-th feed request with the n-th script's bytes,
+    then closes: the relay's misbehaviours a real relay cannot be made to show."""
+
+    def __init__(self, scripts: list[bytes]) -> None:
+        self.scripts = scripts
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for script in self.scripts:
+            connection, _ = self.listener.accept()
+            with connection:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                self.requests.append(request)
+                connection.sendall(script)
+        self.listener.close()
+
+
+def _stream(*events: bytes) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+    return head + b"".join(events)
+
+
+async def test_a_broken_stream_is_dropped_and_reopened_from_the_last_good_event() -> None:
+    good = b'id: e-7\nevent: cart.changed\ndata: {"seq": 7}\n\n'
+    scripts = [
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>a proxy</html>",
+        _stream(
+            b'event: connected\nid: e-5\ndata: {"heartbeat_seconds": 15}\n\n',
+            b"data: " + b"x" * (1024 * 1024 + 10) + b"\n\n",
+        ),  # a line past the limit
+        _stream(b"id: e-6\nevent: cart.changed\ndata: {not json\n\n"),
+        _stream(b": a comment\r\n", b"event: cart.changed\r\ndata: [1]\r\n\r\n"),  # not an object
+        _stream(b"retry: 10\n", good),
+    ]
+    server = _Scripted(scripts)
+    async with ChangeFeed(f"http://127.0.0.1:{server.port}", "t", "acme", backoff=FAST) as feed:
+        event = await _next(feed)
+    assert (event.id, event.type, event.data) == ("e-7", "cart.changed", {"seq": 7})
+    server.thread.join(timeout=5)
+    resumed = [
+        request.split(b"Last-Event-ID: ")[1].split(b"\r\n")[0] if b"Last-Event-ID" in request else None
+        for request in server.requests
+    ]
+    assert resumed == [None, None, None, b"e-5", b"e-5", b"e-5"]  # connected's position, nothing after it
+    assert all(
+        b"Authorization: Bearer t\r\n" in request and b"token=" not in request for request in server.requests
+    )
