@@ -7,14 +7,9 @@ are still connected, and the peers are then told 1001 (going away).
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio
 import pytest
-import uvicorn
 from pycrdt import Doc, Map
 from starlette.applications import Starlette
 
@@ -23,34 +18,16 @@ from syncline.engine.tokens import issue_token
 from syncline.server.endpoints import probe_routes, sync_routes
 from syncline.server.metrics import Metrics
 from syncline.server.relay import Relay, open_relay
-from syncline.server.serve import server_config
 from syncline.server.settings import Settings
 
 from harness.relay_process import SECRET
 from harness.ypeer import ypeer
 
+from .loopback import serving
+
 pytestmark = pytest.mark.anyio
 
 NAME = "acme/cart/c-1"
-
-
-@asynccontextmanager
-async def served(app: Starlette, settings: Settings) -> AsyncIterator[str]:
-    """Serve ``app`` (its lifespan left to the caller) on a loopback port; yield its ws:// base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(server_config(app, settings, lifespan="off", timeout_graceful_shutdown=2))
-    with sock:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.002)
-            try:
-                yield f"ws://127.0.0.1:{sock.getsockname()[1]}"
-            finally:
-                server.should_exit = True
 
 
 def add_line(doc: Doc) -> None:
@@ -75,7 +52,7 @@ async def test_change_listeners_hear_each_stored_update_in_the_order_they_were_a
     token = issue_token(SECRET, "acme", [NAME])
     async with (
         open_relay(settings, metrics, setup=wire),
-        served(app, settings) as base,
+        serving(app, settings) as base,
         ypeer(f"{base}/v1/sync/{NAME}?token={token}", acks=True) as peer,
     ):
         assert heard == []
@@ -104,7 +81,7 @@ async def test_shutdown_callbacks_run_once_before_peers_are_told_the_relay_is_go
     token = issue_token(SECRET, "acme", [NAME])
     async with (
         open_relay(settings, metrics, setup=wire) as relay,
-        served(app, settings) as base,
+        serving(app, settings) as base,
         ypeer(f"{base}/v1/sync/{NAME}?token={token}") as peer,
     ):
         assert connected_at_shutdown == []

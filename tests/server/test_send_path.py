@@ -24,7 +24,6 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 from pycrdt import Array, Doc
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
@@ -42,11 +41,12 @@ from syncline.server.endpoints import probe_routes, sync_routes
 from syncline.server.frames import binary_frame, frame_header
 from syncline.server.metrics import Metrics
 from syncline.server.relay import Relay, open_relay
-from syncline.server.serve import server_config
 from syncline.server.settings import Settings
 
 from harness.relay_process import SECRET
 from harness.ypeer import ypeer
+
+from .loopback import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -83,28 +83,14 @@ async def served_relay(tmp_path: Path, path: str, **settings: Any) -> AsyncItera
     config_settings = replace(config_settings, **settings)
     metrics = Metrics()
     app = Starlette(routes=[*sync_routes(), *probe_routes(metrics)])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    config = server_config(app, config_settings, lifespan="off", timeout_graceful_shutdown=2)
-    if path == "asgi":
-        config.ws = "websockets-sansio"  # no syncline.frames extension: the fallback path
-    server = uvicorn.Server(config)
 
     def wire(relay: Relay) -> None:
         app.state.relay = relay
 
-    async with open_relay(config_settings, metrics, setup=wire) as relay:
-        with sock:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(server.serve, [sock])
-                with anyio.fail_after(10):
-                    while not server.started:
-                        await anyio.sleep(0.002)
-                try:
-                    yield Served(relay, f"ws://127.0.0.1:{sock.getsockname()[1]}")
-                finally:
-                    server.should_exit = True
+    # The asgi path: no syncline.frames extension, so every frame goes through ASGI sends.
+    async with open_relay(config_settings, metrics, setup=wire) as relay, \
+            serving(app, config_settings, ws="websockets-sansio" if path == "asgi" else None) as base:
+        yield Served(relay, base)
 
 
 @dataclass
