@@ -61,9 +61,11 @@ def derive_conflicts(
     """Every sku below zero and every sku whose concurrent counts disagree, in sku order
     (for one sku, ``count_mismatch`` before ``negative_level``)."""
     negatives: dict[str, list[str]] = {}
-    for adj in adjustments:
-        if adj.delta < 0 and levels.get(adj.sku, 0) < 0:
-            negatives.setdefault(adj.sku, []).append(adj.id)
+    below = {sku for sku, level in levels.items() if level < 0}
+    if below:  # the adjustments are read only when some sku is below zero
+        for adj in adjustments:
+            if adj.delta < 0 and adj.sku in below:
+                negatives.setdefault(adj.sku, []).append(adj.id)
     conflicts = [
         Conflict(negative_level_id(sku, ids), NEGATIVE_LEVEL, sku, levels[sku], tuple(sorted(ids)))
         for sku, ids in negatives.items()

@@ -17,6 +17,7 @@ as immutable values, are in :mod:`.entries`.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -100,6 +101,11 @@ class _Index:
     """How many entries of adjustments, counts and resolutions this index holds the reading of."""
     pure: bool = True
     """False once this replica's own edit added an entry to the index directly (see ``_append``)."""
+    ordered: list[Adjustment] | None = None
+    """The counted adjustments by time then id, and each sku's sum of their deltas, kept up to
+    date as adjustments with new ids are added; None until a view needs them, and again when an
+    id arrives with a second body (which copy counts may change)."""
+    sums: dict[str, int] | None = None
 
     @property
     def issues(self) -> list[SchemaIssue]:
@@ -107,8 +113,16 @@ class _Index:
 
     def add_adjustment(self, adjustment: Adjustment) -> None:
         copies = self.adjustments.setdefault(adjustment.id, [])
-        if adjustment not in copies:
-            copies.append(adjustment)
+        if adjustment in copies:
+            return
+        copies.append(adjustment)
+        if len(copies) > 1:
+            self.ordered = self.sums = None
+            return
+        if self.ordered is not None:
+            bisect.insort(self.ordered, adjustment, key=_by_time)
+        if self.sums is not None:
+            self.sums[adjustment.sku] = self.sums.get(adjustment.sku, 0) + adjustment.delta
 
     def winner(self, adjustment_id: str) -> Adjustment | None:
         """The copy every replica counts when one id arrived with different bodies."""
@@ -317,17 +331,18 @@ class StockLedger:
         return view
 
     def _derive(self, index: _Index) -> LedgerView:
-        adjustments = tuple(sorted(
-            (adj for adj in map(index.winner, index.adjustments) if adj is not None),
-            key=lambda a: (a.at, a.id),
-        ))
+        if index.ordered is None or index.sums is None:
+            index.ordered = sorted((adj for adj in map(index.winner, index.adjustments) if adj is not None),
+                                   key=_by_time)
+            index.sums = {}
+            for adj in index.ordered:
+                index.sums[adj.sku] = index.sums.get(adj.sku, 0) + adj.delta
+        adjustments = tuple(index.ordered)
         counts = tuple(sorted(
             (count for count in map(index.count_winner, index.counts) if count is not None),
             key=lambda c: (c.at, c.id),
         ))
-        levels: dict[str, int] = {}
-        for adj in adjustments:
-            levels[adj.sku] = levels.get(adj.sku, 0) + adj.delta
+        levels = dict(index.sums)
         folded = fold_counts(counts)
         for sku, contribution in folded.items():
             levels[sku] = levels.get(sku, 0) + contribution.correction
@@ -336,11 +351,11 @@ class StockLedger:
         resolved_ids = {r.conflict for r in resolutions}
         issues = list(index.issues)
         for root, entries in ((ADJUSTMENTS, index.adjustments), (COUNTS, index.counts)):
-            for entry_id, copies in sorted(entries.items()):
-                if len(copies) > 1:
-                    issues.append(SchemaIssue(
-                        f"{root}[id={entry_id}]", f"{len(copies)} different bodies share this id; counted once",
-                    ))
+            shared = sorted((key, copies) for key, copies in entries.items() if len(copies) > 1)
+            for entry_id, copies in shared:
+                issues.append(SchemaIssue(
+                    f"{root}[id={entry_id}]", f"{len(copies)} different bodies share this id; counted once",
+                ))
         return LedgerView(
             adjustments,
             resolutions,
@@ -429,6 +444,10 @@ def _read_index(
                 add(outcome)
     index.read = (len(reads[0][0]), len(reads[1][0]), len(reads[2][0]))
     return index
+
+
+def _by_time(adjustment: Adjustment) -> tuple[int, str]:
+    return adjustment.at, adjustment.id
 
 
 def _optional_id(entry: Mapping[str, Any], name: str) -> str | None:
