@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
@@ -99,8 +99,9 @@ class _Index:
     """The entries skipped in adjustments, counts and resolutions, each in position order."""
     read: tuple[int, int, int] = (0, 0, 0)
     """How many entries of adjustments, counts and resolutions this index holds the reading of."""
-    pure: bool = True
-    """False once this replica's own edit added an entry to the index directly (see ``_append``)."""
+    local: list[tuple[int, Any]] = field(default_factory=list)
+    """Entries this replica's own edits added directly since the last read (see ``_append``),
+    by array (:data:`_ADJUSTING`, :data:`_COUNTING`, :data:`_RESOLVING`)."""
     ordered: list[Adjustment] | None = None
     """The counted adjustments by time then id, and each sku's sum of their deltas, kept up to
     date as adjustments with new ids are added; None until a view needs them, and again when an
@@ -110,6 +111,9 @@ class _Index:
     @property
     def issues(self) -> list[SchemaIssue]:
         return [*self.misplaced, *self.entry_issues[0], *self.entry_issues[1], *self.entry_issues[2]]
+
+    def add(self, which: int, entry: Any) -> None:
+        (self.add_adjustment, self.add_count, self.add_resolution)[which](entry)
 
     def add_adjustment(self, adjustment: Adjustment) -> None:
         copies = self.adjustments.setdefault(adjustment.id, [])
@@ -209,7 +213,7 @@ class StockLedger:
             if differs:
                 raise DuplicateAdjustment(adjustment.id)
             return existing
-        self._append(self._adjustments, adjustment.to_json(), lambda ix: ix.add_adjustment(adjustment))
+        self._append(_ADJUSTING, adjustment, adjustment.to_json())
         return adjustment
 
     def count(
@@ -255,7 +259,7 @@ class StockLedger:
             tuple(c.id for c in folded.heads) if folded else (),
             actor, stamp, ref,
         )
-        self._append(self._counts, count.to_json(), lambda ix: ix.add_count(count))
+        self._append(_COUNTING, count, count.to_json())
         return count
 
     def resolve(
@@ -314,10 +318,7 @@ class StockLedger:
                 resolution_id or f"res-{self.doc.client_id:x}.{own_clock(self.doc):x}",
                 conflict.id, conflict.sku, strategy, actor, stamp, note, level, adjustment_id,
             )
-            self._append(
-                self._resolutions, resolution.to_json(),
-                lambda ix: ix.add_resolution(resolution),
-            )
+            self._append(_RESOLVING, resolution, resolution.to_json())
         return resolution
 
     # -- reads -------------------------------------------------------------------
@@ -401,12 +402,14 @@ class StockLedger:
             self._index = _read_index(self.doc, self._changes.count, arrays, self._tails, self._index)
         return self._index
 
-    def _append(self, array: Array, body: dict[str, Any], update_index: Callable[[_Index], object]) -> None:
+    def _append(self, which: int, entry: Adjustment | Count | Resolution, body: dict[str, Any]) -> None:
+        """Append ``entry`` (as ``body``) to array ``which`` and add it to the index at once, so
+        that a second edit in the same transaction sees it."""
         index = self._current()
         seen = self._changes.count
-        array.append(body)
-        update_index(index)
-        index.pure = False  # it holds an entry its reads have not given: the next read indexes everything
+        (self._adjustments, self._counts, self._resolutions)[which].append(body)
+        index.add(which, entry)
+        index.local.append((which, entry))  # the next read checks it is still there
         if index.version == seen:  # nothing but our own append happened since the index was built
             index.version = self._changes.count
 
@@ -428,22 +431,28 @@ def _read_index(
             tail.forget()  # the reads that did finish are not in any index: read everything next time
         raise
     starts = tuple(first for _, first in reads)
-    if previous is not None and previous.pure and previous.misplaced == misplaced and previous.read == starts:
-        index, starts = previous, previous.read  # grown at the ends only: add what is new
-        index.version = version
+    if previous is not None and previous.misplaced == misplaced and previous.read == starts and all(
+            entry in reads[which][0][starts[which]:] for which, entry in previous.local):
+        # Grown at the ends only, and every entry this replica added is among what was appended
+        # (none deleted meanwhile): add what is new.
+        index = previous
+        index.version, index.local = version, []
     else:
         index, starts = _Index(version, misplaced=misplaced), (0, 0, 0)
-    for (outcomes, _), start, root, issues, add in zip(
-            reads, starts, (ADJUSTMENTS, COUNTS, RESOLUTIONS), index.entry_issues,
-            (index.add_adjustment, index.add_count, index.add_resolution), strict=True):
+    for which, ((outcomes, _), start, root, issues) in enumerate(zip(
+            reads, starts, (ADJUSTMENTS, COUNTS, RESOLUTIONS), index.entry_issues, strict=True)):
         for position in range(start, len(outcomes)):
             outcome = outcomes[position]
             if isinstance(outcome, ValidationError):
                 issues.append(SchemaIssue(f"{root}[{position}]", str(outcome)))
             else:
-                add(outcome)
+                index.add(which, outcome)
     index.read = (len(reads[0][0]), len(reads[1][0]), len(reads[2][0]))
     return index
+
+
+_ADJUSTING, _COUNTING, _RESOLVING = 0, 1, 2
+"""The ledger's arrays, in the order the index reads them."""
 
 
 def _by_time(adjustment: Adjustment) -> tuple[int, str]:
