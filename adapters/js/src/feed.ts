@@ -6,6 +6,9 @@ import { Backoff, type BackoffOptions } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { FetchEventSource, type EventSourceClass, type EventSourceLike, type SseMessage } from "./sse.js";
 
+/** How long a new stream may take to send its first event, `connected`, before it is reopened. */
+export const FIRST_EVENT_MS = 30_000;
+
 /** The change events the relay derives from each stored update (docs/rest.md, "The change feed"). */
 export const CHANGE_EVENT_TYPES = [
   "cart.changed",
@@ -199,7 +202,10 @@ export interface ChangeFeedOptions {
  * reopened (after a backoff with full jitter) by the feed itself on any error, so a
  * relay restart or a new EventSource never loses events: the relay continues right
  * after that id, or sends `reset` when it cannot (pruned events, another history).
- * A browser EventSource's own retry is not relied on.
+ * A browser EventSource's own retry is not relied on, nor is a connection that went
+ * quiet: a stream that sends nothing, not even the heartbeat the relay promised in
+ * `connected`, for three heartbeat periods is closed and reopened the same way (a relay
+ * frozen, or a connection a network dropped without telling either end).
  */
 export class ChangeFeed {
   private readonly events = new Emitter<FeedEvents>();
@@ -210,6 +216,8 @@ export class ChangeFeed {
   private readonly historySize: number;
   private source: EventSourceLike | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private silenceTimer: ReturnType<typeof setTimeout> | null = null;
+  private silenceMs: number | null = null;
   private currentStatus: FeedStatus = "connecting";
   private openedAt: number | null = null;
   private seen = 0;
@@ -250,6 +258,8 @@ export class ChangeFeed {
   close(): void {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    if (this.silenceTimer !== null) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
     this.source?.close();
     this.source = null;
     this.setStatus("closed");
@@ -270,6 +280,8 @@ export class ChangeFeed {
   private open(): void {
     const source = new this.EventSourceImpl(this.streamUrl());
     this.source = source;
+    this.silenceMs = null; // until this stream's `connected` says its heartbeat period
+    this.heard(source);
     source.onopen = () => {
       if (this.source !== source) return;
       this.openedAt = Date.now();
@@ -277,31 +289,56 @@ export class ChangeFeed {
       this.setStatus("open");
     };
     source.onerror = () => {
-      if (this.source !== source) return;
-      source.close(); // reopened by us, from the last id we saw
-      this.source = null;
-      this.openedAt = null;
-      this.setStatus("reconnecting");
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        if (this.currentStatus !== "closed") this.open();
-      }, this.backoff.next());
+      if (this.source === source) this.drop(source);
     };
     for (const type of FEED_EVENT_TYPES) {
       source.addEventListener(type, (message: SseMessage) => {
-        if (this.source === source) this.receive(type, message);
+        if (this.source !== source) return;
+        this.heard(source);
+        this.receive(type, message);
       });
     }
-    for (const type of ["connected", "heartbeat"]) {
+    for (const type of ["connected", "heartbeat", "broadcast"]) {
       source.addEventListener(type, (message: SseMessage) => {
         if (this.source !== source) return;
-        // `connected` opens the stream with the id it continues after: a stream that drops
-        // before any change resumes from there, not from whatever is newest by then.
-        if (type === "connected" && message.lastEventId) this.lastId = message.lastEventId;
-        this.heartbeatAt = Date.now();
-        this.events.emit("status", this.health());
+        if (type === "connected") {
+          // `connected` opens the stream with the id it continues after: a stream that drops
+          // before any change resumes from there, not from whatever is newest by then.
+          if (message.lastEventId) this.lastId = message.lastEventId;
+          const promised = heartbeatSeconds(message.data);
+          this.silenceMs = promised === null ? null : Math.max(3_000 * promised, 1_000);
+        }
+        this.heard(source);
+        if (type !== "broadcast") {
+          this.heartbeatAt = Date.now();
+          this.events.emit("status", this.health());
+        }
       });
     }
+  }
+
+  /** The stream said something: it is alive for another three heartbeat periods (or, before
+   * its `connected` told the period, for {@link FIRST_EVENT_MS}). */
+  private heard(source: EventSourceLike): void {
+    if (this.silenceTimer !== null) clearTimeout(this.silenceTimer);
+    this.silenceTimer = setTimeout(() => {
+      this.silenceTimer = null;
+      if (this.source === source) this.drop(source);
+    }, this.silenceMs ?? FIRST_EVENT_MS);
+  }
+
+  /** Close ``source`` and open a new stream after a backoff, from the last id we saw. */
+  private drop(source: EventSourceLike): void {
+    source.close();
+    if (this.silenceTimer !== null) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
+    this.source = null;
+    this.openedAt = null;
+    this.setStatus("reconnecting");
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.currentStatus !== "closed") this.open();
+    }, this.backoff.next());
   }
 
   private receive(type: FeedEventType, message: SseMessage): void {
@@ -320,6 +357,16 @@ export class ChangeFeed {
     if (this.currentStatus === status) return;
     this.currentStatus = status;
     this.events.emit("status", this.health());
+  }
+}
+
+/** The heartbeat period a `connected` event's data promises, in seconds (null if it promises none). */
+function heartbeatSeconds(data: string): number | null {
+  try {
+    const promised = (JSON.parse(data) as Partial<ConnectedData> | null)?.heartbeat_seconds;
+    return typeof promised === "number" && promised > 0 && promised < 3_600 ? promised : null;
+  } catch {
+    return null; // not the relay's JSON: no promise to hold it to
   }
 }
 

@@ -174,6 +174,40 @@ describe("ChangeFeed against a real relay", () => {
     assert.equal(event?.type, "cart.changed");
   });
 
+  test("a stream that goes quiet past three heartbeats is reopened, and follows the relay when it wakes", async () => {
+    const quiet = await Relay.start({ args: ["--sse-heartbeat-seconds", "0.3"] });
+    try {
+      const quietToken = await quiet.token({ tenant: TENANT, docs: [`${TENANT}/*`] });
+      const live = new ChangeFeed({ url: `${quiet.httpUrl}/v1/tenants/${TENANT}/events`, token: quietToken,
+        backoff: { initialMs: 100, maxMs: 300 } });
+      feeds.push(live);
+      await within(opened(live), 10_000, "the feed to open");
+      quiet.freeze(); // the connection stays open; nothing more comes down it
+      try {
+        await next<FeedHealth>((l) => live.on("status", l), (h) => h.status === "reconnecting", 10_000,
+          "the feed to notice the silence");
+      } finally {
+        quiet.thaw();
+      }
+      await within(opened(live), 10_000, "the feed to reopen");
+      const doc = `${TENANT}/cart/woke`;
+      const writer = new SynclineConnection({
+        url: quiet.wsUrl, document: doc, token: quietToken, WebSocketPolyfill: WebSocket, persistence: false,
+        tabs: false, backoff: { initialMs: 20, maxMs: 200 },
+      });
+      try {
+        writer.doc.getMap("t").set("k", 1);
+        await within(writer.whenAcknowledged(), 15_000, "the write after waking");
+      } finally {
+        writer.destroy();
+      }
+      const [event] = await within(received(live, 1, (e) => e.type === "cart.changed"), 10_000, "the change after waking");
+      assert.equal((event?.data as { doc: string }).doc, doc);
+    } finally {
+      await quiet.close();
+    }
+  });
+
   test("resumes after a relay restart from the last id it saw, without losing or repeating events", async () => {
     const doc = `${TENANT}/cart/r`;
     // Retries wait 1.9 s (random pinned high), so the writes after the restart happen while the feed is away.

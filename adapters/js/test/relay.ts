@@ -131,6 +131,16 @@ export class Relay {
     this.child = null;
   }
 
+  /** SIGSTOP: the process stops answering but keeps its connections open (a frozen relay). */
+  freeze(): void {
+    this.child?.kill("SIGSTOP");
+  }
+
+  /** SIGCONT: a frozen relay goes on. */
+  thaw(): void {
+    this.child?.kill("SIGCONT");
+  }
+
   /** SIGKILL at once (a crash): nothing is flushed that was not already durable. */
   async kill(): Promise<void> {
     const child = this.child;
