@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 # Which part of the relay each object file is: by its file name, or by its path for a key
@@ -34,53 +35,55 @@ class DumpMismatch(RuntimeError):
     """The self costs read from a dump do not add up to its ``totals:`` line."""
 
 
-def total(path: Path) -> int:
-    """The dump's ``totals:`` (every instruction it counted)."""
-    return int(_header(path, "totals:"))
+@dataclass(frozen=True)
+class Dump:
+    """One dump, read in one pass: what triggered it, the thread it is of (1 is the main thread,
+    with ``--separate-threads=yes``), its total and its self instructions per object file."""
+
+    trigger: str
+    thread: int
+    total: int
+    objects: Counter[str]
 
 
-def thread(path: Path) -> int:
-    """The thread a dump of ``--separate-threads=yes`` is of (1 is the main thread)."""
-    return int(_header(path, "thread:"))
-
-
-def _header(path: Path, key: str) -> str:
-    with path.open(errors="replace") as lines:
-        for line in lines:
-            if line.startswith(key):
-                return line.split()[1]
-    raise DumpMismatch(f"{path} has no {key} line")
-
-
-def by_object(path: Path) -> Counter[str]:
-    """Self instructions per object file (its full path, as the dump names it)."""
+def read(path: Path) -> Dump:
+    """Read ``path``; raise :class:`DumpMismatch` if its self costs do not add up to its total."""
+    header: dict[str, str] = {}
     names: dict[str, str] = {}
     counts: Counter[str] = Counter()
     current = "?"
     after_call = False
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("ob="):
-            current = _name(names, line[3:])
-        elif line.startswith("cob="):
-            _name(names, line[4:])  # names the callee's object for later references
-        elif line.startswith("calls="):
-            after_call = True
-        elif line[:1].isdigit() or line[:1] in "+-*":
-            fields = line.split()
-            if len(fields) < 2:
-                continue
-            if after_call:
-                after_call = False  # a call's inclusive cost: counted where the callee ran
-                continue
-            counts[current] += int(fields[1])
-    expected = total(path)
-    if sum(counts.values()) != expected:
-        raise DumpMismatch(f"{path}: self costs add up to {sum(counts.values()):,}, totals says {expected:,}")
-    return counts
+    with path.open(errors="replace") as lines:
+        for line in lines:
+            if line.startswith("ob="):
+                current = _name(names, line[3:].rstrip("\n"))
+            elif line.startswith("cob="):
+                _name(names, line[4:].rstrip("\n"))  # names the callee's object for later references
+            elif line.startswith("calls="):
+                after_call = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                fields = line.split()
+                if len(fields) < 2:
+                    continue
+                if after_call:
+                    after_call = False  # a call's inclusive cost: counted where the callee ran
+                    continue
+                counts[current] += int(fields[1])
+            elif line.startswith(("totals:", "thread:")):
+                key, _, value = line.partition(":")
+                header[key] = value.strip()
+            elif line.startswith("desc: Trigger:"):
+                header["trigger"] = line[len("desc: Trigger:"):].strip()
+    if "totals" not in header:
+        raise DumpMismatch(f"{path} has no totals: line")
+    total = int(header["totals"].split()[0])
+    if sum(counts.values()) != total:
+        raise DumpMismatch(f"{path}: self costs add up to {sum(counts.values()):,}, totals says {total:,}")
+    return Dump(header.get("trigger", ""), int(header.get("thread", "1")), total, counts)
 
 
 def by_part(counts: Counter[str]) -> Counter[str]:
-    """``by_object``'s counts grouped into :data:`PARTS`."""
+    """A dump's counts per object file grouped into :data:`PARTS`."""
     parts: Counter[str] = Counter()
     for obj, n in counts.items():
         base = obj.rsplit("/", 1)[-1]

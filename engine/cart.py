@@ -38,7 +38,6 @@ from .contributions import (
     absorbed_json,
     contribution_json,
     detail,
-    dominates,
     guest_quantity,
     live_entries,
     parse_absorbed,

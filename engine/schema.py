@@ -76,14 +76,12 @@ class ArrayTail:
     ) -> tuple[list[Any], int]:
         """``parse(entry)`` of every entry of ``array`` in order (or the ``error`` it raised), and
         the position of the first entry parsed by this read (0 when the whole array was)."""
-        text = str(array)
-        previous = self._text
-        if previous is not None and text == previous:
+        text, previous = str(array), self._text
+        if text == previous:
             return self._outcomes, len(self._outcomes)
-        kept = len(previous) - 1 if previous is not None and previous != "[]" else 0
-        if kept and previous is not None and text[kept:kept + 1] == "," and text.startswith(previous[:kept]):
+        if previous is not None and previous != "[]" and text.startswith(previous[:-1] + ","):
             outcomes, first = list(self._outcomes), len(self._outcomes)
-            fresh = json.loads("[" + text[kept + 1:])
+            fresh = json.loads("[" + text[len(previous):])
         else:
             outcomes, first = [], 0
             fresh = json.loads(text)

@@ -112,9 +112,6 @@ class _Index:
     def issues(self) -> list[SchemaIssue]:
         return [*self.misplaced, *self.entry_issues[0], *self.entry_issues[1], *self.entry_issues[2]]
 
-    def add(self, which: int, entry: Any) -> None:
-        (self.add_adjustment, self.add_count, self.add_resolution)[which](entry)
-
     def add_adjustment(self, adjustment: Adjustment) -> None:
         copies = self.adjustments.setdefault(adjustment.id, [])
         if adjustment in copies:
@@ -170,6 +167,8 @@ class StockLedger:
         self._counts = doc.get(COUNTS, type=Array)
         self._changes = change_counter(doc)
         self._index: _Index | None = None
+        self._arrays = (self._adjustments, self._counts, self._resolutions)
+        """In the order :data:`_ADJUSTING`, :data:`_COUNTING`, :data:`_RESOLVING`."""
         self._tails = (ArrayTail(), ArrayTail(), ArrayTail())
         self._view: tuple[int, LedgerView] | None = None
 
@@ -398,8 +397,7 @@ class StockLedger:
 
     def _current(self) -> _Index:
         if self._index is None or self._index.version != self._changes.count:
-            arrays = (self._adjustments, self._counts, self._resolutions)
-            self._index = _read_index(self.doc, self._changes.count, arrays, self._tails, self._index)
+            self._index = _read_index(self.doc, self._changes.count, self._arrays, self._tails, self._index)
         return self._index
 
     def _append(self, which: int, entry: Adjustment | Count | Resolution, body: dict[str, Any]) -> None:
@@ -407,8 +405,8 @@ class StockLedger:
         that a second edit in the same transaction sees it."""
         index = self._current()
         seen = self._changes.count
-        (self._adjustments, self._counts, self._resolutions)[which].append(body)
-        index.add(which, entry)
+        self._arrays[which].append(body)
+        (index.add_adjustment, index.add_count, index.add_resolution)[which](entry)
         index.local.append((which, entry))  # the next read checks it is still there
         if index.version == seen:  # nothing but our own append happened since the index was built
             index.version = self._changes.count
@@ -428,7 +426,7 @@ def _read_index(
             tails, arrays, (_parse_adjustment, _parse_count, _parse_resolution), strict=True)]
     except BaseException:
         for tail in tails:
-            tail.forget()  # the reads that did finish are not in any index: read everything next time
+            tail.forget()  # the reads that did finish are in no index: read everything next time
         raise
     starts = tuple(first for _, first in reads)
     if previous is not None and previous.misplaced == misplaced and previous.read == starts and all(
@@ -439,14 +437,15 @@ def _read_index(
         index.version, index.local = version, []
     else:
         index, starts = _Index(version, misplaced=misplaced), (0, 0, 0)
-    for which, ((outcomes, _), start, root, issues) in enumerate(zip(
-            reads, starts, (ADJUSTMENTS, COUNTS, RESOLUTIONS), index.entry_issues, strict=True)):
+    adders = (index.add_adjustment, index.add_count, index.add_resolution)
+    for (outcomes, _), start, root, issues, add in zip(
+            reads, starts, (ADJUSTMENTS, COUNTS, RESOLUTIONS), index.entry_issues, adders, strict=True):
         for position in range(start, len(outcomes)):
             outcome = outcomes[position]
             if isinstance(outcome, ValidationError):
                 issues.append(SchemaIssue(f"{root}[{position}]", str(outcome)))
             else:
-                index.add(which, outcome)
+                add(outcome)
     index.read = (len(reads[0][0]), len(reads[1][0]), len(reads[2][0]))
     return index
 

@@ -46,10 +46,8 @@ import anyio
 from syncline.engine import Cart, EngineError, Order, StockLedger, line_key
 from syncline.engine.order import PAYMENTS, STAGES
 
-from .backoff import Backoff
 from .client import SyncClient, parse_name
 from .errors import ClientError, LocalStoreError, RelayRejected, RelayUnreachable, RestProblem, SyncTimeout
-from .feed import ChangeFeed
 from .local_store import LocalStore
 from .orders import MAX_ORDER_PAGE, OrderSummary, all_orders, list_orders
 from .replica import Replica
@@ -371,8 +369,6 @@ async def _orders(settings: ClientSettings, args: argparse.Namespace, out: TextI
 
 async def _feed(settings: ClientSettings, args: argparse.Namespace, out: TextIO) -> int:
     """``feed``: each event as one JSON line ``{"id", "type", "data"}``, until a signal or ``--count``."""
-    if not settings.urls:
-        raise ValueError("feed needs --url")
     if args.count is not None and args.count < 1:
         raise ValueError("--count must be at least 1")
     seen = 0
@@ -381,10 +377,8 @@ async def _feed(settings: ClientSettings, args: argparse.Namespace, out: TextIO)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, scope)
             try:
-                async with ChangeFeed(settings.urls, settings.token, args.tenant, types=args.types,
-                                      documents=args.documents, orders=args.orders, since=args.since,
-                                      connect_timeout=settings.connect_timeout,
-                                      backoff=Backoff(settings.backoff_base, settings.backoff_cap)) as feed:
+                async with SyncClient(settings).feed(args.tenant, types=args.types, documents=args.documents,
+                                                     orders=args.orders, since=args.since) as feed:
                     async for event in feed:
                         _line(out, json.dumps({"id": event.id, "type": event.type, "data": event.data},
                                               separators=(",", ":"), ensure_ascii=False))

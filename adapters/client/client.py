@@ -177,9 +177,10 @@ class SyncClient:
         See :class:`syncline.adapters.client.ChangeFeed`."""
         if not self.settings.urls:
             raise ClientSettingsError("urls", "the change feed needs a relay URL")
-        return ChangeFeed(self.settings.urls, self.settings.token, tenant, types=types, documents=documents,
-                          orders=orders, since=since, backoff=Backoff(self.settings.backoff_base,
-                                                                      self.settings.backoff_cap))
+        settings = self.settings
+        return ChangeFeed(settings.urls, settings.token, tenant, types=types, documents=documents,
+                          orders=orders, since=since, connect_timeout=settings.connect_timeout,
+                          backoff=Backoff(settings.backoff_base, settings.backoff_cap))
 
     def replica(self, name: str) -> Replica:
         """The open replica of ``name`` (status, pending count, subscriptions); KeyError if not open."""

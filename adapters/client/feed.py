@@ -17,7 +17,8 @@ returns the current token (or an awaitable of it), asked before each connection,
 outlives its tokens.
 
 An error answer that asking again cannot mend ends the iteration with :class:`RestProblem`: a
-bad filter or id (400, 422), a refused token (401), another tenant's (403). Every other failure
+bad filter or id (400, 422), a refused token (401), another tenant's (403), a wrong address
+(404). Every other failure
 (no answer, 429, 5xx, a stream cut short) is retried; :attr:`ChangeFeed.status` says which of
 ``connecting``, ``open``, ``reconnecting``, ``closed`` the feed is in.
 
@@ -51,7 +52,7 @@ from syncline.engine.names import check_kind, check_part
 
 from .backoff import Backoff
 from .errors import InvalidQuery, RelayUnreachable, RestProblem, UnexpectedResponse
-from .orders import rest_base
+from .rest import check_token, problem_body, rest_base
 
 MAX_LINE_BYTES = 1024 * 1024
 """The longest line of the stream read; a longer one is a broken stream (dropped, reopened)."""
@@ -121,7 +122,7 @@ class ChangeFeed:
         if not (token is None or isinstance(token, str) or callable(token)):
             raise InvalidQuery("token", "must be a string, None or a function returning one")
         if isinstance(token, str):
-            _check_token(token)
+            check_token(token)
         self._token = token
         self._connect_timeout = float(connect_timeout)
         self._backoff = backoff if backoff is not None else Backoff(0.5, 30.0)
@@ -243,7 +244,7 @@ class ChangeFeed:
             else:
                 token = given
             if token is not None:
-                _check_token(token)
+                check_token(token)
         except Exception as exc:  # the caller's function failed: the reader gets its error
             raise _TokenFailed(exc) from exc
         return token
@@ -287,10 +288,9 @@ class ChangeFeed:
             raise UnexpectedResponse(display, "the answer is not an event stream")
         self.url = display
         for event in _events(response, display):
-            if event.type == "connected":
-                position = event.id
-                if position is not None and portal.idle():
-                    self.last_id = position  # the stream continues after it: so does the next one
+            if event.type == "connected":  # the first event of every stream
+                if event.id is not None:
+                    self.last_id = event.id  # the stream continues after it: so does the next one
                 heartbeat = event.data.get("heartbeat_seconds")
                 if (
                     isinstance(heartbeat, (int, float))
@@ -330,18 +330,12 @@ class _Portal:
 
     def __init__(self, send: MemoryObjectSendStream[FeedEvent | Exception]) -> None:
         self._send = send
-        self._handed = 0
 
     def hand(self, event: FeedEvent) -> None:
-        self._handed += 1
         try:
             anyio.from_thread.run(self._send.send, event)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError) as exc:
             raise _Dropped("the feed was closed") from exc
-
-    def idle(self) -> bool:
-        """Whether nothing was handed on this stream yet."""
-        return self._handed == 0
 
 
 def feed_url(
@@ -394,11 +388,6 @@ def feed_url(
 # -- internals ----------------------------------------------------------------------------
 
 
-def _check_token(token: str) -> None:
-    if not token.isascii() or not token.isprintable() or " " in token:
-        raise InvalidQuery("token", "must be printable ASCII without spaces")
-
-
 def _connect(parts: SplitResult, timeout: float) -> tuple[HTTPConnection, socket.socket]:
     """A connection to the relay on a socket of our own: http.client lets go of its socket when
     an answer says ``Connection: close``, and the feed must still be able to shut it down."""
@@ -420,13 +409,7 @@ def _problem(response: HTTPResponse, url: str) -> RestProblem:
         raw = response.read(64 * 1024)
     except (OSError, HTTPException):
         raw = b""
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        parsed = {}  # not JSON (a proxy's page): the status says enough
-    return RestProblem(
-        response.status, parsed if isinstance(parsed, dict) else {}, url, response.reason or ""
-    )
+    return RestProblem(response.status, problem_body(raw), url, response.reason or "")
 
 
 def _events(response: HTTPResponse, url: str) -> Iterator[FeedEvent]:

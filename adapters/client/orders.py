@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Any, get_type_hints
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import anyio
 
@@ -43,14 +43,12 @@ from syncline.engine.order import PAYMENTS, STAGES
 from syncline.engine.validation import check_id, check_int
 
 from .errors import InvalidQuery, RelayUnreachable, RestProblem, UnexpectedResponse
+from .rest import check_token, problem_body, rest_base
 
 MAX_ORDER_PAGE = 100
 """The relay's largest page (docs/rest.md: ``limit`` is at most 100, 25 by default)."""
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Largest answer read; a full page of 100 summaries is a few tens of kilobytes."""
-
-_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
-
 
 @dataclass(frozen=True)
 class OrderSummary:
@@ -100,8 +98,7 @@ async def list_orders(
         raise InvalidQuery("timeout", f"must be a positive number of seconds, not {timeout!r}")
     headers = {"Accept": "application/json", "User-Agent": "syncline-client"}
     if token is not None:
-        if not token.isascii() or not token.isprintable() or " " in token:
-            raise InvalidQuery("token", "must be printable ASCII without spaces")
+        check_token(token)
         headers["Authorization"] = f"Bearer {token}"
     for url in urls[:-1]:
         try:
@@ -165,22 +162,6 @@ def orders_url(base_url: str, tenant: str, *, stage: str | None = None, payment:
     return f"{rest_base(base_url)}/v1/tenants/{quote(tenant, safe='')}/orders{query}"
 
 
-def rest_base(base_url: str) -> str:
-    """``ws(s)://host:port[/v1/sync]`` or ``http(s)://host:port[/]`` -> ``http(s)://host:port``.
-
-    A path prefix (a relay behind a proxy at ``/sync-relay``) is kept."""
-    if not isinstance(base_url, str):
-        raise InvalidQuery("base_url", f"must be a string, not {type(base_url).__name__}")
-    parts = urlsplit(base_url)
-    scheme = _SCHEMES.get(parts.scheme)
-    if scheme is None or not parts.hostname:
-        raise InvalidQuery("base_url", f"{base_url[:80]!r} is not a ws://, wss://, http:// or https:// URL")
-    if parts.username is not None or parts.query or parts.fragment:
-        raise InvalidQuery("base_url", f"{base_url[:80]!r}: give the relay's base URL, no credentials, no query")
-    path = parts.path.rstrip("/").removesuffix("/v1/sync")
-    return f"{scheme}://{parts.netloc}{path}"
-
-
 # -- internals ----------------------------------------------------------------------------
 
 
@@ -205,7 +186,7 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> bytes:
     except urllib.error.HTTPError as exc:
         with exc:
             raw = exc.read(MAX_BODY_BYTES + 1)
-        raise RestProblem(exc.code, _problem(raw), display, str(exc.reason or "")) from None
+        raise RestProblem(exc.code, problem_body(raw), display, str(exc.reason or "")) from None
     except urllib.error.URLError as exc:
         raise RelayUnreachable(display, str(exc.reason)) from exc
     except OSError as exc:  # a timeout or a reset while reading the answer
@@ -215,15 +196,6 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> bytes:
     if len(body) > MAX_BODY_BYTES:
         raise UnexpectedResponse(display, f"the answer is larger than {MAX_BODY_BYTES} bytes")
     return body
-
-
-def _problem(raw: bytes) -> dict[str, object]:
-    """The error answer's body as a problem object, or an empty one when it is not JSON."""
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        return {}  # not JSON (a proxy's page): the status says enough
-    return parsed if isinstance(parsed, dict) else {}
 
 
 _FIELDS: dict[str, type] = get_type_hints(OrderSummary)

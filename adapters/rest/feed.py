@@ -15,7 +15,7 @@ seq the epoch never reached, or a bare seq without an epoch), every event kept.
 
 Each change gives one or more typed events, derived from the stored update by
 :mod:`.feed_events` (``order.created``, ``cart.changed`` with previous and new quantities,
-``stock.level_changed`` …; the list is ``EVENT_TYPES``), with data
+``stock.level_changed`` …; the list is ``engine.changes.FEED_EVENT_TYPES``), with data
 ``{"seq", "doc", "kind", "id", "action", "at"}`` plus the event's own fields; ``action``
 names the REST operation (``cart.add_item``, ``stock.adjust`` …) or is ``"sync"`` for a
 WebSocket peer's update. The last event of a change has the id ``{epoch}-{seq}``, the ones
@@ -58,12 +58,9 @@ from .context import RestContext
 from .feed_events import Derived, FeedDeriver
 from .problems import Problem
 
-EVENT_TYPES = typed.FEED_EVENT_TYPES
 STREAM_EVENTS = ("connected", "heartbeat", "reset", "broadcast")
 """The events of the stream itself, sent whatever the filters."""
-TYPE_FILTERS = typed.FEED_TYPE_FILTERS
 PAGE = 256
-MAX_FILTERS = typed.MAX_FEED_FILTERS
 INBOX_MAX = 64
 
 
@@ -190,8 +187,9 @@ def _filter(request: Request) -> Filter:
         if key not in ("doc", "type", "order", "since", "token"):
             raise Problem("invalid-parameter", f"unknown query parameter {key[:64]!r}", parameter=key[:64])
     for values, parameter in ((docs, "doc"), (types, "type"), (orders, "order")):
-        if len(values) > MAX_FILTERS:
-            raise Problem("invalid-parameter", f"at most {MAX_FILTERS} {parameter} filters", parameter=parameter)
+        if len(values) > typed.MAX_FEED_FILTERS:
+            raise Problem("invalid-parameter", f"at most {typed.MAX_FEED_FILTERS} {parameter} filters",
+                          parameter=parameter)
     for doc in docs:
         kind, _, doc_id = doc.partition("/")
         try:
@@ -205,8 +203,9 @@ def _filter(request: Request) -> Filter:
         except InvalidDocumentName as exc:
             raise Problem("invalid-parameter", f"order must be an order id: {exc.reason}", parameter="order") from None
     for kind in types:
-        if kind not in TYPE_FILTERS:
-            raise Problem("invalid-parameter", f"type must be one of {', '.join(TYPE_FILTERS)}", parameter="type")
+        if kind not in typed.FEED_TYPE_FILTERS:
+            raise Problem("invalid-parameter", f"type must be one of {', '.join(typed.FEED_TYPE_FILTERS)}",
+                          parameter="type")
     return Filter(frozenset(docs), frozenset(types), frozenset(orders))
 
 
@@ -257,7 +256,11 @@ def event_id(epochs: list[tuple[int, str]], seq: int) -> str:
 
 def _followable(epochs: list[tuple[int, str]], epoch: str | None, seq: int, head: int) -> bool:
     """Whether ``{epoch}-{seq}`` is a point of this store's history: a known epoch, and a seq
-    within the range it named (the last epoch's range ends at the head)."""
+    within the range it named (the last epoch's range ends at the head). ``{epoch}-0``, of any
+    epoch, is before every change of every history (a new store's position, whose epoch the next
+    opening replaces): everything kept follows it, and the stream resets if some was pruned."""
+    if epoch is not None and seq == 0:
+        return True
     for i, (first, name) in enumerate(epochs):
         if name == epoch:
             end = epochs[i + 1][0] - 1 if i + 1 < len(epochs) else head
@@ -281,9 +284,7 @@ async def events(request: Request) -> Response:
     partial: tuple[int, int] | None = None
     if resume is None:
         after, reset = head, False
-    elif (resume.epoch is not None and resume.seq == 0) or _followable(epochs, resume.epoch, resume.seq, head):
-        # {epoch}-0 is before any change of any history (a new store's position): everything
-        # kept follows it, and the stream itself sends a reset if some of it was pruned.
+    elif _followable(epochs, resume.epoch, resume.seq, head):
         after, reset = resume.seq, False  # below the floor, the stream itself sends a reset
         if resume.index is not None:  # in the middle of a change: its later events are still due
             after, partial = resume.seq - 1, (resume.seq, resume.index)

@@ -9,12 +9,11 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from syncline.engine.changes import FEED_EVENT_TYPES, FEED_TYPE_FILTERS
 from syncline.engine.names import KINDS, PART_PATTERN
 from syncline.engine.order import PAYMENTS, STAGES
 
 from .problems import PROBLEM_BASE, TITLES
-from .feed import EVENT_TYPES as FEED_EVENT_TYPES
-from .feed import TYPE_FILTERS
 
 ID = {"type": "string", "minLength": 1, "maxLength": 128}
 PART = {"type": "string", "pattern": f"^{PART_PATTERN}$", "minLength": 1, "maxLength": 128}
@@ -496,7 +495,7 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [
                 TENANT_P,
                 _param("doc", {"type": "string"}, "query", "kind/id of a document to follow (repeatable)"),
-                _param("type", {"enum": list(TYPE_FILTERS)}, "query",
+                _param("type", {"enum": list(FEED_TYPE_FILTERS)}, "query",
                        "event type, kind.* or kind.changed for every event of the kind (repeatable)"),
                 _param("order", {"type": "string"}, "query",
                        "an order id: its events, its cart's checkout, the stock levels its sales moved (repeatable)"),

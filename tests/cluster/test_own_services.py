@@ -170,7 +170,7 @@ async def test_an_awareness_change_made_during_a_redis_outage_reaches_the_other_
     redis_server: OwnRedis, cluster: Cluster,
 ) -> None:
     """Bob moves while the nodes cannot hear each other; back on Redis, each node asks the others
-    to republish their clients' awareness (``aq``) as soon as it has resubscribed, so the watcher
+    to republish their clients' awareness (``aq``) once it has resubscribed, so the watcher
     on the other node gets bob's new state without bob sending it again."""
     a, b = cluster.node(redis=redis_server.url), cluster.node(redis=redis_server.url)
     async with anyio.create_task_group() as starting:

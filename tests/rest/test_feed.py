@@ -24,7 +24,7 @@ import pytest
 
 from syncline.engine import Cart
 from syncline.engine.tokens import issue_token
-from syncline.adapters.rest.feed import EVENT_TYPES
+from syncline.engine.changes import FEED_EVENT_TYPES
 
 from harness.relay_process import SECRET, RelayProcess
 from harness.ypeer import ypeer
@@ -218,7 +218,7 @@ def as_rows(events: list[Event], relay: AnyRelay | None = None) -> list[Row]:
     for event in events:
         data = event.json()
         tenant, kind, doc_id = data["doc"].split("/")
-        assert event.event.partition(".")[0] == kind and event.event in EVENT_TYPES, event
+        assert event.event.partition(".")[0] == kind and event.event in FEED_EVENT_TYPES, event
         epoch, _, seq = (event.id or "").partition("-")
         assert len(epoch) == 16 and int(epoch, 16) >= 0 and seq == str(data["seq"]), event.id
         if relay is not None:
