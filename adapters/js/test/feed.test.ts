@@ -36,6 +36,15 @@ function opened(f: ChangeFeed): Promise<unknown> {
   return next<FeedHealth>((l) => f.on("status", l), (h) => h.status === "open", 10_000, "the feed to open");
 }
 
+/** Wait until `f`'s first stream is open and its `connected` event, which comes right after the
+ * headers, has arrived (with the stream's position and heartbeat period). */
+async function streaming(f: ChangeFeed): Promise<void> {
+  await within(opened(f), 10_000, "the feed to open");
+  if (f.health().lastHeartbeatAt === null) {
+    await next<FeedHealth>((l) => f.on("status", l), (h) => h.lastHeartbeatAt !== null, 10_000, "`connected`");
+  }
+}
+
 /** Wait until `f` has received `count` events matching `accept` (counting those already in its history). */
 function received(f: ChangeFeed, count: number, accept: (e: FeedEvent) => boolean = () => true): Promise<FeedEvent[]> {
   const got = f.history().filter(accept);
@@ -111,11 +120,7 @@ describe("ChangeFeed against a real relay", () => {
     const carts = feed({ types: ["cart.*"], documents: [cartDoc] });
     const byOrder = feed({ orders: ["o-1"] });
     await within(Promise.all([opened(levels), opened(carts), opened(byOrder)]), 10_000, "the feeds to open");
-    // The stream opens with its headers; its `connected` event, a sign of life, comes right after.
-    if (levels.health().lastHeartbeatAt === null) {
-      await next<FeedHealth>((l) => levels.on("status", l), (h) => h.lastHeartbeatAt !== null, 10_000,
-        "the connected event");
-    }
+    await streaming(levels);
     assert.notEqual(levels.health().lastHeartbeatAt, null, "the connected event counts as a sign of life");
     await edit(stockDoc, (doc) => new StockLedger(doc, "typed").record("tee", 2, { id: "in", reason: "restock", actor: "js" }));
     await edit(stockDoc, (doc) => new StockLedger(doc, "typed").record("tee", -3,
@@ -159,10 +164,7 @@ describe("ChangeFeed against a real relay", () => {
   test("a feed that drops before any event resumes from where its stream began", async () => {
     const doc = `${TENANT}/cart/quiet`;
     const live = feed({ documents: [doc], backoff: { initialMs: 2_000, maxMs: 2_000, random: () => 0.95 } });
-    await within(opened(live), 10_000, "the feed to open");
-    if (live.health().lastHeartbeatAt === null) {
-      await next<FeedHealth>((l) => live.on("status", l), (h) => h.lastHeartbeatAt !== null, 10_000, "`connected`");
-    }
+    await streaming(live);
     assert.match(live.health().lastEventId ?? "", /^[0-9a-f]{16}-[0-9]+$/, "the stream's position");
     const away = next<FeedHealth>((l) => live.on("status", l), (h) => h.status === "reconnecting", 10_000, "the feed to notice");
     await relay.stop();
@@ -181,7 +183,7 @@ describe("ChangeFeed against a real relay", () => {
       const live = new ChangeFeed({ url: `${quiet.httpUrl}/v1/tenants/${TENANT}/events`, token: quietToken,
         backoff: { initialMs: 100, maxMs: 300 } });
       feeds.push(live);
-      await within(opened(live), 10_000, "the feed to open");
+      await streaming(live); // `connected` has told the feed the heartbeat period to hold the relay to
       quiet.freeze(); // the connection stays open; nothing more comes down it
       try {
         await next<FeedHealth>((l) => live.on("status", l), (h) => h.status === "reconnecting", 10_000,
