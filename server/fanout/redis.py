@@ -465,9 +465,14 @@ class RedisFanout:
 
     async def _rejoin(self) -> None:
         """Just subscribed: find out at once whether publishing works (not at the next heartbeat),
-        then ask the other nodes for their clients' awareness, which ours may have dropped."""
+        then, for every open room, publish our clients' awareness and ask the other nodes for
+        theirs. Either side may have missed the other's changes while cut off, and a node that
+        rejoined earlier asked us while we were not listening: whichever node rejoins last
+        brings both up to date."""
         await self._beat()
+        assert self._listener is not None
         for room in list(self._wanted):
+            self._listener.awareness_requested(room)
             self._queue(self._channel(room), self._envelope("aq"))
 
     async def _beat(self) -> None:

@@ -9,6 +9,8 @@ is lost; the numbers printed here are the ones in docs/cluster.md.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
@@ -169,13 +171,15 @@ async def test_redis_killed_under_two_nodes_leaves_them_ready_acknowledging_and_
 async def test_an_awareness_change_made_during_a_redis_outage_reaches_the_other_node_when_redis_is_back(
     redis_server: OwnRedis, cluster: Cluster,
 ) -> None:
-    """Bob moves while the nodes cannot hear each other; back on Redis, each node asks the others
-    to republish their clients' awareness (``aq``) once it has resubscribed, so the watcher
-    on the other node gets bob's new state without bob sending it again."""
+    """Bob moves while the nodes cannot hear each other. Node B gets back on Redis first and asks
+    for the other nodes' clients (``aq``) while node A is not listening yet; when A rejoins, it
+    publishes its own clients' awareness, so the watcher on B gets bob's new state without bob
+    sending it again."""
     a, b = cluster.node(redis=redis_server.url), cluster.node(redis=redis_server.url)
     async with anyio.create_task_group() as starting:
         starting.start_soon(anyio.to_thread.run_sync, a.start)
         starting.start_soon(anyio.to_thread.run_sync, b.start)
+    assert a.process is not None
     here, there = '{"user":{"name":"bob","at":1}}', '{"user":{"name":"bob","at":2}}'
     async with ypeer(a.url_for(CART)) as bob, ypeer(b.url_for(CART)) as watcher:
         await bob.ws.send(protocol.awareness(protocol.encode_awareness([protocol.AwarenessEntry(88, 1, here)])))
@@ -187,7 +191,14 @@ async def test_an_awareness_change_made_during_a_redis_outage_reaches_the_other_
         await bob.ws.send(protocol.awareness(protocol.encode_awareness([protocol.AwarenessEntry(88, 2, there)])))
         await anyio.sleep(0.3)  # node A has it; it could not publish it
         assert watcher.awareness_states().get(88) == here
-        await anyio.to_thread.run_sync(redis_server.restart)  # well within a node's 5 s expiry
+        os.kill(a.process.pid, signal.SIGSTOP)  # A rejoins last: B's request reaches nobody
+        try:
+            await anyio.to_thread.run_sync(redis_server.restart)  # all within a node's 5 s expiry
+            await _wait_fanout(b, "ok", 4)
+            await anyio.sleep(0.2)
+            assert watcher.awareness_states().get(88) == here
+        finally:
+            os.kill(a.process.pid, signal.SIGCONT)
         await _until(lambda: watcher.awareness_states().get(88) == there, 4)
 
 
